@@ -1,0 +1,43 @@
+# Two commands: `make pipeline` (build the environment, run the production workflow) and
+# `make test` (the whole suite). Everything else here is what those two need.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ENV    ?= prod
+
+.PHONY: pipeline test install jars unit wipe-staging mlflow-ui clean
+
+pipeline: install ## build the environment, then run the production workflow
+	$(PY) run_pipeline.py --env $(ENV)
+
+test: install ## the whole suite: unit, notebook and integration tests
+	$(PY) -m pytest
+
+unit: install ## only the fast unit tests
+	$(PY) -m pytest tests/unit
+
+install: $(VENV)/.installed $(VENV)/.jars
+
+# The lock pins the whole dependency tree, so pip never backtracks.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed, $(PYTHON) is " + sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $@
+
+# Spark resolves the Delta Lake jars once (Maven Central, or ~/.m2 / the Ivy cache);
+# later Spark sessions reuse them offline.
+$(VENV)/.jars: $(VENV)/.installed
+	$(PY) -m lib.spark
+	touch $@
+
+jars: $(VENV)/.jars
+
+wipe-staging: install ## delete staging's tables, models and runs
+	$(PY) run_pipeline.py --env staging --wipe
+
+mlflow-ui: install ## browse runs and registered models at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.lakehouse/mlflow.db
+
+clean: ## delete the environment and all local state
+	rm -rf $(VENV) .lakehouse

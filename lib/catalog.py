@@ -1,0 +1,105 @@
+"""The Unity Catalog stand-in: `catalog.schema.table` names over Delta folders.
+
+Each catalog is a folder of the lakehouse warehouse (`<home>/warehouse/<catalog>/<schema>/
+<table>`), each table a Delta table. An environment may read every catalog but write only
+its own: from dev, prod tables are read-only, as the guide prescribes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from lib.config import EnvConfig
+from lib.errors import AccessDeniedError, ConfigError, TableNotFoundError
+
+_PART = r"[A-Za-z][A-Za-z0-9_]*"
+_NAME = re.compile(rf"^({_PART})\.({_PART})\.({_PART})$")
+
+
+def parse_name(name: str) -> tuple[str, str, str]:
+    """Split `catalog.schema.table`, refusing anything else."""
+    match = _NAME.match(name) if isinstance(name, str) else None
+    if not match:
+        raise ConfigError(f"table name {name!r} must have the form catalog.schema.table")
+    return match.group(1), match.group(2), match.group(3)
+
+
+class Lakehouse:
+    """Read and write Delta tables by three-level name, enforcing the environment's access."""
+
+    def __init__(self, spark, env: EnvConfig):
+        self.spark = spark
+        self.env = env
+        self.root = env.warehouse
+
+    def path(self, name: str) -> Path:
+        catalog, schema, table = parse_name(name)
+        return self.root / catalog / schema / table
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / "_delta_log").is_dir()
+
+    def read(self, name: str):
+        """A DataFrame of the table's current version."""
+        if not self.exists(name):
+            raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+        return self.spark.read.format("delta").load(str(self.path(name)))
+
+    def check_writable(self, name: str) -> None:
+        catalog, _, _ = parse_name(name)
+        if catalog != self.env.catalog:
+            raise AccessDeniedError(
+                f"environment {self.env.name} may not write {name}: catalog {catalog} is read-only "
+                f"here (environment {self.env.name} writes only catalog {self.env.catalog})"
+            )
+
+    def create_schema(self, catalog: str, schema: str) -> Path:
+        """Create `catalog.schema` (a folder) if missing; writes need the catalog writable."""
+        self.check_writable(f"{catalog}.{schema}.x")
+        folder = self.root / catalog / schema
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def write(self, df, name: str, mode: str = "overwrite", replace_where: str | None = None) -> None:
+        """Write df as one Delta transaction.
+
+        Args:
+            df: the rows to write.
+            name: `catalog.schema.table` in this environment's catalog.
+            mode: "overwrite" (replace the table, or only the rows matching replace_where)
+                or "append".
+            replace_where: a SQL predicate; with overwrite, only matching rows are replaced,
+                atomically, so re-running a period replaces it instead of duplicating it.
+        """
+        if mode not in ("overwrite", "append"):
+            raise ValueError(f"mode must be overwrite or append, not {mode!r}")
+        self.check_writable(name)
+        catalog, schema, _ = parse_name(name)
+        self.create_schema(catalog, schema)
+        writer = df.write.format("delta").mode(mode)
+        if replace_where is not None:
+            if mode != "overwrite":
+                raise ValueError("replace_where goes with mode='overwrite'")
+            writer = writer.option("replaceWhere", replace_where)
+        elif mode == "overwrite":
+            writer = writer.option("overwriteSchema", "true")
+        writer.save(str(self.path(name)))
+
+    def tables(self, catalog: str | None = None) -> list[str]:
+        """Names of the Delta tables in one catalog (default: this environment's)."""
+        catalog = catalog or self.env.catalog
+        base = self.root / catalog
+        found = [p.parent for p in base.glob("*/*/_delta_log")] if base.is_dir() else []
+        return sorted(f"{catalog}.{p.parent.name}.{p.name}" for p in found)
+
+    def drop_catalog(self) -> Path:
+        """Delete this environment's whole catalog; only temporary environments may."""
+        if not self.env.temporary:
+            raise AccessDeniedError(
+                f"environment {self.env.name} is not temporary: its catalog {self.env.catalog} is never wiped"
+            )
+        folder = self.root / self.env.catalog
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder

@@ -1,0 +1,269 @@
+"""Environment and model configuration: YAML files under conf/, validated into dataclasses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lib.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_DIR / "conf"
+HOME_ENV_VAR = "LAKEHOUSE_HOME"
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """The source data's extent and how a run splits time around its as-of date."""
+
+    start: dt.date
+    end: dt.date
+    as_of: dt.date
+    train_days: int
+    holdout_days: int
+    horizon_days: int
+
+    def earliest_as_of(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.train_days + self.holdout_days)
+
+    def latest_as_of(self) -> dt.date:
+        return self.end - dt.timedelta(days=self.horizon_days)
+
+    def split(self, as_of: dt.date) -> "RunWindows":
+        """The half-open date ranges a run with this as-of date trains, holds out and scores."""
+        holdout_start = as_of - dt.timedelta(days=self.holdout_days)
+        return RunWindows(
+            train=(holdout_start - dt.timedelta(days=self.train_days), holdout_start),
+            holdout=(holdout_start, as_of),
+            score=(as_of, as_of + dt.timedelta(days=self.horizon_days)),
+        )
+
+
+@dataclass(frozen=True)
+class RunWindows:
+    """[start, end) date ranges of one run: training, held-out evaluation, scoring."""
+
+    train: tuple[dt.date, dt.date]
+    holdout: tuple[dt.date, dt.date]
+    score: tuple[dt.date, dt.date]
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """One environment: its catalog, MLflow locations and data window."""
+
+    name: str
+    catalog: str
+    raw_catalog: str
+    schema: str
+    model: str
+    experiment: str
+    tracking_uri: str
+    registry_uri: str
+    home: Path
+    temporary: bool
+    data: DataWindow
+    webhook_url: str | None
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's three-level name, e.g. prod.flights.delay_model."""
+        return f"{self.catalog}.{self.schema}.{self.model}"
+
+    def table(self, name: str) -> str:
+        """A table of this environment's own catalog and schema."""
+        return f"{self.catalog}.{self.schema}.{name}"
+
+    def raw_table(self, name: str) -> str:
+        """A raw source table (possibly in another catalog, e.g. prod's from dev)."""
+        return f"{self.raw_catalog}.raw.{name}"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into one ConfigError line."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} is missing") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return base updated by override, merging nested mappings key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def environment_names(conf_dir: Path = CONF_DIR) -> list[str]:
+    envs = read_yaml(conf_dir / "environments.yml").get("environments")
+    if not isinstance(envs, dict) or not envs:
+        raise ConfigError(f"{conf_dir / 'environments.yml'} has no `environments` mapping")
+    return list(envs)
+
+
+def load_env(name: str, conf_dir: Path = CONF_DIR) -> EnvConfig:
+    """Load and check environment `name` from conf/environments.yml."""
+    path = conf_dir / "environments.yml"
+    raw = read_yaml(path)
+    envs = raw.get("environments") or {}
+    if not isinstance(name, str) or name not in envs:
+        raise ConfigError(f"unknown environment {name!r}: choose one of {', '.join(envs)} ({path})")
+    cfg = deep_merge(raw.get("defaults") or {}, envs[name] or {})
+    where = f"{path} (environment {name})"
+
+    home_setting = os.environ.get(HOME_ENV_VAR) or _get(cfg, "lakehouse_root", str, where)
+    home = Path(home_setting).expanduser()
+    if not home.is_absolute():
+        home = PROJECT_DIR / home
+
+    def text(key: str) -> str:
+        return _get(cfg, key, str, where).format(env=name, home=home.as_posix())
+
+    data = _get(cfg, "data", dict, where)
+    window = DataWindow(
+        start=_date(data, "start", where),
+        end=_date(data, "end", where),
+        as_of=_date(data, "as_of", where),
+        train_days=_positive_int(data, "train_days", where),
+        holdout_days=_positive_int(data, "holdout_days", where),
+        horizon_days=_positive_int(data, "horizon_days", where),
+    )
+    if window.earliest_as_of() > window.latest_as_of():
+        raise ConfigError(f"{where}: data window {window.start}..{window.end} is too short "
+                          "for train_days + holdout_days + horizon_days")
+    check_as_of(window.as_of, window, name)
+
+    notifications = cfg.get("notifications") or {}
+    webhook = notifications.get("webhook_url")
+    if webhook is not None and not (isinstance(webhook, str) and webhook.startswith(("http://", "https://"))):
+        raise ConfigError(f"{where}: notifications.webhook_url must be an http(s) URL, got {webhook!r}")
+
+    return EnvConfig(
+        name=name,
+        catalog=_identifier(cfg, "catalog", where),
+        raw_catalog=_identifier(cfg, "raw_catalog", where),
+        schema=_identifier(cfg, "schema", where),
+        model=_identifier(cfg, "model", where),
+        experiment=text("experiment"),
+        tracking_uri=text("tracking_uri"),
+        registry_uri=text("registry_uri"),
+        home=home,
+        temporary=bool(cfg.get("temporary", False)),
+        data=window,
+        webhook_url=webhook,
+    )
+
+
+def load_model_config(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """Load conf/model.yml: features, hyperparameters and the gates of each stage."""
+    path = conf_dir / "model.yml"
+    cfg = read_yaml(path)
+    for key in ("label", "features", "hyperparameters", "validation", "deployment", "inference"):
+        if key not in cfg:
+            raise ConfigError(f"{path} lacks the `{key}` section")
+    features = cfg["features"]
+    if not isinstance(features, dict) or not all(
+        isinstance(features.get(k), list) for k in ("categorical", "numeric")
+    ):
+        raise ConfigError(f"{path}: `features` needs `categorical` and `numeric` lists")
+    thresholds = (cfg["validation"] or {}).get("thresholds")
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, (int, float)) for v in thresholds.values()
+    ):
+        raise ConfigError(f"{path}: `validation.thresholds` must map metric names to numbers")
+    return cfg
+
+
+def parse_as_of(value: Any, env: EnvConfig) -> dt.date:
+    """Turn a CLI/notebook as-of value (None, date or 'YYYY-MM-DD') into a checked date."""
+    if value is None or value == "":
+        return env.data.as_of
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"as-of {value!r} is not a date: use YYYY-MM-DD") from None
+    if not isinstance(value, dt.date):
+        raise ConfigError(f"as-of must be a YYYY-MM-DD date, got {type(value).__name__} {value!r}")
+    check_as_of(value, env.data, env.name)
+    return value
+
+
+def check_as_of(as_of: dt.date, window: DataWindow, env_name: str) -> None:
+    lo, hi = window.earliest_as_of(), window.latest_as_of()
+    if not lo <= as_of <= hi:
+        raise ConfigError(
+            f"as-of {as_of} is outside the data of environment {env_name}: choose a date from "
+            f"{lo} to {hi} (data {window.start}..{window.end - dt.timedelta(days=1)}, "
+            f"{window.train_days}+{window.holdout_days} days before, {window.horizon_days} after)"
+        )
+
+
+def check_param(name: str, value: Any, expected: type | tuple[type, ...]) -> Any:
+    """Check a notebook parameter's type, raising a one-line ConfigError if it is wrong."""
+    if isinstance(value, bool) and expected in (int, float):
+        ok = False
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+        raise ConfigError(f"parameter {name} must be {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _get(cfg: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise ConfigError(f"{where}: `{key}` is missing")
+    if not isinstance(cfg[key], kind):
+        raise ConfigError(f"{where}: `{key}` must be a {kind.__name__}, got {cfg[key]!r}")
+    return cfg[key]
+
+
+def _identifier(cfg: dict[str, Any], key: str, where: str) -> str:
+    value = _get(cfg, key, str, where)
+    if not value.replace("_", "a").isalnum() or not value[0].isalpha():
+        raise ConfigError(f"{where}: `{key}` {value!r} must be letters, digits and _ (a catalog-style name)")
+    return value
+
+
+def _date(cfg: dict[str, Any], key: str, where: str) -> dt.date:
+    value = cfg.get(key)
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise ConfigError(f"{where}: `data.{key}` must be a YYYY-MM-DD date, got {value!r}")
+
+
+def _positive_int(cfg: dict[str, Any], key: str, where: str) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}: `data.{key}` must be a positive whole number, got {value!r}")
+    return value

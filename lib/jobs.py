@@ -1,0 +1,271 @@
+"""The Workflows stand-in: run jobs declared in conf/jobs.yml as papermill notebook runs.
+
+Each task's executed notebook (and its kernel's log) is kept under a run folder. A failed
+task stops the job, names the task and the failing cell, and notifies (console line always,
+webhook if configured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
+
+from lib import task_values
+from lib.config import CONF_DIR, PROJECT_DIR, EnvConfig, read_yaml
+from lib.errors import ConfigError, JobFailedError
+
+_REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+_TASK_KEYS = {"task_key", "notebook_task", "run_job_task", "depends_on", "max_retries", "description"}
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    notebook: Path | None = None
+    job: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    max_retries: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    tasks: tuple[Task, ...]  # in an order that respects depends_on
+
+
+def load_jobs(path: Path = CONF_DIR / "jobs.yml") -> dict[str, Job]:
+    """Parse and check every job: known keys, existing notebooks and jobs, no cycles."""
+    raw = read_yaml(path).get("jobs")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{path} has no `jobs` mapping")
+    jobs = {name: _parse_job(name, spec, path) for name, spec in raw.items()}
+    for job in jobs.values():
+        for task in job.tasks:
+            if task.job is not None and task.job not in jobs:
+                raise ConfigError(f"{path}: job {job.name} task {task.key} runs unknown job {task.job!r}")
+    for name in jobs:
+        _check_no_recursion(name, jobs, (), path)
+    return jobs
+
+
+def _parse_job(name: str, spec: Any, path: Path) -> Job:
+    where = f"{path}: job {name}"
+    if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list) or not spec["tasks"]:
+        raise ConfigError(f"{where} needs a non-empty `tasks` list")
+    tasks: dict[str, Task] = {}
+    for item in spec["tasks"]:
+        task = _parse_task(item, where)
+        if task.key in tasks:
+            raise ConfigError(f"{where} has two tasks named {task.key}")
+        tasks[task.key] = task
+    for task in tasks.values():
+        for dep in task.depends_on:
+            if dep not in tasks:
+                raise ConfigError(f"{where} task {task.key} depends on unknown task {dep!r}")
+    return Job(name, str(spec.get("description", "")), _topological(tasks, where))
+
+
+def _parse_task(item: Any, where: str) -> Task:
+    if not isinstance(item, dict) or not isinstance(item.get("task_key"), str):
+        raise ConfigError(f"{where}: every task needs a `task_key`")
+    key = item["task_key"]
+    unknown = set(item) - _TASK_KEYS
+    if unknown:
+        raise ConfigError(f"{where} task {key}: unknown setting(s) {', '.join(sorted(unknown))}")
+    if ("notebook_task" in item) == ("run_job_task" in item):
+        raise ConfigError(f"{where} task {key} needs exactly one of notebook_task, run_job_task")
+    depends = item.get("depends_on") or []
+    if not isinstance(depends, list) or not all(isinstance(d, dict) and "task_key" in d for d in depends):
+        raise ConfigError(f"{where} task {key}: depends_on must be a list of {{task_key: ...}}")
+    retries = item.get("max_retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"{where} task {key}: max_retries must be a whole number >= 0")
+    common = {"key": key, "depends_on": tuple(d["task_key"] for d in depends), "max_retries": retries}
+    if "run_job_task" in item:
+        job = (item["run_job_task"] or {}).get("job_name")
+        if not isinstance(job, str):
+            raise ConfigError(f"{where} task {key}: run_job_task needs a job_name")
+        return Task(job=job, **common)
+    nb_task = item["notebook_task"] or {}
+    notebook = PROJECT_DIR / str(nb_task.get("notebook_path", ""))
+    if not notebook.is_file() or notebook.suffix != ".ipynb":
+        raise ConfigError(f"{where} task {key}: notebook {nb_task.get('notebook_path')!r} does not exist")
+    params = nb_task.get("base_parameters") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where} task {key}: base_parameters must be a mapping")
+    return Task(notebook=notebook, parameters=params, **common)
+
+
+def _topological(tasks: dict[str, Task], where: str) -> tuple[Task, ...]:
+    ordered: list[Task] = []
+    state: dict[str, str] = {}
+
+    def visit(key: str) -> None:
+        if state.get(key) == "done":
+            return
+        if state.get(key) == "visiting":
+            raise ConfigError(f"{where}: depends_on has a cycle through task {key}")
+        state[key] = "visiting"
+        for dep in tasks[key].depends_on:
+            visit(dep)
+        state[key] = "done"
+        ordered.append(tasks[key])
+
+    for key in tasks:
+        visit(key)
+    return tuple(ordered)
+
+
+def _check_no_recursion(name: str, jobs: dict[str, Job], stack: tuple[str, ...], path: Path) -> None:
+    if name in stack:
+        raise ConfigError(f"{path}: job {name} runs itself through {' -> '.join(stack + (name,))}")
+    for task in jobs[name].tasks:
+        if task.job:
+            _check_no_recursion(task.job, jobs, stack + (name,), path)
+
+
+def resolve(value: Any, job_params: dict[str, Any], values: dict[str, dict[str, Any]]) -> Any:
+    """Substitute {{job.parameters.X}} and {{tasks.T.values.K}} references in a parameter."""
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match) -> str:
+        ref = match.group(1)
+        parts = ref.split(".")
+        if len(parts) == 3 and parts[:2] == ["job", "parameters"] and parts[2] in job_params:
+            return str(job_params[parts[2]])
+        if len(parts) == 4 and parts[0] == "tasks" and parts[2] == "values":
+            if parts[3] in values.get(parts[1], {}):
+                return str(values[parts[1]][parts[3]])
+            raise ConfigError(f"parameter reference {{{{{ref}}}}}: task {parts[1]} set no value {parts[3]!r}")
+        raise ConfigError(f"unknown parameter reference {{{{{ref}}}}}")
+
+    return _REF.sub(lookup, value)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's stderr (inherited by kernels and their JVMs) to a log file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _failing_cell(notebook: Path) -> str:
+    """Name the cell that raised in an executed notebook: its In [n] and the heading above it."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return "an unknown cell"
+    for index, cell in enumerate(cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            headings = [c for c in cells[:index] if c["cell_type"] == "markdown"
+                        and "".join(c["source"]).lstrip().startswith("#")]
+            title = "".join(headings[-1]["source"]).strip().splitlines()[0].lstrip("# ") if headings else ""
+            return f"cell In [{cell.get('execution_count')}]" + (f" ({title})" if title else "")
+    return "an unknown cell"
+
+
+def notify(env: EnvConfig, message: str, out: Callable[[str], None]) -> None:
+    """The failure hook: a console line always; a JSON POST when a webhook is configured."""
+    out(f"NOTIFY [{env.name}] {message}")
+    if not env.webhook_url:
+        return
+    body = json.dumps({"environment": env.name, "text": message}).encode()
+    request = urllib.request.Request(env.webhook_url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except OSError as exc:
+        out(f"NOTIFY webhook {env.webhook_url} failed: {exc}")
+
+
+class Runner:
+    """Runs one job (and the jobs it calls) for one environment, keeping every executed notebook."""
+
+    def __init__(self, env: EnvConfig, jobs: dict[str, Job], run_dir: Path, stream: TextIO | None = None):
+        self.env = env
+        self.jobs = jobs
+        self.run_dir = run_dir
+        self.stream = stream or sys.stdout
+
+    def out(self, text: str, end: str = "\n") -> None:
+        self.stream.write(text + end)
+        self.stream.flush()
+
+    def run(self, job_name: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Run a job; returns the task values each task set. Raises JobFailedError."""
+        try:
+            return self._run_job(job_name, params, self.run_dir, depth=0)
+        except JobFailedError as exc:
+            notify(self.env, f"job {job_name} failed: {exc}", self.out)
+            raise
+
+    def _run_job(self, name: str, params: dict[str, Any], folder: Path, depth: int) -> dict[str, dict[str, Any]]:
+        folder.mkdir(parents=True, exist_ok=True)
+        values: dict[str, dict[str, Any]] = {}
+        indent = "  " * depth
+        for task in self.jobs[name].tasks:
+            if task.job is not None:
+                self.out(f"{indent}{task.key} (job {task.job})")
+                started = time.monotonic()
+                inner = self._run_job(task.job, params, folder / task.key, depth + 1)
+                values[task.key] = {k: v for d in inner.values() for k, v in d.items()}
+                self.out(f"{indent}{task.key} done in {time.monotonic() - started:.1f}s")
+                continue
+            resolved = {k: resolve(v, params, values) for k, v in task.parameters.items()}
+            values[task.key] = self._run_notebook(task, resolved, folder, indent)
+        return values
+
+    def _run_notebook(self, task: Task, params: dict[str, Any], folder: Path, indent: str) -> dict[str, Any]:
+        import papermill as pm
+
+        output = folder / f"{task.key}.ipynb"
+        values_file = folder / f"{task.key}.values.json"
+        log = folder / f"{task.key}.log"
+        for attempt in range(task.max_retries + 1):
+            values_file.unlink(missing_ok=True)
+            started = time.monotonic()
+            self.out(f"{indent}{task.key:<20} ", end="")  # the outcome completes this line
+            os.environ[task_values.ENV_VAR] = str(values_file)
+            try:
+                with _stderr_to(log):
+                    pm.execute_notebook(str(task.notebook), str(output), parameters=params,
+                                        progress_bar=False, log_output=False, cwd=str(PROJECT_DIR))
+            except Exception as exc:  # papermill raises its own types and kernel errors
+                elapsed = time.monotonic() - started
+                detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
+                where = _failing_cell(output)
+                self.out(f"FAILED after {elapsed:.1f}s")
+                if attempt < task.max_retries:
+                    self.out(f"{indent}  retrying {task.key} ({attempt + 1}/{task.max_retries})")
+                    continue
+                raise JobFailedError(f"task {task.key} failed in {where}: {detail.strip()} (see {output})") from None
+            finally:
+                os.environ.pop(task_values.ENV_VAR, None)
+            self.out(f"ok {time.monotonic() - started:.1f}s")
+            return task_values.read(values_file)
+        raise AssertionError("unreachable")
+
+
+def new_run_dir(env: EnvConfig, job: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return env.home / "runs" / env.name / f"{stamp}-{job}"

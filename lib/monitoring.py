@@ -1,0 +1,73 @@
+"""Monitoring: per-window profile and model-quality metrics of the predictions table.
+
+Shaped like Lakehouse Monitoring's `{table}_profile_metrics` (InferenceLog profile): one
+`:table` row per window and model version with counts and the prediction distribution, and
+accuracy-style metrics computed only from labels that have arrived by the as-of date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lib.features import KEY, TIMESTAMP
+from lib.training import classification_metrics
+
+QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
+_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"]
+SCHEMA = (
+    "window struct<start:timestamp_ntz,end:timestamp_ntz>, granularity string, model_id string, "
+    "slice_key string, slice_value string, column_name string, log_type string, "
+    "count bigint, num_nulls bigint, avg double, min double, max double, stddev double, "
+    "quantiles array<double>, labelled_count bigint, "
+    + ", ".join(f"{m} double" for m in _METRICS)
+    + ", refreshed_as_of date"
+)
+
+
+def _profile(threshold: float, granularity: str, as_of: dt.date):
+    def profile(pdf: pd.DataFrame) -> pd.DataFrame:
+        pred = pdf["prediction"]
+        present = pred.dropna()
+        labelled = pdf.dropna(subset=["delayed", "prediction"])
+        quality = (classification_metrics(labelled["delayed"], labelled["prediction"], threshold)
+                   if len(labelled) else {})
+        row = {
+            "window": {"start": pdf["window_start"].iloc[0], "end": pdf["window_end"].iloc[0]},
+            "granularity": granularity, "model_id": str(pdf["model_version"].iloc[0]),
+            "slice_key": None, "slice_value": None, "column_name": ":table", "log_type": "INPUT",
+            "count": len(pdf), "num_nulls": int(pred.isna().sum()),
+            "avg": present.mean(), "min": present.min(), "max": present.max(), "stddev": present.std(),
+            "quantiles": list(np.quantile(present, QUANTILES)) if len(present) else None,
+            "labelled_count": len(labelled),
+            **{m: quality.get(m) for m in _METRICS},
+            "refreshed_as_of": as_of,
+        }
+        return pd.DataFrame([row])
+
+    return profile
+
+
+def profile_metrics(predictions: DataFrame, labels: DataFrame, as_of: dt.date,
+                    granularity: str = "1 day", decision_threshold: float = 0.5) -> DataFrame:
+    """One `:table` row per (window, model version).
+
+    Labels count only for flights scheduled before as_of: that is when they have arrived.
+    """
+    arrived = labels.where(F.col(TIMESTAMP) < F.lit(as_of)).select(KEY, F.col("delayed").cast("double"))
+    windowed = (
+        predictions.join(arrived, KEY, "left")
+        .withColumn("w", F.window(F.col(TIMESTAMP).cast("timestamp"), granularity))
+        .select(
+            F.col("w.start").cast("timestamp_ntz").alias("window_start"),
+            F.col("w.end").cast("timestamp_ntz").alias("window_end"),
+            "model_version", "prediction", "delayed",
+        )
+    )
+    return windowed.groupBy("window_start", "model_version").applyInPandas(
+        _profile(decision_threshold, granularity, as_of), SCHEMA
+    )

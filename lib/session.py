@@ -1,0 +1,41 @@
+"""What every pipeline notebook does first: check its parameters, then start its tools."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from lib import config, registry
+from lib.catalog import Lakehouse
+from lib.config import EnvConfig, RunWindows
+
+
+@dataclass
+class Session:
+    env: EnvConfig
+    as_of: dt.date
+    windows: RunWindows
+    model_cfg: dict[str, Any]
+    lakehouse: Lakehouse
+
+    @property
+    def spark(self):
+        return self.lakehouse.spark
+
+
+def start(env: str, as_of: str | dt.date | None, app: str, use_mlflow: bool = True) -> Session:
+    """Validate the notebook parameters `env` and `as_of`, then start Spark (and MLflow).
+
+    Bad parameters fail here with one ConfigError line, before anything is read or written.
+    """
+    from lib.spark import get_spark
+
+    config.check_param("env", env, str)
+    cfg = config.load_env(env)
+    day = config.parse_as_of(as_of, cfg)
+    model_cfg = config.load_model_config()
+    spark = get_spark(app, warehouse=cfg.home / "spark-warehouse")
+    if use_mlflow:
+        registry.configure(cfg)
+    return Session(cfg, day, cfg.data.split(day), model_cfg, Lakehouse(spark, cfg))
