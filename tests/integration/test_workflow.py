@@ -1,0 +1,122 @@
+"""The real workflow through run_pipeline.py, in the staging catalog of a temporary lakehouse.
+
+Real Spark, Delta and MLflow in subprocesses, exactly as a user or CI runs them.
+"""
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+from pyspark.sql import functions as F
+
+from lib import ingest, registry
+from lib.catalog import Lakehouse
+from lib.config import PROJECT_DIR, load_env
+from lib.features import in_window
+from lib.registry import CHALLENGER, CHAMPION
+
+
+def run(*args, **env):
+    import os
+
+    return subprocess.run([sys.executable, "run_pipeline.py", *args], cwd=PROJECT_DIR, capture_output=True,
+                          text=True, timeout=1800, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "qa"], "unknown environment 'qa': choose one of dev, staging, prod"),
+    (["--env", "prod", "--job", "nope"], "unknown job 'nope'"),
+    (["--env", "prod", "--as-of", "2013-13-01"], "as-of '2013-13-01' is not a date"),
+    (["--env", "prod", "--as-of", "2014-03-01"], "as-of 2014-03-01 is outside the data of environment prod"),
+    ([], "--env is required"),
+    (["--env", "prod", "--wipe"], "environment prod is not temporary"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(home, args, message):
+    result = run(*args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (home / "warehouse").exists() and not (home / "runs").exists()
+
+
+def test_no_java_is_one_line(home, tmp_path):
+    result = run("--env", "staging", JAVA_HOME=str(tmp_path / "no-jdk"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: JAVA_HOME={tmp_path / 'no-jdk'} has no bin/java: point it at a JDK 17 or 21"
+    assert not (home / "warehouse").exists()
+
+
+def test_list_shows_jobs_and_tasks():
+    result = run("--list")
+    assert result.returncode == 0
+    assert "workflow: The production workflow" in result.stdout
+    assert "  - validate: notebooks/pipelines/04_validate.ipynb  (after train)" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_task_stops_the_job_and_notifies(home):
+    result = run("--env", "staging", "--job", "batch_inference")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: task batch_inference failed in cell In [")
+    assert "ModelNotFoundError: staging.flights.delay_model has no Champion yet" in result.stderr
+    assert "NOTIFY [staging] job batch_inference failed: task batch_inference" in result.stdout
+    assert not (home / "warehouse" / "staging" / "flights" / "predictions").exists()
+
+
+@pytest.mark.slow
+def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
+    staging = load_env("staging")
+    lakehouse = Lakehouse(spark, staging)
+    start, end = staging.data.split(staging.data.as_of).score
+
+    # 1. The whole workflow.
+    result = run("--env", "staging")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for task in ["ingest", "features", "train", "validate", "deploy", "batch_inference", "monitoring"]:
+        assert any(line.strip().startswith(f"{task} ") and " ok " in f"{line} " for line in result.stdout.splitlines()), task
+    assert "Champion: models:/staging.flights.delay_model/1" in result.stdout
+    run_dir = next((home / "runs" / "staging").iterdir())
+    assert sorted(p.name for p in run_dir.rglob("*.ipynb")) == sorted(
+        f"{t}.ipynb" for t in ["ingest", "features", "train", "validate", "deploy", "batch_inference", "monitoring"])
+
+    raw_flights = len(ingest.read_source("flights", staging.data.start, staging.data.end))
+    assert lakehouse.read("staging.raw.flights").count() == raw_flights
+    assert lakehouse.read("staging.flights.flight_features").count() == raw_flights
+    scored = in_window(lakehouse.read("staging.flights.flight_features"), start, end).count()
+    assert lakehouse.read("staging.flights.predictions").count() == scored
+    assert lakehouse.read("staging.flights.predictions_profile_metrics").count() == staging.data.horizon_days
+
+    registry.configure(staging)
+    v1 = registry.ModelRef(staging.model_name, "1")
+    tags = registry.require_version(v1).tags
+    assert tags["model_validation_status"] == "PASSED" and tags["deployment.decision"] == "PROMOTED"
+    assert registry.version_of(staging.model_name, CHAMPION) == v1
+
+    # 2. Training again on the same data: a tie, so the Champion stays; still exactly one.
+    assert run("--env", "staging", "--job", "training").returncode == 0
+    v2 = registry.ModelRef(staging.model_name, "2")
+    assert registry.require_version(v2).tags["deployment.decision"] == "REJECTED"
+    aliases = {a: v for m in registry.client().search_registered_models() for a, v in m.aliases.items()}
+    assert aliases == {CHAMPION: "1", CHALLENGER: "2"}
+
+    # 3. Scoring the same period again replaces it; a later period is added.
+    assert run("--env", "staging", "--job", "batch_inference").returncode == 0
+    later = start + dt.timedelta(days=3)
+    assert run("--env", "staging", "--job", "batch_inference", "--as-of", later.isoformat()).returncode == 0
+    periods = {r["period_start"]: r["count"] for r in
+               lakehouse.read("staging.flights.predictions").groupBy("period_start").count().collect()}
+    assert periods[start] == scored and set(periods) == {start, later}
+
+    # 4. Monitoring as of the later date sees the labels of the first period.
+    assert run("--env", "staging", "--job", "monitoring", "--as-of", later.isoformat()).returncode == 0
+    metrics = lakehouse.read("staging.flights.predictions_profile_metrics")
+    first = metrics.where(F.col("window.start") < F.lit(later))
+    assert first.count() == 3 and first.where("labelled_count = 0 OR accuracy IS NULL").count() == 0
+    assert metrics.where(F.col("window.start") >= F.lit(later)).where("accuracy IS NOT NULL").count() == 0
+
+    # 5. One command wipes staging.
+    result = run("--env", "staging", "--wipe")
+    assert result.returncode == 0 and result.stdout.startswith("wiped staging")
+    assert lakehouse.tables() == []
+    assert registry.client().search_registered_models() == []

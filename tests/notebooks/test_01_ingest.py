@@ -1,0 +1,28 @@
+import pytest
+
+from lib import ingest
+
+pytestmark = pytest.mark.slow
+
+
+def test_ingest_writes_the_raw_tables(executed, lakehouse, staging, task_values):
+    with executed("pipelines/01_ingest.ipynb", env="staging", as_of="2013-03-01"):
+        pass
+    expected = {f"staging.raw.{n}": len(ingest.read_source(n, staging.data.start, staging.data.end))
+                for n in ingest.SOURCE_FILES}
+    assert task_values()["raw_rows"] == expected
+    assert {name: lakehouse.read(name).count() for name in expected} == expected
+
+
+def test_dev_may_not_ingest_into_prod(executed, lakehouse, home):
+    with pytest.raises(Exception, match="environment dev may not write prod.raw.flights"):
+        with executed("pipelines/01_ingest.ipynb", env="dev"):
+            pass
+    assert not (home / "warehouse" / "prod").exists()
+
+
+def test_a_parameter_of_the_wrong_type_is_named(executed, home):
+    with pytest.raises(Exception, match="parameter env must be str, got int 3"):
+        with executed("pipelines/01_ingest.ipynb", env=3):
+            pass
+    assert not (home / "warehouse").exists()

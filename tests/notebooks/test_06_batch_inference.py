@@ -1,0 +1,18 @@
+import pytest
+from pyspark.sql import functions as F
+
+from lib.features import in_window
+
+pytestmark = pytest.mark.slow
+
+
+def test_batch_inference_publishes_the_period(executed, champion, featurized, staging, task_values):
+    with executed("pipelines/06_batch_inference.ipynb", env="staging", as_of="2013-03-01"):
+        pass
+    start, end = staging.data.split(staging.data.as_of).score
+    expected = in_window(featurized.read(staging.table("flight_features")), start, end).count()
+    assert task_values() == {"predictions_table": "staging.flights.predictions", "scored_rows": expected}
+    published = featurized.read(staging.table("predictions"))
+    assert published.count() == expected
+    assert [tuple(r) for r in published.select("model_version", "period_start").distinct().collect()] == [("1", start)]
+    assert published.where(F.col("prediction").isNull()).count() == 0

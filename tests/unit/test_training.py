@@ -1,0 +1,71 @@
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import registry, training
+from lib.errors import ConfigError, LakehouseError
+
+
+def test_metrics_on_a_known_case():
+    m = training.classification_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9]), 0.5)
+    assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5
+    assert m["roc_auc"] == 0.75 and m["count"] == 4 and m["positive_rate"] == 0.5
+
+
+def test_roc_auc_is_nan_with_one_class():
+    assert math.isnan(training.classification_metrics(np.array([1, 1]), np.array([0.2, 0.9]))["roc_auc"])
+
+
+def toy(model_cfg, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({c: rng.normal(size=n) for c in model_cfg["features"]["numeric"]})
+    for c in model_cfg["features"]["categorical"]:
+        df[c] = rng.choice(["A", "B", "C"], size=n)
+    df["delayed"] = (df["dep_hour"] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    return df
+
+
+def test_fit_learns_a_signal(model_cfg):
+    train, test = toy(model_cfg, seed=1), toy(model_cfg, seed=2)
+    model = training.fit(train, model_cfg)
+    assert training.classification_metrics(test["delayed"], model.predict(None, test))["roc_auc"] > 0.9
+
+
+def test_fit_refuses_empty_and_one_class(model_cfg):
+    with pytest.raises(LakehouseError, match="holds no labelled flights"):
+        training.fit(toy(model_cfg).iloc[:0], model_cfg)
+    one = toy(model_cfg).assign(delayed=1)
+    with pytest.raises(LakehouseError, match="only one class"):
+        training.fit(one, model_cfg)
+
+
+def test_bad_hyperparameter_is_a_config_error(model_cfg):
+    cfg = {**model_cfg, "hyperparameters": {"learning_rate": 0.1, "max_depht": 3}}
+    with pytest.raises(ConfigError, match="max_depht"):
+        training.fit(toy(model_cfg), cfg)
+
+
+def test_log_and_register_creates_a_pending_version(mlflow_env, model_cfg):
+    model = training.fit(toy(model_cfg), model_cfg)
+    ref = training.log_and_register(model, toy(model_cfg), toy(model_cfg, seed=3), model_cfg,
+                                    mlflow_env.model_name, {"as_of": "2013-03-01"})
+    assert ref == registry.ModelRef("staging.flights.delay_model", "1")
+    mv = registry.require_version(ref)
+    assert mv.tags["model_validation_status"] == "PENDING" and mv.tags["as_of"] == "2013-03-01"
+    run = mlflow.get_run(mv.tags["run_id"])
+    assert run.data.metrics["holdout_roc_auc"] > 0.9
+    assert run.data.params["train_rows"] == "400"
+    loaded = mlflow.pyfunc.load_model(ref.uri)
+    assert loaded.metadata.get_input_schema().input_names() == training.feature_columns(model_cfg)
+    sample = toy(model_cfg, n=5)
+    assert np.allclose(loaded.predict(sample), model.predict(None, sample))
+
+
+def test_model_uri_parsing():
+    assert registry.ModelRef.parse("models:/prod.flights.delay_model/12").version == "12"
+    for bad in ["models:/prod.flights.delay_model@Champion", "runs:/abc/model", "", "models:/x/"]:
+        with pytest.raises(LakehouseError, match="must look like models:/"):
+            registry.ModelRef.parse(bad)
