@@ -97,7 +97,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     assert run("--env", "staging", "--job", "training").returncode == 0
     v2 = registry.ModelRef(staging.model_name, "2")
     assert registry.require_version(v2).tags["deployment.decision"] == "REJECTED"
-    aliases = {a: v for m in registry.client().search_registered_models() for a, v in m.aliases.items()}
+    aliases = {a: str(v) for m in registry.client().search_registered_models() for a, v in m.aliases.items()}
     assert aliases == {CHAMPION: "1", CHALLENGER: "2"}
 
     # 3. Scoring the same period again replaces it; a later period is added.
