@@ -28,9 +28,7 @@ class DelayModel(mlflow.pyfunc.PythonModel):
         self.pipeline = pipeline
         self.columns = columns
 
-    # `model_input` is left without a type hint on purpose: MLflow 3 derives a signature
-    # from predict's hints, and ours comes from infer_signature instead.
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         return self.pipeline.predict_proba(model_input[self.columns])[:, 1]
 
 

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
-
-# MLflow asks, at import, for type hints on PythonModel.predict; our signature comes from
-# infer_signature. sqlalchemy's deprecation notice comes from inside MLflow.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
-warnings.filterwarnings("ignore", message=".*The ``noload`` loader strategy is deprecated")
 
 from lib import deployment, features, ingest, registry, training, validation
 from lib.catalog import Lakehouse
