@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
         spark.check_java()  # fail in a second, not inside the first notebook
-        if not spark.delta_jar_cached():
-            print(f"note: Delta jars are not cached yet; Spark will fetch {spark.DELTA_PACKAGE}")
+        if not spark.cached_jars():
+            print(f"Fetching the Delta Lake jars ({spark.DELTA_PACKAGE}) once...")
+            spark.fetch_jars()
         run_dir = jobs.new_run_dir(env, args.job)
         print(f"Running job {args.job} in {env.name} as of {as_of} (run folder {run_dir})")
         started = time.monotonic()

@@ -51,24 +51,17 @@ def business_rule_score(features: pd.DataFrame) -> np.ndarray:
     return (0.1 + 0.4 * evening + 0.3 * rain + 0.2 * fog).to_numpy()
 
 
-def _score(ref: ModelRef, holdout: pd.DataFrame) -> np.ndarray:
-    import mlflow
-
-    model = mlflow.pyfunc.load_model(ref.uri)
-    return np.asarray(model.predict(holdout[model.metadata.get_input_schema().input_names()]))
-
-
 def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFrame,
             model_cfg: dict[str, Any]) -> Decision:
     """Score both on the same held-out rows and decide on the configured metric."""
     cfg = model_cfg["deployment"]
     metric, threshold, label = cfg["metric"], model_cfg["inference"]["decision_threshold"], model_cfg["label"]
     y = holdout[label]
-    challenger_value = classification_metrics(y, _score(challenger, holdout), threshold)[metric]
+    challenger_value = classification_metrics(y, registry.predict(challenger, holdout), threshold)[metric]
     if champion is None:
         incumbent_scores, incumbent_name = business_rule_score(holdout), BASELINE
     else:
-        incumbent_scores, incumbent_name = _score(champion, holdout), f"Champion v{champion.version}"
+        incumbent_scores, incumbent_name = registry.predict(champion, holdout), f"Champion v{champion.version}"
     incumbent_value = classification_metrics(y, incumbent_scores, threshold)[metric]
     return Decision(metric, challenger_value, incumbent_value, incumbent_name, float(cfg["min_improvement"]))
 

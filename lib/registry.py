@@ -81,6 +81,15 @@ def require_version(ref: ModelRef):
         raise ModelNotFoundError(f"model version {ref.uri} is not registered") from None
 
 
+def predict(ref: ModelRef, frame):
+    """Load a version as a pyfunc model and score a pandas frame with its signature's columns."""
+    import mlflow
+    import numpy as np
+
+    model = mlflow.pyfunc.load_model(ref.uri)
+    return np.asarray(model.predict(frame[model.metadata.get_input_schema().input_names()]))
+
+
 def set_tags(ref: ModelRef, tags: dict[str, object]) -> None:
     c = client()
     for key, value in tags.items():

@@ -71,10 +71,10 @@ def _manifest() -> Path:
 
 
 def cached_jars() -> list[str] | None:
-    """The jar files Spark resolved for DELTA_PACKAGE last time, if all are still there.
+    """The jar files Spark resolved for DELTA_PACKAGE, if all are still there.
 
-    Spark's package resolution runs once (online, or from ~/.m2); its result is recorded
-    so that later sessions start offline, faster, and without Ivy's chatter.
+    Spark's package resolution runs once (from ~/.m2, the Ivy cache or Maven Central); its
+    result is recorded so that later sessions start offline, faster, and without Ivy's chatter.
     """
     try:
         jars = _manifest().read_text().split()
@@ -83,11 +83,56 @@ def cached_jars() -> list[str] | None:
     return jars if jars and all(Path(j.removeprefix("file://")).exists() for j in jars) else None
 
 
-def delta_jar_cached() -> bool:
-    """True when the Delta jars can be had without the network (resolved before, or in ~/.m2)."""
-    m2 = (Path.home() / ".m2/repository/io/delta" / f"delta-spark_{SPARK_BINARY}_{SCALA_BINARY}"
-          / DELTA_VERSION)
-    return cached_jars() is not None or m2.is_dir()
+def fetch_jars() -> list[str]:
+    """Resolve the Delta jars with Spark's own package mechanism, in a child process.
+
+    The child's Ivy and Java output goes to a log file, so a failure is one SetupError line.
+    """
+    log = ivy_dir() / "lakehouse-mlops-resolve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, "-m", "lib.spark", "--resolve-in-child"],
+                              stdout=out, stderr=subprocess.STDOUT, timeout=900)
+    jars = cached_jars()
+    if proc.returncode != 0 or not jars:
+        raise SetupError(f"Delta Lake jars {DELTA_PACKAGE} could not be resolved from ~/.m2, the Ivy "
+                         f"cache or Maven Central (details in {log}): check the network, then run `make jars`")
+    return jars
+
+
+def _resolve_in_child() -> None:
+    spark = (_base_builder("lakehouse-mlops-resolve")
+             .config("spark.jars.packages", DELTA_PACKAGE).config("spark.jars.ivy", str(ivy_dir()))
+             .getOrCreate())
+    resolved = spark.sparkContext.getConf().get("spark.jars", "")
+    spark.stop()
+    if _JAR_NAME not in resolved:
+        raise SystemExit(f"Spark resolved no {_JAR_NAME}: {resolved!r}")
+    _manifest().write_text("\n".join(resolved.split(",")) + "\n")
+
+
+def _base_builder(app_name: str):
+    from pyspark.sql import SparkSession
+
+    # spark_udf and pandas UDFs run in Python workers: they must use this environment's Python.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no LAN address: everything is local
+    return (
+        SparkSession.builder.appName(app_name)
+        .master(os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[2]"))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", os.environ.get("LAKEHOUSE_SPARK_MEMORY", "3g"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.log.level", "WARN")
+    )
 
 
 def get_spark(app_name: str = "lakehouse-mlops", warehouse: Path | None = None):
@@ -104,63 +149,36 @@ def get_spark(app_name: str = "lakehouse-mlops", warehouse: Path | None = None):
     if active is not None:
         return active
     check_java()
-    # spark_udf and pandas UDFs run in Python workers: they must use this environment's Python.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no LAN address: everything is local
-    cached = delta_jar_cached()
-    jars = cached_jars()
-    builder = SparkSession.builder.appName(app_name).master(os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[2]"))
-    if jars:
-        builder = builder.config("spark.jars", ",".join(jars))
-    else:
-        builder = builder.config("spark.jars.packages", DELTA_PACKAGE).config("spark.jars.ivy", str(ivy_dir()))
-    builder = (
-        builder
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("LAKEHOUSE_SPARK_MEMORY", "3g"))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .config("spark.log.level", "WARN")
-    )
+    jars = cached_jars() or fetch_jars()
+    builder = _base_builder(app_name).config("spark.jars", ",".join(jars))
     if warehouse is not None:
         builder = builder.config("spark.sql.warehouse.dir", str(warehouse))
     try:
         spark = builder.getOrCreate()
     except PySparkRuntimeError as exc:
-        if cached:
-            raise SetupError(f"Spark failed to start ({exc.getErrorClass()}); see the Java output above") from None
-        raise SetupError(
-            f"Delta Lake jar {DELTA_PACKAGE} is not in {ivy_dir()} or ~/.m2 and could not be "
-            "downloaded from Maven Central: run `make jars` with network access"
-        ) from None
+        raise SetupError(f"Spark failed to start ({exc.getErrorClass()}); see the Java output above") from None
     spark.sparkContext.setLogLevel("WARN")
-    if not jars:
-        resolved = spark.sparkContext.getConf().get("spark.jars", "")
-        if _JAR_NAME in resolved:
-            _manifest().write_text("\n".join(resolved.split(",")) + "\n")
     return spark
 
 
-def main() -> int:
-    """`python -m lib.spark`: fetch the Delta jars once (used by `make jars`)."""
+def main(argv: list[str]) -> int:
+    """`python -m lib.spark`: fetch the Delta jars once and check Delta works (`make jars`)."""
     from lib.errors import LakehouseError
 
+    if argv == ["--resolve-in-child"]:
+        _resolve_in_child()
+        return 0
     try:
+        check_java()
+        jars = cached_jars() or fetch_jars()
         spark = get_spark("lakehouse-mlops-setup")
         spark.range(1).count()
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Delta Lake {DELTA_VERSION} jars ready in {ivy_dir()}")
+    print(f"Delta Lake {DELTA_VERSION}: {len(jars)} jars ready in {ivy_dir() / 'jars'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

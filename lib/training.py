@@ -15,6 +15,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 import mlflow
 from lib.errors import ConfigError, LakehouseError
+from lib import registry
 from lib.registry import VALIDATION_STATUS, ModelRef
 
 # Pinned so that log_model skips its slow requirement inference (~4 s).
@@ -118,7 +119,5 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
             pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in _REQUIREMENTS],
         )
     ref = ModelRef(model_name, str(info.registered_model_version))
-    client = mlflow.MlflowClient()
-    for key, value in {**run_tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"}.items():
-        client.set_model_version_tag(ref.name, ref.version, key, str(value))
+    registry.set_tags(ref, {**run_tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"})
     return ref

@@ -59,10 +59,7 @@ def check_thresholds(metrics: dict[str, float], thresholds: dict[str, float]) ->
 
 def evaluate(ref: ModelRef, holdout: pd.DataFrame, model_cfg: dict[str, Any]) -> Report:
     """Load the version as pyfunc (the format check) and measure it on the held-out data."""
-    import mlflow
-
-    model = mlflow.pyfunc.load_model(ref.uri)
-    proba = model.predict(holdout[model.metadata.get_input_schema().input_names()])
+    proba = registry.predict(ref, holdout)
     metrics = classification_metrics(holdout[model_cfg["label"]], proba,
                                      model_cfg["inference"]["decision_threshold"])
     return Report(ref, metrics, check_thresholds(metrics, model_cfg["validation"]["thresholds"]))

@@ -1,3 +1,8 @@
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from lib import spark as lspark
@@ -61,3 +66,16 @@ def test_session_has_delta(spark, tmp_path):
     spark.range(3).write.format("delta").save(str(tmp_path / "t"))
     assert spark.read.format("delta").load(str(tmp_path / "t")).count() == 3
     assert "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions")
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root's `unshare -n`")
+def test_jars_that_cannot_be_had_are_one_line(tmp_path):
+    """With no network and empty caches, resolution fails fast with one line, no Java trace."""
+    env = {**os.environ, "LAKEHOUSE_IVY_DIR": str(tmp_path / "ivy"), "HOME": str(tmp_path)}
+    result = subprocess.run(["unshare", "-n", sys.executable, "-m", "lib.spark"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: Delta Lake jars {lspark.DELTA_PACKAGE} could not be resolved from ~/.m2, the Ivy cache or "
+        f"Maven Central (details in {tmp_path}/ivy/lakehouse-mlops-resolve.log): check the network, then run `make jars`"]
+    assert "unresolved dependency" in (tmp_path / "ivy" / "lakehouse-mlops-resolve.log").read_text()
