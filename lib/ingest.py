@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from lib.catalog import Lakehouse
-from lib.errors import SetupError
+from lib.errors import SetupError, TableNotFoundError
 
 SOURCE_FILES = {"flights": "flights.csv.zip", "weather": "weather.csv"}
 
@@ -43,8 +43,17 @@ def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> dict[str, int]
     """Load flights and weather for [start, end) into the raw tables; returns rows per table.
 
     Each table is replaced in one Delta transaction, so a re-run is idempotent and a failed
-    run leaves the previous version in place.
+    run leaves the previous version in place. An environment that reads another catalog's
+    raw data (dev reads prod's) ingests nothing: it checks that the tables are there.
     """
+    env = lakehouse.env
+    if env.raw_catalog != env.catalog:
+        missing = [env.raw_table(n) for n in SOURCE_FILES if not lakehouse.exists(env.raw_table(n))]
+        if missing:
+            raise TableNotFoundError(
+                f"{', '.join(missing)} not found: {env.name} reads raw data from catalog {env.raw_catalog}, "
+                f"which only its own environment ingests (python run_pipeline.py --env {env.raw_catalog} --job ingest)")
+        return {env.raw_table(n): lakehouse.read(env.raw_table(n)).count() for n in SOURCE_FILES}
     counts = {}
     for name in SOURCE_FILES:
         pdf = read_source(name, start, end)

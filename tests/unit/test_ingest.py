@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from lib import ingest
-from lib.errors import AccessDeniedError
+from lib.errors import TableNotFoundError
 
 
 def test_source_is_the_bundled_package():
@@ -30,9 +30,17 @@ def test_ingest_writes_raw_tables_idempotently(lakehouse, staging):
         assert lakehouse.read(f"staging.raw.{name}").count() == count
 
 
-def test_dev_cannot_ingest_into_prod(spark, home):
+def test_dev_reads_prod_raw_tables_and_never_writes_them(spark, home):
     from lib.catalog import Lakehouse
     from lib.config import load_env
 
-    with pytest.raises(AccessDeniedError, match="dev may not write prod.raw.flights"):
-        ingest.ingest(Lakehouse(spark, load_env("dev")), dt.date(2013, 1, 1), dt.date(2013, 1, 2))
+    dev = Lakehouse(spark, load_env("dev"))
+    with pytest.raises(TableNotFoundError, match=r"prod.raw.flights, prod.raw.weather not found: dev reads raw "
+                                                 r"data from catalog prod.*--env prod --job ingest"):
+        ingest.ingest(dev, dt.date(2013, 1, 1), dt.date(2013, 1, 2))
+    assert not (home / "warehouse" / "prod").exists()
+    prod = Lakehouse(spark, load_env("prod"))
+    written = ingest.ingest(prod, dt.date(2013, 1, 1), dt.date(2013, 1, 2))
+    versions = [prod.spark.sql(f"DESCRIBE HISTORY delta.`{prod.path(n)}`").count() for n in written]
+    assert ingest.ingest(dev, dt.date(2013, 1, 1), dt.date(2013, 1, 2)) == written
+    assert [prod.spark.sql(f"DESCRIBE HISTORY delta.`{prod.path(n)}`").count() for n in written] == versions
