@@ -37,7 +37,7 @@ wipe-staging: install ## delete staging's tables, models and runs
 	$(PY) run_pipeline.py --env staging --wipe
 
 mlflow-ui: install ## browse runs and registered models at http://127.0.0.1:5000
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.lakehouse/mlflow.db
+	$(PY) -m mlflow ui --backend-store-uri "$$($(PY) -c 'from lib.config import load_env; print(load_env("$(ENV)").tracking_uri)')"
 
-clean: ## delete the environment and all local state
-	rm -rf $(VENV) .lakehouse
+clean: ## delete the project's .venv and its local lakehouse (never a conda env)
+	rm -rf .venv .lakehouse

@@ -45,12 +45,8 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    folder = Lakehouse(None, env).drop_catalog()
-    registry.configure(env)
-    models = registry.delete_models(f"{env.catalog}.")
-    client = registry.client()
-    experiment = client.get_experiment_by_name(env.experiment)
-    client.delete_experiment(experiment.experiment_id)
+    folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
+    models = registry.purge(env)
     shutil.rmtree(env.home / "runs" / env.name, ignore_errors=True)
     print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}")
 
@@ -65,7 +61,7 @@ def summary(env: config.EnvConfig, run_dir) -> None:
         print(f"  {name}")
     print(f"Executed notebooks: {run_dir}")
     print(f"Champion: {champion.uri if champion else 'none yet'}")
-    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
+    print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.job not in all_jobs:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
+        config.load_model_config()  # a bad conf/model.yml fails here, not after training
         spark.check_java()  # fail in a second, not inside the first notebook
         if not spark.cached_jars():
             print(f"Fetching the Delta Lake jars ({spark.DELTA_PACKAGE}) once...")

@@ -1,6 +1,6 @@
 """Cold and warm wall time of the two README commands, and the environment's size on disk.
 
-    python benchmarks/setup_and_workflow.py [--skip-test]
+    python benchmarks/setup_and_workflow.py [--only pipeline|test]
 
 Cold: a fresh clone of this repository's HEAD, with pip's cache off and an empty Ivy cache,
 so that packages and Delta jars are downloaded. Warm: the same command again in that clone.
@@ -46,18 +46,19 @@ def fresh_clone(work: Path, name: str) -> tuple[Path, dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-test", action="store_true", help="time only `make pipeline`")
+    parser.add_argument("--only", choices=["pipeline", "test"], help="time only one of the two commands")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
-    rows = []
+    rows, sizes = [], []
 
-    clone, env = fresh_clone(work, "pipeline")
-    rows.append(("`make pipeline`, cold", timed("pipeline_cold", ["make", "pipeline"], clone, env, work)))
-    rows.append(("`make pipeline`, warm (2nd run)", timed("pipeline_warm", ["make", "pipeline"], clone, env, work)))
-    sizes = [(".venv", size(clone / ".venv")), ("Delta jars (Ivy cache)", size(work / "ivy-pipeline")),
-             (".lakehouse after two prod runs", size(clone / ".lakehouse"))]
+    if args.only != "test":
+        clone, env = fresh_clone(work, "pipeline")
+        rows.append(("`make pipeline`, cold", timed("pipeline_cold", ["make", "pipeline"], clone, env, work)))
+        rows.append(("`make pipeline`, warm (2nd run)", timed("pipeline_warm", ["make", "pipeline"], clone, env, work)))
+        sizes = [(".venv", size(clone / ".venv")), ("Delta jars (Ivy cache)", size(work / "ivy-pipeline")),
+                 (".lakehouse after two prod runs", size(clone / ".lakehouse"))]
 
-    if not args.skip_test:
+    if args.only != "pipeline":
         clone, env = fresh_clone(work, "test")
         rows.append(("`make test`, cold", timed("test_cold", ["make", "test"], clone, env, work)))
         rows.append(("`make test`, warm (2nd run)", timed("test_warm", ["make", "test"], clone, env, work)))

@@ -15,6 +15,8 @@ from lib.errors import ConfigError
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_DIR / "conf"
 HOME_ENV_VAR = "LAKEHOUSE_HOME"
+# The metrics every stage reports (lib.training.classification_metrics), nameable in model.yml.
+METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")  # all: higher is better
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,13 @@ def load_model_config(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
         isinstance(v, (int, float)) for v in thresholds.values()
     ):
         raise ConfigError(f"{path}: `validation.thresholds` must map metric names to numbers")
+    named = {f"validation.thresholds.{k}": k for k in thresholds}
+    named["deployment.metric"] = (cfg["deployment"] or {}).get("metric")
+    for where, metric in named.items():
+        if metric not in METRICS:
+            raise ConfigError(f"{path}: `{where}` names unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    if not isinstance((cfg.get("monitoring") or {}).get("granularity"), str):
+        raise ConfigError(f"{path}: `monitoring.granularity` must be a window length such as '1 day'")
     return cfg
 
 

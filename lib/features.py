@@ -74,7 +74,7 @@ def labelled(features: DataFrame, labels: DataFrame, start: dt.date, end: dt.dat
 
 
 def load_labelled(lakehouse, env, window: tuple[dt.date, dt.date]):
-    """The labelled flights of a window as pandas, read from the environment's feature tables."""
+    """The labelled flights of a window as pandas, in key order so that training is repeatable."""
     features = lakehouse.read(env.table("flight_features"))
     labels = lakehouse.read(env.table("labels"))
-    return labelled(features, labels, *window).toPandas()
+    return labelled(features, labels, *window).orderBy(KEY).toPandas()

@@ -2,7 +2,8 @@
 
 The model is loaded by alias, but the version behind the alias is resolved once first, so
 every row of a run names the exact version that scored it. Publishing replaces the rows of
-that period in one transaction: history is kept and a re-run never duplicates a period.
+the flights in that period in one transaction: history is kept, and a re-run (or a run whose
+period overlaps an earlier one) never holds a flight twice.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def score(features: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
     )
 
 
-def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, period_start: dt.date) -> None:
-    """Replace the period's rows of the predictions table (creating it on first use)."""
-    lakehouse.write(predictions, table, mode="overwrite",
-                    replace_where=f"period_start = DATE'{period_start.isoformat()}'")
+def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date) -> int:
+    """Replace the predictions of the flights scheduled in [start, end); returns their count."""
+    period = f"{TIMESTAMP} >= TIMESTAMP_NTZ'{start.isoformat()}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{end.isoformat()}'"
+    lakehouse.write(predictions, table, mode="overwrite", replace_where=period)
+    return lakehouse.read(table).where(period).count()

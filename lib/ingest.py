@@ -54,10 +54,9 @@ def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> dict[str, int]
                 f"{', '.join(missing)} not found: {env.name} reads raw data from catalog {env.raw_catalog}, "
                 f"which only its own environment ingests (python run_pipeline.py --env {env.raw_catalog} --job ingest)")
         return {env.raw_table(n): lakehouse.read(env.raw_table(n)).count() for n in SOURCE_FILES}
-    counts = {}
-    for name in SOURCE_FILES:
-        pdf = read_source(name, start, end)
-        df = lakehouse.spark.createDataFrame(pdf)
-        lakehouse.write(df, lakehouse.env.raw_table(name), mode="overwrite")
-        counts[lakehouse.env.raw_table(name)] = len(pdf)
-    return counts
+    # Read every source before the first write: a bad file then changes no table. (Each table
+    # is its own Delta transaction; the pair is not one.)
+    sources = {env.raw_table(name): read_source(name, start, end) for name in SOURCE_FILES}
+    for table, pdf in sources.items():
+        lakehouse.write(lakehouse.spark.createDataFrame(pdf), table, mode="overwrite")
+    return {table: len(pdf) for table, pdf in sources.items()}

@@ -231,7 +231,10 @@ class Runner:
                 values[task.key] = {k: v for d in inner.values() for k, v in d.items()}
                 self.out(f"{indent}{task.key} done in {time.monotonic() - started:.1f}s")
                 continue
-            resolved = {k: resolve(v, params, values) for k, v in task.parameters.items()}
+            try:
+                resolved = {k: resolve(v, params, values) for k, v in task.parameters.items()}
+            except ConfigError as exc:
+                raise JobFailedError(f"task {task.key} was not started: {exc}") from None
             values[task.key] = self._run_notebook(task, resolved, folder, indent)
         return values
 
@@ -252,13 +255,14 @@ class Runner:
                                         progress_bar=False, log_output=False, cwd=str(PROJECT_DIR))
             except Exception as exc:  # papermill raises its own types and kernel errors
                 elapsed = time.monotonic() - started
-                detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
+                message = str(getattr(exc, "evalue", exc)).strip().splitlines() or [""]
+                detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {message[0]}"
                 where = _failing_cell(output)
                 self.out(f"FAILED after {elapsed:.1f}s")
                 if attempt < task.max_retries:
                     self.out(f"{indent}  retrying {task.key} ({attempt + 1}/{task.max_retries})")
                     continue
-                raise JobFailedError(f"task {task.key} failed in {where}: {detail.strip()} (see {output})") from None
+                raise JobFailedError(f"task {task.key} failed in {where}: {detail} (see {output})") from None
             finally:
                 os.environ.pop(task_values.ENV_VAR, None)
             self.out(f"ok {time.monotonic() - started:.1f}s")

@@ -71,6 +71,14 @@ def version_of(name: str, alias: str) -> ModelRef | None:
     return ModelRef(name, str(mv.version))
 
 
+def require_alias(name: str, alias: str) -> ModelRef:
+    """The version behind `name@alias`, or a ModelNotFoundError saying what to run first."""
+    ref = version_of(name, alias)
+    if ref is None:
+        raise ModelNotFoundError(f"{name} has no {alias} yet: run the training job first")
+    return ref
+
+
 def require_version(ref: ModelRef):
     """The ModelVersion entity of ref, or a ModelNotFoundError saying which is missing."""
     from mlflow.exceptions import MlflowException
@@ -103,11 +111,26 @@ def move_alias(ref: ModelRef, alias: str, reason: str) -> None:
     set_tags(ref, {f"alias.{alias}.at": now, f"alias.{alias}.reason": reason})
 
 
-def delete_models(prefix: str) -> list[str]:
-    """Delete every registered model whose name starts with prefix (wiping a catalog)."""
+def purge(env: EnvConfig) -> list[str]:
+    """Permanently delete the environment's registered models, experiment, runs and artifacts.
+
+    Returns the names of the deleted models. MLflow only soft-deletes experiments, so the
+    experiment is garbage-collected too: a later run starts from an empty experiment.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    configure(env)
     c = client()
+    prefix = f"{env.catalog}."
     found = c.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000)
     names = [m.name for m in found if m.name.startswith(prefix)]
     for name in names:
         c.delete_registered_model(name)
+    experiment = c.get_experiment_by_name(env.experiment)
+    c.delete_experiment(experiment.experiment_id)
+    subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", env.tracking_uri,
+                    "--experiment-ids", experiment.experiment_id], check=True, capture_output=True)
+    shutil.rmtree(env.home / "mlartifacts" / env.name, ignore_errors=True)
     return names

@@ -9,6 +9,8 @@ from typing import Any
 from lib import config, registry
 from lib.catalog import Lakehouse
 from lib.config import EnvConfig, RunWindows
+from lib.errors import AccessDeniedError
+from lib.registry import ModelRef
 
 
 @dataclass
@@ -22,6 +24,18 @@ class Session:
     @property
     def spark(self):
         return self.lakehouse.spark
+
+    def own_model(self, model_uri: str) -> ModelRef:
+        """Parse a `models:/` URI of this environment's own registered model.
+
+        Like tables, models of another catalog may be read but never tagged or aliased.
+        """
+        ref = ModelRef.parse(model_uri)
+        if ref.name != self.env.model_name:
+            raise AccessDeniedError(f"environment {self.env.name} may only validate or deploy "
+                                    f"{self.env.model_name}, not {ref.name}")
+        registry.require_version(ref)
+        return ref
 
 
 def start(env: str, as_of: str | dt.date | None, app: str, use_mlflow: bool = True) -> Session:

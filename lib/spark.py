@@ -54,8 +54,11 @@ def check_java() -> int:
     if major not in SUPPORTED_JAVA:
         raise SetupError(f"{java} is Java {major}; Spark {SPARK_BINARY} needs Java 17 or 21 "
                          "(install openjdk-17-jdk-headless or set JAVA_HOME)")
-    modules = subprocess.run([java, "--list-modules"], capture_output=True, text=True, timeout=30)
-    if "jdk.incubator.vector" not in modules.stdout:
+    try:
+        modules = subprocess.run([java, "--list-modules"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        modules = ""
+    if "jdk.incubator.vector" not in modules:
         raise SetupError(f"{java} is a trimmed Java runtime without jdk.incubator.vector: "
                          "install a full JDK 17 or 21 and set JAVA_HOME")
     return major
@@ -91,10 +94,13 @@ def fetch_jars() -> list[str]:
     log = ivy_dir() / "lakehouse-mlops-resolve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-m", "lib.spark", "--resolve-in-child"],
-                              stdout=out, stderr=subprocess.STDOUT, timeout=900)
+        try:
+            code = subprocess.run([sys.executable, "-m", "lib.spark", "--resolve-in-child"],
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=900).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
     jars = cached_jars()
-    if proc.returncode != 0 or not jars:
+    if code != 0 or not jars:
         raise SetupError(f"Delta Lake jars {DELTA_PACKAGE} could not be resolved from ~/.m2, the Ivy "
                          f"cache or Maven Central (details in {log}): check the network, then run `make jars`")
     return jars

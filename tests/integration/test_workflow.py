@@ -120,3 +120,6 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     assert result.returncode == 0 and result.stdout.startswith("wiped staging")
     assert lakehouse.tables() == []
     assert registry.client().search_registered_models() == []
+    registry.configure(staging)  # the experiment comes back empty, without the old runs
+    assert registry.client().search_runs([registry.client().get_experiment_by_name(staging.experiment).experiment_id]) == []
+    assert not (home / "mlartifacts" / "staging").exists()

@@ -12,7 +12,7 @@ def test_monitoring_counts_windows_and_uses_arrived_labels(executed, champion, f
     start, end = staging.data.split(staging.data.as_of).score
     flight_features = featurized.read(staging.table("flight_features"))
     inference.publish(featurized, inference.score(flight_features, champion, start, end, 0.5),
-                      staging.table("predictions"), start)
+                      staging.table("predictions"), start, end)
     later = start + dt.timedelta(days=2)  # labels of the first two scored days have arrived
     with executed("monitoring/07_monitoring.ipynb", env="staging", as_of=later.isoformat()):
         pass

@@ -108,3 +108,16 @@ def test_model_config_sections(tmp_path):
 
 def test_deep_merge_keeps_sibling_keys():
     assert config.deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}, "b": 1}
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("roc_auc: 0.60", "roc_aux: 0.60"), "`validation.thresholds.roc_aux` names unknown metric 'roc_aux'"),
+    (("metric: roc_auc", "metric: log_loss"), "`deployment.metric` names unknown metric 'log_loss'"),
+    (("granularity: 1 day", "granularity: 3"), "`monitoring.granularity` must be a window length"),
+])
+def test_model_config_names_known_metrics(tmp_path, edit, message):
+    text = (config.CONF_DIR / "model.yml").read_text()
+    assert edit[0] in text
+    (tmp_path / "model.yml").write_text(text.replace(*edit))
+    with pytest.raises(ConfigError, match=message):
+        config.load_model_config(tmp_path)

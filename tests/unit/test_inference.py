@@ -13,11 +13,15 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     expected = {}
     for lo, hi in periods + periods[:1]:  # the first period is scored twice
         preds = inference.score(flight_features, champion, lo, hi, 0.5)
-        inference.publish(featurized, preds, table, lo)
         expected[lo] = flight_features.where((F.col("sched_dep_ts") >= F.lit(lo)) & (F.col("sched_dep_ts") < F.lit(hi))).count()
+        assert inference.publish(featurized, preds, table, lo, hi) == expected[lo]
     published = featurized.read(table)
     counts = {r["period_start"]: r["count"] for r in published.groupBy("period_start").count().collect()}
     assert counts == expected and all(n > 0 for n in counts.values())
+    # A period overlapping both replaces their flights instead of adding them again.
+    both = (periods[0][0], periods[1][1])
+    assert inference.publish(featurized, inference.score(flight_features, champion, *both, 0.5), table, *both) == sum(expected.values())
+    assert featurized.read(table).count() == sum(expected.values())
     assert published.select("flight_id").distinct().count() == published.count()
     row = published.first()
     assert (row["model_name"], row["model_version"]) == (champion.name, champion.version)

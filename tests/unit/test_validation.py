@@ -52,3 +52,14 @@ def test_unknown_version_is_named(mlflow_env):
 
     with pytest.raises(ModelNotFoundError, match="models:/staging.flights.delay_model/7 is not registered"):
         registry.require_version(ModelRef("staging.flights.delay_model", "7"))
+
+
+def test_an_environment_validates_only_its_own_model(trained, staging):
+    from lib.errors import AccessDeniedError
+    from lib.session import Session
+
+    session = Session(staging, staging.data.as_of, staging.data.split(staging.data.as_of), {}, lakehouse=None)
+    assert session.own_model(trained.uri) == trained
+    with pytest.raises(AccessDeniedError, match="staging may only validate or deploy staging.flights.delay_model, "
+                                                "not prod.flights.delay_model"):
+        session.own_model("models:/prod.flights.delay_model/1")
