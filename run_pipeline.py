@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         as_of = config.parse_as_of(args.as_of, env)
         config.load_model_config()  # a bad conf/model.yml fails here, not after training
         spark.check_java()  # fail in a second, not inside the first notebook
-        if not spark.cached_jars():
-            print(f"Fetching the Delta Lake jars ({spark.DELTA_PACKAGE}) once...")
-            spark.fetch_jars()
+        spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
         run_dir = jobs.new_run_dir(env, args.job)
         print(f"Running job {args.job} in {env.name} as of {as_of} (run folder {run_dir})")
         started = time.monotonic()

@@ -86,11 +86,17 @@ def cached_jars() -> list[str] | None:
     return jars if jars and all(Path(j.removeprefix("file://")).exists() for j in jars) else None
 
 
+def delta_jars() -> list[str]:
+    """The Delta jars: recorded from an earlier resolution, else resolved now (once)."""
+    return cached_jars() or fetch_jars()
+
+
 def fetch_jars() -> list[str]:
     """Resolve the Delta jars with Spark's own package mechanism, in a child process.
 
     The child's Ivy and Java output goes to a log file, so a failure is one SetupError line.
     """
+    print(f"Fetching the Delta Lake jars ({DELTA_PACKAGE}) once...", flush=True)
     log = ivy_dir() / "lakehouse-mlops-resolve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
@@ -155,7 +161,7 @@ def get_spark(app_name: str = "lakehouse-mlops", warehouse: Path | None = None):
     if active is not None:
         return active
     check_java()
-    jars = cached_jars() or fetch_jars()
+    jars = delta_jars()
     builder = _base_builder(app_name).config("spark.jars", ",".join(jars))
     if warehouse is not None:
         builder = builder.config("spark.sql.warehouse.dir", str(warehouse))
@@ -175,14 +181,11 @@ def main(argv: list[str]) -> int:
         _resolve_in_child()
         return 0
     try:
-        check_java()
-        jars = cached_jars() or fetch_jars()
-        spark = get_spark("lakehouse-mlops-setup")
-        spark.range(1).count()
+        get_spark("lakehouse-mlops-setup").range(1).count()  # checks Java, fetches the jars if needed
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Delta Lake {DELTA_VERSION}: {len(jars)} jars ready in {ivy_dir() / 'jars'}")
+    print(f"Delta Lake {DELTA_VERSION}: {len(delta_jars())} jars ready in {ivy_dir() / 'jars'}")
     return 0
 
 

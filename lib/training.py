@@ -14,8 +14,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 import mlflow
-from lib.errors import ConfigError, LakehouseError
 from lib import registry
+from lib.errors import ConfigError, LakehouseError
 from lib.registry import VALIDATION_STATUS, ModelRef
 
 # Pinned so that log_model skips its slow requirement inference (~4 s).
