@@ -4,6 +4,10 @@
     python run_pipeline.py --env prod --job training --as-of 2013-11-01
     python run_pipeline.py --list                      # jobs and their tasks
     python run_pipeline.py --env staging --wipe        # delete staging's tables and models
+    python run_pipeline.py --env prod --job training --hyperparameters conf/examples/weak_model.yml
+    python run_pipeline.py --env prod --history        # every model version: status, decision, aliases
+    python run_pipeline.py --env prod --approve 3      # record an approval (deployment.approval: required)
+    python run_pipeline.py --env prod --rollback       # Champion back to the Previous version
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--as-of", default="", help="run date YYYY-MM-DD (default: the environment's data.as_of)")
     parser.add_argument("--list", action="store_true", help="list the jobs and their tasks, then exit")
     parser.add_argument("--wipe", action="store_true", help="delete a temporary environment's tables, models and runs")
+    parser.add_argument("--hyperparameters", default="",
+                        help="hyperparameters YAML for the train task (default: conf/hyperparameters.yml)")
+    parser.add_argument("--history", action="store_true", help="show the model's versions and alias moves, then exit")
+    parser.add_argument("--approve", metavar="VERSION", help="record an approval of the Challenger VERSION, then exit")
+    parser.add_argument("--rollback", action="store_true", help="swap Champion and Previous, then exit")
     parser.add_argument("--verbose", action="store_true", help="show stack traces on errors")
     return parser.parse_args(argv)
 
@@ -51,16 +60,71 @@ def wipe(env: config.EnvConfig) -> None:
     print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}")
 
 
-def summary(env: config.EnvConfig, run_dir) -> None:
-    """Where to look after a run: tables, executed notebooks, the Champion and the MLflow UI."""
+def _short(commit: str) -> str:
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def show_history(env: config.EnvConfig) -> None:
+    """Every version of the environment's model: status, decision, aliases and why they moved."""
     registry.configure(env)
-    champion = registry.version_of(env.model_name, registry.CHAMPION)
+    rows = registry.history(env.model_name)
+    if not rows:
+        print(f"{env.model_name} has no versions yet: run the training job first")
+        return
+    print(f"{env.model_name}: {len(rows)} version(s)")
+    for row in rows:
+        tags = row["tags"]
+        aliases = f" [{', '.join(row['aliases'])}]" if row["aliases"] else ""
+        print(f"v{row['version']}{aliases}  created {row['created']}  {tags.get('algorithm', '?')} "
+              f"({tags.get('hyperparameters_file', '?')})  commit {_short(tags.get('git_commit', '?'))}")
+        print(f"    validation: {tags.get(registry.VALIDATION_STATUS, '-')} ({tags.get('validation.mode', 'enabled')})"
+              f"  deployment: {tags.get('deployment.decision', '-')}  approval: {tags.get('approval.status', '-')}")
+        failed = [f"{k[len('validation.'):]}: {v}" for k, v in sorted(tags.items())
+                  if k.startswith("validation.") and v.startswith("FAIL")]
+        for line in failed:
+            print(f"    failed {line}")
+        if "deployment.reason" in tags:
+            print(f"    decision: {tags['deployment.reason']}")
+        for key in sorted(k for k in tags if k.startswith("alias.") and k.endswith((".at", ".removed_at"))):
+            alias, removed = key.split(".")[1], key.endswith(".removed_at")
+            prefix = f"alias.{alias}.removed_" if removed else f"alias.{alias}."
+            verb = "lost" if removed else "got"
+            print(f"    {tags[key]} {verb} {alias} by {tags.get(prefix + 'by', '?')}: {tags.get(prefix + 'reason', '?')}")
+
+
+def approve(env: config.EnvConfig, version: str) -> None:
+    from lib import deployment
+
+    if not version.isdigit():
+        raise config.ConfigError(f"--approve takes a version number, got {version!r}")
+    registry.configure(env)
+    ref = registry.ModelRef(env.model_name, version)
+    with registry.alias_lock(ref.name):
+        deployment.approve(ref)
+    print(f"approved {ref.uri}: run `python run_pipeline.py --env {env.name} --job deployment` to deploy it")
+
+
+def rollback(env: config.EnvConfig) -> None:
+    from lib import deployment
+
+    registry.configure(env)
+    new, old = deployment.rollback(env.model_name)
+    print(f"rolled back {env.model_name}: Champion is v{new.version} again, v{old.version} is Previous "
+          "(--rollback again rolls forward)")
+
+
+def summary(env: config.EnvConfig, run_dir) -> None:
+    """Where to look after a run: tables, executed notebooks, the aliases and the MLflow UI."""
+    registry.configure(env)
+    held = registry.aliases(env.model_name)
     tables = Lakehouse(None, env).tables()
     print(f"\nTables ({env.warehouse / env.catalog}):")
     for name in tables:
         print(f"  {name}")
     print(f"Executed notebooks: {run_dir}")
-    print(f"Champion: {champion.uri if champion else 'none yet'}")
+    for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS):
+        print(f"{alias}: {registry.ModelRef(env.model_name, held[alias]).uri if alias in held else 'none'}")
+    print(f"History: python run_pipeline.py --env {env.name} --history")
     print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
@@ -74,19 +138,24 @@ def main(argv: list[str] | None = None) -> int:
         if not args.env:
             raise config.ConfigError(f"--env is required: one of {', '.join(config.environment_names())}")
         env = config.load_env(args.env)
-        if args.wipe:
-            wipe(env)
-            return 0
+        for flag, action in ((args.wipe, lambda: wipe(env)), (args.history, lambda: show_history(env)),
+                             (args.approve, lambda: approve(env, args.approve)), (args.rollback, lambda: rollback(env))):
+            if flag:
+                action()
+                return 0
         if args.job not in all_jobs:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
-        config.load_model_config()  # a bad conf/model.yml fails here, not after training
+        # A bad conf/model.yml or hyperparameters file fails here, not after an hour of work.
+        config.load_hyperparameters(args.hyperparameters, config.load_model_config())
         spark.check_java()  # fail in a second, not inside the first notebook
         spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
         run_dir = jobs.new_run_dir(env, args.job)
         print(f"Running job {args.job} in {env.name} as of {as_of} (run folder {run_dir})")
         started = time.monotonic()
-        jobs.Runner(env, all_jobs, run_dir).run(args.job, {"env": env.name, "as_of": as_of.isoformat()})
+        params = {"env": env.name, "as_of": as_of.isoformat(), "hyperparameters": args.hyperparameters,
+                  "run_id": f"{env.name}/{run_dir.name}"}
+        jobs.Runner(env, all_jobs, run_dir).run(args.job, params)
         print(f"Job {args.job} succeeded in {time.monotonic() - started:.0f}s")
         summary(env, run_dir)
         return 0

@@ -26,6 +26,11 @@ def parse_name(name: str) -> tuple[str, str, str]:
     return match.group(1), match.group(2), match.group(3)
 
 
+def _quote(text: str) -> str:
+    """Escape text for a single-quoted Spark SQL string literal."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
 class Lakehouse:
     """Read and write Delta tables by three-level name, enforcing the environment's access."""
 
@@ -86,6 +91,21 @@ class Lakehouse:
         elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
         writer.save(str(self.path(name)))
+
+    def set_properties(self, name: str, properties: dict[str, str]) -> None:
+        """Set Delta table properties (one commit), e.g. a feature table's primary keys."""
+        self.check_writable(name)
+        if not self.exists(name):
+            raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+        pairs = ", ".join(f"'{k}' = '{_quote(str(v))}'" for k, v in properties.items())
+        self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")
+
+    def properties(self, name: str) -> dict[str, str]:
+        """The Delta table properties of a table."""
+        if not self.exists(name):
+            raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+        row = self.spark.sql(f"DESCRIBE DETAIL delta.`{self.path(name)}`").first()
+        return dict(row["properties"] or {})
 
     def tables(self, catalog: str | None = None) -> list[str]:
         """Names of the Delta tables in one catalog (default: this environment's)."""

@@ -15,8 +15,11 @@ from lib.errors import ConfigError
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_DIR / "conf"
 HOME_ENV_VAR = "LAKEHOUSE_HOME"
-# The metrics every stage reports (lib.training.classification_metrics), nameable in model.yml.
+# The metrics every stage reports (lib.evaluation.classification_metrics), nameable in model.yml.
 METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")  # all: higher is better
+VALIDATION_MODES = ("enabled", "dry_run", "disabled")
+APPROVAL_MODES = ("not_required", "required")
+ALGORITHMS = ("hist_gradient_boosting", "logistic_regression")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class EnvConfig:
     def table(self, name: str) -> str:
         """A table of this environment's own catalog and schema."""
         return f"{self.catalog}.{self.schema}.{name}"
+
+    def source_table(self, name: str) -> str:
+        """A table of the catalog this environment reads data from (prod's, from dev)."""
+        return f"{self.raw_catalog}.{self.schema}.{name}"
 
     def raw_table(self, name: str) -> str:
         """A raw source table (possibly in another catalog, e.g. prod's from dev)."""
@@ -179,30 +186,121 @@ def load_env(name: str, conf_dir: Path = CONF_DIR) -> EnvConfig:
 
 
 def load_model_config(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
-    """Load conf/model.yml: features, hyperparameters and the gates of each stage."""
+    """Load conf/model.yml: feature tables and lookups, features and the gates of each stage."""
     path = conf_dir / "model.yml"
     cfg = read_yaml(path)
-    for key in ("label", "features", "hyperparameters", "validation", "deployment", "inference"):
+    for key in ("label", "feature_tables", "keys", "feature_lookups", "features", "training",
+                "validation", "deployment", "inference"):
         if key not in cfg:
             raise ConfigError(f"{path} lacks the `{key}` section")
+    _check_features(cfg, path)
+    _check_validation(cfg.get("validation") or {}, path)
+    deployment = cfg["deployment"] or {}
+    if deployment.get("metric") not in METRICS:
+        raise ConfigError(f"{path}: `deployment.metric` names unknown metric {deployment.get('metric')!r}: "
+                          f"use one of {', '.join(METRICS)}")
+    if deployment.get("approval", APPROVAL_MODES[0]) not in APPROVAL_MODES:
+        raise ConfigError(f"{path}: `deployment.approval` must be one of {', '.join(APPROVAL_MODES)}")
+    if not isinstance((cfg.get("monitoring") or {}).get("granularity"), str):
+        raise ConfigError(f"{path}: `monitoring.granularity` must be a window length such as '1 day'")
+    return cfg
+
+
+def _check_features(cfg: dict[str, Any], path: Path) -> None:
+    """Every model feature comes from a lookup or the spine; lookups name declared tables."""
     features = cfg["features"]
     if not isinstance(features, dict) or not all(
         isinstance(features.get(k), list) for k in ("categorical", "numeric")
     ):
         raise ConfigError(f"{path}: `features` needs `categorical` and `numeric` lists")
-    thresholds = (cfg["validation"] or {}).get("thresholds")
-    if not isinstance(thresholds, dict) or not all(
-        isinstance(v, (int, float)) for v in thresholds.values()
-    ):
-        raise ConfigError(f"{path}: `validation.thresholds` must map metric names to numbers")
-    named = {f"validation.thresholds.{k}": k for k in thresholds}
-    named["deployment.metric"] = (cfg["deployment"] or {}).get("metric")
-    for where, metric in named.items():
+    tables = cfg["feature_tables"]
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path}: `feature_tables` must map table names to their keys")
+    for name, spec in tables.items():
+        if not (isinstance(spec, dict) and _str_list(spec.get("primary_keys"))
+                and isinstance(spec.get("timestamp_key"), str)):
+            raise ConfigError(f"{path}: feature table {name} needs `primary_keys` (a list) and `timestamp_key`")
+    keys = cfg["keys"]
+    if not _str_list(keys):
+        raise ConfigError(f"{path}: `keys` must be a list of column names")
+    provided = set(keys)
+    if not isinstance(cfg["feature_lookups"], list) or not cfg["feature_lookups"]:
+        raise ConfigError(f"{path}: `feature_lookups` must be a non-empty list")
+    for i, lookup in enumerate(cfg["feature_lookups"]):
+        where = f"{path}: feature_lookups[{i}]"
+        if not isinstance(lookup, dict) or lookup.get("table") not in tables:
+            raise ConfigError(f"{where} must name a table of `feature_tables` ({', '.join(tables)})")
+        spec = tables[lookup["table"]]
+        if not _str_list(lookup.get("lookup_key")) or len(lookup["lookup_key"]) != len(spec["primary_keys"]):
+            raise ConfigError(f"{where}: `lookup_key` must list one spine column per primary key "
+                              f"{spec['primary_keys']} of {lookup['table']}")
+        if not set(lookup["lookup_key"]) <= set(keys) or lookup.get("timestamp_lookup_key") not in keys:
+            raise ConfigError(f"{where}: `lookup_key` and `timestamp_lookup_key` must be columns of `keys` {keys}")
+        if not _str_list(lookup.get("features")):
+            raise ConfigError(f"{where}: `features` must be a list of column names")
+        lookback = lookup.get("lookback_hours")
+        if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, (int, float)) or lookback <= 0):
+            raise ConfigError(f"{where}: `lookback_hours` must be a positive number")
+        provided |= set(lookup["features"])
+    missing = [c for c in features["categorical"] + features["numeric"] if c not in provided]
+    if missing:
+        raise ConfigError(f"{path}: feature(s) {', '.join(missing)} come from no lookup and are not keys")
+
+
+def _check_validation(validation: dict[str, Any], path: Path) -> None:
+    if validation.get("mode", "enabled") not in VALIDATION_MODES:
+        raise ConfigError(f"{path}: `validation.mode` must be one of {', '.join(VALIDATION_MODES)}")
+    thresholds = validation.get("thresholds")
+    if not isinstance(thresholds, dict) or not thresholds:
+        raise ConfigError(f"{path}: `validation.thresholds` must map metric names to {{min: ...}}")
+    for metric, rule in thresholds.items():
+        where = f"{path}: `validation.thresholds.{metric}`"
         if metric not in METRICS:
-            raise ConfigError(f"{path}: `{where}` names unknown metric {metric!r}: use one of {', '.join(METRICS)}")
-    if not isinstance((cfg.get("monitoring") or {}).get("granularity"), str):
-        raise ConfigError(f"{path}: `monitoring.granularity` must be a window length such as '1 day'")
-    return cfg
+            raise ConfigError(f"{where} names an unknown metric: use one of {', '.join(METRICS)}")
+        if not isinstance(rule, dict) or not set(rule) <= {"min", "min_change_vs_champion"} or not rule:
+            raise ConfigError(f"{where} must be a mapping with `min` and/or `min_change_vs_champion`")
+        for key, value in rule.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
+        if rule.get("min_change_vs_champion", 1) <= 0:
+            raise ConfigError(f"{where}.min_change_vs_champion must be > 0 (MLflow refuses 0; leave it out instead)")
+    slices = validation.get("slices")
+    if slices is not None:
+        if not (isinstance(slices, dict) and _str_list(slices.get("columns")) and slices.get("metric") in METRICS
+                and isinstance(slices.get("floor"), (int, float)) and isinstance(slices.get("min_rows"), int)):
+            raise ConfigError(f"{path}: `validation.slices` needs `columns` (list), `metric`, `floor` and `min_rows`")
+    compliance = validation.get("compliance") or {}
+    if not isinstance(compliance, dict) or not isinstance(compliance.get("required_tags", []), list):
+        raise ConfigError(f"{path}: `validation.compliance.required_tags` must be a list")
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def load_hyperparameters(path: str | Path | None, model_cfg: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Read a hyperparameters file (default: model.yml training.hyperparameters_file).
+
+    Returns its path and `{algorithm, params}`; an unknown algorithm is one ConfigError line.
+    """
+    chosen = Path(path or model_cfg["training"]["hyperparameters_file"]).expanduser()
+    if not chosen.is_absolute():
+        chosen = PROJECT_DIR / chosen
+    cfg = read_yaml(chosen)
+    if cfg.get("algorithm") not in ALGORITHMS:
+        raise ConfigError(f"{chosen}: `algorithm` must be one of {', '.join(ALGORITHMS)}, got {cfg.get('algorithm')!r}")
+    params = cfg.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{chosen}: `params` must map hyperparameter names to values")
+    return chosen, {"algorithm": cfg["algorithm"], "params": params}
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the project folder when it is inside it, else absolute."""
+    try:
+        return Path(path).resolve().relative_to(PROJECT_DIR).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
 
 
 def parse_as_of(value: Any, env: EnvConfig) -> dt.date:

@@ -31,3 +31,7 @@ class ValidationFailedError(LakehouseError):
 
 class JobFailedError(LakehouseError):
     """A task of a job failed; the message names the task and the failing cell."""
+
+
+class ConcurrentDeploymentError(LakehouseError):
+    """Another deployment moved the Champion while this one was comparing."""

@@ -1,11 +1,33 @@
-"""Exploration helpers for the dev notebooks: quick looks at production data, read-only."""
+"""Exploration helpers for the dev notebooks: quick looks at production data, read-only,
+and a small search over algorithms and hyperparameters whose winner goes to the config file.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lib import training
+from lib.config import PROJECT_DIR, ConfigError
+from lib.evaluation import classification_metrics
 from lib.features import DELAY_MINUTES
+
+# What the exploration notebook tries: name -> hyperparameters file content.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "hgb_default": {"algorithm": "hist_gradient_boosting",
+                    "params": {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31,
+                               "l2_regularization": 0.0, "random_state": 42}},
+    "hgb_slow_deep": {"algorithm": "hist_gradient_boosting",
+                      "params": {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63,
+                                 "l2_regularization": 1.0, "random_state": 42}},
+    "logistic_regression": {"algorithm": "logistic_regression", "params": {"C": 1.0}},
+}
 
 
 def delay_rates(flights: DataFrame, by: str) -> DataFrame:
@@ -17,3 +39,47 @@ def delay_rates(flights: DataFrame, by: str) -> DataFrame:
              F.round(F.avg((F.col("arr_delay") > DELAY_MINUTES).cast("double")), 4).alias("delayed_share"))
         .orderBy(by)
     )
+
+
+def windows(start: str, end: str, holdout_days: int) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+    """Split [start, end) into a training window and the last holdout_days held out."""
+    try:
+        lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except (TypeError, ValueError):
+        raise ConfigError(f"explore_from/explore_to must be YYYY-MM-DD dates, got {start!r} and {end!r}") from None
+    split = hi - dt.timedelta(days=holdout_days)
+    if not lo < split < hi:
+        raise ConfigError(f"explore window {lo}..{hi} is too short to hold out {holdout_days} days")
+    return (lo, split), (split, hi)
+
+
+def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[str, Any],
+                   candidates: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Fit each candidate, log it as an MLflow run, and rank them by held-out ROC AUC."""
+    import mlflow
+
+    label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
+    rows = []
+    for name, hyper in candidates.items():
+        with mlflow.start_run(run_name=f"explore {name}") as run:
+            model = training.fit(train, model_cfg, hyper)
+            m = classification_metrics(holdout[label], model.predict(None, holdout), threshold)
+            mlflow.log_params({**hyper["params"], "algorithm": hyper["algorithm"], "train_rows": len(train)})
+            mlflow.log_metrics({f"holdout_{k}": v for k, v in m.items() if pd.notna(v)})
+        rows.append({"candidate": name, "algorithm": hyper["algorithm"], "roc_auc": m["roc_auc"],
+                     "accuracy": m["accuracy"], "f1": m["f1"], "run_id": run.info.run_id})
+    return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, ignore_index=True)
+
+
+def write_hyperparameters(hyper: dict[str, Any], path: str | Path, note: str) -> Path:
+    """Write the chosen hyperparameters where the training pipeline reads them."""
+    target = Path(path)
+    if not target.is_absolute():
+        target = PROJECT_DIR / target
+    header = ("# Production hyperparameters, read by the training task (conf/model.yml "
+              "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "
+              f"{note}\n# Review the diff before committing it.\n")
+    body = yaml.safe_dump({"algorithm": hyper["algorithm"], "params": hyper["params"]}, sort_keys=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(header + body)
+    return target

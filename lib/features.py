@@ -1,16 +1,21 @@
 """Feature engineering: flight and weather features, and the delay labels, from raw tables.
 
-Features describe what is known before departure (schedule, route, weather at the origin
-in the scheduled hour); labels (arrival delay) arrive after the flight and live in their own
-table so that nothing from after a flight's departure can leak into its features.
+Two feature tables describe what is known before departure: `flight_features` (schedule and
+route, keyed by flight) and `weather_features` (hourly observations, keyed by origin). The
+labels (arrival delay) arrive after the flight and live in their own table with the flight's
+keys; a training set is that spine with features looked up point in time
+(lib.feature_store), so nothing from after a flight's departure leaks into its features.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+
+from lib import feature_store
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
                    "precip", "pressure", "visib"]
@@ -31,36 +36,66 @@ def _sched_dep_ts() -> F.Column:
     )
 
 
-def build_features(flights: DataFrame, weather: DataFrame) -> DataFrame:
-    """One row per scheduled flight: key, scheduled departure time and model features."""
-    w = weather.select("origin", "time_hour", *WEATHER_COLUMNS)
+def build_flight_features(flights: DataFrame) -> DataFrame:
+    """One row per scheduled flight: key, scheduled departure time, schedule and route."""
+    return flights.select(
+        _flight_id().alias(KEY),
+        _sched_dep_ts().alias(TIMESTAMP),
+        "origin", "carrier", "dest",
+        # Numbers are doubles so that a missing value never breaks the model's signature.
+        F.col("month").cast("double").alias("month"),
+        F.dayofweek(_sched_dep_ts()).cast("double").alias("day_of_week"),
+        (F.col("sched_dep_time") / 100).cast("int").cast("double").alias("dep_hour"),
+        F.col("distance").cast("double").alias("distance"),
+    )
+
+
+def build_weather_features(weather: DataFrame) -> DataFrame:
+    """One row per origin and local hour of observation.
+
+    The autumn DST change repeats a local hour; the later observation of the two is kept.
+    """
+    observed_at = F.make_timestamp_ntz(F.col("year"), F.col("month"), F.col("day"), F.col("hour"), F.lit(0), F.lit(0))
+    latest_first = Window.partitionBy("origin", "observed_at").orderBy(F.col("time_hour").desc())
     return (
-        flights.join(w, ["origin", "time_hour"], "left")
-        .select(
-            _flight_id().alias(KEY),
-            _sched_dep_ts().alias(TIMESTAMP),
-            # Numbers are doubles so that a missing value never breaks the model's signature.
-            F.col("month").cast("double").alias("month"),
-            F.dayofweek(_sched_dep_ts()).cast("double").alias("day_of_week"),
-            (F.col("sched_dep_time") / 100).cast("int").cast("double").alias("dep_hour"),
-            "carrier", "origin", "dest",
-            F.col("distance").cast("double").alias("distance"),
-            *[F.col(c).cast("double").alias(c) for c in WEATHER_COLUMNS],
-        )
+        weather.withColumn("observed_at", observed_at)
+        .withColumn("_n", F.row_number().over(latest_first)).where("_n = 1")
+        .select("origin", "observed_at", *[F.col(c).cast("double").alias(c) for c in WEATHER_COLUMNS])
     )
 
 
 def build_labels(flights: DataFrame) -> DataFrame:
-    """The label of each flight that arrived: delayed = arrival delay > 15 minutes.
+    """The label of each flight that arrived, with the flight's keys: the training spine.
 
-    Cancelled or diverted flights (no arrival delay) have no label.
+    delayed = arrival delay > 15 minutes. Cancelled or diverted flights have no label.
     """
     return flights.where(F.col("arr_delay").isNotNull()).select(
         _flight_id().alias(KEY),
+        "origin",
         _sched_dep_ts().alias(TIMESTAMP),
         F.col("arr_delay").cast("double").alias("arr_delay"),
         (F.col("arr_delay") > DELAY_MINUTES).cast("int").alias("delayed"),
     )
+
+
+def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]:
+    """Every table the features task writes, by short name."""
+    return {"flight_features": build_flight_features(flights),
+            "weather_features": build_weather_features(weather),
+            "labels": build_labels(flights)}
+
+
+def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, DataFrame]) -> dict[str, int]:
+    """Write the feature tables (keys checked, keys recorded) and the labels; rows per table."""
+    rows = {}
+    for name, df in tables.items():
+        spec = model_cfg["feature_tables"].get(name)
+        if spec is None:
+            lakehouse.write(df, env.table(name))
+            rows[name] = lakehouse.read(env.table(name)).count()
+        else:
+            rows[name] = feature_store.write_table(lakehouse, df, env.table(name), spec)
+    return rows
 
 
 def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
@@ -68,13 +103,19 @@ def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
     return df.where((F.col(TIMESTAMP) >= F.lit(start)) & (F.col(TIMESTAMP) < F.lit(end)))
 
 
-def labelled(features: DataFrame, labels: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
-    """Features joined with their labels for flights in [start, end) that have a label."""
-    return in_window(features, start, end).join(labels.select(KEY, "delayed"), KEY, "inner")
+def training_set(lakehouse, env, model_cfg: dict[str, Any], window: tuple[dt.date, dt.date],
+                 catalog: str | None = None) -> DataFrame:
+    """Labelled flights of a window with their features looked up point in time.
+
+    Tables are read from `catalog` (default: the environment's own; dev explores prod's).
+    """
+    catalog = catalog or env.catalog
+    spine = in_window(lakehouse.read(f"{catalog}.{env.schema}.labels"), *window)
+    lookups = feature_store.lookups(model_cfg, catalog, env.schema)
+    return feature_store.lookup_features(lakehouse, spine, lookups)
 
 
-def load_labelled(lakehouse, env, window: tuple[dt.date, dt.date]):
-    """The labelled flights of a window as pandas, in key order so that training is repeatable."""
-    features = lakehouse.read(env.table("flight_features"))
-    labels = lakehouse.read(env.table("labels"))
-    return labelled(features, labels, *window).orderBy(KEY).toPandas()
+def load_labelled(lakehouse, env, model_cfg: dict[str, Any], window: tuple[dt.date, dt.date],
+                  catalog: str | None = None):
+    """The training set of a window as pandas, in key order so that training is repeatable."""
+    return training_set(lakehouse, env, model_cfg, window, catalog).orderBy(KEY).toPandas()

@@ -13,22 +13,37 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lib import feature_store
 from lib.catalog import Lakehouse
+from lib.errors import ModelNotFoundError, TableNotFoundError
 from lib.features import KEY, TIMESTAMP, in_window
 from lib.registry import ModelRef
 
 
-def score(features: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
+def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
           decision_threshold: float) -> DataFrame:
-    """Predictions for the flights scheduled in [start, end), with model and period columns."""
-    import mlflow
-    from mlflow.models import get_model_info
+    """Predictions for the flights of the spine scheduled in [start, end).
 
-    spark = features.sparkSession
-    columns = get_model_info(ref.uri).signature.inputs.input_names()
-    predict = mlflow.pyfunc.spark_udf(spark, ref.uri, result_type="double", env_manager="local")
+    The spine needs only the keys the model was logged with; the features come from the
+    model's own feature lookups, point in time (Feature Store `score_batch`).
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    info = Model.load(ref.uri)  # the MLmodel file: signature and packaged lookups
+    packaged = (info.metadata or {}).get("feature_lookups")
+    if not packaged:
+        raise ModelNotFoundError(f"{ref.uri} carries no feature lookups: it cannot score from keys")
+    keys = info.metadata.get("keys") or []
+    missing = [k for k in keys if k not in spine.columns]
+    if missing:
+        raise TableNotFoundError(f"the rows to score lack key column(s) {', '.join(missing)} needed by {ref.uri}")
+    batch = feature_store.lookup_features(lakehouse, in_window(spine, start, end).select(*keys),
+                                          [feature_store.FeatureLookup.from_dict(d) for d in packaged])
+    columns = info.signature.inputs.input_names()
+    predict = mlflow.pyfunc.spark_udf(lakehouse.spark, ref.uri, result_type="double", env_manager="local")
     return (
-        in_window(features, start, end)
+        batch
         .withColumn("prediction", predict(F.struct(*[F.col(c) for c in columns])))
         .select(
             KEY, TIMESTAMP, "prediction",

@@ -136,13 +136,15 @@ def _check_no_recursion(name: str, jobs: dict[str, Job], stack: tuple[str, ...],
 
 
 def resolve(value: Any, job_params: dict[str, Any], values: dict[str, dict[str, Any]]) -> Any:
-    """Substitute {{job.parameters.X}} and {{tasks.T.values.K}} references in a parameter."""
+    """Substitute {{job.parameters.X}}, {{job.run_id}} and {{tasks.T.values.K}} in a parameter."""
     if not isinstance(value, str):
         return value
 
     def lookup(match: re.Match) -> str:
         ref = match.group(1)
         parts = ref.split(".")
+        if parts == ["job", "run_id"] and "run_id" in job_params:
+            return str(job_params["run_id"])
         if len(parts) == 3 and parts[:2] == ["job", "parameters"] and parts[2] in job_params:
             return str(job_params[parts[2]])
         if len(parts) == 4 and parts[0] == "tasks" and parts[2] == "values":

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lib.features import KEY, TIMESTAMP
-from lib.training import classification_metrics
+from lib.evaluation import classification_metrics
 
 QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
 _METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import getpass
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 from lib.config import EnvConfig
 from lib.errors import ModelNotFoundError
 
 CHAMPION = "Champion"
 CHALLENGER = "Challenger"
+PREVIOUS = "Previous"  # the Champion before the current one: what a rollback returns to
 VALIDATION_STATUS = "model_validation_status"
+LOCK_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -104,11 +112,99 @@ def set_tags(ref: ModelRef, tags: dict[str, object]) -> None:
         c.set_model_version_tag(ref.name, ref.version, key, str(value))
 
 
-def move_alias(ref: ModelRef, alias: str, reason: str) -> None:
-    """Point `alias` at ref and record on the version when and why."""
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def actor(run: str | None = None) -> str:
+    """Who moves an alias: the job run, or the user at the command line."""
+    return run or f"{getpass.getuser()} (by hand)"
+
+
+def move_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
+    """Point `alias` at ref and record on the version when, by whom (which job run) and why.
+
+    Call it holding alias_lock(ref.name) when the move depends on where aliases point.
+    """
     client().set_registered_model_alias(ref.name, alias, ref.version)
-    set_tags(ref, {f"alias.{alias}.at": now, f"alias.{alias}.reason": reason})
+    set_tags(ref, {f"alias.{alias}.at": _now(), f"alias.{alias}.by": actor(by), f"alias.{alias}.reason": reason})
+
+
+def remove_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
+    """Delete `alias` if it still points at ref, recording on the version when, by whom and why."""
+    if version_of(ref.name, alias) == ref:
+        client().delete_registered_model_alias(ref.name, alias)
+        set_tags(ref, {f"alias.{alias}.removed_at": _now(), f"alias.{alias}.removed_by": actor(by),
+                       f"alias.{alias}.removed_reason": reason})
+
+
+def _lock_dir() -> Path:
+    import tempfile
+
+    import mlflow
+
+    uri = mlflow.get_registry_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent / "locks"
+    return Path(tempfile.gettempdir()) / "lakehouse-mlops-locks"
+
+
+@contextlib.contextmanager
+def alias_lock(name: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Serialize alias moves of one model across processes on this machine (an flock).
+
+    Deployments, rollbacks and approvals read where aliases point and then move them; holding
+    this lock makes each read-then-move atomic, so no move is lost and no two runs both see
+    the same Champion as "current" while replacing it.
+    """
+    from lib.errors import LakehouseError
+
+    folder = _lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LakehouseError(f"another run holds the alias lock of {name} ({path}) for over "
+                                         f"{timeout_s:.0f}s: wait for it to finish, then re-run") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def aliases(name: str) -> dict[str, str]:
+    """Every alias of a registered model and the version it points at."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client().get_registered_model(name)
+    except MlflowException:
+        return {}
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def history(name: str) -> list[dict[str, object]]:
+    """Every version of a model, oldest first: created, status, decision, aliases and their reasons."""
+    held = aliases(name)
+    versions = client().search_model_versions(f"name = '{name}'", max_results=1000)
+    rows = []
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        tags = dict(mv.tags)
+        rows.append({
+            "version": str(mv.version),
+            "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.timezone.utc).isoformat(timespec="seconds"),
+            "aliases": sorted(a for a, v in held.items() if v == str(mv.version)),
+            "tags": tags,
+            "description": mv.description or "",
+        })
+    return rows
 
 
 def purge(env: EnvConfig) -> list[str]:

@@ -1,21 +1,30 @@
-"""Training: fit the delay classifier, measure it, log it to MLflow and register it."""
+"""Training: fit the delay classifier, evaluate it, log it to MLflow and register it.
+
+The registered version carries everything needed to trust and use it: its run, data
+windows, git commit, hyperparameters file, a description, and the feature lookups that
+turn keys into features (in the model's metadata, so scoring needs only the keys).
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 import mlflow
-from lib import registry
+from lib import evaluation, registry
+from lib.config import PROJECT_DIR
 from lib.errors import ConfigError, LakehouseError
+from lib.feature_store import FeatureLookup
 from lib.registry import VALIDATION_STATUS, ModelRef
 
 # Pinned so that log_model skips its slow requirement inference (~4 s).
@@ -37,25 +46,32 @@ def feature_columns(model_cfg: dict[str, Any]) -> list[str]:
     return list(model_cfg["features"]["categorical"]) + list(model_cfg["features"]["numeric"])
 
 
-def make_pipeline(model_cfg: dict[str, Any]) -> Pipeline:
-    """Ordinal-encode the categoricals, then a HistGradientBoostingClassifier."""
+def make_pipeline(model_cfg: dict[str, Any], hyper: dict[str, Any]) -> Pipeline:
+    """The estimator named by hyper["algorithm"], with its encoding, built from hyper["params"]."""
     categorical = list(model_cfg["features"]["categorical"])
-    encode = ColumnTransformer(
-        [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                        encoded_missing_value=-1), categorical)],
-        remainder="passthrough",
-        verbose_feature_names_out=False,
-    )
+    numeric = list(model_cfg["features"]["numeric"])
+    params = hyper["params"]
     try:
-        classifier = HistGradientBoostingClassifier(
-            categorical_features=list(range(len(categorical))), **model_cfg["hyperparameters"]
-        )
+        if hyper["algorithm"] == "hist_gradient_boosting":
+            encode = ColumnTransformer(
+                [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                                encoded_missing_value=-1), categorical)],
+                remainder="passthrough", verbose_feature_names_out=False)
+            classifier = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), **params)
+        elif hyper["algorithm"] == "logistic_regression":
+            encode = ColumnTransformer([
+                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+                ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+            ])
+            classifier = LogisticRegression(**{"max_iter": 1000, **params})
+        else:
+            raise ConfigError(f"unknown algorithm {hyper['algorithm']!r}")
     except TypeError as exc:
-        raise ConfigError(f"conf/model.yml hyperparameters: {exc}") from None
+        raise ConfigError(f"hyperparameters for {hyper['algorithm']}: {exc}") from None
     return Pipeline([("encode", encode), ("classify", classifier)])
 
 
-def fit(train: pd.DataFrame, model_cfg: dict[str, Any]) -> DelayModel:
+def fit(train: pd.DataFrame, model_cfg: dict[str, Any], hyper: dict[str, Any]) -> DelayModel:
     """Fit on a labelled pandas frame; refuses an empty or one-class training set."""
     label = model_cfg["label"]
     if len(train) == 0:
@@ -63,61 +79,76 @@ def fit(train: pd.DataFrame, model_cfg: dict[str, Any]) -> DelayModel:
     if train[label].nunique() < 2:
         raise LakehouseError(f"the training window has only one class of {label}: widen train_days")
     columns = feature_columns(model_cfg)
-    pipeline = make_pipeline(model_cfg)
+    pipeline = make_pipeline(model_cfg, hyper)
     try:
         pipeline.fit(train[columns], train[label])
     except ValueError as exc:
-        raise ConfigError(f"training failed, check conf/model.yml hyperparameters: {exc}") from None
+        raise ConfigError(f"training failed, check the hyperparameters: {exc}") from None
     return DelayModel(pipeline, columns)
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """The metrics every stage speaks: roc_auc, accuracy, precision, recall, f1, log_loss."""
-    y_true = np.asarray(y_true).astype(int)
-    proba = np.asarray(proba, dtype=float)
-    predicted = (proba >= threshold).astype(int)
-    out = {
-        "accuracy": skm.accuracy_score(y_true, predicted),
-        "precision": skm.precision_score(y_true, predicted, zero_division=0),
-        "recall": skm.recall_score(y_true, predicted, zero_division=0),
-        "f1": skm.f1_score(y_true, predicted, zero_division=0),
-        "positive_rate": float(y_true.mean()) if len(y_true) else float("nan"),
-        "count": float(len(y_true)),
-    }
-    both = len(np.unique(y_true)) == 2
-    out["roc_auc"] = skm.roc_auc_score(y_true, proba) if both else float("nan")
-    out["log_loss"] = skm.log_loss(y_true, np.clip(proba, 1e-6, 1 - 1e-6), labels=[0, 1]) if len(y_true) else float("nan")
-    return {k: float(v) for k, v in out.items()}
+def git_commit() -> str:
+    """The project's commit, `-dirty` if tracked files changed; `unknown` outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
-def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFrame,
-                     model_cfg: dict[str, Any], model_name: str, run_tags: dict[str, str]) -> ModelRef:
-    """Log params, held-out metrics and the model (with signature) to MLflow; register it.
+def describe(model_cfg: dict[str, Any], hyper: dict[str, Any], tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
+    """The model version's description: what it predicts, from what, trained how, how good."""
+    return (f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg['label']}). "
+            f"{hyper['algorithm']} on {len(feature_columns(model_cfg))} features looked up from "
+            f"{tags.get('feature_lookups', 'the feature tables')}; trained on {tags.get('train_window', '?')}, "
+            f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f} on {tags.get('holdout_window', '?')}.")
 
-    Returns the new version, tagged model_validation_status=PENDING.
+
+def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[str, Any],
+                     hyper: dict[str, Any], lookups: list[FeatureLookup], model_name: str,
+                     tags: dict[str, str]) -> ModelRef:
+    """Log params, held-out metrics, plots and the model to MLflow; register it PENDING.
+
+    Args:
+        tags: run facts to put on the run and the version (as_of, windows, hyperparameters_file).
+    Returns:
+        The new version, tagged model_validation_status=PENDING, with run, git commit and lookups.
     """
     from mlflow.models import infer_signature
 
-    label = model_cfg["label"]
+    label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
     columns = model.columns
-    holdout_metrics = classification_metrics(
-        holdout[label], model.predict(None, holdout), model_cfg["inference"]["decision_threshold"]
-    )
+    proba = model.predict(None, holdout)
+    holdout_metrics = evaluation.classification_metrics(holdout[label], proba, threshold)
     example = train[columns].head(5)
     signature = infer_signature(example, model.predict(None, example))
-    with mlflow.start_run(run_name=f"train {run_tags.get('as_of', '')}".strip()) as run:
-        mlflow.set_tags(run_tags)
-        mlflow.log_params({**model_cfg["hyperparameters"], "features": ",".join(columns),
+    tags = {**tags, "git_commit": git_commit(), "algorithm": hyper["algorithm"],
+            "feature_lookups": "; ".join(f"{lk.table} by {','.join(lk.lookup_key)} as of {lk.timestamp_lookup_key}"
+                                         for lk in lookups)}
+    with mlflow.start_run(run_name=f"train {tags.get('as_of', '')}".strip()) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params({**hyper["params"], "algorithm": hyper["algorithm"], "features": ",".join(columns),
                            "train_rows": len(train), "holdout_rows": len(holdout)})
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items() if np.isfinite(v)})
+        if holdout[label].nunique() == 2:
+            importance = evaluation.feature_importance(model.pipeline, holdout, holdout[label].to_numpy(), columns)
+            mlflow.log_dict(importance.round(5).to_dict(), "feature_importance.json")
+            for name, figure in evaluation.figures(holdout[label], proba, threshold, importance).items():
+                mlflow.log_figure(figure, name)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=model,
             signature=signature,
             input_example=example,
+            metadata={"feature_lookups": [lk.to_dict() for lk in lookups], "keys": list(model_cfg["keys"])},
             registered_model_name=model_name,
             pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in _REQUIREMENTS],
         )
     ref = ModelRef(model_name, str(info.registered_model_version))
-    registry.set_tags(ref, {**run_tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"})
+    registry.set_tags(ref, {**tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"})
+    registry.client().update_model_version(ref.name, ref.version,
+                                           description=describe(model_cfg, hyper, tags, holdout_metrics))
     return ref

@@ -1,76 +1,260 @@
-"""Validation: check a newly registered version before it may become the Challenger.
+"""Validation: the checks a newly registered version must pass before it may be the Challenger.
 
-Each check is reported by name with its measured value, threshold and verdict. The outcome
-is written on the version as `model_validation_status` (PENDING -> PASSED | FAILED) and
-`validation.<check>` tags; only a passing version gets the Challenger alias.
+Checks, each reported by name with its measured value, threshold and verdict (in MLflow, as
+`validation.<check>` tags on the version, and in the notebook):
+  format          the version loads as a pyfunc model
+  signature       it has a signature whose inputs are the configured feature columns
+  input_example   it was logged with an input example
+  feature_lookups its feature lookups resolve (tables, keys and columns exist)
+  performance.*   mlflow.models.evaluate on the held-out window, judged by
+                  mlflow.validate_evaluation_results: an absolute minimum per metric, and a
+                  minimum change against the Champion when one exists and one is configured
+  slice.<column>  the slice metric per value of a column (origin, carrier, month) >= floor
+  compliance.*    required tags and a description are present
+Run modes: `enabled` (a failure blocks: FAILED, no Challenger, the task fails), `dry_run`
+(report, never block: the Challenger alias is given either way) and `disabled` (no checks;
+the Challenger alias is given and the status stays PENDING).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from lib import registry
+from lib import feature_store, registry
+from lib.config import METRICS
 from lib.errors import ValidationFailedError
+from lib.evaluation import classification_metrics
 from lib.registry import CHALLENGER, VALIDATION_STATUS, ModelRef
-from lib.training import classification_metrics
+
+MODE_TAG = "validation.mode"
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    value: float
-    threshold: float
+    value: str
+    threshold: str
     passed: bool
 
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
     def describe(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        return f"{self.name} {self.value:.4f} (minimum {self.threshold}) {verdict}"
+        return f"{self.name} {self.value} (needs {self.threshold}) {self.verdict}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Report:
     ref: ModelRef
-    metrics: dict[str, float]
-    checks: list[Check]
+    mode: str
+    checks: list[Check] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    slices: pd.DataFrame | None = None
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([c.__dict__ for c in self.checks])
+        return pd.DataFrame([{**c.__dict__, "verdict": c.verdict} for c in self.checks],
+                            columns=["name", "value", "threshold", "passed", "verdict"])
 
     def summary(self) -> str:
-        return "; ".join(c.describe() for c in self.checks)
+        return "; ".join(c.describe() for c in (self.failed or self.checks))
 
 
-def check_thresholds(metrics: dict[str, float], thresholds: dict[str, float]) -> list[Check]:
-    """One check per threshold: the metric must be at least the threshold (NaN fails)."""
+def run_mode(override: str, model_cfg: dict[str, Any]) -> str:
+    """The run mode: the notebook parameter if given, else conf/model.yml validation.mode."""
+    from lib.config import VALIDATION_MODES, ConfigError, check_param
+
+    mode = check_param("run_mode", override, str) or model_cfg["validation"].get("mode", "enabled")
+    if mode not in VALIDATION_MODES:
+        raise ConfigError(f"parameter run_mode must be one of {', '.join(VALIDATION_MODES)} or '', got {mode!r}")
+    return mode
+
+
+def check_model(ref: ModelRef, expected_columns: list[str]):
+    """Format and metadata: loads as pyfunc, signature inputs, input example. Returns (model, checks)."""
+    import mlflow
+
+    try:
+        model = mlflow.pyfunc.load_model(ref.uri)
+    except Exception as exc:  # any load failure is the verdict, not a crash
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return None, [Check("format", f"does not load: {reason}", "loads as pyfunc", False)]
+    checks = [Check("format", "loads as pyfunc", "loads as pyfunc", True)]
+    signature = model.metadata.signature
+    inputs = signature.inputs.input_names() if signature is not None else None
+    if inputs is None:
+        checks.append(Check("signature", "missing", f"inputs = {len(expected_columns)} feature columns", False))
+    else:
+        missing = [c for c in expected_columns if c not in inputs]
+        extra = [c for c in inputs if c not in expected_columns]
+        value = (f"{len(inputs)} inputs match" if not missing and not extra
+                 else f"missing {missing or 'none'}, unexpected {extra or 'none'}")
+        checks.append(Check("signature", value, f"inputs = {len(expected_columns)} feature columns",
+                            not missing and not extra))
+    has_example = model.metadata.saved_input_example_info is not None
+    checks.append(Check("input_example", "present" if has_example else "missing", "present", has_example))
+    return model, checks
+
+
+def check_feature_lookups(model, lakehouse) -> Check:
+    """The lookups packaged with the model resolve against the lakehouse's feature tables."""
+    specs = (model.metadata.metadata or {}).get("feature_lookups") if model is not None else None
+    if not specs:
+        return Check("feature_lookups", "none packaged", "lookups that resolve", False)
+    lookups = [feature_store.FeatureLookup.from_dict(d) for d in specs]
+    found = feature_store.problems(lakehouse, lookups)
+    value = "; ".join(found) if found else f"{len(lookups)} lookups resolve ({', '.join(lk.table for lk in lookups)})"
+    return Check("feature_lookups", value, "lookups that resolve", not found)
+
+
+def _metric(name: str, threshold: float):
+    from mlflow.models import make_metric
+
+    return make_metric(eval_fn=lambda predictions, targets, metrics=None: classification_metrics(
+        targets, predictions, threshold)[name], greater_is_better=True, name=name)
+
+
+def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
+    """mlflow.models.evaluate of a frame with a `prediction` column, in its own nested run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=run_name, nested=True):
+        return mlflow.models.evaluate(data=frame[["prediction", label]], predictions="prediction", targets=label,
+                                      model_type=None, extra_metrics=[_metric(m, threshold) for m in METRICS])
+
+
+def check_performance(candidate, baseline, thresholds: dict[str, dict[str, float]], champion: str | None) -> list[Check]:
+    """One check per configured rule, each judged by mlflow.validate_evaluation_results."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import MetricThreshold
+
     checks = []
-    for name, minimum in thresholds.items():
-        value = float(metrics.get(name, float("nan")))
-        checks.append(Check(name, value, float(minimum), not math.isnan(value) and value >= minimum))
+
+    def judge(name: str, metric: str, rule: MetricThreshold, value: str, needs: str, base=None) -> None:
+        try:
+            mlflow.validate_evaluation_results({metric: rule}, candidate, base)
+            passed = True
+        except MlflowException:  # ModelValidationFailedException: the rule was not met
+            passed = False
+        checks.append(Check(name, value, needs, passed))
+
+    for metric, rule in thresholds.items():
+        value = candidate.metrics.get(metric, math.nan)
+        if "min" in rule:
+            judge(f"performance.{metric}", metric, MetricThreshold(threshold=rule["min"], greater_is_better=True),
+                  f"{value:.4f}", f">= {rule['min']}")
+        if "min_change_vs_champion" in rule and baseline is not None:
+            base = baseline.metrics.get(metric, math.nan)
+            judge(f"performance.{metric}_vs_champion", metric,
+                  MetricThreshold(min_absolute_change=rule["min_change_vs_champion"], greater_is_better=True),
+                  f"{value - base:+.4f} vs {champion}", f">= +{rule['min_change_vs_champion']}", baseline)
     return checks
 
 
-def evaluate(ref: ModelRef, holdout: pd.DataFrame, model_cfg: dict[str, Any]) -> Report:
-    """Load the version as pyfunc (the format check) and measure it on the held-out data."""
-    proba = registry.predict(ref, holdout)
-    metrics = classification_metrics(holdout[model_cfg["label"]], proba,
-                                     model_cfg["inference"]["decision_threshold"])
-    return Report(ref, metrics, check_thresholds(metrics, model_cfg["validation"]["thresholds"]))
+def slice_metrics(frame: pd.DataFrame, columns: list[str], metric: str, label: str, threshold: float) -> pd.DataFrame:
+    """The metric per value of each slice column: slice_key, slice_value, rows, value."""
+    rows = []
+    for column in columns:
+        for value, part in frame.groupby(column, dropna=False):
+            m = classification_metrics(part[label], part["prediction"], threshold)[metric]
+            rows.append({"slice_key": column, "slice_value": str(value), "rows": len(part), metric: m})
+    return pd.DataFrame(rows, columns=["slice_key", "slice_value", "rows", metric])
 
 
-def record(report: Report) -> None:
-    """Write the outcome on the version; Challenger alias on pass, ValidationFailedError on fail."""
-    tags = {f"validation.{c.name}": f"{c.value:.4f} >= {c.threshold}: {'PASS' if c.passed else 'FAIL'}"
-            for c in report.checks}
-    status = "PASSED" if report.passed else "FAILED"
-    registry.set_tags(report.ref, {**tags, VALIDATION_STATUS: status})
-    if not report.passed:
-        raise ValidationFailedError(f"{report.ref.uri} failed validation: {report.summary()}")
-    registry.move_alias(report.ref, CHALLENGER, f"validation passed: {report.summary()}")
+def check_slices(table: pd.DataFrame, cfg: dict[str, Any]) -> list[Check]:
+    """Per slice column: the worst judged slice (>= min_rows, measurable) must reach the floor."""
+    metric, floor, min_rows = cfg["metric"], cfg["floor"], cfg["min_rows"]
+    checks = []
+    for column, part in table.groupby("slice_key", sort=False):
+        judged = part[(part["rows"] >= min_rows) & part[metric].notna()]
+        if judged.empty:
+            checks.append(Check(f"slice.{column}", f"no slice has {min_rows}+ rows", f"{metric} >= {floor}", True))
+            continue
+        worst = judged.loc[judged[metric].idxmin()]
+        checks.append(Check(f"slice.{column}",
+                            f"worst {worst['slice_value']} {metric} {worst[metric]:.4f} of {len(judged)} slices",
+                            f"{metric} >= {floor} in slices of {min_rows}+ rows", bool(worst[metric] >= floor)))
+    return checks
+
+
+def check_compliance(ref: ModelRef, cfg: dict[str, Any]) -> list[Check]:
+    """Required tags present (non-empty) and, if configured, a description."""
+    version = registry.require_version(ref)
+    required = list(cfg.get("required_tags") or [])
+    missing = [t for t in required if not version.tags.get(t)]
+    checks = [Check("compliance.tags", f"missing {', '.join(missing)}" if missing else f"{len(required)} present",
+                    f"tags {', '.join(required)}", not missing)]
+    if cfg.get("require_description"):
+        text = (version.description or "").strip()
+        checks.append(Check("compliance.description", f"{len(text)} characters" if text else "missing",
+                            "a description", bool(text)))
+    return checks
+
+
+def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef | None,
+             model_cfg: dict[str, Any], expected_columns: list[str], mode: str) -> Report:
+    """Run every check (none when mode is disabled) in an MLflow run; returns the report."""
+    import mlflow
+
+    report = Report(ref, mode)
+    if mode == "disabled":
+        return report
+    cfg, label = model_cfg["validation"], model_cfg["label"]
+    threshold = model_cfg["inference"]["decision_threshold"]
+    with mlflow.start_run(run_name=f"validate v{ref.version}"):
+        mlflow.set_tags({"model_name": ref.name, "model_version": ref.version, MODE_TAG: mode})
+        model, report.checks = check_model(ref, expected_columns)
+        report.checks.append(check_feature_lookups(model, lakehouse))
+        if model is not None:
+            frame = holdout.assign(prediction=model.predict(holdout))
+            candidate = evaluate(frame, label, threshold, f"candidate v{ref.version}")
+            report.metrics = dict(candidate.metrics)
+            baseline = None
+            if champion is not None and champion != ref:
+                scored = holdout.assign(prediction=registry.predict(champion, holdout))
+                baseline = evaluate(scored, label, threshold, f"Champion v{champion.version}")
+            report.checks += check_performance(candidate, baseline, cfg["thresholds"],
+                                               f"Champion v{champion.version}" if baseline else None)
+            if cfg.get("slices"):
+                s = cfg["slices"]
+                report.slices = slice_metrics(frame, s["columns"], s["metric"], label, threshold)
+                report.checks += check_slices(report.slices, s)
+                mlflow.log_table(report.slices, "validation_slices.json")
+        report.checks += check_compliance(ref, cfg.get("compliance") or {})
+        mlflow.log_metrics({k: v for k, v in report.metrics.items() if isinstance(v, float) and math.isfinite(v)})
+        mlflow.log_table(report.table(), "validation_checks.json")
+        mlflow.set_tag("model_validation_status", "PASSED" if report.passed else "FAILED")
+    return report
+
+
+def record(report: Report, by: str | None = None) -> str:
+    """Write the outcome on the version and give the Challenger alias as the mode says.
+
+    Returns the status. In `enabled` mode a failure raises ValidationFailedError after the
+    tags are written (and the Challenger alias is not touched).
+    """
+    ref = report.ref
+    tags = {f"validation.{c.name}": f"{c.verdict}: {c.value} (needs {c.threshold})"[:4000] for c in report.checks}
+    status = "PENDING" if report.mode == "disabled" else ("PASSED" if report.passed else "FAILED")
+    registry.set_tags(ref, {**tags, MODE_TAG: report.mode, VALIDATION_STATUS: status})
+    if status == "FAILED" and report.mode == "enabled":
+        raise ValidationFailedError(f"{ref.uri} failed validation: {report.summary()}")
+    reason = {"PASSED": f"validation passed ({len(report.checks)} checks)",
+              "FAILED": f"dry run: failed checks not enforced ({report.summary()})",
+              "PENDING": "validation disabled"}[status]
+    with registry.alias_lock(ref.name):
+        registry.move_alias(ref, CHALLENGER, reason, by)
+    return status

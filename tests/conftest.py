@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
+
 import pytest
 
-from lib import deployment, features, ingest, registry, training, validation
+from lib import deployment, feature_store, features, ingest, registry, training, validation
 from lib.catalog import Lakehouse
-from lib.config import load_env, load_model_config
+from lib.config import load_env, load_hyperparameters, load_model_config
 from lib.registry import CHALLENGER
 
 
@@ -33,8 +36,14 @@ def staging(home):
 
 
 @pytest.fixture
-def model_cfg():
-    return load_model_config()
+def model_cfg(model_cfg_session):
+    return copy.deepcopy(model_cfg_session)
+
+
+@pytest.fixture
+def hyper(hyper_session):
+    """The production hyperparameters (conf/hyperparameters.yml)."""
+    return copy.deepcopy(hyper_session)
 
 
 @pytest.fixture
@@ -49,44 +58,113 @@ def mlflow_env(staging):
     return staging
 
 
+@pytest.fixture(scope="session")
+def seed(spark, tmp_path_factory, model_cfg_session, hyper_session):
+    """Staging ingested, featurized and trained once per session; tests get copies of it.
+
+    Ingesting and training take ~30 s; copying the Delta folders and registering the seed's
+    model artifacts as a new version takes well under a second.
+    """
+    root = tmp_path_factory.mktemp("seed") / "lakehouse"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAKEHOUSE_HOME", str(root))
+        env = load_env("staging")
+        lakehouse = Lakehouse(spark, env)
+        ingest.ingest(lakehouse, env.data.start, env.data.end)
+        flights, weather = lakehouse.read(env.raw_table("flights")), lakehouse.read(env.raw_table("weather"))
+        features.write_tables(lakehouse, env, model_cfg_session, features.build_tables(flights, weather))
+        windows = env.data.split(env.data.as_of)
+        train = features.load_labelled(lakehouse, env, model_cfg_session, windows.train)
+        holdout = features.load_labelled(lakehouse, env, model_cfg_session, windows.holdout)
+        registry.configure(env)
+        ref = register(env, model_cfg_session, hyper_session, train, holdout)
+        version = registry.require_version(ref)
+        source = registry.client().get_model_version_download_uri(ref.name, ref.version)
+    return {"warehouse": env.warehouse / env.catalog, "train": train, "holdout": holdout,
+            "source": source, "tags": dict(version.tags), "description": version.description}
+
+
+@pytest.fixture(scope="session")
+def model_cfg_session():
+    return load_model_config()
+
+
+@pytest.fixture(scope="session")
+def hyper_session(model_cfg_session):
+    return load_hyperparameters(None, model_cfg_session)[1]
+
+
 @pytest.fixture
-def ingested(lakehouse, staging):
-    ingest.ingest(lakehouse, staging.data.start, staging.data.end)
+def ingested(lakehouse, staging, seed):
+    """The staging raw tables (a copy of the seed's)."""
+    shutil.copytree(seed["warehouse"] / "raw", staging.warehouse / staging.catalog / "raw")
     return lakehouse
 
 
 @pytest.fixture
-def featurized(ingested, staging):
-    flights = ingested.read(staging.raw_table("flights"))
-    weather = ingested.read(staging.raw_table("weather"))
-    ingested.write(features.build_features(flights, weather), staging.table("flight_features"))
-    ingested.write(features.build_labels(flights), staging.table("labels"))
-    return ingested
+def featurized(lakehouse, staging, seed):
+    """The staging raw, feature and label tables (a copy of the seed's)."""
+    shutil.copytree(seed["warehouse"], staging.warehouse / staging.catalog)
+    return lakehouse
 
 
 @pytest.fixture
-def holdout(featurized, staging):
-    return features.load_labelled(featurized, staging, staging.data.split(staging.data.as_of).holdout)
+def holdout(seed):
+    return seed["holdout"].copy()
 
 
 @pytest.fixture
-def trained(featurized, mlflow_env, model_cfg, holdout):
-    """Version 1 of the staging model, registered and PENDING validation."""
-    windows = mlflow_env.data.split(mlflow_env.data.as_of)
-    train = features.load_labelled(featurized, mlflow_env, windows.train)
-    model = training.fit(train, model_cfg)
-    return training.log_and_register(model, train, holdout, model_cfg, mlflow_env.model_name, {"as_of": "test"})
+def train_set(seed):
+    return seed["train"].copy()
+
+
+def register(env, model_cfg, hyper, train, holdout, **tags):
+    """Fit on train and register like the train task does (every tag compliance asks for)."""
+    windows = env.data.split(env.data.as_of)
+    tags = {"as_of": str(env.data.as_of), "train_window": "/".join(map(str, windows.train)),
+            "holdout_window": "/".join(map(str, windows.holdout)), "hyperparameters_file": "test", **tags}
+    return training.log_and_register(training.fit(train, model_cfg, hyper), train, holdout, model_cfg, hyper,
+                                     feature_store.lookups(model_cfg, env.catalog, env.schema), env.model_name, tags)
 
 
 @pytest.fixture
-def challenger(trained, holdout, model_cfg):
-    validation.record(validation.evaluate(trained, holdout, model_cfg))
+def trained(featurized, mlflow_env, seed):
+    """Version 1 of the staging model, registered and PENDING validation (the seed's model)."""
+    registry.client().create_registered_model(mlflow_env.model_name)
+    mv = registry.client().create_model_version(mlflow_env.model_name, source=seed["source"],
+                                                tags=seed["tags"], description=seed["description"])
+    return registry.ModelRef(mlflow_env.model_name, str(mv.version))
+
+
+def validate(ref, lakehouse, holdout, model_cfg, mode="enabled"):
+    champion = registry.version_of(ref.name, registry.CHAMPION)
+    return validation.validate(ref, lakehouse, holdout, champion, model_cfg, training.feature_columns(model_cfg), mode)
+
+
+@pytest.fixture
+def make_version(mlflow_env, model_cfg, hyper, holdout):
+    """`make_version(train)` fits on a training frame and registers a new staging version."""
+    return lambda train, **tags: register(mlflow_env, model_cfg, hyper, train, holdout, **tags)
+
+
+@pytest.fixture
+def run_validation(featurized, holdout):
+    """`run_validation(ref, model_cfg, mode)` runs the validation checks against the Champion."""
+    return lambda ref, model_cfg, mode="enabled": validate(ref, featurized, holdout, model_cfg, mode)
+
+
+@pytest.fixture
+def challenger(trained, featurized, holdout, model_cfg):
+    validation.record(validate(trained, featurized, holdout, model_cfg))
     assert registry.version_of(trained.name, CHALLENGER) == trained
     return trained
+
+
+NO_APPROVAL = deployment.Approval(required=False, approved=False, detail="approval not required")
 
 
 @pytest.fixture
 def champion(challenger, holdout, model_cfg):
     decision = deployment.compare(challenger, None, holdout, model_cfg)
-    assert deployment.apply(decision, challenger, run="fixture") == challenger
+    assert deployment.apply(decision, challenger, None, NO_APPROVAL, run="fixture") == challenger
     return challenger

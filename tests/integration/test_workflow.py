@@ -14,7 +14,7 @@ from lib import ingest, registry
 from lib.catalog import Lakehouse
 from lib.config import PROJECT_DIR, load_env
 from lib.features import in_window
-from lib.registry import CHALLENGER, CHAMPION
+from lib.registry import CHALLENGER, CHAMPION, PREVIOUS
 
 
 def run(*args, **env):
@@ -31,6 +31,8 @@ def run(*args, **env):
     (["--env", "prod", "--as-of", "2014-03-01"], "as-of 2014-03-01 is outside the data of environment prod"),
     ([], "--env is required"),
     (["--env", "prod", "--wipe"], "environment prod is not temporary"),
+    (["--env", "prod", "--hyperparameters", "conf/missing.yml"], "config file /"),
+    (["--env", "prod", "--approve", "v2"], "--approve takes a version number, got 'v2'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(home, args, message):
     result = run(*args)
@@ -93,14 +95,40 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     assert tags["model_validation_status"] == "PASSED" and tags["deployment.decision"] == "PROMOTED"
     assert registry.version_of(staging.model_name, CHAMPION) == v1
 
-    # 2. Training again on the same data: a tie, so the Champion stays; still exactly one.
+    # 2. Training and deploying again on the same data: a tie, so the Champion stays.
     assert run("--env", "staging", "--job", "training").returncode == 0
+    assert run("--env", "staging", "--job", "deployment").returncode == 0
     v2 = registry.ModelRef(staging.model_name, "2")
     assert registry.require_version(v2).tags["deployment.decision"] == "REJECTED"
-    aliases = {a: str(v) for m in registry.client().search_registered_models() for a, v in m.aliases.items()}
-    assert aliases == {CHAMPION: "1", CHALLENGER: "2"}
+    assert registry.aliases(staging.model_name) == {CHAMPION: "1", CHALLENGER: "2"}
 
-    # 3. Scoring the same period again replaces it; a later period is added.
+    # 3. A worse configuration: v3 fails validation, the job fails and notifies, nothing moves.
+    result = run("--env", "staging", "--job", "training", "--hyperparameters", "conf/examples/weak_model.yml")
+    assert result.returncode == 1 and "failed validation: performance.roc_auc 0.5" in result.stderr
+    assert "NOTIFY [staging] job training failed: task validate" in result.stdout
+    v3 = registry.require_version(registry.ModelRef(staging.model_name, "3"))
+    assert v3.tags["model_validation_status"] == "FAILED" and v3.tags["hyperparameters_file"] == "conf/examples/weak_model.yml"
+    assert registry.aliases(staging.model_name) == {CHAMPION: "1", CHALLENGER: "2"}
+
+    # 4. The version history, an approval and a rollback from the command line.
+    history = run("--env", "staging", "--history").stdout
+    assert [line.split()[0] for line in history.splitlines() if line.startswith("v")] == ["v1", "v2", "v3"]
+    assert "v1 [Champion]" in history and "v2 [Challenger]" in history and "deployment: REJECTED" in history
+    assert "failed performance.roc_auc: FAIL: 0.5" in history
+    assert run("--env", "staging", "--approve", "3").stderr.startswith("error: models:/staging.flights.delay_model/3 "
+                                                                        "has model_validation_status=FAILED")
+    approved = run("--env", "staging", "--approve", "2")
+    assert approved.returncode == 0 and registry.require_version(v2).tags["approval.status"] == "APPROVED"
+    assert run("--env", "staging", "--rollback").stderr.strip() == (
+        "error: staging.flights.delay_model has no Previous version to roll back to (Champion v1 is the only one deployed)")
+    registry.move_alias(v2, registry.PREVIOUS, "test: as if v2 had been Champion before v1")
+    rolled = run("--env", "staging", "--rollback")
+    assert rolled.returncode == 0 and "Champion is v2 again, v1 is Previous" in rolled.stdout
+    assert registry.aliases(staging.model_name) == {CHAMPION: "2", PREVIOUS: "1", CHALLENGER: "2"}
+    assert run("--env", "staging", "--rollback").returncode == 0  # and forward again
+    assert registry.aliases(staging.model_name) == {CHAMPION: "1", PREVIOUS: "2", CHALLENGER: "2"}
+
+    # 5. Scoring the same period again replaces it; a later period is added.
     assert run("--env", "staging", "--job", "batch_inference").returncode == 0
     later = start + dt.timedelta(days=3)
     assert run("--env", "staging", "--job", "batch_inference", "--as-of", later.isoformat()).returncode == 0
@@ -108,14 +136,14 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
                lakehouse.read("staging.flights.predictions").groupBy("period_start").count().collect()}
     assert periods[start] == scored and set(periods) == {start, later}
 
-    # 4. Monitoring as of the later date sees the labels of the first period.
+    # 6. Monitoring as of the later date sees the labels of the first period.
     assert run("--env", "staging", "--job", "monitoring", "--as-of", later.isoformat()).returncode == 0
     metrics = lakehouse.read("staging.flights.predictions_profile_metrics")
     first = metrics.where(F.col("window.start") < F.lit(later))
     assert first.count() == 3 and first.where("labelled_count = 0 OR accuracy IS NULL").count() == 0
     assert metrics.where(F.col("window.start") >= F.lit(later)).where("accuracy IS NOT NULL").count() == 0
 
-    # 5. One command wipes staging.
+    # 7. One command wipes staging.
     result = run("--env", "staging", "--wipe")
     assert result.returncode == 0 and result.stdout.startswith("wiped staging")
     assert lakehouse.tables() == []

@@ -7,8 +7,9 @@ from lib.registry import ModelRef
 pytestmark = pytest.mark.slow
 
 
-def test_train_registers_a_pending_version(executed, featurized, mlflow_env, task_values):
-    with executed("pipelines/03_train.ipynb", env="staging", as_of="2013-03-01") as tb:
+def test_train_registers_a_pending_version_with_its_hyperparameters_file(executed, featurized, mlflow_env, task_values):
+    weak = "conf/examples/weak_model.yml"
+    with executed("pipelines/03_train.ipynb", env="staging", as_of="2013-03-01", hyperparameters=weak) as tb:
         train_rows = tb.value("len(train)")
     values = task_values()
     assert values == {"model_uri": "models:/staging.flights.delay_model/1",
@@ -16,6 +17,19 @@ def test_train_registers_a_pending_version(executed, featurized, mlflow_env, tas
     version = registry.require_version(ModelRef.parse(values["model_uri"]))
     assert version.tags["model_validation_status"] == "PENDING"
     assert version.tags["train_window"] == "2013-01-11/2013-02-22"
+    assert version.tags["hyperparameters_file"] == weak
     run = mlflow.get_run(version.tags["run_id"])
     assert run.data.params["train_rows"] == str(train_rows)
+    assert (run.data.params["max_iter"], run.data.params["max_depth"]) == ("1", "2")
     assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1.0
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "calibration_curve.png",
+            "feature_importance.png"} <= artifacts
+
+
+def test_an_unknown_hyperparameters_file_stops_before_training(executed, featurized, mlflow_env):
+    with pytest.raises(Exception, match="config file .*nope.yml is missing"):
+        with executed("pipelines/03_train.ipynb", env="staging", hyperparameters="nope.yml"):
+            pass
+    assert registry.aliases("staging.flights.delay_model") == {}
+    assert registry.client().search_model_versions("name = 'staging.flights.delay_model'") == []

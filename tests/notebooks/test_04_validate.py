@@ -1,29 +1,35 @@
 import pytest
 
 from lib import registry
-from lib.registry import CHALLENGER
+from lib.registry import CHALLENGER, CHAMPION
 
 pytestmark = pytest.mark.slow
 
 
 def test_validate_passes_and_names_the_challenger(executed, trained, task_values):
-    with executed("pipelines/04_validate.ipynb", env="staging", model_uri=trained.uri) as tb:
+    with executed("pipelines/04_validate.ipynb", env="staging", model_uri=trained.uri, run_id="job-42") as tb:
         assert tb.value("report.passed") is True
+        assert tb.value("len(report.checks)") == 10
     assert task_values() == {"model_uri": trained.uri, "validation_status": "PASSED"}
-    assert registry.require_version(trained).tags["model_validation_status"] == "PASSED"
+    tags = registry.require_version(trained).tags
+    assert tags["model_validation_status"] == "PASSED" and tags["alias.Challenger.by"] == "job-42"
     assert registry.version_of(trained.name, CHALLENGER) == trained
 
 
-def test_a_degraded_model_fails_and_stops_the_notebook(executed, featurized, mlflow_env, holdout, model_cfg, task_values):
-    """Trained on shuffled labels: FAILED, no Challenger, and the hand-on cell never runs."""
-    from lib import features, training
-
-    train = features.load_labelled(featurized, mlflow_env, mlflow_env.data.split(mlflow_env.data.as_of).train)
-    train["delayed"] = train["delayed"].sample(frac=1.0, random_state=0).to_numpy()
-    ref = training.log_and_register(training.fit(train, model_cfg), train, holdout, model_cfg, mlflow_env.model_name, {})
-    with pytest.raises(Exception, match=r"failed validation: roc_auc 0\.\d+ \(minimum 0.6\) FAIL"):
-        with executed("pipelines/04_validate.ipynb", env="staging", model_uri=ref.uri):
+def test_a_degraded_model_fails_end_to_end_and_the_champion_stays(executed, champion, make_version, train_set, task_values):
+    """Trained on shuffled labels: FAILED, no Challenger, Champion untouched, the hand-on cell never runs."""
+    degraded = make_version(train_set.assign(delayed=train_set["delayed"].sample(frac=1.0, random_state=0).to_numpy()))
+    with pytest.raises(Exception, match=r"failed validation: performance.roc_auc 0\.\d+ \(needs >= 0.6\) FAIL"):
+        with executed("pipelines/04_validate.ipynb", env="staging", model_uri=degraded.uri):
             pass
-    assert registry.require_version(ref).tags["model_validation_status"] == "FAILED"
-    assert registry.version_of(ref.name, CHALLENGER) is None
+    assert registry.require_version(degraded).tags["model_validation_status"] == "FAILED"
+    assert registry.aliases(degraded.name) == {CHAMPION: champion.version}
     assert task_values() == {}
+
+
+def test_dry_run_mode_never_blocks(executed, make_version, train_set, task_values, mlflow_env):
+    degraded = make_version(train_set.assign(delayed=train_set["delayed"].sample(frac=1.0, random_state=0).to_numpy()))
+    with executed("pipelines/04_validate.ipynb", env="staging", model_uri=degraded.uri, run_mode="dry_run"):
+        pass
+    assert task_values() == {"model_uri": degraded.uri, "validation_status": "FAILED"}
+    assert registry.version_of(degraded.name, CHALLENGER) == degraded

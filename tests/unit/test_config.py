@@ -102,7 +102,7 @@ def test_model_config_sections(tmp_path):
     assert cfg["label"] == "delayed"
     assert "roc_auc" in cfg["validation"]["thresholds"]
     (tmp_path / "model.yml").write_text("label: delayed\n")
-    with pytest.raises(ConfigError, match="lacks the `features` section"):
+    with pytest.raises(ConfigError, match="lacks the `feature_tables` section"):
         config.load_model_config(tmp_path)
 
 
@@ -111,9 +111,19 @@ def test_deep_merge_keeps_sibling_keys():
 
 
 @pytest.mark.parametrize("edit,message", [
-    (("roc_auc: 0.60", "roc_aux: 0.60"), "`validation.thresholds.roc_aux` names unknown metric 'roc_aux'"),
-    (("metric: roc_auc", "metric: log_loss"), "`deployment.metric` names unknown metric 'log_loss'"),
+    (("roc_auc: {min: 0.60}", "roc_aux: {min: 0.60}"), "`validation.thresholds.roc_aux` names an unknown metric"),
+    (("roc_auc: {min: 0.60}", "roc_auc: {min: high}"), "`validation.thresholds.roc_auc`.min must be a number"),
+    (("roc_auc: {min: 0.60}", "roc_auc: {min_change_vs_champion: 0}"), "min_change_vs_champion must be > 0"),
+    (("roc_auc: {min: 0.60}", "roc_auc: 0.60"), "must be a mapping with `min` and/or `min_change_vs_champion`"),
+    (("metric: roc_auc                 #", "metric: log_loss                #"), "`deployment.metric` names unknown metric 'log_loss'"),
+    (("approval: not_required", "approval: maybe"), "`deployment.approval` must be one of not_required, required"),
+    (("mode: enabled", "mode: strict"), "`validation.mode` must be one of enabled, dry_run, disabled"),
     (("granularity: 1 day", "granularity: 3"), "`monitoring.granularity` must be a window length"),
+    (("categorical: [carrier, origin, dest]", "categorical: [carrier, origin, dest, tail]"),
+     "feature\\(s\\) tail come from no lookup and are not keys"),
+    (("  - table: weather_features", "  - table: climate"), "feature_lookups\\[1\\] must name a table of `feature_tables`"),
+    (("lookup_key: [origin]", "lookup_key: [dest]"), "`lookup_key` and `timestamp_lookup_key` must be columns of `keys`"),
+    (("lookback_hours: 3", "lookback_hours: -1"), "`lookback_hours` must be a positive number"),
 ])
 def test_model_config_names_known_metrics(tmp_path, edit, message):
     text = (config.CONF_DIR / "model.yml").read_text()
@@ -121,3 +131,19 @@ def test_model_config_names_known_metrics(tmp_path, edit, message):
     (tmp_path / "model.yml").write_text(text.replace(*edit))
     with pytest.raises(ConfigError, match=message):
         config.load_model_config(tmp_path)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("algorithm: xgboost\nparams: {}\n", "`algorithm` must be one of hist_gradient_boosting, logistic_regression"),
+    ("algorithm: logistic_regression\nparams: [1, 2]\n", "`params` must map hyperparameter names to values"),
+])
+def test_hyperparameters_file_is_checked(tmp_path, text, message):
+    (tmp_path / "h.yml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        config.load_hyperparameters(tmp_path / "h.yml", config.load_model_config())
+
+
+def test_hyperparameters_default_to_the_production_file():
+    path, hyper = config.load_hyperparameters("", config.load_model_config())
+    assert path == config.CONF_DIR / "hyperparameters.yml" and hyper["algorithm"] == "hist_gradient_boosting"
+    assert config.display_path(path) == "conf/hyperparameters.yml"

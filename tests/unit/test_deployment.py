@@ -1,12 +1,16 @@
 import math
+import threading
 
+import mlflow
 import pandas as pd
 import pytest
 
-from lib import deployment, registry
-from lib.deployment import Decision
-from lib.errors import ValidationFailedError
-from lib.registry import CHALLENGER, CHAMPION
+from lib import deployment, registry, validation
+from lib.deployment import Approval, Decision
+from lib.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
+from lib.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRef
+
+NO_APPROVAL = Approval(required=False, approved=False, detail="approval not required")
 
 
 @pytest.mark.parametrize("challenger,incumbent,min_improvement,promote", [
@@ -28,27 +32,121 @@ def test_business_rule_baseline_scores_evening_and_weather():
     assert list(deployment.business_rule_score(rows)) == pytest.approx([0.1, 0.5, 1.0])
 
 
-def test_first_deployment_beats_the_baseline(challenger, holdout, model_cfg):
+def copy_of(ref: ModelRef) -> ModelRef:
+    """Another version with the same artifacts (a cheap second candidate)."""
+    source = registry.require_version(ref).source
+    return ModelRef(ref.name, str(registry.client().create_model_version(ref.name, source=source).version))
+
+
+def test_first_deployment_beats_the_baseline_and_logs_both_sides(challenger, holdout, model_cfg):
     decision = deployment.compare(challenger, None, holdout, model_cfg)
     assert decision.incumbent_name == deployment.BASELINE and decision.promote
-    assert deployment.apply(decision, challenger, run="test") == challenger
-    assert registry.version_of(challenger.name, CHAMPION) == challenger
-    assert registry.version_of(challenger.name, CHALLENGER) is None
+    run_id = deployment.log_comparison(decision, challenger, "job-7")
+    logged = mlflow.get_run(run_id).data
+    assert logged.metrics["challenger_roc_auc"] == pytest.approx(decision.challenger)
+    assert logged.metrics["incumbent_roc_auc"] == pytest.approx(decision.incumbent)
+    assert set(decision.table().columns) == {"challenger", deployment.BASELINE}
+    assert deployment.apply(decision, challenger, None, NO_APPROVAL, run="job-7") == challenger
+    assert registry.aliases(challenger.name) == {CHAMPION: challenger.version}
     tags = registry.require_version(challenger).tags
-    assert tags["deployment.decision"] == "PROMOTED" and "(run test)" in tags["alias.Champion.reason"]
+    assert tags["deployment.decision"] == "PROMOTED" and tags["alias.Champion.by"] == "job-7"
+    assert "beats business-rule baseline" in tags["alias.Champion.reason"]
+    assert tags["alias.Challenger.removed_reason"] == "promoted to Champion"
+
+
+def test_win_moves_champion_and_keeps_previous_then_rollback_swaps(champion, holdout, model_cfg, make_version, train_set):
+    # A weak Champion (shuffled labels) put in place by hand, so that the good model beats it.
+    weak = make_version(train_set.assign(delayed=train_set["delayed"].sample(frac=1.0, random_state=0).to_numpy()))
+    registry.move_alias(weak, CHAMPION, "test setup")
+    good = copy_of(champion)
+    registry.set_tags(good, {registry.VALIDATION_STATUS: "PASSED"})
+    registry.move_alias(good, CHALLENGER, "test setup")
+    decision = deployment.compare(deployment.require_challenger(good), weak, holdout, model_cfg)
+    assert decision.promote and decision.incumbent_name == f"Champion v{weak.version}"
+    assert deployment.apply(decision, good, weak, NO_APPROVAL, run="job-8") == good
+    assert registry.aliases(good.name) == {CHAMPION: good.version, PREVIOUS: weak.version}
+    assert registry.require_version(weak).tags["alias.Previous.reason"] == f"replaced as Champion by v{good.version}"
+
+    assert deployment.rollback(good.name, by="ops") == (weak, good)
+    assert registry.aliases(good.name) == {CHAMPION: weak.version, PREVIOUS: good.version}
+    tags = registry.require_version(weak).tags
+    assert tags["alias.Champion.by"] == "ops" and tags["alias.Champion.reason"] == f"rollback: replaces v{good.version}"
+    assert deployment.rollback(good.name) == (good, weak)  # and forward again
+    assert registry.aliases(good.name) == {CHAMPION: good.version, PREVIOUS: weak.version}
+
+
+def test_loss_keeps_the_champion(champion, holdout, model_cfg, make_version, train_set, run_validation):
+    weak = make_version(train_set.assign(delayed=train_set["delayed"].sample(frac=1.0, random_state=1).to_numpy()))
+    validation.record(run_validation(weak, model_cfg, "dry_run"))  # FAILED, but Challenger in dry-run mode
+    decision = deployment.compare(deployment.require_challenger(weak), champion, holdout, model_cfg)
+    assert not decision.promote and decision.challenger < decision.incumbent
+    assert deployment.apply(decision, weak, champion, NO_APPROVAL, run="job-9") is None
+    assert registry.aliases(champion.name) == {CHAMPION: champion.version, CHALLENGER: weak.version}
+    assert registry.require_version(weak).tags["deployment.decision"] == "REJECTED"
 
 
 def test_identical_challenger_ties_and_champion_stays(champion, holdout, model_cfg):
     decision = deployment.compare(champion, champion, holdout, model_cfg)
     assert decision.challenger == decision.incumbent and not decision.promote
-    assert deployment.apply(decision, champion, run="tie") is None
+    assert deployment.apply(decision, champion, champion, NO_APPROVAL, run="tie") is None
     assert registry.require_version(champion).tags["deployment.decision"] == "REJECTED"
     assert registry.version_of(champion.name, CHAMPION) == champion
 
 
-def test_only_the_passed_challenger_deploys(trained):
+def test_approval_missing_then_present(challenger, holdout, model_cfg):
+    required = deployment.approval_required(model_cfg, "required")
+    approval = deployment.check_approval(challenger, required)
+    assert approval == Approval(True, False, "approval required, none recorded") and not approval.ok
+    decision = deployment.compare(challenger, None, holdout, model_cfg)
+    assert deployment.apply(decision, challenger, None, approval, run="job-1", env_name="staging") is None
+    tags = registry.require_version(challenger).tags
+    assert tags["deployment.decision"] == "AWAITING_APPROVAL"
+    assert f"--env staging --approve {challenger.version}" in tags["deployment.reason"]
+    assert registry.version_of(challenger.name, CHAMPION) is None
+
+    deployment.approve(challenger, by="alice")
+    approval = deployment.check_approval(challenger, required)
+    assert approval.ok and approval.detail.startswith("approved by alice at ")
+    assert deployment.apply(decision, challenger, None, approval, run="job-2") == challenger
+    assert "approved by alice" in registry.require_version(challenger).tags["alias.Champion.reason"]
+
+
+def test_only_the_challenger_can_be_approved_or_deployed(trained):
     with pytest.raises(ValidationFailedError, match="model_validation_status=PENDING: only PASSED"):
-        deployment.require_challenger(trained)
+        deployment.approve(trained)
     registry.set_tags(trained, {registry.VALIDATION_STATUS: "PASSED"})
     with pytest.raises(ValidationFailedError, match=r"is not the Challenger \(.*@Challenger is no version\)"):
         deployment.require_challenger(trained)
+    assert "approval.status" not in registry.require_version(trained).tags
+
+
+def test_rollback_needs_a_previous_version(champion):
+    with pytest.raises(ModelNotFoundError, match="has no Previous version to roll back to"):
+        deployment.rollback(champion.name)
+    assert registry.aliases(champion.name) == {CHAMPION: champion.version}
+
+
+def test_concurrent_deployments_leave_one_champion_and_lose_no_move(champion):
+    """Two deployments compared against the same Champion: one promotes, the other moves nothing."""
+    candidates = [copy_of(champion), copy_of(champion)]
+    win = Decision("roc_auc", 0.9, 0.6, f"Champion v{champion.version}", 0.0)
+    outcomes, start = {}, threading.Barrier(2)
+
+    def deploy(ref):
+        start.wait()
+        try:
+            outcomes[ref.version] = deployment.apply(win, ref, champion, NO_APPROVAL, run=f"run-{ref.version}")
+        except ConcurrentDeploymentError as exc:
+            outcomes[ref.version] = exc
+
+    threads = [threading.Thread(target=deploy, args=(ref,)) for ref in candidates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [v for v, o in outcomes.items() if isinstance(o, ModelRef)]
+    losers = [v for v, o in outcomes.items() if isinstance(o, ConcurrentDeploymentError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert registry.aliases(champion.name) == {CHAMPION: winners[0], PREVIOUS: champion.version}
+    assert "deployment.decision" not in registry.require_version(ModelRef(champion.name, losers[0])).tags
+    assert f"changed from v{champion.version} to v{winners[0]}" in str(outcomes[losers[0]])

@@ -1,10 +1,12 @@
 import datetime as dt
+import math
 
 from lib import features
 
 FLIGHTS = ("year int, month int, day int, sched_dep_time int, arr_delay double, carrier string, "
            "flight int, origin string, dest string, distance double, time_hour timestamp_ntz")
-WEATHER = "origin string, time_hour timestamp_ntz, " + ", ".join(f"{c} double" for c in features.WEATHER_COLUMNS)
+WEATHER = ("origin string, year int, month int, day int, hour int, time_hour timestamp_ntz, "
+           + ", ".join(f"{c} double" for c in features.WEATHER_COLUMNS))
 
 
 def frames(spark):
@@ -14,30 +16,45 @@ def frames(spark):
         (2013, 1, 1, 1945, 16.0, "AA", 7, "JFK", "LAX", 2475.0, t(2013, 1, 2, 0)),
         (2013, 1, 2, 600, None, "B6", 9, "LGA", "BOS", 184.0, t(2013, 1, 2, 11)),   # cancelled
     ], FLIGHTS)
-    weather = spark.createDataFrame([("EWR", t(2013, 1, 1, 10), *[float(i) for i in range(9)])], WEATHER)
+    weather = spark.createDataFrame([
+        ("EWR", 2013, 1, 1, 5, t(2013, 1, 1, 10), *[float(i) for i in range(9)]),
+        # the autumn DST change repeats 01:00 local; the later observation (UTC 06:00) wins
+        ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 5), *[1.0] * 9),
+        ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 6), *[2.0] * 9),
+    ], WEATHER)
     return flights, weather
 
 
-def test_features_are_keyed_and_timed(spark):
-    flights, weather = frames(spark)
-    rows = {r["flight_id"]: r for r in features.build_features(flights, weather).collect()}
+def test_flight_features_are_keyed_and_timed(spark):
+    flights, _ = frames(spark)
+    rows = {r["flight_id"]: r for r in features.build_flight_features(flights).collect()}
     assert set(rows) == {"2013-01-01_UA1545_EWR", "2013-01-01_AA7_JFK", "2013-01-02_B69_LGA"}
     ua = rows["2013-01-01_UA1545_EWR"]
     assert ua["sched_dep_ts"] == dt.datetime(2013, 1, 1, 5, 17)
-    assert (ua["dep_hour"], ua["day_of_week"], ua["month"]) == (5.0, 3.0, 1.0)  # a Tuesday
-    assert ua["temp"] == 0.0 and ua["visib"] == 8.0  # weather joined on origin and hour
-    assert rows["2013-01-01_AA7_JFK"]["temp"] is None  # no weather row for that hour
+    assert (ua["dep_hour"], ua["day_of_week"], ua["month"], ua["origin"]) == (5.0, 3.0, 1.0, "EWR")  # a Tuesday
+
+
+def test_weather_features_are_local_hours_one_per_origin(spark):
+    _, weather = frames(spark)
+    rows = {(r["origin"], r["observed_at"]): r for r in features.build_weather_features(weather).collect()}
+    assert set(rows) == {("EWR", dt.datetime(2013, 1, 1, 5)), ("EWR", dt.datetime(2013, 11, 3, 1))}
+    assert rows[("EWR", dt.datetime(2013, 1, 1, 5))]["visib"] == 8.0
+    assert rows[("EWR", dt.datetime(2013, 11, 3, 1))]["temp"] == 2.0
 
 
 def test_labels_exclude_flights_that_never_arrived(spark):
     flights, _ = frames(spark)
-    labels = {r["flight_id"]: r["delayed"] for r in features.build_labels(flights).collect()}
-    assert labels == {"2013-01-01_UA1545_EWR": 0, "2013-01-01_AA7_JFK": 1}  # 11 min on time, 16 late
+    labels = {r["flight_id"]: (r["origin"], r["delayed"]) for r in features.build_labels(flights).collect()}
+    assert labels == {"2013-01-01_UA1545_EWR": ("EWR", 0), "2013-01-01_AA7_JFK": ("JFK", 1)}  # 11 min on time, 16 late
 
 
-def test_labelled_window_is_half_open(spark):
-    flights, weather = frames(spark)
-    feats, labels = features.build_features(flights, weather), features.build_labels(flights)
-    day1 = features.labelled(feats, labels, dt.date(2013, 1, 1), dt.date(2013, 1, 2)).collect()
-    assert sorted(r["flight_id"] for r in day1) == ["2013-01-01_AA7_JFK", "2013-01-01_UA1545_EWR"]
-    assert features.labelled(feats, labels, dt.date(2013, 1, 2), dt.date(2013, 1, 3)).count() == 0
+def test_training_set_looks_weather_up_point_in_time(lakehouse, staging, model_cfg):
+    flights, weather = frames(lakehouse.spark)
+    rows = features.write_tables(lakehouse, staging, model_cfg, features.build_tables(flights, weather))
+    assert rows == {"flight_features": 3, "weather_features": 2, "labels": 2}
+    day1 = features.load_labelled(lakehouse, staging, model_cfg, (dt.date(2013, 1, 1), dt.date(2013, 1, 2)))
+    assert list(day1["flight_id"]) == ["2013-01-01_AA7_JFK", "2013-01-01_UA1545_EWR"]
+    ua = day1.set_index("flight_id").loc["2013-01-01_UA1545_EWR"]
+    assert (ua["temp"], ua["carrier"], ua["dep_hour"]) == (0.0, "UA", 5.0)  # 05:00 weather for a 05:17 departure
+    assert math.isnan(day1.set_index("flight_id").loc["2013-01-01_AA7_JFK", "temp"])  # no JFK weather
+    assert len(features.load_labelled(lakehouse, staging, model_cfg, (dt.date(2013, 1, 2), dt.date(2013, 1, 3)))) == 0

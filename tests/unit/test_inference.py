@@ -2,7 +2,11 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
+import pytest
+
 from lib import inference
+from lib.errors import TableNotFoundError
+from lib.features import in_window
 
 
 def test_score_and_publish_each_period_once(featurized, staging, champion, model_cfg):
@@ -12,7 +16,7 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     periods = [(start, start + dt.timedelta(days=1)), (start + dt.timedelta(days=1), start + dt.timedelta(days=2))]
     expected = {}
     for lo, hi in periods + periods[:1]:  # the first period is scored twice
-        preds = inference.score(flight_features, champion, lo, hi, 0.5)
+        preds = inference.score(featurized, flight_features, champion, lo, hi, 0.5)
         expected[lo] = flight_features.where((F.col("sched_dep_ts") >= F.lit(lo)) & (F.col("sched_dep_ts") < F.lit(hi))).count()
         assert inference.publish(featurized, preds, table, lo, hi) == expected[lo]
     published = featurized.read(table)
@@ -20,10 +24,21 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     assert counts == expected and all(n > 0 for n in counts.values())
     # A period overlapping both replaces their flights instead of adding them again.
     both = (periods[0][0], periods[1][1])
-    assert inference.publish(featurized, inference.score(flight_features, champion, *both, 0.5), table, *both) == sum(expected.values())
+    assert inference.publish(featurized, inference.score(featurized, flight_features, champion, *both, 0.5), table, *both) == sum(expected.values())
     assert featurized.read(table).count() == sum(expected.values())
     assert published.select("flight_id").distinct().count() == published.count()
     row = published.first()
     assert (row["model_name"], row["model_version"]) == (champion.name, champion.version)
     assert 0.0 <= row["prediction"] <= 1.0 and row["predicted_delayed"] == int(row["prediction"] >= 0.5)
     assert row["scored_at"] is not None
+
+
+def test_score_needs_only_the_keys(featurized, staging, champion):
+    keys = featurized.read(staging.table("labels")).select("flight_id", "origin", "sched_dep_ts")
+    start = staging.data.as_of
+    scored = inference.score(featurized, keys, champion, start, start + dt.timedelta(days=1), 0.5).toPandas()
+    full = featurized.read(staging.table("flight_features"))
+    assert len(scored) == in_window(keys, start, start + dt.timedelta(days=1)).count() > 0
+    assert scored["prediction"].between(0, 1).all()
+    with pytest.raises(TableNotFoundError, match="lack key column\\(s\\) origin"):
+        inference.score(featurized, full.drop("origin"), champion, start, start + dt.timedelta(days=1), 0.5)

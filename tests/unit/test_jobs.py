@@ -15,11 +15,17 @@ from lib.errors import ConfigError, JobFailedError
 
 def test_the_project_jobs_load():
     all_jobs = jobs.load_jobs()
-    assert set(all_jobs) == {"workflow", "ingest", "training", "batch_inference", "monitoring"}
-    assert [t.key for t in all_jobs["training"].tasks] == ["features", "train", "validate", "deploy"]
-    assert [t.job for t in all_jobs["workflow"].tasks] == ["ingest", "training", "batch_inference", "monitoring"]
+    assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "batch_inference", "monitoring"}
+    assert [t.key for t in all_jobs["training"].tasks] == ["features", "train", "validate"]
+    assert [t.key for t in all_jobs["deployment"].tasks] == ["deploy"]
+    assert [t.job for t in all_jobs["workflow"].tasks] == ["ingest", "training", "deployment", "batch_inference", "monitoring"]
     validate = all_jobs["training"].tasks[2]
     assert validate.parameters["model_uri"] == "{{tasks.train.values.model_uri}}"
+    assert validate.parameters["run_id"] == "{{job.run_id}}"
+
+
+def test_job_run_id_resolves():
+    assert jobs.resolve("{{job.run_id}}", {"run_id": "prod/20131001-x"}, {}) == "prod/20131001-x"
 
 
 def load(tmp_path, text):
