@@ -10,7 +10,9 @@ carries its lookups (`FeatureLookup.to_dict`), so scoring needs only the keys.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame, Window
@@ -57,7 +59,7 @@ def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, 
     key = [*spec["primary_keys"], spec["timestamp_key"]]
     stats = df.groupBy(*key).count().agg(
         F.sum(F.when(F.col("count") > 1, F.col("count")).otherwise(0)).alias("duplicated"),
-        F.sum(F.when(F.greatest(*[F.col(k).isNull() for k in key]), F.col("count")).otherwise(0)).alias("nulls"),
+        F.sum(F.when(reduce(operator.or_, [F.col(k).isNull() for k in key]), F.col("count")).otherwise(0)).alias("nulls"),
         F.sum("count").alias("rows"),
     ).first()
     if stats["duplicated"] or stats["nulls"]:

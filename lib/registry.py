@@ -118,6 +118,10 @@ def _now() -> str:
 
 def actor(run: str | None = None) -> str:
     """Who moves an alias: the job run, or the user at the command line."""
+    if run is not None and not isinstance(run, str):
+        from lib.errors import ConfigError
+
+        raise ConfigError(f"parameter run_id must be str, got {type(run).__name__} {run!r}")
     return run or f"{getpass.getuser()} (by hand)"
 
 

@@ -142,7 +142,7 @@ def validate(ref, lakehouse, holdout, model_cfg, mode="enabled"):
 
 
 @pytest.fixture
-def make_version(mlflow_env, model_cfg, hyper, holdout):
+def make_version(featurized, mlflow_env, model_cfg, hyper, holdout):
     """`make_version(train)` fits on a training frame and registers a new staging version."""
     return lambda train, **tags: register(mlflow_env, model_cfg, hyper, train, holdout, **tags)
 

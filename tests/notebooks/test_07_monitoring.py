@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 def test_monitoring_counts_windows_and_uses_arrived_labels(executed, champion, featurized, staging, task_values):
     start, end = staging.data.split(staging.data.as_of).score
     flight_features = featurized.read(staging.table("flight_features"))
-    inference.publish(featurized, inference.score(flight_features, champion, start, end, 0.5),
+    inference.publish(featurized, inference.score(featurized, flight_features, champion, start, end, 0.5),
                       staging.table("predictions"), start, end)
     later = start + dt.timedelta(days=2)  # labels of the first two scored days have arrived
     with executed("monitoring/07_monitoring.ipynb", env="staging", as_of=later.isoformat()):

@@ -1,4 +1,7 @@
+import pytest
+
 from lib import exploration
+from lib.errors import ConfigError
 
 
 def test_delay_rates_ignore_flights_that_never_arrived(spark):
@@ -6,3 +9,24 @@ def test_delay_rates_ignore_flights_that_never_arrived(spark):
         [("EWR", 30.0), ("EWR", 5.0), ("EWR", None), ("JFK", 16.0), ("JFK", 15.0)], "origin string, arr_delay double")
     rows = [tuple(r) for r in exploration.delay_rates(flights, "origin").collect()]
     assert rows == [("EWR", 2, 0.5), ("JFK", 2, 0.5)]
+
+
+def test_windows_hold_out_the_last_days():
+    import datetime as dt
+
+    from lib import exploration
+
+    assert exploration.windows("2013-07-01", "2013-10-01", 14) == (
+        (dt.date(2013, 7, 1), dt.date(2013, 9, 17)), (dt.date(2013, 9, 17), dt.date(2013, 10, 1)))
+    with pytest.raises(ConfigError, match="too short to hold out 14 days"):
+        exploration.windows("2013-09-20", "2013-10-01", 14)
+    with pytest.raises(ConfigError, match="must be YYYY-MM-DD dates"):
+        exploration.windows("July", "2013-10-01", 14)
+
+
+def test_written_hyperparameters_load_back(tmp_path):
+    from lib import config, exploration
+
+    path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], tmp_path / "h.yml", "a note")
+    assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
+    assert "# Written by notebooks/dev/explore_flights.ipynb: a note" in path.read_text()
