@@ -23,6 +23,7 @@ from lib.catalog import Lakehouse
 from lib.errors import LakehouseError
 
 DEFAULT_JOB = "workflow"
+TRAIN_NOTEBOOK = config.PROJECT_DIR / "notebooks" / "pipelines" / "03_train.ipynb"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,11 +86,14 @@ def show_history(env: config.EnvConfig) -> None:
             print(f"    failed {line}")
         if "deployment.reason" in tags:
             print(f"    decision: {tags['deployment.reason']}")
-        for key in sorted(k for k in tags if k.startswith("alias.") and k.endswith((".at", ".removed_at"))):
+        moves = []
+        for key in (k for k in tags if k.startswith("alias.") and k.endswith((".at", ".removed_at"))):
             alias, removed = key.split(".")[1], key.endswith(".removed_at")
             prefix = f"alias.{alias}.removed_" if removed else f"alias.{alias}."
-            verb = "lost" if removed else "got"
-            print(f"    {tags[key]} {verb} {alias} by {tags.get(prefix + 'by', '?')}: {tags.get(prefix + 'reason', '?')}")
+            moves.append((tags[key], "lost" if removed else "got", alias,
+                          tags.get(prefix + "by", "?"), tags.get(prefix + "reason", "?")))
+        for at, verb, alias, by, reason in sorted(moves):
+            print(f"    {at} {verb} {alias} by {by}: {reason}")
 
 
 def approve(env: config.EnvConfig, version: str) -> None:
@@ -146,8 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.job not in all_jobs:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
-        # A bad conf/model.yml or hyperparameters file fails here, not after an hour of work.
-        config.load_hyperparameters(args.hyperparameters, config.load_model_config())
+        model_cfg = config.load_model_config()  # a bad conf/model.yml fails here, not mid-job
+        if TRAIN_NOTEBOOK in jobs.notebooks(all_jobs, args.job):
+            # So does a bad hyperparameters file: unknown names fail when the estimator is built.
+            from lib import training
+
+            training.make_pipeline(model_cfg, config.load_hyperparameters(args.hyperparameters, model_cfg)[1])
+        elif args.hyperparameters:
+            raise config.ConfigError(f"--hyperparameters applies to jobs that train; job {args.job} does not")
         spark.check_java()  # fail in a second, not inside the first notebook
         spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
         run_dir = jobs.new_run_dir(env, args.job)

@@ -241,6 +241,9 @@ def _check_features(cfg: dict[str, Any], path: Path) -> None:
         lookback = lookup.get("lookback_hours")
         if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, (int, float)) or lookback <= 0):
             raise ConfigError(f"{where}: `lookback_hours` must be a positive number")
+        clash = provided & set(lookup["features"])
+        if clash:
+            raise ConfigError(f"{where}: feature(s) {', '.join(sorted(clash))} already come from `keys` or an earlier lookup")
         provided |= set(lookup["features"])
     missing = [c for c in features["categorical"] + features["numeric"] if c not in provided]
     if missing:

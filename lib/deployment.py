@@ -170,14 +170,17 @@ def apply(decision: Decision, challenger: ModelRef, compared_with: ModelRef | No
             outcome = "AWAITING_APPROVAL"
             reason += (f"; approval required: python run_pipeline.py --env {env_name or '<env>'} "
                        f"--approve {challenger.version}, then --job deployment")
-        registry.set_tags(challenger, {DECISION: outcome, "deployment.reason": reason,
-                                       "deployment.run": registry.actor(run)})
+        tags = {DECISION: outcome, "deployment.reason": reason, "deployment.run": registry.actor(run)}
         if outcome != "PROMOTED":
+            registry.set_tags(challenger, tags)
             return None
+        # Champion first: if a later step fails, the new Champion serves and the decision
+        # tag is simply missing, rather than a PROMOTED tag on a version that never moved.
+        registry.move_alias(challenger, CHAMPION, f"{reason} ({approval.detail})", run)
         if current is not None:
             registry.move_alias(current, PREVIOUS, f"replaced as Champion by v{challenger.version}", run)
-        registry.move_alias(challenger, CHAMPION, f"{reason} ({approval.detail})", run)
         registry.remove_alias(challenger, CHALLENGER, "promoted to Champion", run)
+        registry.set_tags(challenger, tags)
         return challenger
 
 
@@ -189,7 +192,7 @@ def rollback(name: str, by: str | None = None) -> tuple[ModelRef, ModelRef]:
     with registry.alias_lock(name):
         champion = registry.require_alias(name, CHAMPION)
         previous = registry.version_of(name, PREVIOUS)
-        if previous is None:
+        if previous is None or previous == champion:
             raise ModelNotFoundError(f"{name} has no {PREVIOUS} version to roll back to "
                                      f"(Champion v{champion.version} is the only one deployed)")
         registry.move_alias(previous, CHAMPION, f"rollback: replaces v{champion.version}", by)

@@ -41,12 +41,20 @@ def delay_rates(flights: DataFrame, by: str) -> DataFrame:
     )
 
 
-def windows(start: str, end: str, holdout_days: int) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
-    """Split [start, end) into a training window and the last holdout_days held out."""
+def windows(start: str, end: str, holdout_days: int,
+            before: dt.date | None = None) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+    """Split [start, end) into a training window and the last holdout_days held out.
+
+    `before` is where production's held-out window starts: exploring on it would tune the
+    hyperparameters on the very data the validation gates and the Champion comparison use.
+    """
     try:
         lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     except (TypeError, ValueError):
         raise ConfigError(f"explore_from/explore_to must be YYYY-MM-DD dates, got {start!r} and {end!r}") from None
+    if before is not None and hi > before:
+        raise ConfigError(f"explore_to {hi} reaches into production's held-out window (from {before}), "
+                          "which the validation gates judge: end the exploration by then")
     split = hi - dt.timedelta(days=holdout_days)
     if not lo < split < hi:
         raise ConfigError(f"explore window {lo}..{hi} is too short to hold out {holdout_days} days")

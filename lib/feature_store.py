@@ -51,10 +51,10 @@ def lookups(model_cfg: dict[str, Any], catalog: str, schema: str) -> list[Featur
             for spec in model_cfg["feature_lookups"]]
 
 
-def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, Any]) -> int:
-    """Replace a feature table after checking its primary key; returns its row count.
+def check_key(df: DataFrame, name: str, spec: dict[str, Any]) -> int:
+    """Check that a feature table's key (primary keys + timestamp key) is non-null and unique.
 
-    The key (primary keys + timestamp key) must be non-null and unique, else nothing is written.
+    Returns the row count; raises LakehouseError naming how many rows break the key.
     """
     key = [*spec["primary_keys"], spec["timestamp_key"]]
     stats = df.groupBy(*key).count().agg(
@@ -65,11 +65,15 @@ def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, 
     if stats["duplicated"] or stats["nulls"]:
         raise LakehouseError(f"feature table {name}: {stats['duplicated'] or 0} rows share a primary key and "
                              f"{stats['nulls'] or 0} have a null key ({', '.join(key)}); nothing was written")
+    return int(stats["rows"] or 0)
+
+
+def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, Any]) -> None:
+    """Replace a feature table (whose key was checked) and record its keys as table properties."""
     lakehouse.write(df, name)
     lakehouse.set_properties(name, {PRIMARY_KEYS: ",".join(spec["primary_keys"]),
                                     TIMESTAMP_KEY: spec["timestamp_key"],
                                     "comment": spec.get("description", "")})
-    return int(stats["rows"] or 0)
 
 
 def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_keys: list[str],
@@ -99,7 +103,13 @@ def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_
 
 
 def lookup_features(lakehouse: Lakehouse, spine: DataFrame, feature_lookups: list[FeatureLookup]) -> DataFrame:
-    """The spine with every lookup's features added, point in time."""
+    """The spine with every lookup's features added, point in time.
+
+    Raises LakehouseError (one line) if a lookup does not resolve against its table.
+    """
+    found = problems(lakehouse, feature_lookups)
+    if found:
+        raise LakehouseError(f"feature lookups do not resolve: {'; '.join(found)} (run the features task)")
     out = spine
     for lookup in feature_lookups:
         table = lakehouse.read(lookup.table)

@@ -86,16 +86,20 @@ def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]
 
 
 def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, DataFrame]) -> dict[str, int]:
-    """Write the feature tables (keys checked, keys recorded) and the labels; rows per table."""
-    rows = {}
+    """Write the feature tables (keys recorded) and the labels; rows per table.
+
+    Every feature table's key is checked before the first write, so a bad key changes no table.
+    """
+    specs = {name: model_cfg["feature_tables"].get(name) for name in tables}
+    rows = {name: feature_store.check_key(df, env.table(name), specs[name])
+            for name, df in tables.items() if specs[name] is not None}
     for name, df in tables.items():
-        spec = model_cfg["feature_tables"].get(name)
-        if spec is None:
+        if specs[name] is None:
             lakehouse.write(df, env.table(name))
             rows[name] = lakehouse.read(env.table(name)).count()
         else:
-            rows[name] = feature_store.write_table(lakehouse, df, env.table(name), spec)
-    return rows
+            feature_store.write_table(lakehouse, df, env.table(name), specs[name])
+    return {name: rows[name] for name in tables}
 
 
 def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:

@@ -59,6 +59,14 @@ def load_jobs(path: Path = CONF_DIR / "jobs.yml") -> dict[str, Job]:
     return jobs
 
 
+def notebooks(all_jobs: dict[str, Job], name: str) -> set[Path]:
+    """Every notebook a job runs, through the jobs it calls."""
+    found: set[Path] = set()
+    for task in all_jobs[name].tasks:
+        found |= notebooks(all_jobs, task.job) if task.job else {task.notebook}
+    return found
+
+
 def _parse_job(name: str, spec: Any, path: Path) -> Job:
     where = f"{path}: job {name}"
     if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list) or not spec["tasks"]:

@@ -83,7 +83,9 @@ def require_alias(name: str, alias: str) -> ModelRef:
     """The version behind `name@alias`, or a ModelNotFoundError saying what to run first."""
     ref = version_of(name, alias)
     if ref is None:
-        raise ModelNotFoundError(f"{name} has no {alias} yet: run the training job first")
+        hint = {CHAMPION: "run the deployment job (approve first if approval is required)",
+                CHALLENGER: "run the training job (it validates)"}.get(alias, "see --history")
+        raise ModelNotFoundError(f"{name} has no {alias} yet: {hint}")
     return ref
 
 
@@ -128,18 +130,26 @@ def actor(run: str | None = None) -> str:
 def move_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
     """Point `alias` at ref and record on the version when, by whom (which job run) and why.
 
-    Call it holding alias_lock(ref.name) when the move depends on where aliases point.
+    The version that held the alias before records that it lost it. Call this holding
+    alias_lock(ref.name) when the move depends on where aliases point.
     """
+    before = version_of(ref.name, alias)
     client().set_registered_model_alias(ref.name, alias, ref.version)
     set_tags(ref, {f"alias.{alias}.at": _now(), f"alias.{alias}.by": actor(by), f"alias.{alias}.reason": reason})
+    if before is not None and before != ref:
+        _record_loss(before, alias, f"moved to v{ref.version}: {reason}", by)
+
+
+def _record_loss(ref: ModelRef, alias: str, reason: str, by: str | None) -> None:
+    set_tags(ref, {f"alias.{alias}.removed_at": _now(), f"alias.{alias}.removed_by": actor(by),
+                   f"alias.{alias}.removed_reason": reason})
 
 
 def remove_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
     """Delete `alias` if it still points at ref, recording on the version when, by whom and why."""
     if version_of(ref.name, alias) == ref:
         client().delete_registered_model_alias(ref.name, alias)
-        set_tags(ref, {f"alias.{alias}.removed_at": _now(), f"alias.{alias}.removed_by": actor(by),
-                       f"alias.{alias}.removed_reason": reason})
+        _record_loss(ref, alias, reason, by)
 
 
 def _lock_dir() -> Path:

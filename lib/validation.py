@@ -144,6 +144,10 @@ def check_performance(candidate, baseline, thresholds: dict[str, dict[str, float
     checks = []
 
     def judge(name: str, metric: str, rule: MetricThreshold, value: str, needs: str, base=None) -> None:
+        measured = [candidate.metrics.get(metric, math.nan)] + ([base.metrics.get(metric, math.nan)] if base else [])
+        if not all(math.isfinite(v) for v in measured):
+            checks.append(Check(name, f"{value} (not measurable)", needs, False))  # MLflow cannot compare NaN
+            return
         try:
             mlflow.validate_evaluation_results({metric: rule}, candidate, base)
             passed = True
@@ -204,6 +208,16 @@ def check_compliance(ref: ModelRef, cfg: dict[str, Any]) -> list[Check]:
     return checks
 
 
+def _score(model, holdout: pd.DataFrame, report: Report) -> pd.DataFrame | None:
+    """The held-out rows with the model's predictions, or None (and a FAIL check) if it cannot score."""
+    try:
+        return holdout.assign(prediction=model.predict(holdout))
+    except Exception as exc:  # the verdict, not a crash
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        report.checks.append(Check("scoring", f"fails: {reason}", "scores the held-out window", False))
+        return None
+
+
 def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef | None,
              model_cfg: dict[str, Any], expected_columns: list[str], mode: str) -> Report:
     """Run every check (none when mode is disabled) in an MLflow run; returns the report."""
@@ -218,20 +232,22 @@ def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef
         mlflow.set_tags({"model_name": ref.name, "model_version": ref.version, MODE_TAG: mode})
         model, report.checks = check_model(ref, expected_columns)
         report.checks.append(check_feature_lookups(model, lakehouse))
-        if model is not None:
-            frame = holdout.assign(prediction=model.predict(holdout))
-            candidate = evaluate(frame, label, threshold, f"candidate v{ref.version}")
+        scored = _score(model, holdout, report) if all(c.passed for c in report.checks[:2]) else None
+        if scored is None:
+            report.checks.append(Check("performance", "not scored (see the checks above)", "scored on the held-out window", False))
+        else:
+            candidate = evaluate(scored, label, threshold, f"candidate v{ref.version}")
             report.metrics = dict(candidate.metrics)
             baseline = None
             if champion is not None and champion != ref:
-                scored = holdout.assign(prediction=registry.predict(champion, holdout))
-                baseline = evaluate(scored, label, threshold, f"Champion v{champion.version}")
+                scored_champion = holdout.assign(prediction=registry.predict(champion, holdout))
+                baseline = evaluate(scored_champion, label, threshold, f"Champion v{champion.version}")
             report.checks += check_performance(candidate, baseline, cfg["thresholds"],
                                                f"Champion v{champion.version}" if baseline else None)
             if cfg.get("slices"):
-                s = cfg["slices"]
-                report.slices = slice_metrics(frame, s["columns"], s["metric"], label, threshold)
-                report.checks += check_slices(report.slices, s)
+                sl = cfg["slices"]
+                report.slices = slice_metrics(scored, sl["columns"], sl["metric"], label, threshold)
+                report.checks += check_slices(report.slices, sl)
                 mlflow.log_table(report.slices, "validation_slices.json")
         report.checks += check_compliance(ref, cfg.get("compliance") or {})
         mlflow.log_metrics({k: v for k, v in report.metrics.items() if isinstance(v, float) and math.isfinite(v)})

@@ -33,6 +33,10 @@ def run(*args, **env):
     (["--env", "prod", "--wipe"], "environment prod is not temporary"),
     (["--env", "prod", "--hyperparameters", "conf/missing.yml"], "config file /"),
     (["--env", "prod", "--approve", "v2"], "--approve takes a version number, got 'v2'"),
+    (["--env", "prod", "--job", "monitoring", "--hyperparameters", "conf/examples/weak_model.yml"],
+     "--hyperparameters applies to jobs that train; job monitoring does not"),
+    (["--env", "prod", "--hyperparameters", "tests/data/misspelt_hyperparameters.yml"],
+     "hyperparameters for hist_gradient_boosting: HistGradientBoostingClassifier.__init__() got an unexpected keyword argument 'max_depht'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(home, args, message):
     result = run(*args)

@@ -124,6 +124,7 @@ def test_deep_merge_keeps_sibling_keys():
     (("  - table: weather_features", "  - table: climate"), "feature_lookups\\[1\\] must name a table of `feature_tables`"),
     (("lookup_key: [origin]", "lookup_key: [dest]"), "`lookup_key` and `timestamp_lookup_key` must be columns of `keys`"),
     (("lookback_hours: 3", "lookback_hours: -1"), "`lookback_hours` must be a positive number"),
+    (("features: [temp, dewp,", "features: [carrier, temp, dewp,"), "feature\\(s\\) carrier already come from"),
 ])
 def test_model_config_names_known_metrics(tmp_path, edit, message):
     text = (config.CONF_DIR / "model.yml").read_text()

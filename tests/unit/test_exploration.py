@@ -20,6 +20,8 @@ def test_windows_hold_out_the_last_days():
         (dt.date(2013, 7, 1), dt.date(2013, 9, 17)), (dt.date(2013, 9, 17), dt.date(2013, 10, 1)))
     with pytest.raises(ConfigError, match="too short to hold out 14 days"):
         exploration.windows("2013-09-20", "2013-10-01", 14)
+    with pytest.raises(ConfigError, match="explore_to 2013-10-01 reaches into production's held-out window"):
+        exploration.windows("2013-07-01", "2013-10-01", 14, before=dt.date(2013, 9, 17))
     with pytest.raises(ConfigError, match="must be YYYY-MM-DD dates"):
         exploration.windows("July", "2013-10-01", 14)
 

@@ -39,16 +39,16 @@ def test_as_of_join_takes_the_newest_row_not_after_the_event(spark, lookback, ex
 
 def test_write_table_records_keys_and_refuses_duplicates(lakehouse, staging):
     name = staging.table("weather_features")
-    assert feature_store.write_table(lakehouse, weather(lakehouse.spark), name, SPEC) == 4
+    assert feature_store.check_key(weather(lakehouse.spark), name, SPEC) == 4
+    feature_store.write_table(lakehouse, weather(lakehouse.spark), name, SPEC)
     assert lakehouse.properties(name)[feature_store.PRIMARY_KEYS] == "origin"
     assert lakehouse.properties(name)[feature_store.TIMESTAMP_KEY] == "observed_at"
     dup = lakehouse.spark.createDataFrame(WEATHER + [("EWR", t(2013, 1, 1, 5), 9.0)], weather(lakehouse.spark).schema)
     with pytest.raises(LakehouseError, match="1 rows share a primary key|2 rows share a primary key"):
-        feature_store.write_table(lakehouse, dup, name, SPEC)
+        feature_store.check_key(dup, name, SPEC)
     nulls = lakehouse.spark.createDataFrame([(None, t(2013, 1, 1, 5), 9.0)], weather(lakehouse.spark).schema)
     with pytest.raises(LakehouseError, match="1 have a null key"):
-        feature_store.write_table(lakehouse, nulls, name, SPEC)
-    assert lakehouse.read(name).count() == 4  # nothing was written by the refused writes
+        feature_store.check_key(nulls, name, SPEC)
 
 
 def test_lookup_features_reads_keys_from_table_properties(lakehouse, staging):
@@ -58,6 +58,22 @@ def test_lookup_features_reads_keys_from_table_properties(lakehouse, staging):
     lookup = FeatureLookup(name, ("origin",), "sched_dep_ts", ("temp",))
     out = feature_store.lookup_features(lakehouse, spine(lakehouse.spark), [lookup])
     assert {r["flight_id"]: r["temp"] for r in out.collect()}["b"] == 2.0
+
+
+def test_a_bad_key_in_one_table_writes_no_table(lakehouse, staging, model_cfg):
+    from lib import features
+
+    flights = lakehouse.spark.createDataFrame([("x", "EWR", t(2013, 1, 1, 6))], "flight_id string, origin string, sched_dep_ts timestamp_ntz")
+    dup = lakehouse.spark.createDataFrame(WEATHER + [WEATHER[0]], weather(lakehouse.spark).schema)
+    with pytest.raises(LakehouseError, match="weather_features: 2 rows share a primary key"):
+        features.write_tables(lakehouse, staging, model_cfg, {"flight_features": flights, "weather_features": dup})
+    assert lakehouse.tables() == []
+
+
+def test_lookups_that_do_not_resolve_are_one_line(lakehouse, staging):
+    lookup = FeatureLookup(staging.table("weather_features"), ("origin",), "sched_dep_ts", ("temp",))
+    with pytest.raises(LakehouseError, match="feature lookups do not resolve: staging.flights.weather_features does not exist"):
+        feature_store.lookup_features(lakehouse, spine(lakehouse.spark), [lookup])
 
 
 def test_problems_name_what_does_not_resolve(lakehouse, staging):

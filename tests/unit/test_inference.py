@@ -39,6 +39,13 @@ def test_score_needs_only_the_keys(featurized, staging, champion):
     scored = inference.score(featurized, keys, champion, start, start + dt.timedelta(days=1), 0.5).toPandas()
     full = featurized.read(staging.table("flight_features"))
     assert len(scored) == in_window(keys, start, start + dt.timedelta(days=1)).count() > 0
-    assert scored["prediction"].between(0, 1).all()
+    # The same predictions as the model on the training-style lookup of those flights.
+    from lib import features, registry
+    from lib.config import load_model_config
+
+    window = (start, start + dt.timedelta(days=1))
+    expected = features.load_labelled(featurized, staging, load_model_config(), window)
+    by_id = scored.set_index("flight_id")["prediction"]
+    assert by_id.loc[expected["flight_id"]].to_numpy() == pytest.approx(registry.predict(champion, expected))
     with pytest.raises(TableNotFoundError, match="lack key column\\(s\\) origin"):
         inference.score(featurized, full.drop("origin"), champion, start, start + dt.timedelta(days=1), 0.5)
