@@ -79,6 +79,15 @@ def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[s
     return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, ignore_index=True)
 
 
+def write_best(results: pd.DataFrame, path: str) -> Path | None:
+    """Write the best-ranked candidate to `path` (nothing if path is ""); returns where."""
+    if not path:
+        return None
+    best = results.iloc[0]
+    return write_hyperparameters(CANDIDATES[best["candidate"]], path,
+                                 f"{best['candidate']}, held-out ROC AUC {best['roc_auc']:.4f} (run {best['run_id']})")
+
+
 def write_hyperparameters(hyper: dict[str, Any], path: str | Path, note: str) -> Path:
     """Write the chosen hyperparameters where the training pipeline reads them."""
     target = Path(path)

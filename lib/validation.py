@@ -72,6 +72,10 @@ class Report:
         return "; ".join(c.describe() for c in (self.failed or self.checks))
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def run_mode(override: str, model_cfg: dict[str, Any]) -> str:
     """The run mode: the notebook parameter if given, else conf/model.yml validation.mode."""
     from lib.config import VALIDATION_MODES, ConfigError, check_param
@@ -89,8 +93,7 @@ def check_model(ref: ModelRef, expected_columns: list[str]):
     try:
         model = mlflow.pyfunc.load_model(ref.uri)
     except Exception as exc:  # any load failure is the verdict, not a crash
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        return None, [Check("format", f"does not load: {reason}", "loads as pyfunc", False)]
+        return None, [Check("format", f"does not load: {_first_line(exc)}", "loads as pyfunc", False)]
     checks = [Check("format", "loads as pyfunc", "loads as pyfunc", True)]
     signature = model.metadata.signature
     inputs = signature.inputs.input_names() if signature is not None else None
@@ -213,8 +216,7 @@ def _score(model, holdout: pd.DataFrame, report: Report) -> pd.DataFrame | None:
     try:
         return holdout.assign(prediction=model.predict(holdout))
     except Exception as exc:  # the verdict, not a crash
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        report.checks.append(Check("scoring", f"fails: {reason}", "scores the held-out window", False))
+        report.checks.append(Check("scoring", f"fails: {_first_line(exc)}", "scores the held-out window", False))
         return None
 
 

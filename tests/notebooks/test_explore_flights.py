@@ -23,6 +23,7 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
         assert tb.value("flights.count()") == flights.count()
         assert tb.value("len(results)") == len(CANDIDATES)
         best = tb.value("results.iloc[0].candidate")
+        assert tb.value("str(written)") == str(out)
         assert tb.value("len(train) + len(holdout)") == prod.read("prod.flights.labels").count()
         with pytest.raises(Exception, match="environment dev may not write prod.raw.flights"):
             tb.inject('s.lakehouse.write(flights, "prod.raw.flights")')
