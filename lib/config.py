@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class EnvConfig:
     temporary: bool
     data: DataWindow
     webhook_url: str | None
+    serving: dict[str, Any] = field(default_factory=dict)  # checked by lib.serving.settings
 
     @property
     def model_name(self) -> str:
@@ -182,6 +183,7 @@ def load_env(name: str, conf_dir: Path = CONF_DIR) -> EnvConfig:
         temporary=bool(cfg.get("temporary", False)),
         data=window,
         webhook_url=webhook,
+        serving=cfg.get("serving") or {},
     )
 
 
