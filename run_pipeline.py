@@ -8,6 +8,7 @@
     python run_pipeline.py --env prod --history        # every model version: status, decision, aliases
     python run_pipeline.py --env prod --approve 3      # record an approval (deployment.approval: required)
     python run_pipeline.py --env prod --rollback       # Champion back to the Previous version
+    python run_pipeline.py --env prod --serve          # the serving server, in the foreground
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--history", action="store_true", help="show the model's versions and alias moves, then exit")
     parser.add_argument("--approve", metavar="VERSION", help="record an approval of the Challenger VERSION, then exit")
     parser.add_argument("--rollback", action="store_true", help="swap Champion and Previous, then exit")
+    parser.add_argument("--serve", action="store_true",
+                        help="run the environment's model serving server in the foreground (Ctrl-C stops it)")
     parser.add_argument("--verbose", action="store_true", help="show stack traces on errors")
     return parser.parse_args(argv)
 
@@ -55,9 +58,14 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
+    from lib.serving import online_store, server, settings
+
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
+    server.stop(env)  # its endpoints serve models that are about to go
     models = registry.purge(env)
     shutil.rmtree(env.home / "runs" / env.name, ignore_errors=True)
+    shutil.rmtree(settings.load(env).folder, ignore_errors=True)
+    online_store.store_path(env.home, env.catalog).unlink(missing_ok=True)
     print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}")
 
 
@@ -115,6 +123,7 @@ def rollback(env: config.EnvConfig) -> None:
     new, old = deployment.rollback(env.model_name)
     print(f"rolled back {env.model_name}: Champion is v{new.version} again, v{old.version} is Previous "
           "(--rollback again rolls forward)")
+    print(f"to move the serving endpoint too: python run_pipeline.py --env {env.name} --job serving")
 
 
 def summary(env: config.EnvConfig, run_dir) -> None:
@@ -129,6 +138,13 @@ def summary(env: config.EnvConfig, run_dir) -> None:
     for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS):
         print(f"{alias}: {registry.ModelRef(env.model_name, held[alias]).uri if alias in held else 'none'}")
     print(f"History: python run_pipeline.py --env {env.name} --history")
+    from lib.serving import server, settings
+
+    cfg = settings.load(env)
+    running = server.find(cfg)
+    if running is not None:
+        print(f"Serving: {running.url}/serving-endpoints/{cfg.endpoint}/invocations (token in {cfg.folder / 'token'}; "
+              f"stop: {shlex.quote(sys.executable)} -m lib.serving stop --env {env.name})")
     print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
@@ -142,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.env:
             raise config.ConfigError(f"--env is required: one of {', '.join(config.environment_names())}")
         env = config.load_env(args.env)
+        from lib.serving import server
+
         for flag, action in ((args.wipe, lambda: wipe(env)), (args.history, lambda: show_history(env)),
+                             (args.serve, lambda: server.serve(env)),
                              (args.approve, lambda: approve(env, args.approve)), (args.rollback, lambda: rollback(env))):
             if flag:
                 action()

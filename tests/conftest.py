@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import shutil
+import signal
+import time
 
 import pytest
 
@@ -22,12 +26,45 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _serving_on_free_ports():
+    """Serving servers started by tests (and their notebook kernels) listen on free ports."""
+    os.environ["LAKEHOUSE_SERVING_PORT"] = "0"
+    os.environ.pop("LAKEHOUSE_SERVING_TOKEN", None)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A fresh lakehouse root for this test (inherited by notebook kernels and subprocesses)."""
+    """A fresh lakehouse root for this test (inherited by notebook kernels and subprocesses).
+
+    A serving server that the test started there (e.g. by the deployment job) is stopped after it.
+    """
     root = tmp_path / "lakehouse"
     monkeypatch.setenv("LAKEHOUSE_HOME", str(root))
-    return root
+    yield root
+    for state in root.glob("serving/*/server.json"):
+        stop_server(json.loads(state.read_text())["pid"])
+
+
+def stop_server(pid: int, timeout: float = 120) -> None:
+    """SIGTERM a server and wait for it to exit (reaping it if it is our child)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
         return PlainTextResponse(endpoint.metrics.render(endpoint.name), media_type="text/plain; version=0.0.4")
 
     async def invocations(request: Request) -> Response:
-        started, at = time.perf_counter(), dt.datetime.now()
+        started, at = time.perf_counter(), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         request_id = uuid.uuid4().hex
         served_name, raw, client_id = None, None, None
         headers = {"x-request-id": request_id}
@@ -151,6 +151,7 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
             try:
                 scores = await served.score(item)
             except ModelFailed as exc:
+                log.warning("endpoint %s: %s", endpoint.name, exc)
                 raise ApiError(500, "INTERNAL_ERROR", str(exc)) from None
             body, status = payload.encode_predictions(scores), 200
             rows = parsed.rows

@@ -23,6 +23,9 @@ SCHEMA = ("databricks_request_id string, client_request_id string, request_date 
           "requester string")
 
 
+COLUMNS = [part.split()[0] for part in SCHEMA.split(", ")]
+
+
 def row(request_id: str, client_request_id: str | None, at: dt.datetime, status: int, duration_ms: int,
         request: str | None, response: str | None, served_entity: str | None, requester: str) -> tuple:
     """One payload-table row, in SCHEMA's column order."""
@@ -80,8 +83,12 @@ class CaptureWriter:
                 return
 
     def _write(self, rows: list[tuple]) -> None:
+        import pandas as pd
+
         lakehouse = self._lakehouse()
-        lakehouse.write(lakehouse.spark.createDataFrame(rows, SCHEMA), self.table, mode="append")
+        # Through pandas and Arrow: little Python work (and GIL) per row, so serving goes on.
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        lakehouse.write(lakehouse.spark.createDataFrame(frame, SCHEMA), self.table, mode="append")
 
     def close(self, timeout: float = 120.0) -> None:
         """Write everything queued, then stop."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +37,8 @@ def publish(lakehouse, lookups: list[FeatureLookup], path: Path) -> dict[str, in
     """Copy every table the lookups read into the store; returns rows published per table."""
     path.parent.mkdir(parents=True, exist_ok=True)
     published = {}
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")  # lookups read on while a table is being published
         db.execute(f"CREATE TABLE IF NOT EXISTS {_META} (name TEXT PRIMARY KEY, primary_keys TEXT, "
                    "timestamp_key TEXT, rows INTEGER, published_at TEXT)")
     for table in sorted({lk.table for lk in lookups}):
@@ -45,16 +48,16 @@ def publish(lakehouse, lookups: list[FeatureLookup], path: Path) -> dict[str, in
             raise LakehouseError(f"{table} has no primary keys / timestamp key properties: run the features task")
         rows = lakehouse.read(table).toPandas()
         rows[ts] = pd.to_datetime(rows[ts]).dt.strftime(_TS)
-        name = _online_name(table)
-        with sqlite3.connect(path) as db:  # one transaction: the new copy replaces the old at commit
-            db.execute(f'DROP TABLE IF EXISTS "{name}__new"')
-            rows.to_sql(f"{name}__new", db, index=False)
-            db.execute(f'CREATE INDEX "{name}__new_key" ON "{name}__new" '
-                       f'({", ".join(f"[{k}]" for k in keys)}, [{ts}])')
+        name, staged = _online_name(table), f"{_online_name(table)}__{uuid.uuid4().hex[:8]}"
+        with closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as db:
+            rows.to_sql(staged, db, index=False)
+            db.execute(f'CREATE INDEX "{staged}_key" ON "{staged}" ({", ".join(f"[{k}]" for k in keys)}, [{ts}])')
+            db.execute("BEGIN IMMEDIATE")  # the swap is one transaction: readers see old or new
             db.execute(f'DROP TABLE IF EXISTS "{name}"')
-            db.execute(f'ALTER TABLE "{name}__new" RENAME TO "{name}"')
+            db.execute(f'ALTER TABLE "{staged}" RENAME TO "{name}"')
             db.execute(f"INSERT OR REPLACE INTO {_META} VALUES (?, ?, ?, ?, ?)",
                        (name, ",".join(keys), ts, len(rows), dt.datetime.now(dt.timezone.utc).isoformat()))
+            db.execute("COMMIT")
         published[table] = len(rows)
     return published
 
@@ -71,7 +74,8 @@ class OnlineStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            db = self._local.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            db.execute("PRAGMA query_only = ON")
         return db
 
     def check(self, lookups: list[FeatureLookup]) -> None:

@@ -129,13 +129,24 @@ class _LazyLakehouse:
         if self._lakehouse is None:
             from lib.catalog import Lakehouse
             from lib.spark import get_spark
-            self._lakehouse = Lakehouse(get_spark("serving-capture", warehouse=self.env.home / "spark-warehouse"),
-                                        self.env)
+            spark = get_spark("serving-capture", warehouse=self.env.home / "spark-warehouse")
+            _lower_priority(spark)
+            self._lakehouse = Lakehouse(spark, self.env)
         return self._lakehouse
 
     def stop(self) -> None:
         if self._lakehouse is not None:
             self._lakehouse.spark.stop()
+
+
+def _lower_priority(spark) -> None:
+    """Inference-table writes are background work: the JVM yields the CPU to scoring."""
+    proc = getattr(spark.sparkContext._gateway, "proc", None)
+    if proc is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, 19)
+        except OSError:
+            pass
 
 
 def find(cfg: Settings) -> Running | None:

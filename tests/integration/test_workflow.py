@@ -6,6 +6,7 @@ Real Spark, Delta and MLflow in subprocesses, exactly as a user or CI runs them.
 import datetime as dt
 import subprocess
 import sys
+import threading
 
 import pytest
 from pyspark.sql import functions as F
@@ -15,6 +16,8 @@ from lib.catalog import Lakehouse
 from lib.config import PROJECT_DIR, load_env
 from lib.features import in_window
 from lib.registry import CHALLENGER, CHAMPION, PREVIOUS
+from lib.serving import server, settings
+from lib.serving.client import Client
 
 
 def run(*args, **env):
@@ -79,12 +82,23 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     # 1. The whole workflow.
     result = run("--env", "staging")
     assert result.returncode == 0, result.stderr[-3000:]
-    for task in ["ingest", "features", "train", "validate", "deploy", "batch_inference", "monitoring"]:
+    tasks = ["ingest", "features", "train", "validate", "deploy", "serve", "batch_inference", "monitoring"]
+    for task in tasks:
         assert any(line.strip().startswith(f"{task} ") and " ok " in f"{line} " for line in result.stdout.splitlines()), task
     assert "Champion: models:/staging.flights.delay_model/1" in result.stdout
     run_dir = next((home / "runs" / "staging").iterdir())
-    assert sorted(p.name for p in run_dir.rglob("*.ipynb")) == sorted(
-        f"{t}.ipynb" for t in ["ingest", "features", "train", "validate", "deploy", "batch_inference", "monitoring"])
+    assert sorted(p.name for p in run_dir.rglob("*.ipynb")) == sorted(f"{t}.ipynb" for t in tasks)
+
+    # The endpoint serves the Champion, from keys alone.
+    cfg = settings.load(staging)
+    api = Client(server.find(cfg).url, cfg.token())
+    assert f"Serving: {api.url}/serving-endpoints/delay-model/invocations" in result.stdout
+    keys = (in_window(lakehouse.read("staging.flights.labels"), start, end).select("flight_id", "origin", "sched_dep_ts")
+            .limit(5).toPandas().astype({"sched_dep_ts": str}))
+    body = {"dataframe_records": keys.to_dict(orient="records")}
+    status, headers, answer = api.query("delay-model", body)
+    assert (status, headers["served-model-name"]) == (200, "staging.flights.delay_model-1")
+    assert len(answer["predictions"]) == 5
 
     raw_flights = len(ingest.read_source("flights", staging.data.start, staging.data.end))
     assert lakehouse.read("staging.raw.flights").count() == raw_flights
@@ -101,7 +115,8 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
 
     # 2. Training and deploying again on the same data: a tie, so the Champion stays.
     assert run("--env", "staging", "--job", "training").returncode == 0
-    assert run("--env", "staging", "--job", "deployment").returncode == 0
+    result = run("--env", "staging", "--job", "deployment")
+    assert result.returncode == 0 and "endpoint unchanged: serves staging.flights.delay_model-1" in result.stdout
     v2 = registry.ModelRef(staging.model_name, "2")
     assert registry.require_version(v2).tags["deployment.decision"] == "REJECTED"
     assert registry.aliases(staging.model_name) == {CHAMPION: "1", CHALLENGER: "2"}
@@ -129,6 +144,29 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     rolled = run("--env", "staging", "--rollback")
     assert rolled.returncode == 0 and "Champion is v2 again, v1 is Previous" in rolled.stdout
     assert registry.aliases(staging.model_name) == {CHAMPION: "2", PREVIOUS: "1", CHALLENGER: "2"}
+    # ... and the serving job moves the endpoint to it under load, failing no request.
+    statuses, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            statuses.append(api.query("delay-model", body)[0])
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        served = run("--env", "staging", "--job", "serving")
+    finally:
+        stop.set()
+        worker.join()
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert "endpoint updated: serves staging.flights.delay_model-2 (was staging.flights.delay_model-1)" in served.stdout
+    assert len(statuses) > 20 and set(statuses) == {200}
+    assert api.query("delay-model", body)[1]["served-model-name"] == "staging.flights.delay_model-2"
+    # A clean stop writes every captured request to the inference table.
+    assert subprocess.run([sys.executable, "-m", "lib.serving", "stop", "--env", "staging"], cwd=PROJECT_DIR,
+                          capture_output=True, text=True).stdout.startswith("stopped staging server")
+    payload = lakehouse.read("staging.flights.delay_model_payload")
+    assert payload.count() == len(statuses) + 2 and payload.where("status_code != 200").count() == 0
     assert run("--env", "staging", "--rollback").returncode == 0  # and forward again
     assert registry.aliases(staging.model_name) == {CHAMPION: "1", PREVIOUS: "2", CHALLENGER: "2"}
 
@@ -155,3 +193,4 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     registry.configure(staging)  # the experiment comes back empty, without the old runs
     assert registry.client().search_runs([registry.client().get_experiment_by_name(staging.experiment).experiment_id]) == []
     assert not (home / "mlartifacts" / "staging").exists()
+    assert not (home / "serving" / "staging").exists() and not (home / "online" / "staging.db").exists()

@@ -15,9 +15,10 @@ from lib.errors import ConfigError, JobFailedError
 
 def test_the_project_jobs_load():
     all_jobs = jobs.load_jobs()
-    assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "batch_inference", "monitoring"}
+    assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "serving", "batch_inference", "monitoring"}
     assert [t.key for t in all_jobs["training"].tasks] == ["features", "train", "validate"]
-    assert [t.key for t in all_jobs["deployment"].tasks] == ["deploy"]
+    assert [t.key for t in all_jobs["deployment"].tasks] == ["deploy", "serve"]
+    assert [t.key for t in all_jobs["serving"].tasks] == ["serve"]
     assert [t.job for t in all_jobs["workflow"].tasks] == ["ingest", "training", "deployment", "batch_inference", "monitoring"]
     validate = all_jobs["training"].tasks[2]
     assert validate.parameters["model_uri"] == "{{tasks.train.values.model_uri}}"

@@ -1,0 +1,67 @@
+"""The deployment job's rollout against a real server: limits broken mid-rollout, and a new
+Champion that fails to load, both put traffic and the Champion alias back on the old version."""
+
+import dataclasses
+import shutil
+
+import pytest
+
+from lib import registry
+from lib.config import load_env
+from lib.serving import online_store, rollout, server, settings
+from lib.serving.client import Client
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def serving(champion, featurized, home):
+    env = load_env("staging")
+    online_store.publish_for(featurized, champion, online_store.store_path(env.home, env.catalog))
+    cfg = settings.load(env)
+    api = rollout.connect(env, champion)
+    assert rollout.serve_champion(api, "ep", champion, cfg, env).action == "created"
+    yield env, cfg, api
+    server.stop(env)
+
+
+def promote(champion, source):
+    new = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
+    registry.move_alias(new, registry.CHAMPION, "test: promoted")
+    registry.move_alias(champion, registry.PREVIOUS, "test: replaced")
+    return new
+
+
+def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):
+    env, cfg, api = serving
+    new = promote(champion, registry.client().get_model_version_download_uri(champion.name, champion.version))
+    strict = dataclasses.replace(cfg, rollout=settings.Rollout((20, 100), 0, 0.01, max_p99_ms=0.0001, min_requests=10))
+    keys = holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).astype({"sched_dep_ts": str})
+    body = {"dataframe_records": keys.to_dict(orient="records")}
+    codes = []
+
+    def traffic(_seconds):  # the step's live traffic: 100 requests, about 20 reach the new version
+        codes.extend(api.query("ep", body)[0] for _ in range(100))
+
+    with pytest.raises(rollout.RolloutFailedError, match=r"stopped at 20%: 0/2\d 5xx.*Champion moved back to v1"):
+        rollout.serve_champion(api, "ep", new, strict, env, run="job-9", wait=traffic)
+    assert set(codes) == {200}
+    routes = api.get("ep")["config"]["traffic_config"]["routes"]
+    assert [(r["served_model_name"], r["traffic_percentage"]) for r in routes] == [(f"{champion.name}-1", 100)]
+    assert registry.aliases(champion.name) == {registry.CHAMPION: "1", registry.PREVIOUS: new.version}
+    assert registry.require_version(champion).tags["alias.Champion.by"] == "job-9"
+
+
+def test_a_champion_that_fails_to_load_never_takes_traffic(serving, champion, home):
+    env, cfg, api = serving
+    broken = home / "broken"
+    shutil.copytree(registry.client().get_model_version_download_uri(champion.name, champion.version)
+                    .removeprefix("file://"), broken)
+    (broken / "python_model.pkl").write_bytes(b"garbage")
+    new = promote(champion, str(broken))
+    with pytest.raises(rollout.RolloutFailedError, match="failed to load.*Champion moved back to v1"):
+        rollout.serve_champion(api, "ep", new, cfg, env)
+    endpoint = api.get("ep")
+    assert endpoint["state"] == {"ready": "READY", "config_update": "UPDATE_FAILED"}
+    assert [e["entity_version"] for e in endpoint["config"]["served_entities"]] == ["1"]
+    assert registry.version_of(champion.name, registry.CHAMPION) == champion
