@@ -8,6 +8,7 @@ accuracy-style metrics computed only from labels that have arrived by the as-of 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -71,3 +72,42 @@ def profile_metrics(predictions: DataFrame, labels: DataFrame, as_of: dt.date,
     return windowed.groupBy("window_start", "model_version").applyInPandas(
         _profile(decision_threshold, granularity, as_of), SCHEMA
     )
+
+
+SERVED_SCHEMA = f"{KEY} bigint, {TIMESTAMP} timestamp_ntz, prediction double, model_version string"
+
+
+def _unpack(batches):
+    """Inference-table rows (one per request) to one row per prediction, with the flight if sent."""
+    from lib.serving import payload
+    from lib.serving.contract import ApiError
+
+    for frame in batches:
+        rows = []
+        for request, response, at, entity in zip(frame["request"], frame["response"], frame["request_time"],
+                                                 frame["served_entity_id"]):
+            predictions = json.loads(response).get("predictions", [])
+            try:
+                flights = payload.parse(request.encode()).columns.get(KEY) or [None] * len(predictions)
+            except ApiError:
+                flights = [None] * len(predictions)
+            rows += [(f if isinstance(f, int) else None, at, p, entity) for f, p in zip(flights, predictions)]
+        yield pd.DataFrame(rows, columns=[KEY, TIMESTAMP, "prediction", "model_version"])
+
+
+def served_predictions(payload_table: DataFrame) -> DataFrame:
+    """The predictions an endpoint answered (status 200), windowed by request time, per served entity."""
+    answered = payload_table.where("status_code = 200").select(
+        "request", "response", F.col("request_time").cast("timestamp_ntz").alias("request_time"), "served_entity_id")
+    return answered.mapInPandas(_unpack, SERVED_SCHEMA)
+
+
+def refresh_served(lakehouse, payload_table: str, labels: DataFrame, as_of: dt.date, granularity: str,
+                   decision_threshold: float) -> str | None:
+    """Profile an endpoint's inference table into `<payload_table>_profile_metrics`; None if nothing was served."""
+    if not lakehouse.exists(payload_table):
+        return None
+    served = served_predictions(lakehouse.read(payload_table))
+    table = f"{payload_table}_profile_metrics"
+    lakehouse.write(profile_metrics(served, labels, as_of, granularity, decision_threshold), table)
+    return table

@@ -137,7 +137,7 @@ def capture_config(env, name: str, cfg: Settings) -> dict | None:
     if not cfg.capture:
         return None
     return {"catalog_name": env.catalog, "schema_name": env.schema,
-            "table_name_prefix": name.replace("-", "_"), "enabled": True}
+            "table_name_prefix": name.replace("-", "_"), "enabled": True}  # <prefix>_payload
 
 
 def connect(env, champion: ModelRef | None) -> Client | None:
@@ -167,3 +167,8 @@ def serve_champion(client: Client | None, name: str, champion: ModelRef | None, 
             deployment.rollback(champion.name, by=run)
             raise RolloutFailedError(f"{exc}; Champion moved back to v{previous.version}") from None
         raise
+
+
+def payload_table(env, cfg: Settings) -> str:
+    """The inference table of the environment's endpoint (what capture_config names)."""
+    return f"{env.catalog}.{env.schema}.{cfg.endpoint.replace('-', '_')}_payload"

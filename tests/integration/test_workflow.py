@@ -115,8 +115,8 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
 
     # 2. Training and deploying again on the same data: a tie, so the Champion stays.
     assert run("--env", "staging", "--job", "training").returncode == 0
-    result = run("--env", "staging", "--job", "deployment")
-    assert result.returncode == 0 and "endpoint unchanged: serves staging.flights.delay_model-1" in result.stdout
+    assert run("--env", "staging", "--job", "deployment").returncode == 0
+    assert api.get("delay-model")["config"]["config_version"] == 1  # still v1: nothing to update
     v2 = registry.ModelRef(staging.model_name, "2")
     assert registry.require_version(v2).tags["deployment.decision"] == "REJECTED"
     assert registry.aliases(staging.model_name) == {CHAMPION: "1", CHALLENGER: "2"}
@@ -159,7 +159,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
         stop.set()
         worker.join()
     assert served.returncode == 0, served.stderr[-2000:]
-    assert "endpoint updated: serves staging.flights.delay_model-2 (was staging.flights.delay_model-1)" in served.stdout
+    assert [e["name"] for e in api.get("delay-model")["config"]["served_entities"]] == ["staging.flights.delay_model-2"]
     assert len(statuses) > 20 and set(statuses) == {200}
     assert api.query("delay-model", body)[1]["served-model-name"] == "staging.flights.delay_model-2"
     # A clean stop writes every captured request to the inference table.

@@ -16,7 +16,8 @@ def test_monitoring_counts_windows_and_uses_arrived_labels(executed, champion, f
     later = start + dt.timedelta(days=2)  # labels of the first two scored days have arrived
     with executed("monitoring/07_monitoring.ipynb", env="staging", as_of=later.isoformat()):
         pass
-    assert task_values() == {"metrics_table": "staging.flights.predictions_profile_metrics", "windows": 3}
+    assert task_values() == {"metrics_table": "staging.flights.predictions_profile_metrics", "windows": 3,
+                             "served_metrics_table": ""}
     rows = {r["window"]["start"].date(): r for r in featurized.read(staging.table("predictions_profile_metrics")).collect()}
     predictions = featurized.read(staging.table("predictions"))
     labels = featurized.read(staging.table("labels"))

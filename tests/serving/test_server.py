@@ -197,6 +197,15 @@ def test_a_config_that_fails_to_load_leaves_the_old_one_serving(live):
     assert (status, headers["served-model-name"]) == (200, f"{live.model}-{live.v1}")
 
 
+def test_an_update_during_an_update_is_refused(live):
+    live.api.update(EP, {"served_entities": [entity(live, live.v2)]})  # loads a model: takes a moment
+    with pytest.raises(ServingError, match="409 RESOURCE_CONFLICT: endpoint 'flights' is already being updated"):
+        live.api.update(EP, {"served_entities": [entity(live, live.v1)]})
+    assert live.api.wait(EP)["config"]["served_entities"][0]["entity_version"] == str(live.v2)
+    live.api.update(EP, {"served_entities": [entity(live, live.v1)]})
+    assert live.api.wait(EP)["config"]["served_entities"][0]["entity_version"] == str(live.v1)
+
+
 def test_config_updates_under_load_fail_no_request(live):
     statuses: list[int] = []
     stop = threading.Event()
