@@ -74,7 +74,7 @@ def profile_metrics(predictions: DataFrame, labels: DataFrame, as_of: dt.date,
     )
 
 
-SERVED_SCHEMA = f"{KEY} bigint, {TIMESTAMP} timestamp_ntz, prediction double, model_version string"
+SERVED_SCHEMA = f"{KEY} string, {TIMESTAMP} timestamp_ntz, prediction double, model_version string"
 
 
 def _unpack(batches):
@@ -91,7 +91,7 @@ def _unpack(batches):
                 flights = payload.parse(request.encode()).columns.get(KEY) or [None] * len(predictions)
             except ApiError:
                 flights = [None] * len(predictions)
-            rows += [(f if isinstance(f, int) else None, at, p, entity) for f, p in zip(flights, predictions)]
+            rows += [(None if f is None else str(f), at, p, entity) for f, p in zip(flights, predictions)]
         yield pd.DataFrame(rows, columns=[KEY, TIMESTAMP, "prediction", "model_version"])
 
 

@@ -46,11 +46,19 @@ def publish(lakehouse, lookups: list[FeatureLookup], path: Path) -> dict[str, in
         keys, ts = [k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY)
         if not keys or not ts:
             raise LakehouseError(f"{table} has no primary keys / timestamp key properties: run the features task")
-        rows = lakehouse.read(table).toPandas()
+        needed = dict.fromkeys([*keys, ts, *(f for lk in lookups if lk.table == table for f in lk.features)])
+        rows = lakehouse.read(table).select(*needed).toPandas()
         rows[ts] = pd.to_datetime(rows[ts]).dt.strftime(_TS)
         name, staged = _online_name(table), f"{_online_name(table)}__{uuid.uuid4().hex[:8]}"
         with closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as db:
+            db.execute("PRAGMA synchronous = NORMAL")
+            for (left,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?",
+                                      (f"{name}__*",)).fetchall():
+                db.execute(f'DROP TABLE "{left}"')  # a copy an interrupted publish left behind
+            db.execute("BEGIN")  # one transaction for the copy, not one per row
             rows.to_sql(staged, db, index=False)
+            if db.in_transaction:
+                db.execute("COMMIT")
             db.execute(f'CREATE INDEX "{staged}_key" ON "{staged}" ({", ".join(f"[{k}]" for k in keys)}, [{ts}])')
             db.execute("BEGIN IMMEDIATE")  # the swap is one transaction: readers see old or new
             db.execute(f'DROP TABLE IF EXISTS "{name}"')

@@ -52,16 +52,17 @@ def live(tmp_path_factory, seed, spark, model_cfg_session):
     running = server.start(env)
     holdout = seed["holdout"].head(200).reset_index(drop=True)
     columns = training.feature_columns(model_cfg_session)
-    expected = mlflow.pyfunc.load_model(ref.uri).predict(holdout[columns])
+    model = mlflow.pyfunc.load_model(ref.uri)
+    expected = model.predict(holdout[columns])
     yield SimpleNamespace(env=env, url=running.url, api=Client(running.url, settings.load(env).token()),
-                          model=env.model_name, v1=versions[0], v2=versions[1], broken=versions[2],
-                          holdout=holdout, columns=columns, expected=np.asarray(expected), lakehouse=lakehouse)
+                          name=env.model_name, v1=versions[0], v2=versions[1], broken=versions[2],
+                          holdout=holdout, columns=columns, expected=np.asarray(expected), lakehouse=lakehouse, model=model)
     server.stop(env)
     mp.undo()
 
 
 def entity(live, version, name=None):
-    return {"entity_name": live.model, "entity_version": version, **({"name": name} if name else {})}
+    return {"entity_name": live.name, "entity_version": version, **({"name": name} if name else {})}
 
 
 def split(live, rows):
@@ -89,7 +90,7 @@ def test_create_then_query_in_every_format(live):
     assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
     assert endpoint["config"]["config_version"] == 1
     served = endpoint["config"]["served_entities"][0]
-    assert (served["name"], served["state"]["deployment"]) == (f"{live.model}-{live.v1}", "DEPLOYMENT_READY")
+    assert (served["name"], served["state"]["deployment"]) == (f"{live.name}-{live.v1}", "DEPLOYMENT_READY")
     assert [e["name"] for e in live.api.list()] == [EP]
     rows = [0, 1, 2]
     bodies = [split(live, rows), {"dataframe_records": records(live, rows)}, {"instances": records(live, rows)},
@@ -97,7 +98,7 @@ def test_create_then_query_in_every_format(live):
     for body in bodies:
         status, headers, answer = live.api.query(EP, body)
         assert status == 200, answer
-        assert headers["served-model-name"] == f"{live.model}-{live.v1}"
+        assert headers["served-model-name"] == f"{live.name}-{live.v1}"
         assert np.allclose(answer["predictions"], live.expected[rows], rtol=0, atol=1e-12)
 
 
@@ -108,6 +109,18 @@ def test_keys_alone_score_like_batch_inference(live):
     assert status == 200, answer
     assert len(answer["predictions"]) == len(live.holdout)
     assert np.allclose(answer["predictions"], live.expected, rtol=0, atol=1e-9)
+
+
+def test_features_sent_with_the_keys_win_over_the_looked_up_ones(live):
+    row = live.holdout.iloc[[7]]
+    keys = {"flight_id": int(row["flight_id"].iloc[0]), "origin": row["origin"].iloc[0],
+            "sched_dep_ts": str(row["sched_dep_ts"].iloc[0])}
+    changed = {"precip": 2.0, "visib": 0.5, "dep_hour": 23.0}
+    status, _, answer = live.api.query(EP, {"dataframe_records": [{**keys, **changed}]})
+    assert status == 200, answer
+    expected = live.model.predict(row[live.columns].assign(**changed))
+    assert np.allclose(answer["predictions"], expected, rtol=0, atol=1e-9)
+    assert not np.allclose(answer["predictions"], live.expected[7], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("raw, status, words", [
@@ -158,7 +171,7 @@ def _post(live, path, raw, content_type="application/json"):
 
 
 def test_a_traffic_split_sends_exact_shares(live):
-    a, b = f"{live.model}-{live.v1}", f"{live.model}-{live.v2}"
+    a, b = f"{live.name}-{live.v1}", f"{live.name}-{live.v2}"
     live.api.update(EP, {"served_entities": [entity(live, live.v1), entity(live, live.v2)],
                          "traffic_config": {"routes": [{"served_model_name": a, "traffic_percentage": 80},
                                                        {"served_model_name": b, "traffic_percentage": 20}]}})
@@ -194,7 +207,7 @@ def test_a_config_that_fails_to_load_leaves_the_old_one_serving(live):
     assert failed["deployment"] == "DEPLOYMENT_FAILED" and "failed to load" in failed["deployment_state_message"]
     assert endpoint["config"]["config_version"] == 3
     status, headers, _ = live.api.query(EP, split(live, [0]))
-    assert (status, headers["served-model-name"]) == (200, f"{live.model}-{live.v1}")
+    assert (status, headers["served-model-name"]) == (200, f"{live.name}-{live.v1}")
 
 
 def test_an_update_during_an_update_is_refused(live):
@@ -218,7 +231,7 @@ def test_config_updates_under_load_fail_no_request(live):
     workers = [threading.Thread(target=load) for _ in range(4)]
     for w in workers:
         w.start()
-    a, b = f"{live.model}-{live.v1}", f"{live.model}-{live.v2}"
+    a, b = f"{live.name}-{live.v1}", f"{live.name}-{live.v2}"
     outcomes = []
     for config in ({"served_entities": [entity(live, live.v2)]},
                    {"served_entities": [entity(live, live.v1), entity(live, live.v2)],
@@ -242,7 +255,7 @@ def test_metrics_count_each_served_entity(live):
         live.api.query(EP, split(live, [0]))
     live.api.query(EP, {"dataframe_records": [{"carrier": 1}]})
     after = metrics.parse(live.api.metrics(EP))
-    name = f"{live.model}-{live.v1}"
+    name = f"{live.name}-{live.v1}"
     seen = after[name].since(before[name])
     assert (seen.requests, seen.errors) == (8, 0)
     assert 'status="400"' in live.api.metrics(EP)
@@ -275,7 +288,7 @@ def test_every_request_lands_in_the_inference_table_and_a_restart_restores_endpo
         client_id, status, answer = sent[row.databricks_request_id]
         assert (row.client_request_id, row.status_code) == (client_id, status)
         assert json.loads(row.response) == answer
-        assert row.served_entity_id == f"{live.model}-{live.v1}"
+        assert row.served_entity_id == f"{live.name}-{live.v1}"
         assert row.execution_duration_ms >= 0 and str(row.request_date) == str(row.request_time.date())
 
     running = server.start(live.env)  # the saved endpoints come back

@@ -39,16 +39,16 @@ def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(sp
         return capture.row("id", None, at, status, 3, body, answer, entity, "bearer")
 
     payload = spark.createDataFrame([
-        req([{"flight_id": 1, "origin": "EWR", "sched_dep_ts": "2013-03-01T08:00:00"},
-             {"flight_id": 2, "origin": "JFK", "sched_dep_ts": "2013-03-01T09:00:00"}], preds=[0.9, 0.2]),
+        req([{"flight_id": "f1", "origin": "EWR", "sched_dep_ts": "2013-03-01T08:00:00"},
+             {"flight_id": "f2", "origin": "JFK", "sched_dep_ts": "2013-03-01T09:00:00"}], preds=[0.9, 0.2]),
         req([{"carrier": "UA"}], status=400),
         req([{"carrier": "UA", "origin": "EWR"}], preds=[0.7], entity="m-3", at=T(2026, 11, 30, 1)),
     ], capture.SCHEMA)
     served = monitoring.served_predictions(payload).orderBy("prediction").collect()
     assert [(r["flight_id"], r["prediction"], r["model_version"]) for r in served] == [
-        (2, 0.2, "m-2"), (None, 0.7, "m-3"), (1, 0.9, "m-2")]
-    labels = spark.createDataFrame([(1, T(2013, 3, 1, 8), 1), (2, T(2013, 3, 1, 9), 0)],
-                                   "flight_id bigint, sched_dep_ts timestamp_ntz, delayed int")
+        ("f2", 0.2, "m-2"), (None, 0.7, "m-3"), ("f1", 0.9, "m-2")]
+    labels = spark.createDataFrame([("f1", T(2013, 3, 1, 8), 1), ("f2", T(2013, 3, 1, 9), 0)],
+                                   "flight_id string, sched_dep_ts timestamp_ntz, delayed int")
     rows = monitoring.profile_metrics(monitoring.served_predictions(payload), labels, dt.date(2013, 4, 1)).orderBy(
         "window.start").collect()
     assert [(r["window"]["start"], r["model_id"], r["count"], r["labelled_count"]) for r in rows] == [
