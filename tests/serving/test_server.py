@@ -113,7 +113,7 @@ def test_keys_alone_score_like_batch_inference(live):
 
 def test_features_sent_with_the_keys_win_over_the_looked_up_ones(live):
     row = live.holdout.iloc[[7]]
-    keys = {"flight_id": int(row["flight_id"].iloc[0]), "origin": row["origin"].iloc[0],
+    keys = {"flight_id": row["flight_id"].iloc[0], "origin": row["origin"].iloc[0],
             "sched_dep_ts": str(row["sched_dep_ts"].iloc[0])}
     changed = {"precip": 2.0, "visib": 0.5, "dep_hour": 23.0}
     status, _, answer = live.api.query(EP, {"dataframe_records": [{**keys, **changed}]})
