@@ -71,6 +71,8 @@ def deploy(client: Client, name: str, champion: ModelRef, cfg: Settings, capture
     """Make endpoint `name` serve `champion` with all its traffic."""
     new = _entity(champion)
     endpoint = client.get(name)
+    if endpoint is not None and endpoint["state"]["config_update"] == "IN_PROGRESS":
+        endpoint = client.wait(name)  # e.g. still loading its saved config after a restart
     if endpoint is None:
         client.create(name, endpoint_config([(new, 100)], capture))
         endpoint = client.wait(name)

@@ -39,6 +39,9 @@ class Running:
 
 def serve(env: EnvConfig) -> None:
     """Run the server in this process until SIGTERM or SIGINT."""
+    # Each served entity scores on its own thread; OpenMP teams per thread (HistGradientBoosting)
+    # would oversubscribe the cores and spin-wait against each other. Set before sklearn loads.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import uvicorn
 
     from lib import registry
