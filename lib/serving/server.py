@@ -165,16 +165,16 @@ def find(cfg: Settings) -> Running | None:
     return Running(int(state["pid"]), state["url"])
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, route: str = "/health") -> bool:
     try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as response:
+        with urllib.request.urlopen(url + route, timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
 
 
 def start(env: EnvConfig) -> Running:
-    """The environment's server, started in the background if it is not running."""
+    """The environment's server, started in the background if it is not running; returns once ready."""
     cfg = serving_settings.load(env)
     running = find(cfg)
     if running is not None and _answers(running.url):
@@ -190,7 +190,8 @@ def start(env: EnvConfig) -> Running:
             tail = cfg.log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise LakehouseError(f"the {env.name} serving server exited at start: {tail[0]} (log: {cfg.log_file})")
         running = find(cfg)
-        if running is not None and running.pid == process.pid and _answers(running.url):
+        # Ready, not just alive: the saved endpoints are loaded again, so no caller gets a 503.
+        if running is not None and running.pid == process.pid and _answers(running.url, "/ready"):
             return running
         time.sleep(0.2)
     process.terminate()
