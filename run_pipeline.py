@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 import traceback
 
-from lib import config, jobs, registry, spark
+from lib import config, jobs, registry, spark, spark_server
 from lib.catalog import Lakehouse
 from lib.errors import LakehouseError
 
@@ -126,7 +127,21 @@ def rollback(env: config.EnvConfig) -> None:
     print(f"to move the serving endpoint too: python run_pipeline.py --env {env.name} --job serving")
 
 
-def summary(env: config.EnvConfig, run_dir) -> None:
+def attach_spark(env: config.EnvConfig) -> str | None:
+    """Start (or reuse) the lakehouse's Spark server and have every notebook kernel attach to it.
+
+    Returns its URL; None in `spark.mode: local`, where each kernel starts its own JVM.
+    """
+    if spark_server.settings(env).mode == "local":
+        os.environ.pop(spark.REMOTE_ENV_VAR, None)
+        os.environ[spark_server.MODE_ENV_VAR] = "local"  # the kernels' choice too
+        return None
+    url = os.environ.get(spark.REMOTE_ENV_VAR) or spark_server.ensure(env).url
+    os.environ[spark.REMOTE_ENV_VAR] = url  # inherited by the kernels
+    return url
+
+
+def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     """Where to look after a run: tables, executed notebooks, the aliases and the MLflow UI."""
     registry.configure(env)
     held = registry.aliases(env.model_name)
@@ -145,6 +160,12 @@ def summary(env: config.EnvConfig, run_dir) -> None:
     if running is not None:
         print(f"Serving: {running.url}/serving-endpoints/{cfg.endpoint}/invocations (token in {cfg.folder / 'token'}; "
               f"stop: {shlex.quote(sys.executable)} -m lib.serving stop --env {env.name})")
+    found = spark_server.find(env.home)
+    if found is not None and found[0].url == spark_url:
+        print(f"Spark server: {spark_url} (pid {found[0].pid}, log {found[0].log}; kept for the next run; "
+              f"stop: {shlex.quote(sys.executable)} -m lib.spark stop)")
+    elif spark_url:
+        print(f"Spark: attached to {spark_url} ($SPARK_REMOTE)")
     print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
@@ -177,16 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             training.make_pipeline(model_cfg, config.load_hyperparameters(args.hyperparameters, model_cfg)[1])
         elif args.hyperparameters:
             raise config.ConfigError(f"--hyperparameters applies to jobs that train; job {args.job} does not")
-        spark.check_java()  # fail in a second, not inside the first notebook
-        spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
-        run_dir = jobs.new_run_dir(env, args.job)
-        print(f"Running job {args.job} in {env.name} as of {as_of} (run folder {run_dir})")
         started = time.monotonic()
+        if not os.environ.get(spark.REMOTE_ENV_VAR):
+            spark.check_java()  # fail in a second, not inside the first notebook
+            spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
+        spark_url = attach_spark(env)
+        run_dir = jobs.new_run_dir(env, args.job)
+        print(f"Running job {args.job} in {env.name} as of {as_of} on {spark_url or 'in-process Spark'} "
+              f"(run folder {run_dir})")
         params = {"env": env.name, "as_of": as_of.isoformat(), "hyperparameters": args.hyperparameters,
                   "run_id": f"{env.name}/{run_dir.name}"}
-        jobs.Runner(env, all_jobs, run_dir).run(args.job, params)
+        health = (lambda: spark_server.died(env.home, spark_url)) if spark_url else None
+        jobs.Runner(env, all_jobs, run_dir, health=health).run(args.job, params)
         print(f"Job {args.job} succeeded in {time.monotonic() - started:.0f}s")
-        summary(env, run_dir)
+        summary(env, run_dir, spark_url)
         return 0
     except LakehouseError as exc:
         if args.verbose:

@@ -75,6 +75,7 @@ class EnvConfig:
     data: DataWindow
     webhook_url: str | None
     serving: dict[str, Any] = field(default_factory=dict)  # checked by lib.serving.settings
+    spark: dict[str, Any] = field(default_factory=dict)  # checked by lib.spark_server.settings
 
     @property
     def model_name(self) -> str:
@@ -184,6 +185,7 @@ def load_env(name: str, conf_dir: Path = CONF_DIR) -> EnvConfig:
         data=window,
         webhook_url=webhook,
         serving=cfg.get("serving") or {},
+        spark=cfg.get("spark") or {},
     )
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import feature_store
+from lib import feature_store, registry
 from lib.catalog import Lakehouse
 from lib.errors import ModelNotFoundError, TableNotFoundError
 from lib.features import KEY, TIMESTAMP, in_window
@@ -41,7 +41,10 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
     batch = feature_store.lookup_features(lakehouse, in_window(spine, start, end).select(*keys),
                                           [feature_store.FeatureLookup.from_dict(d) for d in packaged])
     columns = info.signature.inputs.input_names()
-    predict = mlflow.pyfunc.spark_udf(lakehouse.spark, ref.uri, result_type="double", env_manager="local")
+    # Spark's Python workers load the model themselves; over Spark Connect they cache it by the
+    # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
+    predict = mlflow.pyfunc.spark_udf(lakehouse.spark, registry.artifact_uri(ref), result_type="double",
+                                      env_manager="local")
     return (
         batch
         .withColumn("prediction", predict(F.struct(*[F.col(c) for c in columns])))

@@ -211,11 +211,14 @@ def notify(env: EnvConfig, message: str, out: Callable[[str], None]) -> None:
 class Runner:
     """Runs one job (and the jobs it calls) for one environment, keeping every executed notebook."""
 
-    def __init__(self, env: EnvConfig, jobs: dict[str, Job], run_dir: Path, stream: TextIO | None = None):
+    def __init__(self, env: EnvConfig, jobs: dict[str, Job], run_dir: Path, stream: TextIO | None = None,
+                 health: Callable[[], str | None] | None = None):
+        """`health` says why the Spark the kernels attach to is gone (None while it answers)."""
         self.env = env
         self.jobs = jobs
         self.run_dir = run_dir
         self.stream = stream or sys.stdout
+        self.health = health
 
     def out(self, text: str, end: str = "\n") -> None:
         self.stream.write(text + end)
@@ -268,6 +271,9 @@ class Runner:
                 message = str(getattr(exc, "evalue", exc)).strip().splitlines() or [""]
                 detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {message[0]}"
                 where = _failing_cell(output)
+                gone = self.health() if self.health else None
+                if gone:  # a dead server explains the failure better than the client's gRPC error
+                    detail = gone
                 self.out(f"FAILED after {elapsed:.1f}s")
                 if attempt < task.max_retries:
                     self.out(f"{indent}  retrying {task.key} ({attempt + 1}/{task.max_retries})")

@@ -99,6 +99,12 @@ def require_version(ref: ModelRef):
         raise ModelNotFoundError(f"model version {ref.uri} is not registered") from None
 
 
+def artifact_uri(ref: ModelRef) -> str:
+    """Where a version's files are (a file: URI under the lakehouse): unique to the version and
+    to this lakehouse, and loadable without the registry, e.g. by Spark's Python workers."""
+    return client().get_model_version_download_uri(ref.name, ref.version)
+
+
 def predict(ref: ModelRef, frame):
     """Load a version as a pyfunc model and score a pandas frame with its signature's columns."""
     import mlflow

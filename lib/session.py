@@ -49,7 +49,7 @@ def start(env: str, as_of: str | dt.date | None, app: str, use_mlflow: bool = Tr
     cfg = config.load_env(env)
     day = config.parse_as_of(as_of, cfg)
     model_cfg = config.load_model_config()
-    spark = get_spark(app, warehouse=cfg.home / "spark-warehouse")
+    spark = get_spark(app, env=cfg)  # attaches to the lakehouse's Spark server (started if needed)
     if use_mlflow:
         registry.configure(cfg)
     return Session(cfg, day, cfg.data.split(day), model_cfg, Lakehouse(spark, cfg))

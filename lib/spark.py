@@ -1,11 +1,17 @@
-"""A local SparkSession with Delta Lake, after checking Java and the Delta jars up front.
+"""Spark with Delta Lake for every notebook and entry point, after checking Java and the jars.
 
+By default a process attaches to the lakehouse's Spark Connect server (lib.spark_server), as
+a Databricks notebook attaches to a cluster; `spark.mode: local` starts a JVM in-process.
 Missing Java, a Java that Spark 4.2 cannot run on, or Delta jars that can be neither found
 in the local caches nor downloaded each end in one SetupError line instead of a Py4J trace.
+
+    python -m lib.spark                        # fetch the Delta jars once, check Delta works
+    python -m lib.spark start|stop|status      # the lakehouse's Spark server
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -21,6 +27,7 @@ SCALA_BINARY = "2.13"
 DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_BINARY}_{SCALA_BINARY}:{DELTA_VERSION}"
 SUPPORTED_JAVA = (17, 21)
 _JAR_NAME = f"io.delta_delta-spark_{SPARK_BINARY}_{SCALA_BINARY}-{DELTA_VERSION}.jar"
+REMOTE_ENV_VAR = "SPARK_REMOTE"  # sc://host:port of a Spark Connect server to attach to
 
 
 def java_executable() -> str:
@@ -40,7 +47,11 @@ def java_executable() -> str:
 
 def check_java() -> int:
     """Return the Java major version, or raise SetupError saying what to install."""
-    java = java_executable()
+    return _check_java(java_executable())
+
+
+@functools.cache  # two `java` launches: once per process and java
+def _check_java(java: str) -> int:
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -83,7 +94,26 @@ def cached_jars() -> list[str] | None:
         jars = _manifest().read_text().split()
     except OSError:
         return None
-    return jars if jars and all(Path(j.removeprefix("file://")).exists() for j in jars) else None
+    if not jars or not all(Path(j.removeprefix("file://")).exists() for j in jars):
+        return None
+    return _not_shipped(jars)
+
+
+def _artifact(jar: str, grouped: bool) -> str:
+    """A jar's artifact name: `[group_]parquet-hadoop-1.16.0.jar` -> `parquet-hadoop`.
+
+    Ivy names its cached jars `<group>_<artifact>-<version>.jar`; pyspark's jars/ has no group.
+    """
+    name = jar.rsplit("/", 1)[-1]
+    if grouped:
+        name = name.partition("_")[2]
+    return re.sub(r"-\d[\w.]*(-\d+)?\.jar$", "", name)
+
+
+def _not_shipped(jars: list[str]) -> list[str]:
+    """Drop the jars pyspark already ships, newer: Ivy brings older hadoop, parquet, jackson..."""
+    shipped = {_artifact(p.name, grouped=False) for p in (spark_home() / "jars").glob("*.jar")}
+    return [j for j in jars if _artifact(j, grouped=True) not in shipped]
 
 
 def delta_jars() -> list[str]:
@@ -123,37 +153,93 @@ def _resolve_in_child() -> None:
     _manifest().write_text("\n".join(resolved.split(",")) + "\n")
 
 
-def _base_builder(app_name: str):
+# Static confs of every Spark this project starts: the Connect server and in-process sessions.
+SESSION_CONFS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # The default 50 costs every snapshot of a small table 50 tasks: seconds per operation.
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.log.level": "WARN",
+}
+
+
+def spark_home() -> Path:
+    """pyspark's own Spark distribution (its bin/ and jars/)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def worker_environment() -> dict[str, str]:
+    """What Spark's Python workers need: this environment's Python (spark_udf and pandas UDFs
+    import pandas and lib from it), and no LAN address: everything is local."""
+    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+
+
+def _base_builder(app_name: str, master: str = "local[2]", memory: str = "3g"):
     from pyspark.sql import SparkSession
 
-    # spark_udf and pandas UDFs run in Python workers: they must use this environment's Python.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no LAN address: everything is local
-    return (
-        SparkSession.builder.appName(app_name)
-        .master(os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[2]"))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("LAKEHOUSE_SPARK_MEMORY", "3g"))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .config("spark.log.level", "WARN")
-    )
+    for key in (REMOTE_ENV_VAR, "SPARK_CONNECT_MODE_ENABLED"):  # else pyspark's builder attaches instead
+        os.environ.pop(key, None)
+    for key, value in worker_environment().items():
+        os.environ.setdefault(key, value)
+    builder = SparkSession.builder.appName(app_name).master(master).config("spark.driver.memory", memory)
+    for key, value in SESSION_CONFS.items():
+        builder = builder.config(key, value)
+    return builder
 
 
-def get_spark(app_name: str = "lakehouse-mlops", warehouse: Path | None = None):
-    """Start (or reuse) a local SparkSession with Delta Lake enabled.
+def is_remote(spark) -> bool:
+    """True for a Spark Connect session (no sparkContext, no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def attach(url: str, app_name: str = "lakehouse-mlops"):
+    """A Spark Connect session to the server at url (sc://host:port), checked to answer."""
+    from pyspark.sql import SparkSession
+
+    try:
+        spark = SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+        spark.version  # the first call: fails here, in one line, if nobody answers
+    except Exception as exc:  # grpc and pyspark raise several types for "nobody there"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise SetupError(f"cannot attach to the Spark server at {url}: {first} "
+                         "(start one with `python -m lib.spark start`, or unset SPARK_REMOTE)") from None
+    return spark
+
+
+def get_spark(app_name: str = "lakehouse-mlops", env=None, warehouse: Path | None = None):
+    """Spark for this process: attached to the lakehouse's Spark server, or in-process.
 
     Args:
         app_name: shown in Spark's logs.
-        warehouse: folder for Spark's own managed tables; ours live under the lakehouse root.
+        env: the environment (an EnvConfig); its `spark` settings choose the mode. In connect
+            mode (the default) the session attaches to $SPARK_REMOTE, else to the lakehouse's
+            server, started if it is not running. Without env: $SPARK_REMOTE or in-process.
+        warehouse: in-process only: folder for Spark's own managed tables (ours live under the
+            lakehouse root).
     """
+    from lib import spark_server
+
+    cfg = spark_server.settings(env) if env is not None else None
+    mode = cfg.mode if cfg else os.environ.get(spark_server.MODE_ENV_VAR, "connect")
+    if mode != "local":
+        remote = os.environ.get(REMOTE_ENV_VAR) or (spark_server.ensure(env).url if env is not None else None)
+        if remote:
+            return attach(remote, app_name)
+    if env is not None and warehouse is None:
+        warehouse = env.home / "spark-warehouse"
+    return _local(app_name, warehouse, cfg or spark_server.SparkSettings())
+
+
+def _local(app_name: str, warehouse: Path | None, cfg):
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
 
@@ -161,8 +247,9 @@ def get_spark(app_name: str = "lakehouse-mlops", warehouse: Path | None = None):
     if active is not None:
         return active
     check_java()
-    jars = delta_jars()
-    builder = _base_builder(app_name).config("spark.jars", ",".join(jars))
+    builder = _base_builder(app_name, cfg.master, cfg.driver_memory).config("spark.jars", ",".join(delta_jars()))
+    for key, value in cfg.conf.items():
+        builder = builder.config(key, value)
     if warehouse is not None:
         builder = builder.config("spark.sql.warehouse.dir", str(warehouse))
     try:
@@ -174,14 +261,24 @@ def get_spark(app_name: str = "lakehouse-mlops", warehouse: Path | None = None):
 
 
 def main(argv: list[str]) -> int:
-    """`python -m lib.spark`: fetch the Delta jars once and check Delta works (`make jars`)."""
+    """`python -m lib.spark`: fetch the Delta jars once and check Delta works (`make jars`);
+    `python -m lib.spark start|stop|status [--env NAME]`: the lakehouse's Spark server."""
+    import argparse
+
+    from lib import config, spark_server
     from lib.errors import LakehouseError
 
     if argv == ["--resolve-in-child"]:
         _resolve_in_child()
         return 0
+    parser = argparse.ArgumentParser(prog="python -m lib.spark", description=main.__doc__)
+    parser.add_argument("command", nargs="?", choices=["start", "stop", "status"])
+    parser.add_argument("--env", default="prod", help="whose settings (conf/environments.yml `spark`) to use")
+    args = parser.parse_args(argv)
     try:
-        get_spark("lakehouse-mlops-setup").range(1).count()  # checks Java, fetches the jars if needed
+        if args.command:
+            return spark_server.main(args.command, config.load_env(args.env))
+        _local("lakehouse-mlops-setup", None, spark_server.SparkSettings()).range(1).count()  # fetches the jars
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

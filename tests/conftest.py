@@ -12,34 +12,60 @@ import time
 import pytest
 
 from lib import deployment, feature_store, features, ingest, registry, training, validation
+from lib import spark as lspark
 from lib.catalog import Lakehouse
 from lib.config import load_env, load_hyperparameters, load_model_config
 from lib.registry import CHALLENGER
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    from lib.spark import get_spark
+@pytest.fixture(scope="session", autouse=True)
+def spark_server(tmp_path_factory):
+    """One Spark Connect server for the whole run, as a cluster: this process, every notebook
+    kernel and every run_pipeline.py subprocess attach to it through $SPARK_REMOTE."""
+    from lib import spark_server as server
 
-    session = get_spark("lakehouse-mlops-tests", warehouse=tmp_path_factory.mktemp("spark-warehouse"))
+    os.environ["LAKEHOUSE_SERVING_PORT"] = "0"  # serving servers started by tests: free ports
+    os.environ.pop("LAKEHOUSE_SERVING_TOKEN", None)
+    os.environ.pop(lspark.REMOTE_ENV_VAR, None)
+    os.environ.pop(server.MODE_ENV_VAR, None)
+    root = tmp_path_factory.mktemp("spark-server")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAKEHOUSE_HOME", str(root))
+        mp.setenv(server.PORT_ENV_VAR, "0")
+        running = server.ensure(load_env("staging"), say=lambda line: None)
+    os.environ[lspark.REMOTE_ENV_VAR] = running.url
+    yield running
+    server.stop(root, say=lambda line: None)
+    os.environ.pop(lspark.REMOTE_ENV_VAR, None)
+
+
+@pytest.fixture(scope="session")
+def spark(spark_server):
+    session = lspark.attach(spark_server.url, "lakehouse-mlops-tests")
     yield session
     session.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _serving_on_free_ports():
-    """Serving servers started by tests (and their notebook kernels) listen on free ports."""
-    os.environ["LAKEHOUSE_SERVING_PORT"] = "0"
-    os.environ.pop("LAKEHOUSE_SERVING_TOKEN", None)
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory):
+    """An MLflow database with every schema migration applied, made once (~3 s) and copied."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, mlflow_template):
     """A fresh lakehouse root for this test (inherited by notebook kernels and subprocesses).
 
-    A serving server that the test started there (e.g. by the deployment job) is stopped after it.
+    It starts with an empty, migrated MLflow database. A serving server that the test started
+    there (e.g. by the deployment job) is stopped after it.
     """
     root = tmp_path / "lakehouse"
+    root.mkdir()
+    shutil.copy(mlflow_template, root / "mlflow.db")
     monkeypatch.setenv("LAKEHOUSE_HOME", str(root))
     yield root
     for state in root.glob("serving/*/server.json"):
@@ -96,13 +122,15 @@ def mlflow_env(staging):
 
 
 @pytest.fixture(scope="session")
-def seed(spark, tmp_path_factory, model_cfg_session, hyper_session):
+def seed(spark, tmp_path_factory, model_cfg_session, hyper_session, mlflow_template):
     """Staging ingested, featurized and trained once per session; tests get copies of it.
 
     Ingesting and training take ~30 s; copying the Delta folders and registering the seed's
     model artifacts as a new version takes well under a second.
     """
     root = tmp_path_factory.mktemp("seed") / "lakehouse"
+    root.mkdir()
+    shutil.copy(mlflow_template, root / "mlflow.db")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_HOME", str(root))
         env = load_env("staging")

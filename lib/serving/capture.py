@@ -3,7 +3,7 @@
 Off the request path: the request handler only puts a row on a bounded queue (dropping it,
 counted, if the queue is full: logging is best effort, as on Databricks). A writer thread
 appends what queued every `flush_seconds` as one Delta transaction. Closing the writer
-drains the queue, so a clean shutdown loses nothing. Spark starts on the first write.
+drains the queue, so a clean shutdown loses nothing. Spark is attached at the first write.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ class CaptureWriter:
                     held = []
                 except Exception as exc:  # keep the rows and retry at the next flush
                     self.counters["capture_write_failures"] += 1
+                    forget = getattr(self._lakehouse, "forget", None)
+                    if forget is not None:  # e.g. the Spark server restarted: attach anew next time
+                        forget()
                     log.error("capture to %s failed, %d rows kept for the next try: %s",
                               self.table, len(held), str(exc).splitlines()[0] if str(exc) else exc)
                     if stopping:

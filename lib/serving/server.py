@@ -123,7 +123,8 @@ def _server_class():
 
 
 class _LazyLakehouse:
-    """Spark starts on the first inference-table write, not at server start."""
+    """Spark for the inference-table writes: attached to the lakehouse's Spark server at the
+    first write (no JVM in the serving process); after a failed write, attached anew."""
 
     def __init__(self, env: EnvConfig):
         self.env, self._lakehouse = env, None
@@ -132,24 +133,18 @@ class _LazyLakehouse:
         if self._lakehouse is None:
             from lib.catalog import Lakehouse
             from lib.spark import get_spark
-            spark = get_spark("serving-capture", warehouse=self.env.home / "spark-warehouse")
-            _lower_priority(spark)
-            self._lakehouse = Lakehouse(spark, self.env)
+            self._lakehouse = Lakehouse(get_spark("serving-capture", env=self.env), self.env)
         return self._lakehouse
+
+    def forget(self) -> None:
+        """Attach again at the next write (the server may have been restarted)."""
+        self.stop()
+        self._lakehouse = None
 
     def stop(self) -> None:
         if self._lakehouse is not None:
-            self._lakehouse.spark.stop()
-
-
-def _lower_priority(spark) -> None:
-    """Inference-table writes are background work: the JVM yields the CPU to scoring."""
-    proc = getattr(spark.sparkContext._gateway, "proc", None)
-    if proc is not None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, proc.pid, 19)
-        except OSError:
-            pass
+            with contextlib.suppress(Exception):  # a server that is gone has nothing to release
+                self._lakehouse.spark.stop()
 
 
 def find(cfg: Settings) -> Running | None:
