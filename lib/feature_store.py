@@ -80,26 +80,38 @@ def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_
                table_ts: str) -> DataFrame:
     """Add lookup.features to every spine row: the newest table row at or before the spine time.
 
-    Implemented as a union sorted by time per key (no range join): each spine instant takes
-    the last table row seen before it. Table rows sort before spine rows of the same instant.
+    One pass, no range join and no join back: table rows and spine rows are unioned, sorted by
+    time per key, and each spine row takes the last table row seen before it (table rows sort
+    before spine rows of the same instant).
     """
     keys = list(lookup.lookup_key)
-    rows = table.select(*[F.col(t).alias(k) for t, k in zip(table_keys, keys)],
-                        F.col(table_ts).cast("timestamp_ntz").alias("_ts"), *lookup.features)
-    events = spine.select(*keys, F.col(lookup.timestamp_lookup_key).cast("timestamp_ntz").alias("_ts")).distinct()
-    unioned = (rows.withColumn("_side", F.lit(0))
-               .unionByName(events.withColumn("_side", F.lit(1)), allowMissingColumns=True)
-               .withColumn("_found", F.when(F.col("_side") == 0, F.struct(
-                   F.col("_ts").alias("_at"), *[F.col(c) for c in lookup.features]))))
+    found = F.struct(F.col("_ts").alias("_at"), *[F.col(c) for c in lookup.features])
+    rows = (table.select(*[F.col(t).alias(k) for t, k in zip(table_keys, keys)],
+                         F.col(table_ts).cast("timestamp_ntz").alias("_ts"), *lookup.features)
+            .select(*keys, "_ts", found.alias("_found"), F.lit(0).alias("_side")))
+    events = spine.withColumn("_ts", F.col(lookup.timestamp_lookup_key).cast("timestamp_ntz")).withColumn("_side", F.lit(1))
     window = (Window.partitionBy(*keys).orderBy("_ts", "_side")
               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
-    latest = unioned.withColumn("_found", F.last("_found", ignorenulls=True).over(window)).where("_side = 1")
+    latest = (rows.unionByName(events, allowMissingColumns=True)
+              .withColumn("_found", F.last("_found", ignorenulls=True).over(window)).where("_side = 1"))
     if lookup.lookback_hours is not None:
         oldest = F.col("_ts") - F.expr(f"INTERVAL {int(lookup.lookback_hours * 3600)} SECONDS")
         latest = latest.withColumn("_found", F.when(F.col("_found._at") >= oldest, F.col("_found")))
-    found = latest.select(*keys, "_ts", *[F.col(f"_found.{c}").alias(c) for c in lookup.features])
-    with_ts = spine.withColumn("_ts", F.col(lookup.timestamp_lookup_key).cast("timestamp_ntz"))
-    return with_ts.join(found, [*keys, "_ts"], "left").select(*spine.columns, *lookup.features)
+    return latest.select(*spine.columns, *[F.col(f"_found.{c}").alias(c) for c in lookup.features])
+
+
+def prune(table: DataFrame, spine: DataFrame, lookup: FeatureLookup, table_keys: list[str], table_ts: str) -> DataFrame:
+    """The table rows a lookup from this spine can use: its keys, up to its latest time, and
+    (with a lookback) from its earliest time minus the lookback. A 14-day spine then reads 14
+    days of a year's table, not the year."""
+    ts = F.col(table_ts).cast("timestamp_ntz")
+    spine_ts = F.col(lookup.timestamp_lookup_key).cast("timestamp_ntz")
+    bounds = spine.agg(F.min(spine_ts).alias("_lo"), F.max(spine_ts).alias("_hi"))
+    keep = ts <= F.col("_hi")
+    if lookup.lookback_hours is not None:
+        keep &= ts >= F.col("_lo") - F.expr(f"INTERVAL {int(lookup.lookback_hours * 3600)} SECONDS")
+    keys = spine.select(*[F.col(k).alias(t) for k, t in zip(lookup.lookup_key, table_keys)]).distinct()
+    return table.crossJoin(F.broadcast(bounds)).where(keep).drop("_lo", "_hi").join(keys, table_keys, "left_semi")
 
 
 def lookup_features(lakehouse: Lakehouse, spine: DataFrame, feature_lookups: list[FeatureLookup]) -> DataFrame:
@@ -107,33 +119,41 @@ def lookup_features(lakehouse: Lakehouse, spine: DataFrame, feature_lookups: lis
 
     Raises LakehouseError (one line) if a lookup does not resolve against its table.
     """
-    found = problems(lakehouse, feature_lookups)
+    keys_by_table, found = _resolve(lakehouse, feature_lookups)
     if found:
         raise LakehouseError(f"feature lookups do not resolve: {'; '.join(found)} (run the features task)")
     out = spine
     for lookup in feature_lookups:
-        table = lakehouse.read(lookup.table)
-        props = lakehouse.properties(lookup.table)
-        keys = props.get(PRIMARY_KEYS, "").split(",")
-        out = as_of_join(out, table, lookup, keys, props.get(TIMESTAMP_KEY, ""))
+        table_keys, table_ts = keys_by_table[lookup.table]
+        table = prune(lakehouse.read(lookup.table), spine, lookup, table_keys, table_ts)
+        out = as_of_join(out, table, lookup, table_keys, table_ts)
     return out
 
 
 def problems(lakehouse: Lakehouse, feature_lookups: list[FeatureLookup]) -> list[str]:
     """Why these lookups would not resolve (missing tables, keys or columns); empty if they do."""
-    found = []
-    for lookup in feature_lookups:
-        if not lakehouse.exists(lookup.table):
-            found.append(f"{lookup.table} does not exist")
+    return _resolve(lakehouse, feature_lookups)[1]
+
+
+def _resolve(lakehouse: Lakehouse, feature_lookups: list[FeatureLookup]) -> tuple[dict[str, tuple[list[str], str]], list[str]]:
+    """Each table's (primary keys, timestamp key), read once per table, and what does not resolve."""
+    found, resolved = [], {}
+    for table in dict.fromkeys(lookup.table for lookup in feature_lookups):
+        if not lakehouse.exists(table):
+            found.append(f"{table} does not exist")
             continue
-        props = lakehouse.properties(lookup.table)
-        keys = [k for k in props.get(PRIMARY_KEYS, "").split(",") if k]
-        if len(keys) != len(lookup.lookup_key) or not props.get(TIMESTAMP_KEY):
+        props = lakehouse.properties(table)
+        resolved[table] = ([k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY) or "")
+    for lookup in feature_lookups:
+        if lookup.table not in resolved:
+            continue
+        keys, ts = resolved[lookup.table]
+        if len(keys) != len(lookup.lookup_key) or not ts:
             found.append(f"{lookup.table} has primary keys {keys} and timestamp key "
-                         f"{props.get(TIMESTAMP_KEY)!r}, not {len(lookup.lookup_key)} key(s) and a timestamp")
+                         f"{ts or None!r}, not {len(lookup.lookup_key)} key(s) and a timestamp")
             continue
         columns = set(lakehouse.read(lookup.table).columns)
-        missing = [c for c in [*keys, props[TIMESTAMP_KEY], *lookup.features] if c not in columns]
+        missing = [c for c in [*keys, ts, *lookup.features] if c not in columns]
         if missing:
             found.append(f"{lookup.table} lacks column(s) {', '.join(missing)}")
-    return found
+    return resolved, found

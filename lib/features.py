@@ -10,7 +10,11 @@ keys; a training set is that spine with features looked up point in time
 from __future__ import annotations
 
 import datetime as dt
+import operator
+from functools import reduce
 from typing import Any
+
+import pandas as pd
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -93,37 +97,55 @@ def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, Da
     """Write the feature tables (keys recorded) and the labels; rows per table.
 
     Every feature table's key is checked before the first write, so a bad key changes no table.
+    Each table is computed from the raw tables once: cached for the check and the write.
     """
     specs = {name: model_cfg["feature_tables"].get(name) for name in tables}
-    rows = {name: feature_store.check_key(df, env.table(name), specs[name])
-            for name, df in tables.items() if specs[name] is not None}
-    for name, df in tables.items():
-        if specs[name] is None:
-            lakehouse.write(df, env.table(name))
-            rows[name] = lakehouse.read(env.table(name)).count()
-        else:
-            feature_store.write_table(lakehouse, df, env.table(name), specs[name])
-    return {name: rows[name] for name in tables}
+    cached = {name: df.cache() for name, df in tables.items()}
+    try:
+        rows = {name: feature_store.check_key(df, env.table(name), specs[name]) if specs[name] is not None
+                else df.count() for name, df in cached.items()}
+        for name, df in cached.items():
+            if specs[name] is None:
+                lakehouse.write(df, env.table(name))
+            else:
+                feature_store.write_table(lakehouse, df, env.table(name), specs[name])
+    finally:
+        for df in cached.values():
+            df.unpersist()
+    return rows
+
+
+def _within(start: dt.date, end: dt.date) -> F.Column:
+    return (F.col(TIMESTAMP) >= F.lit(start)) & (F.col(TIMESTAMP) < F.lit(end))
 
 
 def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
     """Rows whose scheduled departure falls in [start, end)."""
-    return df.where((F.col(TIMESTAMP) >= F.lit(start)) & (F.col(TIMESTAMP) < F.lit(end)))
+    return df.where(_within(start, end))
 
 
-def training_set(lakehouse, env, model_cfg: dict[str, Any], window: tuple[dt.date, dt.date],
+def training_set(lakehouse, env, model_cfg: dict[str, Any], *windows: tuple[dt.date, dt.date],
                  catalog: str | None = None) -> DataFrame:
-    """Labelled flights of a window with their features looked up point in time.
+    """Labelled flights of the windows with their features looked up point in time.
 
     Tables are read from `catalog` (default: the environment's own; dev explores prod's).
     """
     catalog = catalog or env.catalog
-    spine = in_window(lakehouse.read(f"{catalog}.{env.schema}.labels"), *window)
+    labels = lakehouse.read(f"{catalog}.{env.schema}.labels")
+    spine = labels.where(reduce(operator.or_, [_within(start, end) for start, end in windows]))
     lookups = feature_store.lookups(model_cfg, catalog, env.schema)
     return feature_store.lookup_features(lakehouse, spine, lookups)
 
 
-def load_labelled(lakehouse, env, model_cfg: dict[str, Any], window: tuple[dt.date, dt.date],
+def load_labelled(lakehouse, env, model_cfg: dict[str, Any], *windows: tuple[dt.date, dt.date],
                   catalog: str | None = None):
-    """The training set of a window as pandas, in key order so that training is repeatable."""
-    return training_set(lakehouse, env, model_cfg, window, catalog).orderBy(KEY).toPandas()
+    """The training set of each window as pandas, in key order so that training is repeatable.
+
+    One Spark pass for all the windows (e.g. train and held-out): one frame per window, or the
+    frame itself for one window.
+    """
+    both = training_set(lakehouse, env, model_cfg, *windows, catalog=catalog).toPandas()
+    at = pd.to_datetime(both[TIMESTAMP])
+    frames = [both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))]
+              .sort_values(KEY, kind="stable").reset_index(drop=True) for start, end in windows]
+    return frames[0] if len(frames) == 1 else frames

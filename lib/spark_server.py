@@ -33,6 +33,7 @@ from lib.errors import ConfigError, SetupError
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MODE_ENV_VAR = "LAKEHOUSE_SPARK_MODE"  # overrides spark.mode: connect or local
 PORT_ENV_VAR = "LAKEHOUSE_SPARK_PORT"  # overrides spark.port; 0 picks a free port
+MASTER_ENV_VAR = "LAKEHOUSE_SPARK_MASTER"  # overrides spark.master, e.g. spark://127.0.0.1:7077
 START_TIMEOUT_S = 180.0
 
 
@@ -55,6 +56,8 @@ def settings(env: EnvConfig) -> SparkSettings:
         raw["mode"] = os.environ[MODE_ENV_VAR]
     if os.environ.get(PORT_ENV_VAR):
         raw["port"] = os.environ[PORT_ENV_VAR]
+    if os.environ.get(MASTER_ENV_VAR):
+        raw["master"] = os.environ[MASTER_ENV_VAR]
     try:
         return SparkSettings.model_validate(raw)
     except ValidationError as exc:
@@ -250,6 +253,8 @@ def _alive(pid: int) -> bool:
 
 def stop(home: Path, say=print) -> Running | None:
     """Stop the lakehouse's server (SIGTERM, then wait); returns what was stopped."""
+    if not _state_file(home).exists():
+        return None
     with _lock(home, say):
         found = find(home)
         if found is not None:

@@ -13,6 +13,7 @@ import pytest
 
 from lib import deployment, feature_store, features, ingest, registry, training, validation
 from lib import spark as lspark
+from lib import spark_server as lspark_server
 from lib.catalog import Lakehouse
 from lib.config import load_env, load_hyperparameters, load_model_config
 from lib.registry import CHALLENGER
@@ -70,6 +71,7 @@ def home(tmp_path, monkeypatch, mlflow_template):
     yield root
     for state in root.glob("serving/*/server.json"):
         stop_server(json.loads(state.read_text())["pid"])
+    lspark_server.stop(root, say=lambda line: None)  # one a test's run_pipeline.py started there
 
 
 def stop_server(pid: int, timeout: float = 120) -> None:
@@ -139,8 +141,7 @@ def seed(spark, tmp_path_factory, model_cfg_session, hyper_session, mlflow_templ
         flights, weather = lakehouse.read(env.raw_table("flights")), lakehouse.read(env.raw_table("weather"))
         features.write_tables(lakehouse, env, model_cfg_session, features.build_tables(flights, weather))
         windows = env.data.split(env.data.as_of)
-        train = features.load_labelled(lakehouse, env, model_cfg_session, windows.train)
-        holdout = features.load_labelled(lakehouse, env, model_cfg_session, windows.holdout)
+        train, holdout = features.load_labelled(lakehouse, env, model_cfg_session, windows.train, windows.holdout)
         registry.configure(env)
         ref = register(env, model_cfg_session, hyper_session, train, holdout)
         version = registry.require_version(ref)

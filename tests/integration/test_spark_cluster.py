@@ -1,0 +1,91 @@
+"""The same notebooks on a real Spark cluster: a standalone master and worker from pyspark's own
+jars, on localhost, and the lakehouse's Spark Connect server submitting to it."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lib import registry, spark_server
+from lib.config import PROJECT_DIR, load_env
+from lib.registry import CHALLENGER
+from lib.spark import REMOTE_ENV_VAR, spark_home
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check, what: str, log, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s: {log.read_text()[-2000:]}"
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def standalone(tmp_path):
+    """A standalone master and one 2-core worker on 127.0.0.1; yields the master URL and the
+    worker's work folder (one folder per application whose executors it ran)."""
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path)}
+    port, work = free_port(), tmp_path / "work"
+    url = f"spark://127.0.0.1:{port}"
+    logs = [tmp_path / "master.log", tmp_path / "worker.log"]
+    commands = [
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+         "--webui-port", str(free_port())],
+        [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "2",
+         "--memory", "2g", "--webui-port", str(free_port()), "--work-dir", str(work), url],
+    ]
+    processes = []
+    try:
+        for command, log in zip(commands, logs):
+            with open(log, "wb") as out:
+                processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                  cwd=tmp_path, start_new_session=True))
+            if log is logs[0]:
+                wait_for(lambda: _answers(port), "the master listens", log)
+        wait_for(lambda: "Registering worker" in logs[0].read_text(), "the worker registers", logs[0])
+        yield url, work
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(30)
+            if process.poll() is None:
+                process.kill()
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_the_training_job_runs_on_a_standalone_cluster(ingested, home, standalone):
+    url, work = standalone
+    env = {**os.environ, REMOTE_ENV_VAR: "", spark_server.MASTER_ENV_VAR: url, spark_server.PORT_ENV_VAR: "0"}
+    try:
+        result = subprocess.run([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "training"],
+                                cwd=PROJECT_DIR, capture_output=True, text=True, timeout=1200, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "started the Spark server at sc://127.0.0.1:" in result.stdout
+        found = spark_server.find(home)
+        assert found is not None and found[1]["master"] == url
+        # The server's executor ran on the worker: its application folder holds the executor's log.
+        executors = list(work.glob("app-*/*/stderr"))
+        assert len(executors) == 1 and "Successfully registered with driver" in executors[0].read_text()
+    finally:
+        spark_server.stop(home, say=lambda line: None)
+    staging = load_env("staging")
+    registry.configure(staging)
+    assert registry.version_of(staging.model_name, CHALLENGER) == registry.ModelRef(staging.model_name, "1")
