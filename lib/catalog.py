@@ -16,6 +16,9 @@ from lib.errors import AccessDeniedError, ConfigError, TableNotFoundError
 
 _PART = r"[A-Za-z][A-Za-z0-9_]*"
 _NAME = re.compile(rf"^({_PART})\.({_PART})\.({_PART})$")
+# Files in _delta_log whose names carry a commit number: commits (`N.json`) and checkpoints
+# (`N.checkpoint.parquet`, multi-part `N.checkpoint.i.n.parquet`, v2 `N.checkpoint.<uuid>.json`).
+_LOG_FILE = re.compile(r"^(\d{20})\.(?:json|checkpoint(?:\.[^.]+)*\.(?:parquet|json))$")
 
 
 def parse_name(name: str) -> tuple[str, str, str]:
@@ -46,11 +49,31 @@ class Lakehouse:
     def exists(self, name: str) -> bool:
         return (self.path(name) / "_delta_log").is_dir()
 
-    def read(self, name: str):
-        """A DataFrame of the table's current version."""
+    def _missing(self, name: str) -> TableNotFoundError:
+        return TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+
+    def _require(self, name: str) -> None:
         if not self.exists(name):
-            raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
-        return self.spark.read.format("delta").load(str(self.path(name)))
+            raise self._missing(name)
+
+    def read(self, name: str, version: int | None = None):
+        """A DataFrame of the table's current version (or of an earlier `version`)."""
+        self._require(name)
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(str(self.path(name)))
+
+    def version(self, name: str) -> int:
+        """The table's newest commit number, from the file names in its `_delta_log` (no Spark).
+
+        Checkpoint names count too, since old commit files may have been cleaned up after one.
+        """
+        log = self.path(name) / "_delta_log"
+        found = [int(m.group(1)) for p in log.iterdir() if (m := _LOG_FILE.match(p.name))] if log.is_dir() else []
+        if not found:
+            raise self._missing(name)
+        return max(found)
 
     def check_writable(self, name: str) -> None:
         catalog, _, _ = parse_name(name)
@@ -95,15 +118,13 @@ class Lakehouse:
     def set_properties(self, name: str, properties: dict[str, str]) -> None:
         """Set Delta table properties (one commit), e.g. a feature table's primary keys."""
         self.check_writable(name)
-        if not self.exists(name):
-            raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+        self._require(name)
         pairs = ", ".join(f"'{k}' = '{_quote(str(v))}'" for k, v in properties.items())
         self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")
 
     def properties(self, name: str) -> dict[str, str]:
         """The Delta table properties of a table."""
-        if not self.exists(name):
-            raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+        self._require(name)
         row = self.spark.sql(f"DESCRIBE DETAIL delta.`{self.path(name)}`").first()
         return dict(row["properties"] or {})
 

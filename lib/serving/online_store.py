@@ -2,27 +2,45 @@
 point lookups at serving time (the Databricks online table stand-in).
 
 Publishing copies each table whole into a new SQLite table and swaps it in with one
-transaction, so lookups never see a half-published table. A lookup gives each request row
-the newest feature row at or before its timestamp key (within the lookback), the same rule
-as `feature_store.as_of_join` uses offline, so online and batch scores agree.
+transaction, so lookups never see a half-published table. The store records which Delta
+version and columns it holds of each table, so a publish re-copies only the tables that
+changed. A lookup gives each request row the newest feature row at or before its timestamp
+key (within the lookback), the same rule as `feature_store.as_of_join` uses offline, so
+online and batch scores agree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lib.errors import LakehouseError
 from lib.feature_store import PRIMARY_KEYS, TIMESTAMP_KEY, FeatureLookup
 
-_TS = "%Y-%m-%d %H:%M:%S"
+_TS = "%Y-%m-%d %H:%M:%S"  # lookups compare these strings, so every stored timestamp has this form
 _META = "_online_tables"
+# Columns added to _META after its first release; a store made before has rows without them.
+_META_ADDED = {"delta_version": "INTEGER", "columns": "TEXT"}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One table's state in the store after a publish."""
+
+    rows: int
+    version: int  # the Delta version the rows were copied from
+    skipped: bool  # True when the store already held this version of these columns
 
 
 def store_path(home: Path, catalog: str) -> Path:
@@ -33,41 +51,136 @@ def _online_name(table: str) -> str:
     return table.replace(".", "__")
 
 
-def publish(lakehouse, lookups: list[FeatureLookup], path: Path) -> dict[str, int]:
-    """Copy every table the lookups read into the store; returns rows published per table."""
+def publish(lakehouse, lookups: list[FeatureLookup], path: Path, force: bool = False) -> dict[str, Published]:
+    """Bring every table the lookups read up to date in the store, copying only what changed.
+
+    A table is skipped when the store holds its current Delta version with the same columns
+    (a table deleted and rewritten up to the same version number looks unchanged: use force).
+
+    Args:
+        lakehouse: where the Delta tables are.
+        lookups: the lookups to serve; each table is published with the columns they read.
+        path: the SQLite store file (created if missing).
+        force: copy every table even if unchanged.
+
+    Returns:
+        What the store holds of each table, and whether it was skipped.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     published = {}
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("PRAGMA journal_mode=WAL")  # lookups read on while a table is being published
-        db.execute(f"CREATE TABLE IF NOT EXISTS {_META} (name TEXT PRIMARY KEY, primary_keys TEXT, "
-                   "timestamp_key TEXT, rows INTEGER, published_at TEXT)")
-    for table in sorted({lk.table for lk in lookups}):
-        props = lakehouse.properties(table)
-        keys, ts = [k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY)
-        if not keys or not ts:
-            raise LakehouseError(f"{table} has no primary keys / timestamp key properties: run the features task")
-        needed = dict.fromkeys([*keys, ts, *(f for lk in lookups if lk.table == table for f in lk.features)])
-        rows = lakehouse.read(table).select(*needed).toPandas()
-        rows[ts] = pd.to_datetime(rows[ts]).dt.strftime(_TS)
-        name, staged = _online_name(table), f"{_online_name(table)}__{uuid.uuid4().hex[:8]}"
-        with closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as db:
-            db.execute("PRAGMA synchronous = NORMAL")
-            for (left,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?",
-                                      (f"{name}__*",)).fetchall():
-                db.execute(f'DROP TABLE "{left}"')  # a copy an interrupted publish left behind
-            db.execute("BEGIN")  # one transaction for the copy, not one per row
-            rows.to_sql(staged, db, index=False)
-            if db.in_transaction:
-                db.execute("COMMIT")
-            db.execute(f'CREATE INDEX "{staged}_key" ON "{staged}" ({", ".join(f"[{k}]" for k in keys)}, [{ts}])')
-            db.execute("BEGIN IMMEDIATE")  # the swap is one transaction: readers see old or new
-            db.execute(f'DROP TABLE IF EXISTS "{name}"')
-            db.execute(f'ALTER TABLE "{staged}" RENAME TO "{name}"')
-            db.execute(f"INSERT OR REPLACE INTO {_META} VALUES (?, ?, ?, ?, ?)",
-                       (name, ",".join(keys), ts, len(rows), dt.datetime.now(dt.timezone.utc).isoformat()))
-            db.execute("COMMIT")
-        published[table] = len(rows)
+    with closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as db:
+        _prepare(db)
+        for table in sorted({lk.table for lk in lookups}):
+            began, name = time.perf_counter(), _online_name(table)
+            features = [f for lk in lookups if lk.table == table for f in lk.features]
+            _drop_leftovers(db, name)
+            version = lakehouse.version(table)
+            held = None if force else _held(db, name, version, features)
+            if held is not None:
+                published[table] = Published(held, version, skipped=True)
+                print(f"online store: {table} unchanged at version {version} ({held:,} rows)", flush=True)
+                continue
+            keys, ts = _keys(lakehouse, table)
+            columns = _columns(keys, ts, features)
+            rows, kinds = _to_sqlite(lakehouse.read(table, version=version).select(*columns).toArrow(), lakehouse)
+            _copy_and_swap(db, name, rows, kinds, keys, ts, version, columns)
+            published[table] = Published(rows.num_rows, version, skipped=False)
+            print(f"online store: {table} version {version} published, {rows.num_rows:,} rows in "
+                  f"{time.perf_counter() - began:.1f} s", flush=True)
     return published
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """WAL mode and the meta table, adding the columns a store from older code lacks."""
+    db.execute("PRAGMA journal_mode=WAL")  # lookups read on while a table is being published
+    db.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent; a power cut may lose the last publish
+    db.execute("BEGIN IMMEDIATE")  # one publisher at a time checks and migrates the meta table
+    db.execute(f"CREATE TABLE IF NOT EXISTS {_META} (name TEXT PRIMARY KEY, primary_keys TEXT, "
+               "timestamp_key TEXT, rows INTEGER, published_at TEXT)")
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({_META})")}
+    for column, kind in _META_ADDED.items():
+        if column not in have:  # old rows get NULL: an unknown version, so they are re-copied
+            db.execute(f"ALTER TABLE {_META} ADD COLUMN {column} {kind}")
+    db.execute("COMMIT")
+
+
+def _drop_leftovers(db: sqlite3.Connection, name: str) -> None:
+    for (left,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?",
+                              (f"{name}__*",)).fetchall():
+        db.execute(f'DROP TABLE "{left}"')  # a copy an interrupted publish left behind
+
+
+def _held(db: sqlite3.Connection, name: str, version: int, features: list[str]) -> int | None:
+    """The rows the store holds of this version of the table with these columns, else None."""
+    held = db.execute(f"SELECT primary_keys, timestamp_key, rows, delta_version, columns FROM {_META} "
+                      "WHERE name = ?", (name,)).fetchone()
+    if held is None or held[3] != version:  # never published, older code (NULL), or a new version
+        return None
+    # Keys are table properties, which only a new Delta version changes: at the same version the
+    # recorded keys are current, so an unchanged table needs no Spark at all.
+    keys, ts, rows, _, columns = held
+    return rows if json.loads(columns) == _columns(keys.split(","), ts, features) else None
+
+
+def _keys(lakehouse, table: str) -> tuple[list[str], str]:
+    props = lakehouse.properties(table)
+    keys, ts = [k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY)
+    if not keys or not ts:
+        raise LakehouseError(f"{table} has no primary keys / timestamp key properties: run the features task")
+    return keys, ts
+
+
+def _columns(keys: list[str], ts: str, features: list[str]) -> list[str]:
+    """The columns to publish, in a stable order (so a recorded list compares equal)."""
+    return sorted(set([*keys, ts, *features]))
+
+
+def _to_sqlite(data: pa.Table, lakehouse) -> tuple[pa.Table, list[str]]:
+    """The columns as SQLite will store them, and the type to declare for each."""
+    kinds, columns = [], []
+    for field, col in zip(data.schema, data.columns):
+        kind = "TEXT"
+        if pa.types.is_timestamp(field.type):
+            if field.type.tz is not None:  # Arrow gives UTC instants; pandas (and Spark) show session wall clock
+                zone = lakehouse.spark.conf.get("spark.sql.session.timeZone")
+                col = pc.local_timestamp(col.cast(pa.timestamp(field.type.unit, tz=zone)))
+            # Arrow's cast to text gives exactly _TS once sub-seconds are floored away, for the
+            # whole column at once (the old per-row strftime was a large part of a copy).
+            col = pc.floor_temporal(col, unit="second").cast(pa.timestamp("s")).cast(pa.string())
+        elif pa.types.is_date(field.type):
+            col = col.cast(pa.string())
+        elif pa.types.is_boolean(field.type):
+            kind = "INTEGER"
+        elif pa.types.is_integer(field.type):
+            # pandas made an integer column with nulls float; REAL affinity keeps its values floats.
+            kind = "REAL" if col.null_count else "INTEGER"
+        elif pa.types.is_floating(field.type) or pa.types.is_decimal(field.type):
+            kind, col = "REAL", col.cast(pa.float64())  # sqlite3 cannot bind a Decimal
+        kinds.append(kind)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=data.column_names), kinds
+
+
+def _copy_and_swap(db: sqlite3.Connection, name: str, rows: pa.Table, kinds: list[str], keys: list[str],
+                   ts: str, version: int, columns: list[str]) -> None:
+    """Bulk-load rows into a staged table, index it, then swap it in and record meta at once."""
+    staged = f"{name}__{uuid.uuid4().hex[:8]}"
+    declared = ", ".join(f"[{c}] {kind}" for c, kind in zip(rows.column_names, kinds))
+    db.execute("BEGIN")  # one transaction for the copy, not one per row
+    db.execute(f'CREATE TABLE "{staged}" ({declared})')
+    insert = f'INSERT INTO "{staged}" VALUES ({", ".join("?" * rows.num_columns)})'
+    for batch in rows.to_batches(max_chunksize=65_536):  # bounded memory for the Python rows
+        db.executemany(insert, zip(*(col.to_pylist() for col in batch.columns)))
+    db.execute(f'CREATE INDEX "{staged}_key" ON "{staged}" ({", ".join(f"[{k}]" for k in keys)}, [{ts}])')
+    db.execute("COMMIT")
+    db.execute("BEGIN IMMEDIATE")  # the swap is one transaction: readers see old or new
+    db.execute(f'DROP TABLE IF EXISTS "{name}"')
+    db.execute(f'ALTER TABLE "{staged}" RENAME TO "{name}"')
+    db.execute(f"INSERT OR REPLACE INTO {_META} (name, primary_keys, timestamp_key, rows, published_at, "
+               f"{', '.join(_META_ADDED)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (name, ",".join(keys), ts, rows.num_rows, dt.datetime.now(dt.timezone.utc).isoformat(), version,
+                json.dumps(columns)))
+    db.execute("COMMIT")
 
 
 class OnlineStore:
@@ -123,7 +236,7 @@ class OnlineStore:
         return out
 
 
-def publish_for(lakehouse, ref, path: Path) -> dict[str, int]:
+def publish_for(lakehouse, ref, path: Path) -> dict[str, Published]:
     """Publish the tables that a registered version's packaged lookups read (none for None)."""
     from mlflow.models import Model
 

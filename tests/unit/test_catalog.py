@@ -66,3 +66,31 @@ def test_only_temporary_catalogs_can_be_dropped(spark, home):
     assert not staging.exists("staging.s.t")
     with pytest.raises(AccessDeniedError, match="is not temporary"):
         Lakehouse(spark, load_env("prod")).drop_catalog()
+
+
+def test_each_write_is_the_next_version(lakehouse, spark):
+    lakehouse.write(spark.range(3), "staging.s.v")
+    assert lakehouse.version("staging.s.v") == 0
+    lakehouse.write(spark.range(5), "staging.s.v", mode="append")
+    assert lakehouse.version("staging.s.v") == 1
+    assert lakehouse.read("staging.s.v", version=0).count() == 3  # an earlier version stays readable
+    assert lakehouse.read("staging.s.v").count() == 8
+
+
+@pytest.mark.parametrize("files, expected", [
+    ([f"{7:020d}.checkpoint.parquet"], 7),  # commits up to 7 cleaned up after a checkpoint
+    ([f"{9:020d}.checkpoint.{1:010d}.{2:010d}.parquet"], 9),  # a multi-part checkpoint
+    ([f"{4:020d}.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json"], 4),  # a v2 checkpoint
+    # Not commits: a commit being written, a compacted range, a checksum, the checkpoint hint.
+    ([f".{5:020d}.json.0f1e.tmp", f"{0:020d}.{6:020d}.compacted.json", f"{8:020d}.crc", "_last_checkpoint"], 0),
+])
+def test_the_version_counts_commits_and_checkpoints_only(lakehouse, spark, files, expected):
+    lakehouse.write(spark.range(3), "staging.s.v")
+    for name in files:
+        (lakehouse.path("staging.s.v") / "_delta_log" / name).write_text("{}")
+    assert lakehouse.version("staging.s.v") == expected
+
+
+def test_the_version_of_a_missing_table_says_which(lakehouse):
+    with pytest.raises(TableNotFoundError, match="table staging.flights.nope does not exist"):
+        lakehouse.version("staging.flights.nope")
