@@ -171,6 +171,7 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    registry.no_telemetry()  # for this process and the kernels and servers it starts
     try:
         all_jobs = jobs.load_jobs()
         if args.list:

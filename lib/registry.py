@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import getpass
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,12 @@ class ModelRef:
         if not name or not version.isdigit():
             raise ModelNotFoundError(f"model URI {uri!r} must look like models:/<catalog.schema.model>/<version>")
         return ModelRef(name, version)
+
+
+def no_telemetry() -> None:
+    """Keep MLflow from calling out: nothing here reaches the internet, and its background
+    telemetry lookup has crashed the interpreter (getaddrinfo) next to gRPC's threads."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def configure(env: EnvConfig) -> str:

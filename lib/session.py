@@ -45,6 +45,7 @@ def start(env: str, as_of: str | dt.date | None, app: str, use_mlflow: bool = Tr
     """
     from lib.spark import get_spark
 
+    registry.no_telemetry()
     config.check_param("env", env, str)
     cfg = config.load_env(env)
     day = config.parse_as_of(as_of, cfg)

@@ -205,8 +205,12 @@ def attach(url: str, app_name: str = "lakehouse-mlops"):
     """A Spark Connect session to the server at url (sc://host:port), checked to answer."""
     from pyspark.sql import SparkSession
 
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
     try:
         spark = SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+        # A server that is gone fails a call within ~10 s, not after pyspark's default 10 minutes.
+        spark.client.set_retry_policies([DefaultPolicy(max_retries=6, max_backoff=2000)])
         spark.version  # the first call: fails here, in one line, if nobody answers
     except Exception as exc:  # grpc and pyspark raise several types for "nobody there"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -194,8 +194,6 @@ def _command(cfg: SparkSettings, jars: list[str], confs: dict[str, str], port: i
 
 
 def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str], fingerprint_: str, say) -> Running:
-    from lib.spark import worker_environment
-
     port, note = _pick_port(cfg.port)
     if note:
         say(note)
@@ -206,7 +204,7 @@ def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str
         # Its own session: Ctrl-C in a run does not stop the server that other runs share.
         process = subprocess.Popen(_command(cfg, jars, confs, port), stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=home,
-                                   env={**os.environ, **worker_environment()})
+                                   env=_server_environment())
     deadline = started + START_TIMEOUT_S
     while not _answers(url):
         if process.poll() is not None:
@@ -221,6 +219,14 @@ def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str
     _state_file(home).write_text(json.dumps(state, indent=2))
     say(f"started the Spark server at {url} in {time.monotonic() - started:.1f}s (pid {process.pid}, log {log})")
     return Running(process.pid, url, log, state["started_at"])
+
+
+def _server_environment() -> dict[str, str]:
+    """This process's environment for the server, less what makes spark-submit a Connect client."""
+    from lib.spark import worker_environment
+
+    drop = {"SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **worker_environment()}
 
 
 def _last_error(log: Path) -> str:

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
+
 from lib import deployment, feature_store, features, ingest, registry, training, validation
 from lib import spark as lspark
 from lib import spark_server as lspark_server

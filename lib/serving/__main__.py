@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from lib import config
+from lib import config, registry
 from lib.errors import LakehouseError
 from lib.serving import server
 
@@ -16,6 +16,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=["serve", "start", "stop", "status"])
     parser.add_argument("--env", default="dev", help="environment in conf/environments.yml")
     args = parser.parse_args(argv)
+    registry.no_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         env = config.load_env(args.env)
