@@ -16,7 +16,7 @@ from lib.errors import LakehouseError
 from lib.registry import ModelRef
 from lib.serving import metrics
 from lib.serving.client import Client, failure_reason
-from lib.serving.settings import Settings
+from lib.serving.settings import Rollout, Settings
 
 
 class RolloutFailedError(LakehouseError):
@@ -124,10 +124,15 @@ def _observe(client: Client, name: str, entity: str, percent: int, cfg: Settings
     before = metrics.parse(client.metrics(name)).get(entity, metrics.Snapshot())
     wait(cfg.rollout.step_seconds)
     seen = metrics.parse(client.metrics(name)).get(entity, metrics.Snapshot()).since(before)
+    return judge(percent, seen, cfg.rollout)
+
+
+def judge(percent: int, seen: metrics.Snapshot, limits: Rollout) -> Step:
+    """A step's verdict on the new version's requests during it: too few are not judged."""
     p99_ms = seen.quantile_bound(0.99) * 1000
-    if seen.requests < cfg.rollout.min_requests:
+    if seen.requests < limits.min_requests:
         verdict = "not judged"
-    elif seen.errors > cfg.rollout.max_error_rate * seen.requests or p99_ms > cfg.rollout.max_p99_ms:
+    elif seen.errors > limits.max_error_rate * seen.requests or p99_ms > limits.max_p99_ms:
         verdict = "failed"
     else:
         verdict = "ok"

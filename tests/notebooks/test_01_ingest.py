@@ -1,4 +1,5 @@
 import pytest
+from nbclient.exceptions import CellExecutionError
 
 from lib import ingest
 
@@ -15,14 +16,18 @@ def test_ingest_writes_the_raw_tables(executed, lakehouse, staging, task_values)
 
 
 def test_dev_ingest_needs_prod_raw_tables_and_writes_none(executed, lakehouse, home):
-    with pytest.raises(Exception, match="prod.raw.flights, prod.raw.weather not found: dev reads raw data"):
+    with pytest.raises(CellExecutionError) as failed:
         with executed("pipelines/01_ingest.ipynb", env="dev"):
             pass
+    assert (failed.value.ename, failed.value.evalue) == (
+        "TableNotFoundError", "prod.raw.flights, prod.raw.weather not found: dev reads raw data from catalog prod, "
+        "which only its own environment ingests (python run_pipeline.py --env prod --job ingest)")
     assert not (home / "warehouse").exists()
 
 
 def test_a_parameter_of_the_wrong_type_is_named(executed, home):
-    with pytest.raises(Exception, match="parameter env must be str, got int 3"):
+    with pytest.raises(CellExecutionError) as failed:
         with executed("pipelines/01_ingest.ipynb", env=3):
             pass
+    assert (failed.value.ename, failed.value.evalue) == ("ConfigError", "parameter env must be str, got int 3")
     assert not (home / "warehouse").exists()

@@ -1,7 +1,9 @@
 import mlflow
 import pytest
+from nbclient.exceptions import CellExecutionError
 
 from lib import registry
+from lib.config import PROJECT_DIR
 from lib.registry import ModelRef
 
 pytestmark = pytest.mark.slow
@@ -28,8 +30,9 @@ def test_train_registers_a_pending_version_with_its_hyperparameters_file(execute
 
 
 def test_an_unknown_hyperparameters_file_stops_before_training(executed, featurized, mlflow_env):
-    with pytest.raises(Exception, match="config file .*nope.yml is missing"):
+    with pytest.raises(CellExecutionError) as failed:
         with executed("pipelines/03_train.ipynb", env="staging", hyperparameters="nope.yml"):
             pass
+    assert (failed.value.ename, failed.value.evalue) == ("ConfigError", f"config file {PROJECT_DIR / 'nope.yml'} is missing")
     assert registry.aliases("staging.flights.delay_model") == {}
     assert registry.client().search_model_versions("name = 'staging.flights.delay_model'") == []

@@ -1,4 +1,7 @@
+import re
+
 import pytest
+from nbclient.exceptions import CellExecutionError
 
 from lib import registry
 from lib.registry import CHALLENGER, CHAMPION
@@ -19,10 +22,19 @@ def test_validate_passes_and_names_the_challenger(executed, trained, task_values
 def test_a_degraded_model_fails_end_to_end_and_the_champion_stays(executed, champion, make_version, train_set, task_values):
     """Trained on shuffled labels: FAILED, no Challenger, Champion untouched, the hand-on cell never runs."""
     degraded = make_version(train_set.assign(delayed=train_set["delayed"].sample(frac=1.0, random_state=0).to_numpy()))
-    with pytest.raises(Exception, match=r"failed validation: performance.roc_auc 0\.\d+ \(needs >= 0.6\) FAIL"):
+    with pytest.raises(CellExecutionError) as failed:
         with executed("pipelines/04_validate.ipynb", env="staging", model_uri=degraded.uri):
             pass
-    assert registry.require_version(degraded).tags["model_validation_status"] == "FAILED"
+    assert failed.value.ename == "ValidationFailedError"
+    prefix = f"{degraded.uri} failed validation: "
+    assert failed.value.evalue.startswith(prefix), failed.value.evalue
+    checks = failed.value.evalue.removeprefix(prefix).split("; ")
+    assert re.fullmatch(r"performance.roc_auc 0\.\d+ \(needs >= 0.6\) FAIL", checks[0]), checks
+    tags = registry.require_version(degraded).tags
+    recorded = {f"{k.removeprefix('validation.')} {v.removeprefix('FAIL: ')} FAIL"
+                for k, v in tags.items() if k.startswith("validation.") and v.startswith("FAIL: ")}
+    assert set(checks) == recorded  # the message names every check that failed, as recorded on the version
+    assert tags["model_validation_status"] == "FAILED"
     assert registry.aliases(degraded.name) == {CHAMPION: champion.version}
     assert task_values() == {}
 

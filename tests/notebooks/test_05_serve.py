@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 
@@ -31,10 +32,13 @@ def test_creates_the_endpoint_then_moves_it_to_a_new_champion_without_a_failed_r
     assert status == 200 and headers["served-model-name"] == first and len(answer["predictions"]) == 3
 
     # A new Champion (the same artifacts registered again), rolled out 50% -> 100% under load.
+    # step_seconds=0 watches the 50% step for no time: far fewer than min_requests (50) reach
+    # the new version, so the step is "not judged" (the ok/failed verdicts: test_serving_rollout).
     source = registry.client().get_model_version_download_uri(champion.name, champion.version)
     v2 = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
     registry.move_alias(v2, registry.CHAMPION, "test: a new Champion")
     registry.move_alias(champion, registry.PREVIOUS, "test: replaced")
+    second = f"{champion.name}-{v2.version}"
     statuses, served, stop = [], set(), threading.Event()
 
     def load():
@@ -47,14 +51,16 @@ def test_creates_the_endpoint_then_moves_it_to_a_new_champion_without_a_failed_r
     worker = threading.Thread(target=load)
     worker.start()
     try:
-        with executed("pipelines/05_serve.ipynb", env="staging", rollout_steps="50,100", step_seconds=3.0) as tb:
+        with executed("pipelines/05_serve.ipynb", env="staging", rollout_steps="50,100", step_seconds=0.0) as tb:
             steps = tb.value("[(s.percent, s.verdict) for s in outcome.steps]")
+        deadline = time.monotonic() + 30
+        while second not in served and time.monotonic() < deadline:  # the load's next request, on 100%
+            time.sleep(0.05)
     finally:
         stop.set()
         worker.join()
-    second = f"{champion.name}-{v2.version}"
     assert task_values()["endpoint_action"] == "updated" and task_values()["serving"] == second
-    assert steps in ([[50, "ok"]], [[50, "not judged"]])
+    assert steps == [[50, "not judged"]]
     assert len(statuses) > 50 and set(statuses) == {200}
     assert served == {first, second}
     endpoint = api.get("delay-model")

@@ -1,7 +1,9 @@
 import datetime as dt
 
+import pandas as pd
 import pytest
 import yaml
+from testbook.exceptions import TestbookRuntimeError
 
 from lib import features, ingest
 from lib.catalog import Lakehouse
@@ -17,16 +19,28 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
     ingest.ingest(prod, dt.date(2013, 1, 1), dt.date(2013, 1, 15))
     flights, weather = prod.read("prod.raw.flights"), prod.read("prod.raw.weather")
     features.write_tables(prod, prod_env, load_model_config(), features.build_tables(flights, weather))
+    # The window leaves out days of prod's data at both ends, and its last 4 days are held out.
+    labels = prod.read("prod.flights.labels").select("flight_id", "sched_dep_ts").toPandas()
+    departs = labels["sched_dep_ts"]
+    train_ids = labels.flight_id[(departs >= pd.Timestamp("2013-01-03")) & (departs < pd.Timestamp("2013-01-09"))]
+    holdout_ids = labels.flight_id[(departs >= pd.Timestamp("2013-01-09")) & (departs < pd.Timestamp("2013-01-13"))]
+    assert 0 < len(train_ids) + len(holdout_ids) < len(labels)
     out = tmp_path / "hyperparameters.yml"
-    with executed("dev/explore_flights.ipynb", env="dev", explore_from="2013-01-01", explore_to="2013-01-15",
+    with executed("dev/explore_flights.ipynb", env="dev", explore_from="2013-01-03", explore_to="2013-01-13",
                   holdout_days=4, write_to=str(out)) as tb:
         assert tb.value("flights.count()") == flights.count()
+        assert tb.value("[str(day) for day in train_window + holdout_window]") == [
+            "2013-01-03", "2013-01-09", "2013-01-09", "2013-01-13"]
+        assert tb.value("sorted(train.flight_id)") == sorted(train_ids)
+        assert tb.value("sorted(holdout.flight_id)") == sorted(holdout_ids)
         assert tb.value("len(results)") == len(CANDIDATES)
         best = tb.value("results.iloc[0].candidate")
         assert tb.value("str(written)") == str(out)
-        assert tb.value("len(train) + len(holdout)") == prod.read("prod.flights.labels").count()
-        with pytest.raises(Exception, match="environment dev may not write prod.raw.flights"):
+        with pytest.raises(TestbookRuntimeError) as refused:
             tb.inject('s.lakehouse.write(flights, "prod.raw.flights")')
+        assert refused.value.eclass.__name__ == "AccessDeniedError"
+        assert refused.value.evalue == ("environment dev may not write prod.raw.flights: catalog prod is read-only "
+                                        "here (environment dev writes only catalog dev)")
     written = yaml.safe_load(out.read_text())
     assert written == CANDIDATES[best]
     assert "Written by notebooks/dev/explore_flights.ipynb" in out.read_text()

@@ -1,5 +1,6 @@
-"""The deployment job's rollout against a real server: limits broken mid-rollout, and a new
-Champion that fails to load, both put traffic and the Champion alias back on the old version."""
+"""The deployment job's rollout against a real server: a step within its limits (judged ok, or
+too few requests to judge) goes on to 100%; limits broken mid-rollout, and a new Champion that
+fails to load, both put traffic and the Champion alias back on the old version."""
 
 import dataclasses
 import shutil
@@ -30,6 +31,28 @@ def promote(champion, source):
     registry.move_alias(new, registry.CHAMPION, "test: promoted")
     registry.move_alias(champion, registry.PREVIOUS, "test: replaced")
     return new
+
+
+def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, holdout):
+    """Judged "ok" here; "not judged" is pinned by test_05_serve and the unit tests of judge."""
+    min_requests, verdict = 20, "ok"
+    env, cfg, api = serving
+    new = promote(champion, registry.client().get_model_version_download_uri(champion.name, champion.version))
+    limits = dataclasses.replace(cfg, rollout=settings.Rollout((20, 100), 0, 0.01, max_p99_ms=10_000,
+                                                               min_requests=min_requests))
+    keys = holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).astype({"sched_dep_ts": str})
+    body = {"dataframe_records": keys.to_dict(orient="records")}
+
+    def traffic(_seconds):  # the step's live traffic: 100 requests, exactly 20 reach the new version
+        assert {api.query("ep", body)[0] for _ in range(100)} == {200}
+
+    outcome = rollout.serve_champion(api, "ep", new, limits, env, wait=traffic)
+    assert [(s.percent, s.requests, s.errors, s.verdict) for s in outcome.steps] == [(20, 20, 0, verdict)]
+    assert (outcome.action, outcome.serving, outcome.replaced) == ("updated", f"{champion.name}-{new.version}",
+                                                                   f"{champion.name}-1")
+    routes = api.get("ep")["config"]["traffic_config"]["routes"]
+    assert [(r["served_model_name"], r["traffic_percentage"]) for r in routes] == [(f"{champion.name}-{new.version}", 100)]
+    assert registry.aliases(champion.name) == {registry.CHAMPION: new.version, registry.PREVIOUS: "1"}
 
 
 def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):

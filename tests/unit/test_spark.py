@@ -20,8 +20,14 @@ if [ "$1" = "--list-modules" ]; then printf '{modules}'; else echo '{version_lin
     return tmp_path / "jdk"
 
 
-def test_the_machine_java_is_supported():
-    assert lspark.check_java() in lspark.SUPPORTED_JAVA
+def test_the_machine_java_major_version_is_read_right():
+    """check_java parses `java -version`; the JVM's own java.specification.version must agree."""
+    shown = subprocess.run([lspark.java_executable(), "-XshowSettings:properties", "-version"],
+                           capture_output=True, text=True, timeout=30).stderr
+    spec = [line.split("=", 1)[1].strip() for line in shown.splitlines()
+            if line.strip().startswith("java.specification.version =")]
+    assert len(spec) == 1, shown
+    assert lspark.check_java() == int(spec[0])
 
 
 def test_missing_java_home(monkeypatch, tmp_path):
