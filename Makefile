@@ -13,7 +13,7 @@ pipeline: install ## build the environment, then run the production workflow
 test: install ## the whole suite: unit, notebook and integration tests
 	$(PY) -m pytest
 
-unit: install ## only the fast unit tests
+unit: install ## the fast lane: unit tests, no notebook kernels (about a minute)
 	$(PY) -m pytest tests/unit
 
 install: $(VENV)/.installed $(VENV)/.jars
@@ -39,5 +39,7 @@ wipe-staging: install ## delete staging's tables, models and runs
 mlflow-ui: install ## browse runs and registered models at http://127.0.0.1:5000
 	$(PY) -m mlflow ui --backend-store-uri "$$($(PY) -c 'from lib.config import load_env; print(load_env("$(ENV)").tracking_uri)')"
 
-clean: ## delete the project's .venv and its local lakehouse (never a conda env)
+clean: ## stop the lakehouse's servers, delete the project's .venv and its local lakehouse (never a conda env)
+	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.serving stop --env $$env; done
+	-test -x $(PY) && $(PY) -m lib.spark stop
 	rm -rf .venv .lakehouse

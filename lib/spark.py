@@ -11,6 +11,7 @@ in the local caches nor downloaded each end in one SetupError line instead of a 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -28,6 +29,14 @@ DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_BINARY}_{SCALA_BINARY}:{DELTA_VERS
 SUPPORTED_JAVA = (17, 21)
 _JAR_NAME = f"io.delta_delta-spark_{SPARK_BINARY}_{SCALA_BINARY}-{DELTA_VERSION}.jar"
 REMOTE_ENV_VAR = "SPARK_REMOTE"  # sc://host:port of a Spark Connect server to attach to
+# What makes pyspark's builder, and Spark's own launcher, act as a Connect client (the launcher
+# then leaves spark-sql off the classpath): never passed to a JVM that runs Spark itself.
+CLIENT_ENV_VARS = (REMOTE_ENV_VAR, "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE")
+
+
+def server_environment() -> dict[str, str]:
+    """This process's environment for a process that runs Spark (a server, a master, a worker)."""
+    return {k: v for k, v in os.environ.items() if k not in CLIENT_ENV_VARS}
 
 
 def java_executable() -> str:
@@ -186,7 +195,7 @@ def worker_environment() -> dict[str, str]:
 def _base_builder(app_name: str, master: str = "local[2]", memory: str = "3g"):
     from pyspark.sql import SparkSession
 
-    for key in (REMOTE_ENV_VAR, "SPARK_CONNECT_MODE_ENABLED"):  # else pyspark's builder attaches instead
+    for key in CLIENT_ENV_VARS:  # else pyspark's builder attaches instead
         os.environ.pop(key, None)
     for key, value in worker_environment().items():
         os.environ.setdefault(key, value)
@@ -201,21 +210,35 @@ def is_remote(spark) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def attach(url: str, app_name: str = "lakehouse-mlops"):
+_attached: dict = {}  # url -> this process's session to that server
+
+
+def attach(url: str):
     """A Spark Connect session to the server at url (sc://host:port), checked to answer."""
     from pyspark.sql import SparkSession
-
     from pyspark.sql.connect.client.retries import DefaultPolicy
 
+    known = _attached.get(url)
+    if known is not None and not known.is_stopped:
+        return known
+    spark = None
     try:
-        spark = SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+        # create(), not getOrCreate(): that would hand back a session to another server. No
+        # builder options: applying them is a call, made before the retry policy below is set.
+        spark = SparkSession.builder.remote(url).create()
         # A server that is gone fails a call within ~10 s, not after pyspark's default 10 minutes.
         spark.client.set_retry_policies([DefaultPolicy(max_retries=6, max_backoff=2000)])
         spark.version  # the first call: fails here, in one line, if nobody answers
     except Exception as exc:  # grpc and pyspark raise several types for "nobody there"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise SetupError(f"cannot attach to the Spark server at {url}: {first} "
+        if spark is not None:
+            with contextlib.suppress(Exception):
+                spark.client.close()  # else its clean-up at exit retries against nobody
+        text = str(exc).strip()
+        why = "nobody answers" if "UNAVAILABLE" in text or "RETRIES_EXCEEDED" in text else \
+            (text.splitlines() or [type(exc).__name__])[0][:200]
+        raise SetupError(f"cannot attach to the Spark server at {url}: {why} "
                          "(start one with `python -m lib.spark start`, or unset SPARK_REMOTE)") from None
+    _attached[url] = spark
     return spark
 
 
@@ -237,7 +260,7 @@ def get_spark(app_name: str = "lakehouse-mlops", env=None, warehouse: Path | Non
     if mode != "local":
         remote = os.environ.get(REMOTE_ENV_VAR) or (spark_server.ensure(env).url if env is not None else None)
         if remote:
-            return attach(remote, app_name)
+            return attach(remote)
     if env is not None and warehouse is None:
         warehouse = env.home / "spark-warehouse"
     return _local(app_name, warehouse, cfg or spark_server.SparkSettings())

@@ -27,6 +27,7 @@ from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lib import spark
 from lib.config import PROJECT_DIR, EnvConfig
 from lib.errors import ConfigError, SetupError
 
@@ -88,9 +89,7 @@ def log_file(home: Path) -> Path:
 
 def server_confs(cfg: SparkSettings, warehouse: Path) -> dict[str, str]:
     """Every conf the server starts with: the same as an in-process session, plus cfg.conf."""
-    from lib.spark import SESSION_CONFS
-
-    return {**SESSION_CONFS, "spark.sql.warehouse.dir": str(warehouse), **cfg.conf}
+    return {**spark.SESSION_CONFS, "spark.sql.warehouse.dir": str(warehouse), **cfg.conf}
 
 
 def fingerprint(cfg: SparkSettings, jars: list[str], confs: dict[str, str]) -> str:
@@ -162,8 +161,6 @@ def _lock(home: Path, say) -> Iterator[None]:
 
 def ensure(env: EnvConfig, say=print) -> Running:
     """The lakehouse's Spark server, started if it is not running and restarted if it is stale."""
-    from lib import spark
-
     cfg = settings(env)
     spark.check_java()
     jars = spark.delta_jars()
@@ -183,9 +180,7 @@ def ensure(env: EnvConfig, say=print) -> Running:
 
 
 def _command(cfg: SparkSettings, jars: list[str], confs: dict[str, str], port: int) -> list[str]:
-    from lib.spark import spark_home
-
-    command = [str(spark_home() / "bin" / "spark-submit"), "--class", SERVER_CLASS, "--name", "lakehouse-mlops",
+    command = [str(spark.spark_home() / "bin" / "spark-submit"), "--class", SERVER_CLASS, "--name", "lakehouse-mlops",
                "--master", cfg.master, "--driver-memory", cfg.driver_memory, "--jars", ",".join(jars)]
     for key, value in {**confs, "spark.connect.grpc.binding.port": str(port),
                        "spark.connect.grpc.binding.address": "127.0.0.1"}.items():
@@ -204,7 +199,7 @@ def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str
         # Its own session: Ctrl-C in a run does not stop the server that other runs share.
         process = subprocess.Popen(_command(cfg, jars, confs, port), stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=home,
-                                   env=_server_environment())
+                                   env={**spark.server_environment(), **spark.worker_environment()})
     deadline = started + START_TIMEOUT_S
     while not _answers(url):
         if process.poll() is not None:
@@ -219,14 +214,6 @@ def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str
     _state_file(home).write_text(json.dumps(state, indent=2))
     say(f"started the Spark server at {url} in {time.monotonic() - started:.1f}s (pid {process.pid}, log {log})")
     return Running(process.pid, url, log, state["started_at"])
-
-
-def _server_environment() -> dict[str, str]:
-    """This process's environment for the server, less what makes spark-submit a Connect client."""
-    from lib.spark import worker_environment
-
-    drop = {"SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE"}
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, **worker_environment()}
 
 
 def _last_error(log: Path) -> str:
@@ -291,15 +278,9 @@ def main(command: str, env: EnvConfig) -> int:
             print(f"no Spark server runs for {home}")
             return 3
         running, state = found
-        stale = state.get("fingerprint") != fingerprint(settings(env), _jars(), server_confs(
-            settings(env), home / "spark-warehouse"))
+        cfg = settings(env)
+        stale = state.get("fingerprint") != fingerprint(cfg, spark.delta_jars(), server_confs(cfg, home / "spark-warehouse"))
         print(f"Spark server {running.url} (pid {running.pid}, master {state.get('master')}, up "
               f"{time.time() - running.started_at:.0f}s{', stale: lib/ or settings changed' if stale else ''}; "
               f"log {running.log})")
     return 0
-
-
-def _jars() -> list[str]:
-    from lib import spark
-
-    return spark.delta_jars()

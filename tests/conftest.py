@@ -44,7 +44,7 @@ def spark_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def spark(spark_server):
-    session = lspark.attach(spark_server.url, "lakehouse-mlops-tests")
+    session = lspark.attach(spark_server.url)
     yield session
     session.stop()
 

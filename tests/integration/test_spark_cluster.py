@@ -13,7 +13,7 @@ import pytest
 from lib import registry, spark_server
 from lib.config import PROJECT_DIR, load_env
 from lib.registry import CHALLENGER
-from lib.spark import REMOTE_ENV_VAR, spark_home
+from lib.spark import REMOTE_ENV_VAR, server_environment, spark_home
 
 
 def free_port() -> int:
@@ -34,9 +34,7 @@ def standalone(tmp_path):
     """A standalone master and one 2-core worker on 127.0.0.1; yields the master URL and the
     worker's work folder (one folder per application whose executors it ran)."""
     spark_class = str(spark_home() / "bin" / "spark-class")
-    # Not SPARK_REMOTE: with it, Spark's launcher leaves spark-sql off the executors' classpath.
-    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
-    env.update({"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path)})
+    env = {**server_environment(), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path)}
     port, work = free_port(), tmp_path / "work"
     url = f"spark://127.0.0.1:{port}"
     logs = [tmp_path / "master.log", tmp_path / "worker.log"]
