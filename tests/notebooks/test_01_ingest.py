@@ -1,14 +1,21 @@
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib import ingest
+from lib import ingest, spark_server
+from lib.spark import REMOTE_ENV_VAR
 
 pytestmark = pytest.mark.slow
 
 
-def test_ingest_writes_the_raw_tables(executed, lakehouse, staging, task_values):
-    with executed("pipelines/01_ingest.ipynb", env="staging", as_of="2013-03-01"):
-        pass
+@pytest.mark.parametrize("mode", ["connect", "local"])
+def test_ingest_writes_the_raw_tables(executed, lakehouse, staging, task_values, monkeypatch, mode):
+    """Attached to the session's Spark server, and in-process (`spark.mode: local`, a JVM of its own)."""
+    if mode == "local":
+        monkeypatch.setenv(spark_server.MODE_ENV_VAR, "local")
+        monkeypatch.delenv(REMOTE_ENV_VAR)
+    with executed("pipelines/01_ingest.ipynb", env="staging", as_of="2013-03-01") as tb:
+        assert tb.value("type(s.spark).__module__") == ("pyspark.sql.session" if mode == "local"
+                                                        else "pyspark.sql.connect.session")
     expected = {f"staging.raw.{n}": len(ingest.read_source(n, staging.data.start, staging.data.end))
                 for n in ingest.SOURCE_FILES}
     assert task_values()["raw_rows"] == expected
