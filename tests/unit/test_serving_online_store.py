@@ -145,6 +145,7 @@ def test_lookups_go_on_while_a_table_is_republished(store):
             except Exception as exc:  # noqa: BLE001 - any failure is the finding
                 errors.append(exc)
             started.set()
+            time.sleep(0.005)  # a reader, not a spinner: the publish needs the GIL too
 
     reader = threading.Thread(target=read)
     reader.start()
