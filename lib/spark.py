@@ -205,11 +205,6 @@ def _base_builder(app_name: str, master: str = "local[2]", memory: str = "3g"):
     return builder
 
 
-def is_remote(spark) -> bool:
-    """True for a Spark Connect session (no sparkContext, no JVM in this process)."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
-
-
 _attached: dict = {}  # url -> this process's session to that server
 
 
