@@ -108,6 +108,17 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
     assert "NOTIFY [staging] job f failed: task broken" in out.getvalue()
 
 
+@pytest.mark.slow
+def test_a_task_that_failed_because_spark_is_gone_says_so(tmp_path, home):
+    broken = notebook(tmp_path / "broken.ipynb", "raise ConnectionError('grpc: UNAVAILABLE')")
+    job = jobs.Job("f", "", (jobs.Task("broken", notebook=broken),))
+    gone = "the Spark server at sc://127.0.0.1:1 is gone (log: /x/server.log); the next run starts a fresh one"
+    runner = jobs.Runner(load_env("staging"), {"f": job}, tmp_path / "run", stream=io.StringIO(), health=lambda: gone)
+    with pytest.raises(JobFailedError) as failed:
+        runner.run("f", {"env": "staging", "as_of": "2013-03-01"})
+    assert str(failed.value).startswith("task broken failed in cell In [") and f"(Work): {gone} (see " in str(failed.value)
+
+
 def test_notify_posts_to_the_webhook(home):
     received = []
 
