@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lib import spark
+from lib import processes, spark
 from lib.config import PROJECT_DIR, EnvConfig
 from lib.errors import ConfigError, SetupError
 
@@ -223,25 +222,8 @@ def _last_error(log: Path) -> str:
 
 
 def _stop(running: Running, home: Path, timeout: float = 60.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(running.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(running.pid):
-        if time.monotonic() > deadline:
-            os.kill(running.pid, signal.SIGKILL)
-        time.sleep(0.1)
+    processes.terminate(running.pid, timeout)
     _state_file(home).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def stop(home: Path, say=print) -> Running | None:

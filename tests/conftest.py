@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
-import signal
-import time
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
 
-from lib import deployment, feature_store, features, ingest, registry, training, validation
+from lib import deployment, feature_store, features, ingest, processes, registry, training, validation
 from lib import spark as lspark
 from lib import spark_server as lspark_server
 from lib.catalog import Lakehouse
@@ -25,8 +24,7 @@ from lib.registry import CHALLENGER
 def spark_server(tmp_path_factory):
     """One Spark Connect server for the whole run, as a cluster: this process, every notebook
     kernel and every run_pipeline.py subprocess attach to it through $SPARK_REMOTE."""
-    from lib import spark_server as server
-
+    server = lspark_server
     os.environ["LAKEHOUSE_SERVING_PORT"] = "0"  # serving servers started by tests: free ports
     os.environ.pop("LAKEHOUSE_SERVING_TOKEN", None)
     os.environ.pop(lspark.REMOTE_ENV_VAR, None)
@@ -72,29 +70,8 @@ def home(tmp_path, monkeypatch, mlflow_template):
     monkeypatch.setenv("LAKEHOUSE_HOME", str(root))
     yield root
     for state in root.glob("serving/*/server.json"):
-        stop_server(json.loads(state.read_text())["pid"])
+        processes.terminate(json.loads(state.read_text())["pid"], timeout=120)
     lspark_server.stop(root, say=lambda line: None)  # one a test's run_pipeline.py started there
-
-
-def stop_server(pid: int, timeout: float = 120) -> None:
-    """SIGTERM a server and wait for it to exit (reaping it if it is our child)."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -130,7 +107,8 @@ def seed(spark, tmp_path_factory, model_cfg_session, hyper_session, mlflow_templ
     """Staging ingested, featurized and trained once per session; tests get copies of it.
 
     Ingesting and training take ~30 s; copying the Delta folders and registering the seed's
-    model artifacts as a new version takes well under a second.
+    model artifacts as a new version takes well under a second. The seed's version is validated
+    once too: `challenger` records that report on each test's own version.
     """
     root = tmp_path_factory.mktemp("seed") / "lakehouse"
     root.mkdir()
@@ -148,8 +126,9 @@ def seed(spark, tmp_path_factory, model_cfg_session, hyper_session, mlflow_templ
         ref = register(env, model_cfg_session, hyper_session, train, holdout)
         version = registry.require_version(ref)
         source = registry.client().get_model_version_download_uri(ref.name, ref.version)
+        report = validate(ref, lakehouse, holdout, model_cfg_session)  # the Challenger's verdict, recorded per test
     return {"warehouse": env.warehouse / env.catalog, "train": train, "holdout": holdout,
-            "source": source, "tags": dict(version.tags), "description": version.description}
+            "source": source, "tags": dict(version.tags), "description": version.description, "validation": report}
 
 
 @pytest.fixture(scope="session")
@@ -222,8 +201,9 @@ def run_validation(featurized, holdout):
 
 
 @pytest.fixture
-def challenger(trained, featurized, holdout, model_cfg):
-    validation.record(validate(trained, featurized, holdout, model_cfg))
+def challenger(trained, seed):
+    """Version 1, validated: the seed's validation report (every check passed), recorded here."""
+    validation.record(dataclasses.replace(seed["validation"], ref=trained))
     assert registry.version_of(trained.name, CHALLENGER) == trained
     return trained
 

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from lib import processes
 from lib.config import EnvConfig
 from lib.errors import LakehouseError
 from lib.serving import settings as serving_settings
@@ -199,16 +200,6 @@ def stop(env: EnvConfig, timeout: float = 120.0) -> Running | None:
     running = find(cfg)
     if running is None:
         return None
-    os.kill(running.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(running.pid, os.WNOHANG)  # reap it if this process started it
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(running.pid, 0)
-        except ProcessLookupError:
-            return running
-        time.sleep(0.1)
+    if processes.terminate(running.pid, timeout, kill=False):
+        return running
     raise LakehouseError(f"the {env.name} server (pid {running.pid}) did not stop within {timeout:.0f} s")

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lib import ingest, registry
+from lib import ingest, registry, spark_server
 from lib.catalog import Lakehouse
 from lib.config import PROJECT_DIR, load_env
 from lib.features import in_window
@@ -72,7 +72,7 @@ def test_a_failing_task_stops_the_job_and_notifies(home):
 
 
 @pytest.mark.slow
-def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
+def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     staging = load_env("staging")
     lakehouse = Lakehouse(spark, staging)
     start, end = staging.data.split(staging.data.as_of).score
@@ -111,9 +111,23 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home):
     assert tags["model_validation_status"] == "PASSED" and tags["deployment.decision"] == "PROMOTED"
     assert registry.version_of(staging.model_name, CHAMPION) == v1
 
-    # 2. Training again: v2 passes validation and is the Challenger; the Champion stays.
+    # 2. Training again, on a real Spark cluster (a standalone master and worker): the same
+    #    notebooks, through a Spark server of this lakehouse that submits to the cluster.
+    #    v2 passes validation and is the Challenger; the Champion stays.
     #    (Gates that fail, ties and losses are covered by the unit and notebook tests.)
-    assert run("--env", "staging", "--job", "training").returncode == 0
+    cluster, work = standalone
+    try:
+        result = run("--env", "staging", "--job", "training", SPARK_REMOTE="",
+                     **{spark_server.MASTER_ENV_VAR: cluster, spark_server.PORT_ENV_VAR: "0"})
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "started the Spark server at sc://127.0.0.1:" in result.stdout
+        found = spark_server.find(home)
+        assert found is not None and found[1]["master"] == cluster
+        # The server's executor ran on the worker: its application folder holds the executor's log.
+        executors = list(work.glob("app-*/*/stderr"))
+        assert len(executors) == 1 and "Successfully registered with driver" in executors[0].read_text()
+    finally:
+        spark_server.stop(home, say=lambda line: None)
     v2 = registry.ModelRef(staging.model_name, "2")
     assert registry.require_version(v2).tags["model_validation_status"] == "PASSED"
     assert registry.aliases(staging.model_name) == {CHAMPION: "1", CHALLENGER: "2"}

@@ -1,19 +1,13 @@
-"""The same notebooks on a real Spark cluster: a standalone master and worker from pyspark's own
-jars, on localhost, and the lakehouse's Spark Connect server submitting to it."""
+"""Fixtures of the integration tests: a real Spark cluster on localhost."""
 
 import contextlib
-import os
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from lib import registry, spark_server
-from lib.config import PROJECT_DIR, load_env
-from lib.registry import CHALLENGER
-from lib.spark import REMOTE_ENV_VAR, server_environment, spark_home
+from lib.spark import server_environment, spark_home
 
 
 def free_port() -> int:
@@ -68,24 +62,3 @@ def _answers(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
     return False
-
-
-@pytest.mark.slow
-def test_the_training_job_runs_on_a_standalone_cluster(ingested, home, standalone):
-    url, work = standalone
-    env = {**os.environ, REMOTE_ENV_VAR: "", spark_server.MASTER_ENV_VAR: url, spark_server.PORT_ENV_VAR: "0"}
-    try:
-        result = subprocess.run([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "training"],
-                                cwd=PROJECT_DIR, capture_output=True, text=True, timeout=1200, env=env)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        assert "started the Spark server at sc://127.0.0.1:" in result.stdout
-        found = spark_server.find(home)
-        assert found is not None and found[1]["master"] == url
-        # The server's executor ran on the worker: its application folder holds the executor's log.
-        executors = list(work.glob("app-*/*/stderr"))
-        assert len(executors) == 1 and "Successfully registered with driver" in executors[0].read_text()
-    finally:
-        spark_server.stop(home, say=lambda line: None)
-    staging = load_env("staging")
-    registry.configure(staging)
-    assert registry.version_of(staging.model_name, CHALLENGER) == registry.ModelRef(staging.model_name, "1")
