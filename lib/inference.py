@@ -12,6 +12,7 @@ import datetime as dt
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType
 
 from lib import feature_store, registry
 from lib.catalog import Lakehouse
@@ -43,7 +44,9 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
     columns = info.signature.inputs.input_names()
     # Spark's Python workers load the model themselves; over Spark Connect they cache it by the
     # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
-    predict = mlflow.pyfunc.spark_udf(lakehouse.spark, registry.artifact_uri(ref), result_type="double",
+    # A type object, not "double": parsing a type string needs the process's *active* session,
+    # which need not be this lakehouse's.
+    predict = mlflow.pyfunc.spark_udf(lakehouse.spark, registry.artifact_uri(ref), result_type=DoubleType(),
                                       env_manager="local")
     return (
         batch

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, TextIO
 from lib import task_values
 from lib.config import CONF_DIR, PROJECT_DIR, EnvConfig, read_yaml
 from lib.errors import ConfigError, JobFailedError
+from lib.kernels import KernelPool
 
 _REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 _TASK_KEYS = {"task_key", "notebook_task", "run_job_task", "depends_on", "max_retries", "description"}
@@ -219,6 +220,7 @@ class Runner:
         self.run_dir = run_dir
         self.stream = stream or sys.stdout
         self.health = health
+        self.kernels = KernelPool(run_dir)
 
     def out(self, text: str, end: str = "\n") -> None:
         self.stream.write(text + end)
@@ -231,6 +233,8 @@ class Runner:
         except JobFailedError as exc:
             notify(self.env, f"job {job_name} failed: {exc}", self.out)
             raise
+        finally:
+            self.kernels.close()
 
     def _run_job(self, name: str, params: dict[str, Any], folder: Path, depth: int) -> dict[str, dict[str, Any]]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -261,10 +265,11 @@ class Runner:
             values_file.unlink(missing_ok=True)
             started = time.monotonic()
             self.out(f"{indent}{task.key:<20} ", end="")  # the outcome completes this line
-            os.environ[task_values.ENV_VAR] = str(values_file)
+            kernel = None
             try:
+                kernel = self.kernels.take({task_values.ENV_VAR: str(values_file)}, log)
                 with _stderr_to(log):
-                    pm.execute_notebook(str(task.notebook), str(output), parameters=params,
+                    pm.execute_notebook(str(task.notebook), str(output), parameters=params, km=kernel,
                                         progress_bar=False, log_output=False, cwd=str(PROJECT_DIR))
             except Exception as exc:  # papermill raises its own types and kernel errors
                 elapsed = time.monotonic() - started
@@ -280,7 +285,8 @@ class Runner:
                     continue
                 raise JobFailedError(f"task {task.key} failed in {where}: {detail} (see {output})") from None
             finally:
-                os.environ.pop(task_values.ENV_VAR, None)
+                if kernel is not None:
+                    self.kernels.release(kernel)
             self.out(f"ok {time.monotonic() - started:.1f}s")
             return task_values.read(values_file)
         raise AssertionError("unreachable")
