@@ -37,9 +37,12 @@ class CaptureWriter:
     """Appends captured rows to one Delta table from a background thread."""
 
     def __init__(self, table: str, lakehouse: Callable[[], object], flush_seconds: float = 5.0,
-                 max_queue: int = 100_000):
+                 max_queue: int = 100_000, after_failure: Callable[[], None] | None = None):
+        """`lakehouse()` gives the Lakehouse to write with; `after_failure()` runs after a failed
+        write (e.g. to attach anew, since the Spark server may have been restarted)."""
         self.table = table
         self._lakehouse = lakehouse
+        self._after_failure = after_failure
         self._flush_seconds = flush_seconds
         self._queue: queue.Queue = queue.Queue(max_queue)
         self._stop = threading.Event()
@@ -74,9 +77,8 @@ class CaptureWriter:
                     held = []
                 except Exception as exc:  # keep the rows and retry at the next flush
                     self.counters["capture_write_failures"] += 1
-                    forget = getattr(self._lakehouse, "forget", None)
-                    if forget is not None:  # e.g. the Spark server restarted: attach anew next time
-                        forget()
+                    if self._after_failure is not None:
+                        self._after_failure()
                     log.error("capture to %s failed, %d rows kept for the next try: %s",
                               self.table, len(held), str(exc).splitlines()[0] if str(exc) else exc)
                     if stopping:

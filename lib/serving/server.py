@@ -73,7 +73,8 @@ def serve(env: EnvConfig) -> None:
     manager = Manager(
         env.catalog,
         make_served=lambda spec: Served(spec, store_path(env.home, env.catalog), cfg.max_batch_rows),
-        make_capture=lambda table: CaptureWriter(table, lakehouse, cfg.flush_seconds, cfg.max_queue),
+        make_capture=lambda table: CaptureWriter(table, lakehouse, cfg.flush_seconds, cfg.max_queue,
+                                                   after_failure=lakehouse.forget),
         check_version=check_version,
         saved=cfg.endpoints_file,
     )
