@@ -204,14 +204,21 @@ def main(argv: list[str] | None = None) -> int:
             spark.check_java()  # fail in a second, not inside the first notebook
             spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
         ours = not os.environ.get(spark.REMOTE_ENV_VAR)  # else a server someone else runs: not ours to check
-        spark_url = attach_spark(env)
         run_dir = jobs.new_run_dir(env, args.job)
+        runner = jobs.Runner(env, all_jobs, run_dir)
+        runner.kernels.start()  # the first task's kernel boots while the Spark server starts
+        try:
+            spark_url = attach_spark(env)
+        except BaseException:
+            runner.kernels.close()
+            raise
         print(f"Running job {args.job} in {env.name} as of {as_of} on {spark_url or 'in-process Spark'} "
               f"(run folder {run_dir})")
         params = {"env": env.name, "as_of": as_of.isoformat(), "hyperparameters": args.hyperparameters,
                   "run_id": f"{env.name}/{run_dir.name}"}
-        health = (lambda: spark_server.died(env.home, spark_url)) if spark_url and ours else None
-        jobs.Runner(env, all_jobs, run_dir, health=health).run(args.job, params)
+        if spark_url and ours:
+            runner.health = lambda: spark_server.died(env.home, spark_url)
+        runner.run(args.job, params)
         print(f"Job {args.job} succeeded in {time.monotonic() - started:.0f}s")
         summary(env, run_dir, spark_url)
         return 0
