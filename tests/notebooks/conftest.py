@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
 from testbook import testbook
 
 from lib.config import PROJECT_DIR
+from lib.kernels import KernelPool
 
 NOTEBOOKS = PROJECT_DIR / "notebooks"
 
 
-@contextlib.contextmanager
-def _executed(relative: str, **params):
-    """Run a notebook with `params` injected after its parameters cell, as papermill does.
-
-    Yields the testbook client while its kernel is alive, for tb.ref / tb.value.
-    The kernel inherits this process's environment (LAKEHOUSE_HOME from the `home` fixture).
-    """
-    with testbook(str(NOTEBOOKS / relative), execute=False, timeout=900) as tb:
-        tb.inject("\n".join(f"{k} = {v!r}" for k, v in params.items()), after="parameters", run=False)
-        tb.execute()
-        yield tb
+@pytest.fixture(scope="session")
+def kernels(tmp_path_factory):
+    """Warm kernels, as job runs get them: the next test's kernel boots while a test runs."""
+    pool = KernelPool(tmp_path_factory.mktemp("kernels"))
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
@@ -37,6 +34,20 @@ def task_values(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def executed():
-    """`with executed("pipelines/01_ingest.ipynb", env="staging") as tb:` runs a notebook."""
-    return _executed
+def executed(kernels, tmp_path):
+    """`with executed("pipelines/01_ingest.ipynb", env="staging") as tb:` runs a notebook.
+
+    The notebook runs with `params` injected after its parameters cell, as papermill does, in
+    a kernel of its own with this process's environment as it is then (LAKEHOUSE_HOME from
+    the `home` fixture). Yields the testbook client while the kernel is alive, for tb.ref /
+    tb.value; the kernel's stderr goes to `<notebook>.log` in the test's tmp_path.
+    """
+    @contextlib.contextmanager
+    def run(relative: str, **params):
+        kernel = kernels.take({}, tmp_path / f"{Path(relative).stem}.log")
+        with testbook(str(NOTEBOOKS / relative), execute=False, timeout=900, km=kernel) as tb:
+            tb.inject("\n".join(f"{k} = {v!r}" for k, v in params.items()), after="parameters", run=False)
+            tb.execute()
+            yield tb
+
+    return run
