@@ -13,8 +13,8 @@ pipeline: install ## build the environment, then run the production workflow
 test: install ## the whole suite: unit, notebook and integration tests
 	$(PY) -m pytest
 
-unit: install ## the fast lane: unit tests, no notebook kernels (about a minute)
-	$(PY) -m pytest tests/unit
+unit: install ## the fast lane: unit tests that start no notebook kernel (about 4 minutes)
+	$(PY) -m pytest tests/unit -m "not slow"
 
 install: $(VENV)/.installed $(VENV)/.jars
 
