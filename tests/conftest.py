@@ -24,19 +24,18 @@ from lib.registry import CHALLENGER
 def spark_server(tmp_path_factory):
     """One Spark Connect server for the whole run, as a cluster: this process, every notebook
     kernel and every run_pipeline.py subprocess attach to it through $SPARK_REMOTE."""
-    server = lspark_server
     os.environ["LAKEHOUSE_SERVING_PORT"] = "0"  # serving servers started by tests: free ports
     os.environ.pop("LAKEHOUSE_SERVING_TOKEN", None)
     os.environ.pop(lspark.REMOTE_ENV_VAR, None)
-    os.environ.pop(server.MODE_ENV_VAR, None)
+    os.environ.pop(lspark_server.MODE_ENV_VAR, None)
     root = tmp_path_factory.mktemp("spark-server")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_HOME", str(root))
-        mp.setenv(server.PORT_ENV_VAR, "0")
-        running = server.ensure(load_env("staging"), say=lambda line: None)
+        mp.setenv(lspark_server.PORT_ENV_VAR, "0")
+        running = lspark_server.ensure(load_env("staging"), say=lambda line: None)
     os.environ[lspark.REMOTE_ENV_VAR] = running.url
     yield running
-    server.stop(root, say=lambda line: None)
+    lspark_server.stop(root, say=lambda line: None)
     os.environ.pop(lspark.REMOTE_ENV_VAR, None)
 
 
