@@ -13,10 +13,10 @@ pipeline: install ## build the environment, then run the production workflow
 test: install ## the whole suite: unit, notebook and integration tests
 	$(PY) -m pytest
 
-unit: install ## the fast lane: unit tests that start no notebook kernel (about 4 minutes)
+unit: install ## the fast lane: unit tests that need no kernel and no trained model (under 2 minutes)
 	$(PY) -m pytest tests/unit -m "not slow"
 
-install: $(VENV)/.installed $(VENV)/.jars
+install: $(VENV)/.installed $(VENV)/.jars $(VENV)/.class-archive
 
 # The lock pins the whole dependency tree, so pip never backtracks.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -32,6 +32,12 @@ $(VENV)/.jars: $(VENV)/.installed
 	touch $@
 
 jars: $(VENV)/.jars
+
+# The Spark server's classes, archived once by the JDK (class data sharing): each server then
+# starts, and runs its first Delta write, in about half the time. Without one it still runs.
+$(VENV)/.class-archive: $(VENV)/.jars
+	$(PY) -m lib.spark archive
+	touch $@
 
 wipe-staging: install ## delete staging's tables, models and runs
 	$(PY) run_pipeline.py --env staging --wipe

@@ -7,6 +7,7 @@ in the local caches nor downloaded each end in one SetupError line instead of a 
 
     python -m lib.spark                        # fetch the Delta jars once, check Delta works
     python -m lib.spark start|stop|status      # the lakehouse's Spark server
+    python -m lib.spark archive                # archive the server JVM's classes (faster starts)
 """
 
 from __future__ import annotations
@@ -284,7 +285,8 @@ def _local(app_name: str, warehouse: Path | None, cfg):
 
 def main(argv: list[str]) -> int:
     """`python -m lib.spark`: fetch the Delta jars once and check Delta works (`make jars`);
-    `python -m lib.spark start|stop|status [--env NAME]`: the lakehouse's Spark server."""
+    `python -m lib.spark start|stop|status [--env NAME]`: the lakehouse's Spark server;
+    `python -m lib.spark archive`: archive the server JVM's classes, so servers start faster."""
     import argparse
 
     from lib import config, spark_server
@@ -294,17 +296,22 @@ def main(argv: list[str]) -> int:
         _resolve_in_child()
         return 0
     parser = argparse.ArgumentParser(prog="python -m lib.spark", description=main.__doc__)
-    parser.add_argument("command", nargs="?", choices=["start", "stop", "status"])
+    parser.add_argument("command", nargs="?", choices=["start", "stop", "status", "archive"])
     parser.add_argument("--env", default="prod", help="whose settings (conf/environments.yml `spark`) to use")
     args = parser.parse_args(argv)
     try:
+        if args.command == "archive":
+            spark_server.build_class_archive()
+            return 0
         if args.command:
             return spark_server.main(args.command, config.load_env(args.env))
-        _local("lakehouse-mlops-setup", None, spark_server.SparkSettings()).range(1).count()  # fetches the jars
+        setup = _local("lakehouse-mlops-setup", None, spark_server.SparkSettings())
+        setup.range(1).count()  # fetches the jars
+        setup.stop()
+        print(f"Delta Lake {DELTA_VERSION}: {len(delta_jars())} jars ready in {ivy_dir() / 'jars'}")
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Delta Lake {DELTA_VERSION}: {len(delta_jars())} jars ready in {ivy_dir() / 'jars'}")
     return 0
 
 
