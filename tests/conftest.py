@@ -20,6 +20,14 @@ from lib.config import load_env, load_hyperparameters, load_model_config
 from lib.registry import CHALLENGER
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the `seed` waits for a whole ingest-and-train run first: it is slow
+    (left out of `make unit`), like the tests that start kernels or run jobs."""
+    for item in items:
+        if "seed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def spark_server(tmp_path_factory):
     """One Spark Connect server for the whole run, as a cluster: this process, every notebook
