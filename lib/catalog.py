@@ -7,6 +7,8 @@ its own: from dev, prod tables are read-only, as the guide prescribes.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +20,7 @@ _PART = r"[A-Za-z][A-Za-z0-9_]*"
 _NAME = re.compile(rf"^({_PART})\.({_PART})\.({_PART})$")
 # Files in _delta_log whose names carry a commit number: commits (`N.json`) and checkpoints
 # (`N.checkpoint.parquet`, multi-part `N.checkpoint.i.n.parquet`, v2 `N.checkpoint.<uuid>.json`).
+_COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 _LOG_FILE = re.compile(r"^(\d{20})\.(?:json|checkpoint(?:\.[^.]+)*\.(?:parquet|json))$")
 
 
@@ -90,7 +93,8 @@ class Lakehouse:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def write(self, df, name: str, mode: str = "overwrite", replace_where: str | None = None) -> None:
+    def write(self, df, name: str, mode: str = "overwrite", replace_where: str | None = None,
+              stamp: dict | None = None) -> None:
         """Write df as one Delta transaction.
 
         Args:
@@ -100,6 +104,8 @@ class Lakehouse:
                 or "append".
             replace_where: a SQL predicate; with overwrite, only matching rows are replaced,
                 atomically, so re-running a period replaces it instead of duplicating it.
+            stamp: recorded in the commit (as JSON in Delta's `userMetadata`), e.g. what the
+                rows were made from; `stamp(name)` reads it back while this is the newest commit.
         """
         if mode not in ("overwrite", "append"):
             raise ValueError(f"mode must be overwrite or append, not {mode!r}")
@@ -113,14 +119,39 @@ class Lakehouse:
             writer = writer.option("replaceWhere", replace_where)
         elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
+        if stamp is not None:
+            writer = writer.option("userMetadata", json.dumps(stamp, sort_keys=True))
         writer.save(str(self.path(name)))
 
-    def set_properties(self, name: str, properties: dict[str, str]) -> None:
-        """Set Delta table properties (one commit), e.g. a feature table's primary keys."""
+    def stamp(self, name: str) -> dict:
+        """The `stamp` the table's newest commit was written with, read from its log without
+        Spark; {} if that commit has none (any later write, or no table)."""
+        try:
+            commit = self.path(name) / "_delta_log" / f"{self.version(name):020d}.json"
+            lines = commit.read_text().splitlines()
+        except (TableNotFoundError, OSError):
+            return {}
+        for line in lines:
+            info = json.loads(line).get("commitInfo")
+            if info is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    stamp = json.loads(info.get("userMetadata"))
+                    return stamp if isinstance(stamp, dict) else {}
+        return {}
+
+    def set_properties(self, name: str, properties: dict[str, str], stamp: dict | None = None) -> None:
+        """Set Delta table properties (one commit), e.g. a feature table's primary keys; `stamp`
+        as in `write`."""
         self.check_writable(name)
         self._require(name)
         pairs = ", ".join(f"'{k}' = '{_quote(str(v))}'" for k, v in properties.items())
-        self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")
+        if stamp is not None:  # SQL takes no writer options: Delta reads it from the session
+            self.spark.conf.set(_COMMIT_METADATA, json.dumps(stamp, sort_keys=True))
+        try:
+            self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")
+        finally:
+            if stamp is not None:
+                self.spark.conf.unset(_COMMIT_METADATA)
 
     def properties(self, name: str) -> dict[str, str]:
         """The Delta table properties of a table."""

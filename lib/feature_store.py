@@ -68,12 +68,13 @@ def check_key(df: DataFrame, name: str, spec: dict[str, Any]) -> int:
     return int(stats["rows"] or 0)
 
 
-def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, Any]) -> None:
-    """Replace a feature table (whose key was checked) and record its keys as table properties."""
-    lakehouse.write(df, name)
+def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, Any], stamp: dict | None = None) -> None:
+    """Replace a feature table (whose key was checked) and record its keys as table properties
+    (`stamp`: see Lakehouse.write)."""
+    lakehouse.write(df, name, stamp=stamp)
     lakehouse.set_properties(name, {PRIMARY_KEYS: ",".join(spec["primary_keys"]),
                                     TIMESTAMP_KEY: spec["timestamp_key"],
-                                    "comment": spec.get("description", "")})
+                                    "comment": spec.get("description", "")}, stamp=stamp)
 
 
 def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_keys: list[str],

@@ -10,6 +10,8 @@ keys; a training set is that spine with features looked up point in time
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import operator
 from functools import reduce
 from typing import Any
@@ -20,6 +22,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from lib import feature_store
+from lib.config import PROJECT_DIR
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
                    "precip", "pressure", "visib"]
@@ -93,11 +96,41 @@ def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]
             "labels": build_labels(flights)}
 
 
-def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, DataFrame]) -> dict[str, int]:
+def refresh(lakehouse, env, model_cfg: dict[str, Any]) -> dict[str, int]:
+    """Build every table from the raw tables and write it (`write_tables`); rows per table.
+
+    A table whose newest commit was made from the raw tables' current versions, by this code
+    and these table specs, is current: when all are, nothing is read or written.
+    """
+    inputs = _inputs(lakehouse, env, model_cfg)
+    recorded = {name: lakehouse.stamp(env.table(name)) for name in TABLES}
+    if all(r.get("inputs") == inputs and isinstance(r.get("rows"), int) for r in recorded.values()):
+        print(f"{', '.join(env.table(n) for n in TABLES)} are current (the same raw table versions, code and "
+              "specs): not rewritten", flush=True)
+        return {name: r["rows"] for name, r in recorded.items()}
+    flights, weather = lakehouse.read(env.raw_table("flights")), lakehouse.read(env.raw_table("weather"))
+    return write_tables(lakehouse, env, model_cfg, build_tables(flights, weather), inputs=inputs)
+
+
+TABLES = ("flight_features", "weather_features", "labels")  # what build_tables returns
+
+
+def _inputs(lakehouse, env, model_cfg: dict[str, Any]) -> str:
+    """What the tables are made of: the raw tables' versions, the code and the table specs."""
+    digest = hashlib.sha256(json.dumps([{n: lakehouse.version(env.raw_table(n)) for n in ("flights", "weather")},
+                                        model_cfg["feature_tables"]], sort_keys=True, default=str).encode())
+    for module in ("features.py", "feature_store.py"):
+        digest.update((PROJECT_DIR / "lib" / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, DataFrame],
+                 inputs: str | None = None) -> dict[str, int]:
     """Write the feature tables (keys recorded) and the labels; rows per table.
 
     Every feature table's key is checked before the first write, so a bad key changes no table.
     Each table is computed from the raw tables once: cached for the check and the write.
+    `inputs` (from `refresh`) is recorded in each table's commit with its rows.
     """
     specs = {name: model_cfg["feature_tables"].get(name) for name in tables}
     cached = {name: df.cache() for name, df in tables.items()}
@@ -105,10 +138,11 @@ def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, Da
         rows = {name: feature_store.check_key(df, env.table(name), specs[name]) if specs[name] is not None
                 else df.count() for name, df in cached.items()}
         for name, df in cached.items():
+            stamp = {"inputs": inputs, "rows": rows[name]} if inputs else None
             if specs[name] is None:
-                lakehouse.write(df, env.table(name))
+                lakehouse.write(df, env.table(name), stamp=stamp)
             else:
-                feature_store.write_table(lakehouse, df, env.table(name), specs[name])
+                feature_store.write_table(lakehouse, df, env.table(name), specs[name], stamp=stamp)
     finally:
         for df in cached.values():
             df.unpersist()

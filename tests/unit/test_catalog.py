@@ -77,6 +77,18 @@ def test_each_write_is_the_next_version(lakehouse, spark):
     assert lakehouse.read("staging.s.v").count() == 8
 
 
+def test_a_stamp_is_read_back_while_its_commit_is_the_newest(lakehouse, spark):
+    assert lakehouse.stamp("staging.s.v") == {}  # no table
+    lakehouse.write(spark.range(3), "staging.s.v", stamp={"source": "abc", "rows": 3})
+    assert lakehouse.stamp("staging.s.v") == {"source": "abc", "rows": 3}
+    lakehouse.set_properties("staging.s.v", {"k": "v"}, stamp={"source": "abc", "rows": 3})  # its own commit
+    assert lakehouse.stamp("staging.s.v") == {"source": "abc", "rows": 3}
+    lakehouse.write(spark.range(5), "staging.s.v", mode="append")
+    assert lakehouse.stamp("staging.s.v") == {}
+    lakehouse.set_properties("staging.s.v", {"k": "w"})  # the session's setting was not left behind
+    assert lakehouse.stamp("staging.s.v") == {}
+
+
 @pytest.mark.parametrize("files, expected", [
     ([f"{7:020d}.checkpoint.parquet"], 7),  # commits up to 7 cleaned up after a checkpoint
     ([f"{9:020d}.checkpoint.{1:010d}.{2:010d}.parquet"], 9),  # a multi-part checkpoint

@@ -62,3 +62,21 @@ def test_training_set_looks_weather_up_point_in_time(lakehouse, staging, model_c
     assert (ua["temp"], ua["carrier"], ua["dep_hour"]) == (0.0, "UA", 5.0)  # 04:xx weather for a 05:17 departure
     assert math.isnan(day1.set_index("flight_id").loc["2013-01-01_AA7_JFK", "temp"])  # no JFK weather
     assert len(features.load_labelled(lakehouse, staging, model_cfg, (dt.date(2013, 1, 2), dt.date(2013, 1, 3)))) == 0
+
+
+def test_refresh_rewrites_only_when_the_raw_tables_changed(lakehouse, staging, model_cfg, capsys):
+    flights, weather = frames(lakehouse.spark)
+    lakehouse.write(flights, staging.raw_table("flights"))
+    lakehouse.write(weather, staging.raw_table("weather"))
+    expected = {"flight_features": 3, "weather_features": 3, "labels": 2}
+    assert features.refresh(lakehouse, staging, model_cfg) == expected
+    versions = {t: lakehouse.version(staging.table(t)) for t in features.TABLES}
+    # Nothing changed: nothing is read or written, and the rows are those recorded.
+    assert features.refresh(lakehouse, staging, model_cfg) == expected
+    assert {t: lakehouse.version(staging.table(t)) for t in features.TABLES} == versions
+    assert "are current (the same raw table versions, code and specs): not rewritten" in capsys.readouterr().out
+    # A new version of a raw table: every table is rebuilt from it.
+    lakehouse.write(flights.limit(1), staging.raw_table("flights"))
+    assert features.refresh(lakehouse, staging, model_cfg)["flight_features"] == 1
+    assert all(lakehouse.version(staging.table(t)) > versions[t] for t in features.TABLES)
+    assert lakehouse.read(staging.table("flight_features")).count() == 1

@@ -21,13 +21,25 @@ def test_full_year_is_the_real_dataset():
     assert len(ingest.read_source("flights", dt.date(2013, 1, 1), dt.date(2014, 1, 1))) == 336776
 
 
-def test_ingest_writes_raw_tables_idempotently(lakehouse, staging):
+def test_ingest_writes_raw_tables_idempotently(lakehouse, staging, capsys):
     expected = {n: len(ingest.read_source(n, staging.data.start, staging.data.end)) for n in ingest.SOURCE_FILES}
     first = ingest.ingest(lakehouse, staging.data.start, staging.data.end)
+    versions = {n: lakehouse.version(n) for n in first}
+    # The same source, days and code: nothing is rewritten, and the counts are what was written.
     again = ingest.ingest(lakehouse, staging.data.start, staging.data.end)
     assert first == again == {f"staging.raw.{n}": c for n, c in expected.items()}
+    assert {n: lakehouse.version(n) for n in first} == versions
+    assert "staging.raw.flights is current (the same source file, days and code): not rewritten" in capsys.readouterr().out
     for name, count in expected.items():
         assert lakehouse.read(f"staging.raw.{name}").count() == count
+    # Other days: both tables are replaced. A table changed since (no stamp): it is replaced.
+    fewer = ingest.ingest(lakehouse, staging.data.start, staging.data.start + dt.timedelta(days=2))
+    assert {n: lakehouse.version(n) for n in first} == {n: v + 1 for n, v in versions.items()}
+    assert fewer["staging.raw.flights"] == lakehouse.read("staging.raw.flights").count() < first["staging.raw.flights"]
+    lakehouse.write(lakehouse.read("staging.raw.weather").limit(3), "staging.raw.weather")
+    assert ingest.ingest(lakehouse, staging.data.start, staging.data.start + dt.timedelta(days=2)) == fewer
+    assert lakehouse.read("staging.raw.weather").count() == fewer["staging.raw.weather"]
+    assert lakehouse.version("staging.raw.flights") == versions["staging.raw.flights"] + 1
 
 
 def test_dev_reads_prod_raw_tables_and_never_writes_them(spark, home):
