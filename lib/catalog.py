@@ -20,8 +20,9 @@ _PART = r"[A-Za-z][A-Za-z0-9_]*"
 _NAME = re.compile(rf"^({_PART})\.({_PART})\.({_PART})$")
 # Files in _delta_log whose names carry a commit number: commits (`N.json`) and checkpoints
 # (`N.checkpoint.parquet`, multi-part `N.checkpoint.i.n.parquet`, v2 `N.checkpoint.<uuid>.json`).
-_COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 _LOG_FILE = re.compile(r"^(\d{20})\.(?:json|checkpoint(?:\.[^.]+)*\.(?:parquet|json))$")
+# The commit's userMetadata for SQL commands, which take no writer options.
+_COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 def parse_name(name: str) -> tuple[str, str, str]:
@@ -145,7 +146,7 @@ class Lakehouse:
         self.check_writable(name)
         self._require(name)
         pairs = ", ".join(f"'{k}' = '{_quote(str(v))}'" for k, v in properties.items())
-        if stamp is not None:  # SQL takes no writer options: Delta reads it from the session
+        if stamp is not None:
             self.spark.conf.set(_COMMIT_METADATA, json.dumps(stamp, sort_keys=True))
         try:
             self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")

@@ -96,6 +96,9 @@ def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]
             "labels": build_labels(flights)}
 
 
+TABLES = ("flight_features", "weather_features", "labels")  # what build_tables returns
+
+
 def refresh(lakehouse, env, model_cfg: dict[str, Any]) -> dict[str, int]:
     """Build every table from the raw tables and write it (`write_tables`); rows per table.
 
@@ -112,13 +115,11 @@ def refresh(lakehouse, env, model_cfg: dict[str, Any]) -> dict[str, int]:
     return write_tables(lakehouse, env, model_cfg, build_tables(flights, weather), inputs=inputs)
 
 
-TABLES = ("flight_features", "weather_features", "labels")  # what build_tables returns
-
-
 def _inputs(lakehouse, env, model_cfg: dict[str, Any]) -> str:
-    """What the tables are made of: the raw tables' versions, the code and the table specs."""
-    digest = hashlib.sha256(json.dumps([{n: lakehouse.version(env.raw_table(n)) for n in ("flights", "weather")},
-                                        model_cfg["feature_tables"]], sort_keys=True, default=str).encode())
+    """What the tables are made of: the raw tables (their versions, and what ingest recorded
+    they were made from), the code and the table specs."""
+    raw = {n: [lakehouse.version(env.raw_table(n)), lakehouse.stamp(env.raw_table(n))] for n in ("flights", "weather")}
+    digest = hashlib.sha256(json.dumps([raw, model_cfg["feature_tables"]], sort_keys=True, default=str).encode())
     for module in ("features.py", "feature_store.py"):
         digest.update((PROJECT_DIR / "lib" / module).read_bytes())
     return digest.hexdigest()[:16]

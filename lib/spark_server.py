@@ -179,7 +179,7 @@ def ensure(env: EnvConfig, say=print) -> Running:
 
 
 def class_archive() -> Path:
-    """The server JVM's classes, archived once at set-up (`make jars`) with the JDK's class data
+    """The server JVM's classes, archived once at set-up (`make install`) with the JDK's class data
     sharing: a server that maps them starts and runs its first Delta write about twice as fast.
     An archive made by another JDK or for other jars is ignored by the JVM."""
     return Path(sys.prefix) / "lakehouse-spark-server.jsa"
@@ -228,8 +228,7 @@ def build_class_archive(say=print) -> Path | None:
                 processes.terminate(running.pid, timeout=10)
         if not exited or not partial.exists() or partial.stat().st_size == 0:
             partial.unlink(missing_ok=True)
-            say(f"no class archive was made (log: {log_file(home)} is gone with its folder): "
-                "the Spark server starts without one")
+            say(f"no class archive was made ({_last_error(log_file(home))}): the Spark server starts without one")
             return None
     partial.replace(target)
     say(f"archived the Spark server's classes in {target} ({time.monotonic() - started:.0f}s)")
