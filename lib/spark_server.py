@@ -222,6 +222,8 @@ def build_class_archive(say=print) -> Path | None:
             session = spark.attach(running.url)
             _warm_up(session, home / "warm-up")
             session.stop()
+        except Exception as exc:  # an archive of what loaded so far still helps: go on, and say so
+            say(f"the class archive's warm-up stopped early ({type(exc).__name__}: {str(exc).strip()[:200]})")
         finally:
             exited = processes.terminate(running.pid, timeout=120, kill=False)
             if not exited:
