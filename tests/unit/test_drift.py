@@ -1,0 +1,92 @@
+"""Each drift statistic agrees with scipy (or the textbook PSI) on the same rows."""
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial import distance
+
+from lib import drift, ingest
+from lib.drift import Distribution
+
+import datetime as dt
+
+
+@pytest.fixture(scope="module")
+def weather():
+    return ingest.read_source("weather", dt.date(2013, 1, 1), dt.date(2014, 1, 1))
+
+
+def textbook_psi(current, reference, bins=10):
+    edges = np.unique(np.quantile(reference, np.arange(1, bins) / bins, method="inverted_cdf"))
+    share = lambda x: np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1) / len(x)  # noqa: E731
+    cur, ref = np.maximum(share(current), 1e-4), np.maximum(share(reference), 1e-4)
+    return float(np.sum((cur - ref) * np.log(cur / ref))), share(current), share(reference)
+
+
+@pytest.mark.parametrize("column,months", [("temp", (1, 7)), ("temp", (9, 10)), ("humid", (3, 4)), ("wind_speed", (5, 11))])
+def test_numeric_drift_agrees_with_scipy_on_real_weather(weather, column, months):
+    reference = weather.loc[weather.month == months[0], column].dropna().to_numpy()
+    current = weather.loc[weather.month == months[1], column].dropna().to_numpy()
+    got = drift.numeric_drift(Distribution.of(current), Distribution.of(reference))
+    ks = stats.ks_2samp(current, reference)
+    psi, p_cur, p_ref = textbook_psi(current, reference)
+    assert got["ks_test"]["statistic"] == pytest.approx(ks.statistic, abs=1e-3)
+    assert got["ks_test"]["pvalue"] == pytest.approx(ks.pvalue, abs=1e-3)
+    assert got["wasserstein_distance"] == pytest.approx(stats.wasserstein_distance(current, reference), abs=1e-3)
+    assert got["population_stability_index"] == pytest.approx(psi, abs=1e-3)
+    assert got["js_distance"] == pytest.approx(distance.jensenshannon(p_cur, p_ref, base=2), abs=1e-3)
+
+
+def test_january_against_july_temperature_drifts_and_a_month_against_itself_does_not(weather):
+    january = Distribution.of(weather.loc[weather.month == 1, "temp"])
+    july = Distribution.of(weather.loc[weather.month == 7, "temp"])
+    moved, same = drift.numeric_drift(july, january), drift.numeric_drift(january, january)
+    assert moved["ks_test"]["statistic"] > 0.9 and moved["ks_test"]["pvalue"] < 1e-6
+    assert moved["population_stability_index"] > 1.0 and moved["wasserstein_distance"] > 30
+    assert same["ks_test"] == {"statistic": 0.0, "pvalue": 1.0}
+    assert same["wasserstein_distance"] == same["population_stability_index"] == same["js_distance"] == 0.0
+
+
+def test_many_rows_use_the_counts_with_scipys_asymptotic_pvalue():
+    rng = np.random.default_rng(7)
+    reference, current = rng.integers(0, 500, 150_000), rng.integers(5, 505, 120_000)  # over KS_EXPAND_MAX together
+    got = drift.ks_test(Distribution.of(current), Distribution.of(reference))
+    ks = stats.ks_2samp(current, reference, method="asymp")
+    assert got["statistic"] == pytest.approx(ks.statistic, abs=1e-9)
+    assert got["pvalue"] == pytest.approx(ks.pvalue, abs=1e-3)
+
+
+def test_categorical_drift_agrees_with_scipy():
+    rng = np.random.default_rng(3)
+    carriers = np.array(["UA", "B6", "EV", "DL", "AA", "MQ", "US"])
+    reference = rng.choice(carriers, 5000, p=[0.2, 0.2, 0.15, 0.15, 0.1, 0.1, 0.1])
+    current = rng.choice(carriers[:6], 3000, p=[0.3, 0.1, 0.2, 0.1, 0.2, 0.1])  # US never flies now
+    got = drift.categorical_drift(Distribution.of(current), Distribution.of(reference))
+    counts = np.array([[np.sum(current == c) for c in sorted(carriers)], [np.sum(reference == c) for c in sorted(carriers)]])
+    chi2 = stats.chi2_contingency(counts)
+    p_cur, p_ref = counts[0] / counts[0].sum(), counts[1] / counts[1].sum()
+    assert got["chi_squared_test"]["statistic"] == pytest.approx(chi2.statistic, abs=1e-3)
+    assert got["chi_squared_test"]["pvalue"] == pytest.approx(chi2.pvalue, abs=1e-3)
+    assert got["tv_distance"] == pytest.approx(0.5 * np.abs(p_cur - p_ref).sum(), abs=1e-9)
+    assert got["l_infinity_distance"] == pytest.approx(np.abs(p_cur - p_ref).max(), abs=1e-9)
+    assert got["js_distance"] == pytest.approx(distance.jensenshannon(p_cur, p_ref, base=2), abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_an_empty_or_all_null_side_gives_nulls_not_numbers(kind):
+    full = Distribution.of([1.0, 2.0, 2.0] if kind == "numeric" else ["a", "b", "b"])
+    empty = Distribution.of([None, float("nan")] if kind == "numeric" else [None])
+    measure = drift.numeric_drift if kind == "numeric" else drift.categorical_drift
+    names = drift.NUMERIC if kind == "numeric" else drift.CATEGORICAL
+    assert measure(empty, full) == measure(full, empty) == {name: None for name in names}
+
+
+def test_a_constant_column_is_defined_where_it_can_be():
+    same = drift.numeric_drift(Distribution.of([3.0] * 50), Distribution.of([3.0] * 80))
+    assert same["ks_test"]["statistic"] == 0.0 and same["wasserstein_distance"] == 0.0
+    assert same["population_stability_index"] == 0.0
+    shifted = drift.numeric_drift(Distribution.of([4.0] * 50), Distribution.of([3.0] * 80))
+    assert shifted["ks_test"]["statistic"] == 1.0 and shifted["wasserstein_distance"] == 1.0
+    # One category on both sides: the chi-squared test has no degrees of freedom.
+    assert drift.categorical_drift(Distribution.of(["a"] * 5), Distribution.of(["a"] * 9))["chi_squared_test"] == {
+        "statistic": None, "pvalue": None}
