@@ -104,7 +104,8 @@ class Lakehouse:
             mode: "overwrite" (replace the table, or only the rows matching replace_where)
                 or "append".
             replace_where: a SQL predicate; with overwrite, only matching rows are replaced,
-                atomically, so re-running a period replaces it instead of duplicating it.
+                atomically, so re-running a period replaces it instead of duplicating it. New
+                columns of df are added to the table.
             stamp: recorded in the commit (as JSON in Delta's `userMetadata`), e.g. what the
                 rows were made from; `stamp(name)` reads it back while this is the newest commit.
         """
@@ -117,7 +118,8 @@ class Lakehouse:
         if replace_where is not None:
             if mode != "overwrite":
                 raise ValueError("replace_where goes with mode='overwrite'")
-            writer = writer.option("replaceWhere", replace_where)
+            # A column the table lacks is added (rows written before hold null in it).
+            writer = writer.option("replaceWhere", replace_where).option("mergeSchema", "true")
         elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
         if stamp is not None:

@@ -205,8 +205,6 @@ def load_model_config(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
                           f"use one of {', '.join(METRICS)}")
     if deployment.get("approval", APPROVAL_MODES[0]) not in APPROVAL_MODES:
         raise ConfigError(f"{path}: `deployment.approval` must be one of {', '.join(APPROVAL_MODES)}")
-    if not isinstance((cfg.get("monitoring") or {}).get("granularity"), str):
-        raise ConfigError(f"{path}: `monitoring.granularity` must be a window length such as '1 day'")
     return cfg
 
 

@@ -21,9 +21,12 @@ NUMERIC = ("ks_test", "wasserstein_distance", "js_distance", "population_stabili
 CATEGORICAL = ("chi_squared_test", "tv_distance", "l_infinity_distance", "js_distance")
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so ln(p/q) stays finite
-# Up to this many rows, the KS test runs on the rows themselves (scipy's exact p-value where it
-# would choose it); beyond, on the counts, with scipy's asymptotic p-value (what scipy picks there).
-KS_EXPAND_MAX = 200_000
+# The KS p-value: exact (scipy's ks_2samp on the rows, which is exact up to 10,000 rows a side)
+# while the product of the two sizes is at most KS_EXACT_MAX_PRODUCT; beyond, the asymptotic
+# distribution on the counts, the formula of ks_2samp(method="asymp"). The exact one costs
+# time in proportion to that product, and the two agree closely long before it is reached.
+KS_EXACT_MAX_N = 10_000
+KS_EXACT_MAX_PRODUCT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -85,10 +88,11 @@ def categorical_drift(current: Distribution, reference: Distribution) -> dict[st
 
 
 def ks_test(current: Distribution, reference: Distribution) -> dict[str, float]:
-    """Two-sample Kolmogorov-Smirnov test: {statistic, pvalue}, as scipy.stats.ks_2samp."""
+    """Two-sample Kolmogorov-Smirnov test: {statistic, pvalue}, as scipy.stats.ks_2samp (exact
+    p-value for small samples, asymptotic for large ones: see KS_EXACT_MAX_PRODUCT)."""
     cur_v, ref_v = current.values.astype(float), reference.values.astype(float)
     n, m = current.n, reference.n
-    if n + m <= KS_EXPAND_MAX:
+    if max(n, m) <= KS_EXACT_MAX_N and n * m <= KS_EXACT_MAX_PRODUCT:
         result = stats.ks_2samp(np.repeat(cur_v, current.counts), np.repeat(ref_v, reference.counts))
         return {"statistic": float(result.statistic), "pvalue": float(result.pvalue)}
     grid = np.union1d(cur_v, ref_v)

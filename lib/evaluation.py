@@ -9,22 +9,30 @@ import pandas as pd
 from sklearn import metrics as skm
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """roc_auc, accuracy, precision, recall, f1, log_loss, positive_rate and count."""
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5,
+                           weights: np.ndarray | None = None) -> dict[str, float]:
+    """roc_auc, accuracy, precision, recall, f1, log_loss, positive_rate and count.
+
+    `weights` counts each row that many times (e.g. distinct (label, prediction) pairs and how
+    often each occurred).
+    """
     y_true = np.asarray(y_true).astype(int)
     proba = np.asarray(proba, dtype=float)
+    w = np.ones(len(y_true)) if weights is None else np.asarray(weights, dtype=float)
     predicted = (proba >= threshold).astype(int)
+    some = len(y_true) > 0
     out = {
-        "accuracy": skm.accuracy_score(y_true, predicted) if len(y_true) else float("nan"),
-        "precision": skm.precision_score(y_true, predicted, zero_division=0),
-        "recall": skm.recall_score(y_true, predicted, zero_division=0),
-        "f1": skm.f1_score(y_true, predicted, zero_division=0),
-        "positive_rate": float(y_true.mean()) if len(y_true) else float("nan"),
-        "count": float(len(y_true)),
+        "accuracy": skm.accuracy_score(y_true, predicted, sample_weight=w) if some else float("nan"),
+        "precision": skm.precision_score(y_true, predicted, zero_division=0, sample_weight=w),
+        "recall": skm.recall_score(y_true, predicted, zero_division=0, sample_weight=w),
+        "f1": skm.f1_score(y_true, predicted, zero_division=0, sample_weight=w),
+        "positive_rate": float(np.average(y_true, weights=w)) if some else float("nan"),
+        "count": float(w.sum()),
     }
     both = len(np.unique(y_true)) == 2
-    out["roc_auc"] = skm.roc_auc_score(y_true, proba) if both else float("nan")
-    out["log_loss"] = skm.log_loss(y_true, np.clip(proba, 1e-6, 1 - 1e-6), labels=[0, 1]) if len(y_true) else float("nan")
+    out["roc_auc"] = skm.roc_auc_score(y_true, proba, sample_weight=w) if both else float("nan")
+    out["log_loss"] = (skm.log_loss(y_true, np.clip(proba, 1e-6, 1 - 1e-6), labels=[0, 1], sample_weight=w)
+                       if some else float("nan"))
     return {k: float(v) for k, v in out.items()}
 
 

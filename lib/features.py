@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from lib import feature_store
 from lib.config import PROJECT_DIR
+from lib.spark import to_pandas
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
                    "precip", "pressure", "visib"]
@@ -179,7 +180,7 @@ def load_labelled(lakehouse, env, model_cfg: dict[str, Any], *windows: tuple[dt.
     One Spark pass for all the windows (e.g. train and held-out): one frame per window, or the
     frame itself for one window.
     """
-    both = training_set(lakehouse, env, model_cfg, *windows, catalog=catalog).toPandas()
+    both = to_pandas(training_set(lakehouse, env, model_cfg, *windows, catalog=catalog))
     at = pd.to_datetime(both[TIMESTAMP])
     frames = [both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))]
               .sort_values(KEY, kind="stable").reset_index(drop=True) for start, end in windows]

@@ -23,7 +23,8 @@ from lib.registry import ModelRef
 
 def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
           decision_threshold: float) -> DataFrame:
-    """Predictions for the flights of the spine scheduled in [start, end).
+    """Predictions for the flights of the spine scheduled in [start, end), with the model's
+    inputs next to them (what monitoring profiles).
 
     The spine needs only the keys the model was logged with; the features come from the
     model's own feature lookups, point in time (Feature Store `score_batch`).
@@ -52,7 +53,7 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
         batch
         .withColumn("prediction", predict(F.struct(*[F.col(c) for c in columns])))
         .select(
-            KEY, TIMESTAMP, "prediction",
+            KEY, TIMESTAMP, *[c for c in columns if c not in (KEY, TIMESTAMP)], "prediction",
             (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
             F.lit(ref.name).alias("model_name"),
             F.lit(ref.version).alias("model_version"),

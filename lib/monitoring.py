@@ -1,78 +1,260 @@
-"""Monitoring: per-window profile and model-quality metrics of the predictions table.
+"""Monitoring: Lakehouse Monitoring's InferenceLog profile of a table of predictions.
 
-Shaped like Lakehouse Monitoring's `{table}_profile_metrics` (InferenceLog profile): one
-`:table` row per window and model version with counts and the prediction distribution, and
-accuracy-style metrics computed only from labels that have arrived by the as-of date.
+A monitor (conf/monitors.yml) names the table, its timestamp, model id, prediction and label
+columns, granularities, slicing expressions and baseline table. A refresh writes
+`<table>_profile_metrics` (one row per window x granularity x model x slice x column, plus
+`:table` rows carrying the model quality) and `<table>_drift_metrics` (each window against the
+one before it, CONSECUTIVE, and against its model's baseline, BASELINE), with the column names
+of Databricks' tables, so a query written for one runs on the other.
+
+Spark does the heavy part: per window, slice and column it counts each distinct value. The
+statistics are computed from those counts (lib/drift.py with scipy; sklearn for quality,
+weighted by the counts), so they are exact, and only distributions leave Spark, not rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lib import monitor_metrics as metrics
+from lib.config import CONF_DIR, read_yaml
+from lib.errors import ConfigError
 from lib.features import KEY, TIMESTAMP
-from lib.evaluation import classification_metrics
+from lib.spark import to_pandas
 
-QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
-_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"]
-SCHEMA = (
-    "window struct<start:timestamp_ntz,end:timestamp_ntz>, granularity string, model_id string, "
-    "slice_key string, slice_value string, column_name string, log_type string, "
-    "count bigint, num_nulls bigint, avg double, min double, max double, stddev double, "
-    "quantiles array<double>, labelled_count bigint, "
-    + ", ".join(f"{m} double" for m in _METRICS)
-    + ", refreshed_as_of date"
-)
+TABLE = metrics.TABLE
+GRANULARITIES = ("5 minutes", "30 minutes", "1 hour", "1 day", "1 week", "2 weeks", "3 weeks", "4 weeks",
+                 "1 month", "1 year")
+_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 
 
-def _profile(threshold: float, granularity: str, as_of: dt.date):
-    def profile(pdf: pd.DataFrame) -> pd.DataFrame:
-        pred = pdf["prediction"]
-        present = pred.dropna()
-        labelled = pdf.dropna(subset=["delayed", "prediction"])
-        quality = (classification_metrics(labelled["delayed"], labelled["prediction"], threshold)
-                   if len(labelled) else {})
-        row = {
-            "window": {"start": pdf["window_start"].iloc[0], "end": pdf["window_end"].iloc[0]},
-            "granularity": granularity, "model_id": str(pdf["model_version"].iloc[0]),
-            "slice_key": None, "slice_value": None, "column_name": ":table", "log_type": "INPUT",
-            "count": len(pdf), "num_nulls": int(pred.isna().sum()),
-            "avg": present.mean(), "min": present.min(), "max": present.max(), "stddev": present.std(),
-            "quantiles": list(np.quantile(present, QUANTILES)) if len(present) else None,
-            "labelled_count": len(labelled),
-            **{m: quality.get(m) for m in _METRICS},
-            "refreshed_as_of": as_of,
-        }
-        return pd.DataFrame([row])
+class Monitor(BaseModel):
+    """One monitored table (a block of conf/monitors.yml), as an InferenceLog monitor."""
 
-    return profile
+    model_config = ConfigDict(extra="forbid")
+
+    table_name: str = Field(pattern=r"^\w+$")
+    timestamp_col: str
+    granularities: list[Literal[GRANULARITIES]] = Field(min_length=1)  # type: ignore[valid-type]
+    model_id_col: str
+    prediction_col: str
+    problem_type: Literal["PROBLEM_TYPE_CLASSIFICATION"] = "PROBLEM_TYPE_CLASSIFICATION"
+    label_col: str | None = None
+    labels_table: str | None = Field(None, pattern=r"^\w+$")
+    label_key: list[str] = Field(default_factory=list)
+    slicing_exprs: list[str] = Field(default_factory=list)
+    baseline_table_name: str | None = Field(None, pattern=r"^\w+$")
+    baseline_max_rows: int = Field(20_000, gt=0)
+    exclude_columns: list[str] = Field(default_factory=list)
+
+    def output(self, env, kind: str) -> str:
+        """`<catalog>.<schema>.<table>_profile_metrics` (kind "profile") or `..._drift_metrics`."""
+        return env.table(f"{self.table_name}_{kind}_metrics")
 
 
-def profile_metrics(predictions: DataFrame, labels: DataFrame, as_of: dt.date,
-                    granularity: str = "1 day", decision_threshold: float = 0.5) -> DataFrame:
-    """One `:table` row per (window, model version).
+def load_monitors(conf_dir: Path = CONF_DIR) -> dict[str, Monitor]:
+    """conf/monitors.yml, checked: a wrong or misspelt key is one line naming its path."""
+    path = conf_dir / "monitors.yml"
+    raw = read_yaml(path).get("monitors") or {}
+    out = {}
+    for name, block in raw.items():
+        try:
+            monitor = Monitor.model_validate(block)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in ("monitors", name, *error["loc"]))
+            raise ConfigError(f"{path} {where}: {error['msg']}") from None
+        if monitor.labels_table and not (monitor.label_col and monitor.label_key):
+            raise ConfigError(f"{path} monitors.{name}: labels_table needs label_col and label_key")
+        out[name] = monitor
+    return out
 
-    Labels count only for flights scheduled before as_of: that is when they have arrived.
+
+# --- Spark: rows to windows, slices and value counts -------------------------------------
+
+def windowed(df: DataFrame, timestamp_col: str, granularities: list[str]) -> DataFrame:
+    """Each row once per granularity, with `granularity`, `window_start` and `window_end`.
+
+    Windows are aligned as Databricks aligns them: days at midnight, weeks on Mondays, months
+    on the 1st (in the session time zone, UTC here).
     """
-    arrived = labels.where(F.col(TIMESTAMP) < F.lit(as_of)).select(KEY, F.col("delayed").cast("double"))
-    windowed = (
-        predictions.join(arrived, KEY, "left")
-        .withColumn("w", F.window(F.col(TIMESTAMP).cast("timestamp"), granularity))
-        .select(
-            F.col("w.start").cast("timestamp_ntz").alias("window_start"),
-            F.col("w.end").cast("timestamp_ntz").alias("window_end"),
-            "model_version", "prediction", "delayed",
-        )
-    )
-    return windowed.groupBy("window_start", "model_version").applyInPandas(
-        _profile(decision_threshold, granularity, as_of), SCHEMA
-    )
+    ts = F.col(timestamp_col).cast("timestamp")
+    parts = []
+    for g in granularities:
+        number, unit = g.split()
+        unit = unit.rstrip("s")
+        if unit in ("month", "year"):
+            start = F.date_trunc(unit, ts)
+            end = F.add_months(start, int(number) * (12 if unit == "year" else 1)).cast("timestamp")
+        else:  # fixed lengths: counted from the epoch (weeks from Monday 1970-01-05)
+            length = int(number) * _SECONDS[unit]
+            offset = 4 * _SECONDS["day"] if unit == "week" else 0
+            first = F.floor((F.unix_seconds(ts) - offset) / length) * length + offset
+            start, end = F.timestamp_seconds(first), F.timestamp_seconds(first + length)
+        parts.append(F.struct(F.lit(g).alias("granularity"), start.cast("timestamp_ntz").alias("window_start"),
+                              end.cast("timestamp_ntz").alias("window_end")))
+    return df.withColumn("_w", F.explode(F.array(*parts))).select("*", "_w.*").drop("_w")
 
+
+def value_counts(df: DataFrame, columns: dict[str, str], slicing_exprs: list[str], group: list[str],
+                 quality: tuple[str, str] | None = None) -> pd.DataFrame:
+    """How many rows hold each value of each column, per group and slice (one Spark job).
+
+    Args:
+        columns: column name -> Spark type (numeric types are counted as doubles, others as strings).
+        group: the grouping columns (e.g. granularity, window_start, window_end, model_id).
+        quality: (label, prediction) columns, counted as pairs under column `:quality`.
+    Returns:
+        pandas rows: *group, slice_key, slice_value, column_name, s (a categorical value, or
+        "NaN" for a numeric NaN), d (a numeric value), n (rows); a null value has s and d null.
+    """
+    slices = [F.struct(F.lit(None).cast("string").alias("slice_key"), F.lit(None).cast("string").alias("slice_value"))]
+    slices += [F.struct(F.lit(e).alias("slice_key"), F.expr(e).cast("string").alias("slice_value")) for e in slicing_exprs]
+
+    def item(name: str, s, d):
+        return F.struct(F.lit(name).alias("column_name"), s.cast("string").alias("s"), d.cast("double").alias("d"))
+
+    items = [item(c, F.when(F.isnan(F.col(c).cast("double")), F.lit("NaN")), F.col(c)) if metrics.is_numeric(t)
+             else item(c, F.col(c), F.lit(None)) for c, t in columns.items()]
+    if quality:
+        label, prediction = quality
+        items.append(item(metrics.QUALITY, F.col(label), F.when(F.col(label).isNotNull(), F.col(prediction))))
+    exploded = (df.withColumn("_slice", F.explode(F.array(*slices)))
+                .withColumn("_item", F.explode(F.array(*items)))
+                .select(*group, "_slice.*", "_item.*"))
+    keys = [*group, "slice_key", "slice_value", "column_name", "s", "d"]
+    counts = to_pandas(exploded.groupBy(*keys).agg(F.count(F.lit(1)).alias("n")))
+    if quality:  # unlabelled rows are not pairs
+        counts = counts[(counts["column_name"] != metrics.QUALITY) | (counts["s"].notna() & counts["d"].notna())]
+    return counts
+
+
+def kinds(df: DataFrame, monitor: Monitor) -> dict[str, str]:
+    """The profiled columns and their Spark types: every column but the timestamp, model id
+    and excluded ones."""
+    skip = {monitor.timestamp_col, monitor.model_id_col, "model_id", *monitor.exclude_columns}
+    return {f.name: f.dataType.simpleString() for f in df.schema.fields if f.name not in skip}
+
+
+# --- Refresh --------------------------------------------------------------------------------
+
+def monitored_rows(lakehouse, env, monitor: Monitor, as_of: dt.date) -> DataFrame:
+    """The monitored table with `model_id` and, where labels arrive apart, the labels that had
+    arrived by as_of (rows scheduled before it)."""
+    rows = lakehouse.read(env.table(monitor.table_name))
+    if monitor.labels_table:
+        labels = (lakehouse.read(env.table(monitor.labels_table))
+                  .where(F.col(monitor.timestamp_col) < F.lit(as_of))
+                  .select(*monitor.label_key, monitor.label_col))
+        rows = rows.drop(monitor.label_col).join(labels, monitor.label_key, "left")
+    return rows.withColumn("model_id", F.col(monitor.model_id_col).cast("string"))
+
+
+def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold: float,
+            full: bool = False, say=print) -> dict[str, Any]:
+    """Recompute the windows that changed since the last refresh; write both metric tables.
+
+    A window changed when its rows per model or its labelled rows differ from what the profile
+    table recorded (new predictions, a re-scored period, labels that arrived). Its neighbour
+    after it is re-compared too (CONSECUTIVE drift). Each table is replaced window by window in
+    one Delta transaction; `full` recomputes every window.
+    """
+    rows = monitored_rows(lakehouse, env, monitor, as_of)
+    columns = kinds(rows, monitor)
+    windows = windowed(rows, monitor.timestamp_col, monitor.granularities)
+    labelled = (F.count(F.when(F.col(monitor.label_col).isNotNull() & F.col(monitor.prediction_col).isNotNull(), 1))
+                if monitor.label_col else F.lit(0))
+    current = to_pandas(windows.groupBy(*metrics.GROUP).agg(F.count(F.lit(1)).alias("count"),
+                                                            labelled.alias("labelled_count")))
+    profile_table, drift_table = monitor.output(env, "profile"), monitor.output(env, "drift")
+    recorded = None if full or not lakehouse.exists(profile_table) else _recorded(lakehouse.read(profile_table))
+    changed = metrics.changed_windows(current, recorded)
+    if changed.empty:
+        say(f"{profile_table}: every window is current ({len(current)} window x model rows)")
+        return {"profile_table": profile_table, "drift_table": drift_table, "windows": 0}
+    compared, needed = metrics.with_neighbours(changed, current)
+    selected = windows.join(lakehouse.spark.createDataFrame(needed[["granularity", "window_start"]]),
+                            ["granularity", "window_start"])
+    quality = (monitor.label_col, monitor.prediction_col) if monitor.label_col else None
+    counts = value_counts(selected, columns, monitor.slicing_exprs, metrics.GROUP, quality)
+    models = sorted(set(current["model_id"]))
+    baseline = _baseline_counts(lakehouse, env, monitor, columns, models)
+    profiles = metrics.profile_rows(counts, columns, as_of, decision_threshold)
+    if baseline is not None:
+        profiles = pd.concat([profiles, metrics.profile_rows(baseline, columns, as_of, decision_threshold, "BASELINE")])
+    drifts = metrics.drift_rows(counts, baseline, columns, compared)
+    models_in = ", ".join(f"'{m}'" for m in models)
+    _replace(lakehouse, profiles, profile_table, metrics.PROFILE_FIELDS, pd.concat([changed, needed]), full,
+             also=f"log_type = 'BASELINE' AND model_id IN ({models_in})")
+    _replace(lakehouse, drifts, drift_table, metrics.DRIFT_FIELDS, pd.concat([changed, compared]), full)
+    say(f"{profile_table}: {len(needed)} windows recomputed ({len(changed)} changed), {len(profiles)} profile rows; "
+        f"{drift_table}: {len(drifts)} drift rows")
+    return {"profile_table": profile_table, "drift_table": drift_table, "windows": len(needed)}
+
+
+def _recorded(table: DataFrame) -> pd.DataFrame:
+    return to_pandas(table.where(f"column_name = '{TABLE}' AND slice_key IS NULL AND log_type = 'INPUT'")
+                     .select("granularity", F.col("window.start").alias("window_start"), "model_id", "count",
+                             "labelled_count"))
+
+
+def _baseline_counts(lakehouse, env, monitor: Monitor, columns: dict[str, str], models: list[str]) -> pd.DataFrame | None:
+    if not monitor.baseline_table_name or not lakehouse.exists(env.table(monitor.baseline_table_name)):
+        return None
+    base = (lakehouse.read(env.table(monitor.baseline_table_name))
+            .withColumn("model_id", F.col(monitor.model_id_col).cast("string"))
+            .where(F.col("model_id").isin(models)))
+    present = {c: t for c, t in columns.items() if c in base.columns}
+    quality = (monitor.label_col, monitor.prediction_col) if monitor.label_col in base.columns else None
+    return value_counts(base, present, monitor.slicing_exprs, ["model_id"], quality)
+
+
+def _replace(lakehouse, rows: pd.DataFrame, table: str, fields, windows: pd.DataFrame, full: bool,
+             also: str | None = None) -> None:
+    """Replace the rows of these windows (and those matching `also`; every row with `full`)
+    in one transaction."""
+    frame = lakehouse.spark.createDataFrame(metrics.to_records(rows, fields), metrics.ddl(fields))
+    if full or not lakehouse.exists(table):
+        lakehouse.write(frame, table)
+        return
+    keys = sorted({(g, pd.Timestamp(ts)) for g, ts in zip(windows["granularity"], windows["window_start"])})
+    where = [f"(granularity = '{g}' AND window.start = TIMESTAMP_NTZ'{ts.isoformat()}')" for g, ts in keys]
+    lakehouse.write(frame, table, replace_where=" OR ".join([*where, *([f"({also})"] if also else [])]))
+
+
+# --- Baseline ---------------------------------------------------------------------------------
+
+def write_baseline(lakehouse, env, frame: pd.DataFrame, model_version: str,
+                   monitors: dict[str, Monitor] | None = None) -> list[str]:
+    """Write a model version's training set with its predictions as that version's baseline, in
+    every monitor's baseline table (other versions' rows stay); returns the tables written.
+
+    A larger training set is sampled (seeded) down to the monitor's `baseline_max_rows`: drift
+    against that many rows tells as much as against all of them, at a fraction of the cost.
+    """
+    written = []
+    for monitor in (load_monitors() if monitors is None else monitors).values():
+        table = env.table(monitor.baseline_table_name) if monitor.baseline_table_name else None
+        if table is None or table in written:
+            continue
+        rows = frame if len(frame) <= monitor.baseline_max_rows else frame.sample(monitor.baseline_max_rows, random_state=0)
+        rows = rows.assign(**{monitor.model_id_col: str(model_version)})
+        lakehouse.write(lakehouse.spark.createDataFrame(rows), table,
+                        replace_where=f"{monitor.model_id_col} = '{model_version}'")
+        written.append(table)
+    return written
+
+
+# --- What the endpoint served -------------------------------------------------------------------
 
 SERVED_SCHEMA = f"{KEY} string, {TIMESTAMP} timestamp_ntz, prediction double, model_version string"
 
@@ -102,12 +284,68 @@ def served_predictions(payload_table: DataFrame) -> DataFrame:
     return answered.mapInPandas(_unpack, SERVED_SCHEMA)
 
 
-def refresh_served(lakehouse, payload_table: str, labels: DataFrame, as_of: dt.date, granularity: str,
+def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_threshold: float) -> pd.DataFrame:
+    """Every window's profile rows of a DataFrame (no baseline, no stored state)."""
+    counts = value_counts(windowed(df, monitor.timestamp_col, monitor.granularities), kinds(df, monitor),
+                          monitor.slicing_exprs, metrics.GROUP,
+                          (monitor.label_col, monitor.prediction_col) if monitor.label_col else None)
+    return metrics.profile_rows(counts, kinds(df, monitor), as_of, decision_threshold)
+
+
+def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: dt.date,
                    decision_threshold: float) -> str | None:
-    """Profile an endpoint's inference table into `<payload_table>_profile_metrics`; None if nothing was served."""
+    """Profile an endpoint's inference table into `<payload_table>_profile_metrics`, with the
+    predictions monitor's granularities and labels; None if nothing was served."""
     if not lakehouse.exists(payload_table):
         return None
-    served = served_predictions(lakehouse.read(payload_table))
+    served = served_predictions(lakehouse.read(payload_table)).withColumn("model_id", F.col("model_version"))
+    if monitor.labels_table:
+        labels = (lakehouse.read(env.table(monitor.labels_table)).where(F.col(TIMESTAMP) < F.lit(as_of))
+                  .select(*monitor.label_key, monitor.label_col))
+        served = served.join(labels, monitor.label_key, "left")
+    served_monitor = monitor.model_copy(update={"timestamp_col": TIMESTAMP, "model_id_col": "model_version",
+                                                "slicing_exprs": [], "exclude_columns": [KEY]})
+    rows = profile_rows_of(served, served_monitor, as_of, decision_threshold)
     table = f"{payload_table}_profile_metrics"
-    lakehouse.write(profile_metrics(served, labels, as_of, granularity, decision_threshold), table)
+    fields = metrics.PROFILE_FIELDS
+    lakehouse.write(lakehouse.spark.createDataFrame(metrics.to_records(rows, fields), metrics.ddl(fields)), table)
     return table
+
+
+# --- What a data scientist looks at -------------------------------------------------------------
+
+def quality_over_time(lakehouse, table: str, granularity: str) -> pd.DataFrame:
+    """Per window and model: rows, labelled rows and quality (the `:table` rows of the whole table)."""
+    return to_pandas(lakehouse.read(table)
+                     .where(F.col("granularity") == granularity)
+                     .where(f"column_name = '{TABLE}' AND slice_key IS NULL AND log_type = 'INPUT'")
+                     .select(F.col("window.start").alias("window"), "model_id", "count", "labelled_count",
+                             "accuracy", "roc_auc")
+                     .orderBy("window", "model_id"))
+
+
+def drift_over_time(lakehouse, table: str, granularity: str, statistic: str = "js_distance",
+                    drift_type: str = "BASELINE") -> pd.DataFrame:
+    """A statistic of the whole table's drift, columns x windows (the newest model per window)."""
+    rows = to_pandas(lakehouse.read(table)
+                     .where((F.col("granularity") == granularity) & (F.col("drift_type") == drift_type))
+                     .where("slice_key IS NULL")
+                     .select(F.col("window.start").alias("window"), "model_id", "column_name", statistic))
+    if rows.empty:
+        return rows
+    newest = rows.sort_values("model_id").drop_duplicates(["window", "column_name"], keep="last")
+    return newest.pivot(index="column_name", columns="window", values=statistic).sort_index()
+
+
+def heatmap(pivot: pd.DataFrame, title: str):
+    """A columns x windows heat map (a matplotlib Figure, no display backend needed)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 0.5 * len(pivot.columns) + 3), 0.35 * len(pivot) + 1.8), tight_layout=True)
+    ax = fig.add_subplot()
+    image = ax.imshow(pivot.to_numpy(dtype=float), aspect="auto", cmap="viridis", vmin=0)
+    ax.set_yticks(range(len(pivot)), pivot.index)
+    ax.set_xticks(range(len(pivot.columns)), [pd.Timestamp(c).strftime("%m-%d") for c in pivot.columns], rotation=90)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    return fig

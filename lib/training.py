@@ -87,6 +87,13 @@ def fit(train: pd.DataFrame, model_cfg: dict[str, Any], hyper: dict[str, Any]) -
     return DelayModel(pipeline, columns)
 
 
+def scored(model: DelayModel, frame: pd.DataFrame, model_cfg: dict[str, Any]) -> pd.DataFrame:
+    """The keys, features and label of a labelled frame with the model's predictions: what
+    batch inference publishes, so monitoring can compare the two (the model's baseline)."""
+    columns = [*model_cfg["keys"], *[c for c in model.columns if c not in model_cfg["keys"]], model_cfg["label"]]
+    return frame[columns].assign(prediction=model.predict(None, frame))
+
+
 def git_commit() -> str:
     """The project's commit, `-dirty` if tracked files changed; `unknown` outside git."""
     def git(*args: str) -> str:

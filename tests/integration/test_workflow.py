@@ -103,7 +103,13 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert lakehouse.read("staging.flights.flight_features").count() == raw_flights
     scored = in_window(lakehouse.read("staging.flights.flight_features"), start, end).count()
     assert lakehouse.read("staging.flights.predictions").count() == scored
-    assert lakehouse.read("staging.flights.predictions_profile_metrics").count() == staging.data.horizon_days
+    profile = lakehouse.read("staging.flights.predictions_profile_metrics")
+    days = profile.where("granularity = '1 day' AND column_name = ':table' AND slice_key IS NULL AND log_type = 'INPUT'")
+    assert days.count() == staging.data.horizon_days
+    # Each scored day drifts from v1's baseline, written when v1 was trained.
+    baseline_drift = lakehouse.read("staging.flights.predictions_drift_metrics").where(
+        "drift_type = 'BASELINE' AND granularity = '1 day' AND column_name = 'temp' AND slice_key IS NULL")
+    assert baseline_drift.count() == staging.data.horizon_days
 
     registry.configure(staging)
     v1 = registry.ModelRef(staging.model_name, "1")

@@ -2,14 +2,15 @@ import mlflow
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib import registry
+from lib import monitoring, registry
 from lib.config import PROJECT_DIR
 from lib.registry import ModelRef
 
 pytestmark = pytest.mark.slow
 
 
-def test_train_registers_a_pending_version_with_its_hyperparameters_file(executed, featurized, mlflow_env, task_values):
+def test_train_registers_a_pending_version_with_its_hyperparameters_file(executed, featurized, staging, mlflow_env,
+                                                                         task_values):
     weak = "conf/examples/weak_model.yml"
     with executed("pipelines/03_train.ipynb", env="staging", as_of="2013-03-01", hyperparameters=weak) as tb:
         train_rows = tb.value("len(train)")
@@ -27,6 +28,12 @@ def test_train_registers_a_pending_version_with_its_hyperparameters_file(execute
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "calibration_curve.png",
             "feature_importance.png"} <= artifacts
+    # The training set with the version's predictions is its monitoring baseline.
+    baseline = featurized.read(staging.table("delay_model_baseline"))
+    assert baseline.count() == min(train_rows, monitoring.load_monitors()["predictions"].baseline_max_rows)
+    assert {r["model_version"] for r in baseline.select("model_version").distinct().collect()} == {"1"}
+    assert {"flight_id", "sched_dep_ts", "origin", "temp", "carrier", "delayed", "prediction"} <= set(baseline.columns)
+    assert baseline.where("prediction < 0 OR prediction > 1 OR prediction IS NULL").count() == 0
 
 
 def test_an_unknown_hyperparameters_file_stops_before_training(executed, featurized, mlflow_env):

@@ -118,7 +118,6 @@ def test_deep_merge_keeps_sibling_keys():
     (("metric: roc_auc                 #", "metric: log_loss                #"), "`deployment.metric` names unknown metric 'log_loss'"),
     (("approval: not_required", "approval: maybe"), "`deployment.approval` must be one of not_required, required"),
     (("mode: enabled", "mode: strict"), "`validation.mode` must be one of enabled, dry_run, disabled"),
-    (("granularity: 1 day", "granularity: 3"), "`monitoring.granularity` must be a window length"),
     (("categorical: [carrier, origin, dest]", "categorical: [carrier, origin, dest, tail]"),
      "feature\\(s\\) tail come from no lookup and are not keys"),
     (("  - table: weather_features", "  - table: climate"), "feature_lookups\\[1\\] must name a table of `feature_tables`"),

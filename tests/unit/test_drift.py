@@ -49,11 +49,19 @@ def test_january_against_july_temperature_drifts_and_a_month_against_itself_does
 
 def test_many_rows_use_the_counts_with_scipys_asymptotic_pvalue():
     rng = np.random.default_rng(7)
-    reference, current = rng.integers(0, 500, 150_000), rng.integers(5, 505, 120_000)  # over KS_EXPAND_MAX together
+    reference, current = rng.integers(0, 500, 150_000), rng.integers(5, 505, 1_000)  # one side over KS_EXACT_MAX_N
+    got = drift.ks_test(Distribution.of(current), Distribution.of(reference))
+    ks = stats.ks_2samp(current, reference)  # scipy picks the asymptotic p-value here too
+    assert got["statistic"] == pytest.approx(ks.statistic, abs=1e-9)
+    assert got["pvalue"] == pytest.approx(ks.pvalue, abs=1e-3)
+    # Both sides under 10,000 rows but their product over KS_EXACT_MAX_PRODUCT: asymptotic,
+    # which here agrees with scipy's exact p-value too.
+    reference, current = rng.normal(0, 1, 3_000), rng.normal(0.05, 1, 2_000)
     got = drift.ks_test(Distribution.of(current), Distribution.of(reference))
     ks = stats.ks_2samp(current, reference, method="asymp")
     assert got["statistic"] == pytest.approx(ks.statistic, abs=1e-9)
-    assert got["pvalue"] == pytest.approx(ks.pvalue, abs=1e-3)
+    assert got["pvalue"] == pytest.approx(ks.pvalue, abs=1e-9)
+    assert got["pvalue"] == pytest.approx(stats.ks_2samp(current, reference).pvalue, abs=1e-3)
 
 
 def test_categorical_drift_agrees_with_scipy():

@@ -1,36 +1,179 @@
 import datetime as dt
+import json
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
+from sklearn import metrics as skm
 
 from lib import monitoring
+from lib.errors import ConfigError
 
 T = dt.datetime
+MONITOR = monitoring.Monitor(
+    table_name="predictions", timestamp_col="sched_dep_ts", granularities=["1 day", "1 week"],
+    model_id_col="model_version", prediction_col="prediction", label_col="delayed", labels_table="labels",
+    label_key=["flight_id"], slicing_exprs=["origin"], baseline_table_name="baseline", exclude_columns=["flight_id"])
 
 
-def test_profile_per_day_with_labels_only_once_arrived(spark):
-    predictions = spark.createDataFrame([
-        ("a", T(2013, 3, 1, 8), 0.9, "1"), ("b", T(2013, 3, 1, 9), 0.2, "1"), ("c", T(2013, 3, 1, 20), 0.7, "1"),
-        ("d", T(2013, 3, 2, 8), 0.4, "1"), ("e", T(2013, 3, 2, 9), 0.6, "1"),
-    ], "flight_id string, sched_dep_ts timestamp_ntz, prediction double, model_version string")
-    labels = spark.createDataFrame([
-        ("a", T(2013, 3, 1, 8), 1), ("b", T(2013, 3, 1, 9), 0), ("c", T(2013, 3, 1, 20), 0),
-        ("d", T(2013, 3, 2, 8), 1), ("e", T(2013, 3, 2, 9), 1),
-    ], "flight_id string, sched_dep_ts timestamp_ntz, delayed int")
-    rows = monitoring.profile_metrics(predictions, labels, dt.date(2013, 3, 2), "1 day", 0.5).orderBy("window.start").collect()
-    assert [r["window"]["start"] for r in rows] == [T(2013, 3, 1), T(2013, 3, 2)]
-    day1, day2 = rows
-    assert (day1["count"], day1["labelled_count"], day2["count"], day2["labelled_count"]) == (3, 3, 2, 0)
-    assert day1["avg"] == pytest.approx(0.6) and day1["min"] == 0.2 and day1["max"] == 0.9
-    assert day1["accuracy"] == pytest.approx(2 / 3)  # a right, b right, c wrong
-    assert day1["roc_auc"] == 1.0
-    assert day2["accuracy"] is None  # labels of 2 March have not arrived as of 2 March
-    assert day1["column_name"] == ":table" and day1["granularity"] == "1 day" and day1["model_id"] == "1"
-    assert day1["refreshed_as_of"] == dt.date(2013, 3, 2)
+def frame(days: list[dt.date], per_day: int, seed: int, temp_mean: float = 10.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(days) * per_day
+    at = [T(d.year, d.month, d.day, 6) + dt.timedelta(minutes=int(m)) for d in days for m in rng.integers(0, 900, per_day)]
+    carriers = rng.choice(["UA", "B6", "EV", None], n, p=[0.4, 0.3, 0.2, 0.1])
+    return pd.DataFrame({
+        "flight_id": [f"f{seed}-{i}" for i in range(n)], "sched_dep_ts": at,
+        "origin": rng.choice(["EWR", "JFK", "LGA"], n), "carrier": carriers,
+        "temp": np.round(rng.normal(temp_mean, 5, n), 1), "prediction": rng.uniform(0, 1, n),
+        "model_version": "1", "delayed": (rng.uniform(0, 1, n) < 0.3).astype("int32"),
+    })
 
 
-def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(spark):
-    import json
+@pytest.fixture
+def monitored(lakehouse, staging):
+    """Three days of predictions (Mon 4 - Wed 6 March 2013), their labels, a baseline of model v1."""
+    days = [dt.date(2013, 3, d) for d in (4, 5, 6)]
+    rows = frame(days, 60, seed=1)
+    baseline = frame([dt.date(2013, 2, d) for d in range(1, 11)], 40, seed=2, temp_mean=4.0)
+    spark = lakehouse.spark
+    lakehouse.write(spark.createDataFrame(rows.drop(columns="delayed")), staging.table("predictions"))
+    lakehouse.write(spark.createDataFrame(rows[["flight_id", "sched_dep_ts", "delayed"]]), staging.table("labels"))
+    lakehouse.write(spark.createDataFrame(baseline.drop(columns="flight_id")), staging.table("baseline"))
+    return rows, baseline
 
+
+def read(lakehouse, name: str) -> pd.DataFrame:
+    out = lakehouse.read(name).toPandas()
+    out["start"] = [w["start"] if w is not None else None for w in out["window"]]
+    return out
+
+
+def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehouse, staging, monitored):
+    rows, baseline = monitored
+    result = monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
+    profile = read(lakehouse, result["profile_table"])
+    day = lambda d: pd.Timestamp(2013, 3, d)  # noqa: E731
+    on = {d: rows[rows["sched_dep_ts"].dt.day == d] for d in (4, 5, 6)}
+
+    def one(**where):
+        hit = profile
+        for k, v in where.items():
+            hit = hit[hit[k].isna()] if v is None else hit[hit[k] == v]
+        assert len(hit) == 1, where
+        return hit.iloc[0]
+
+    # The table rows: counts per window; quality only where labels had arrived (before 6 March).
+    for d in (4, 5, 6):
+        table = one(granularity="1 day", start=day(d), slice_key=None, column_name=":table", log_type="INPUT")
+        assert table["count"] == 60
+        if d < 6:
+            y, p = on[d]["delayed"], on[d]["prediction"]
+            assert table["labelled_count"] == 60
+            assert table["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p))
+            assert table["accuracy"] == pytest.approx(skm.accuracy_score(y, p >= 0.5))
+            assert table["confusion_matrix"]["tp"] == int(((p >= 0.5) & (y == 1)).sum())
+        else:
+            assert table["labelled_count"] == 0 and pd.isna(table["roc_auc"])
+    week = one(granularity="1 week", start=day(4), slice_key=None, column_name=":table", log_type="INPUT")
+    assert (week["count"], week["labelled_count"], week["window"]["end"]) == (180, 120, T(2013, 3, 11))
+
+    # A numeric column, whole and in a slice, against pandas on the rows themselves.
+    for slice_value in (None, "JFK"):
+        part = on[5] if slice_value is None else on[5][on[5]["origin"] == slice_value]
+        temp = one(granularity="1 day", start=day(5), slice_key=None if slice_value is None else "origin",
+                   slice_value=slice_value, column_name="temp", log_type="INPUT")
+        assert (temp["count"], temp["data_type"], temp["num_nulls"]) == (len(part), "double", 0)
+        assert temp["avg"] == pytest.approx(part["temp"].mean())
+        assert temp["stddev"] == pytest.approx(part["temp"].std())
+        assert (temp["min"], temp["max"]) == (part["temp"].min(), part["temp"].max())
+        assert list(temp["quantiles"]) == list(np.quantile(part["temp"], monitoring.metrics.QUANTILES,
+                                                           method="inverted_cdf"))
+        assert temp["distinct_count"] == part["temp"].nunique()
+    # A categorical column: nulls and the most frequent values.
+    carrier = one(granularity="1 day", start=day(4), slice_key=None, column_name="carrier", log_type="INPUT")
+    assert carrier["num_nulls"] == on[4]["carrier"].isna().sum()
+    assert carrier["percent_null"] == pytest.approx(100 * on[4]["carrier"].isna().mean())
+    counted = on[4]["carrier"].value_counts()
+    assert {i["item"]: i["count"] for i in carrier["frequent_items"]} == counted.to_dict()
+    # The baseline is profiled too, once per model.
+    base_temp = one(log_type="BASELINE", slice_key=None, column_name="temp")
+    assert base_temp["avg"] == pytest.approx(baseline["temp"].mean()) and base_temp["model_id"] == "1"
+
+    drift = read(lakehouse, result["drift_table"])
+
+    def drift_row(kind, d, column, granularity="1 day"):
+        hit = drift[(drift["drift_type"] == kind) & (drift["granularity"] == granularity) & (drift["start"] == day(d))
+                    & drift["slice_key"].isna() & (drift["column_name"] == column)]
+        return hit.iloc[0] if len(hit) == 1 else None
+
+    # Consecutive: each day against the day before; the first day and the only week have none.
+    assert drift_row("CONSECUTIVE", 4, "temp") is None and drift_row("CONSECUTIVE", 4, "temp", "1 week") is None
+    consecutive = drift_row("CONSECUTIVE", 5, "temp")
+    ks = stats.ks_2samp(on[5]["temp"], on[4]["temp"])
+    assert consecutive["window_cmp"]["start"] == T(2013, 3, 4)
+    assert consecutive["ks_test"]["statistic"] == pytest.approx(ks.statistic, abs=1e-9)
+    assert consecutive["ks_test"]["pvalue"] == pytest.approx(ks.pvalue, abs=1e-9)
+    assert consecutive["avg_delta"] == pytest.approx(on[5]["temp"].mean() - on[4]["temp"].mean())
+    assert consecutive["wasserstein_distance"] == pytest.approx(stats.wasserstein_distance(on[5]["temp"], on[4]["temp"]))
+    # Baseline: every window against its model's training set (4 degrees colder: it drifted).
+    against = drift_row("BASELINE", 6, "temp")
+    ks = stats.ks_2samp(on[6]["temp"], baseline["temp"])
+    assert against["ks_test"]["statistic"] == pytest.approx(ks.statistic, abs=1e-9) and against["ks_test"]["pvalue"] < 1e-3
+    assert against["window_cmp"] is None and against["population_stability_index"] > 0.25
+    cats = drift_row("BASELINE", 6, "carrier")
+    table = pd.crosstab(pd.concat([on[6]["carrier"], baseline["carrier"]]),
+                        ["cur"] * len(on[6]) + ["ref"] * len(baseline))
+    chi2 = stats.chi2_contingency(table.to_numpy().T)
+    assert cats["chi_squared_test"]["statistic"] == pytest.approx(chi2.statistic)
+    assert cats["chi_squared_test"]["pvalue"] == pytest.approx(chi2.pvalue)
+    assert pd.isna(cats["ks_test"]) and pd.isna(against["chi_squared_test"])
+
+    # A refresh again finds every window current and writes nothing.
+    quiet = {"say": lambda line: None}
+    first = result
+    assert first["windows"] == 4  # three days and their week
+    versions = [lakehouse.version(first["profile_table"]), lakehouse.version(first["drift_table"])]
+    columns = ["origin", "carrier", "temp", "prediction", "delayed"]
+    day4 = lakehouse.read(first["profile_table"]).where("granularity = '1 day' AND window.start = '2013-03-04'")
+    before = day4.orderBy("slice_key", "slice_value", "column_name", "log_type").toPandas()
+
+    lines = []
+    assert monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 6), 0.5, say=lines.append)["windows"] == 0
+    assert lines == [f"{first['profile_table']}: every window is current (4 window x model rows)"]
+    assert [lakehouse.version(first["profile_table"]), lakehouse.version(first["drift_table"])] == versions
+
+    # A day later the labels of 6 March have arrived: that day (and the 5th it is compared
+    # with) and the week are recomputed; the 4th is left as it was.
+    later = monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 7), 0.5, **quiet)
+    assert later["windows"] == 3
+    profile = lakehouse.read(first["profile_table"])
+    wednesday = profile.where("granularity = '1 day' AND window.start = '2013-03-06' AND column_name = ':table' "
+                              "AND slice_key IS NULL").first()
+    assert wednesday["labelled_count"] == 60 and wednesday["refreshed_as_of"] == dt.date(2013, 3, 7)
+    after = day4.orderBy("slice_key", "slice_value", "column_name", "log_type").toPandas()
+    assert set(after["refreshed_as_of"]) == {dt.date(2013, 3, 6)}
+    pd.testing.assert_frame_equal(after, before)
+    # The baseline rows were replaced, not added to: one set per slice and column (+ :table).
+    assert profile.where("log_type = 'BASELINE'").count() == (1 + 3) * (len(columns) + 1)
+    assert monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 7), 0.5, full=True, **quiet)["windows"] == 4
+
+
+def test_a_bad_monitor_is_one_line_naming_its_path(tmp_path):
+    (tmp_path / "monitors.yml").write_text(
+        "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['2 days']\n"
+        "    model_id_col: m\n    prediction_col: p\n")
+    with pytest.raises(ConfigError, match=r"monitors.yml monitors\.predictions\.granularities\.0: Input should be '5 minutes'"):
+        monitoring.load_monitors(tmp_path)
+    (tmp_path / "monitors.yml").write_text(
+        "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['1 day']\n"
+        "    model_id_col: m\n    prediction_col: p\n    slicing_expr: [origin]\n")
+    with pytest.raises(ConfigError, match=r"monitors\.predictions\.slicing_expr: Extra inputs are not permitted"):
+        monitoring.load_monitors(tmp_path)
+    assert set(monitoring.load_monitors()) == {"predictions"}  # the shipped file is valid
+
+
+def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(lakehouse, staging):
     from lib.serving import capture
 
     def req(rows, status=200, preds=None, entity="m-2", at=T(2026, 11, 29, 10)):
@@ -38,6 +181,7 @@ def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(sp
         answer = json.dumps({"predictions": preds} if status == 200 else {"error_code": "X", "message": "bad"})
         return capture.row("id", None, at, status, 3, body, answer, entity, "bearer")
 
+    spark = lakehouse.spark
     payload = spark.createDataFrame([
         req([{"flight_id": "f1", "origin": "EWR", "sched_dep_ts": "2013-03-01T08:00:00"},
              {"flight_id": "f2", "origin": "JFK", "sched_dep_ts": "2013-03-01T09:00:00"}], preds=[0.9, 0.2]),
@@ -47,10 +191,17 @@ def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(sp
     served = monitoring.served_predictions(payload).orderBy("prediction").collect()
     assert [(r["flight_id"], r["prediction"], r["model_version"]) for r in served] == [
         ("f2", 0.2, "m-2"), (None, 0.7, "m-3"), ("f1", 0.9, "m-2")]
-    labels = spark.createDataFrame([("f1", T(2013, 3, 1, 8), 1), ("f2", T(2013, 3, 1, 9), 0)],
-                                   "flight_id string, sched_dep_ts timestamp_ntz, delayed int")
-    rows = monitoring.profile_metrics(monitoring.served_predictions(payload), labels, dt.date(2013, 4, 1)).orderBy(
-        "window.start").collect()
+
+    lakehouse.write(payload, staging.table("delay_model_payload"))
+    lakehouse.write(spark.createDataFrame([("f1", T(2013, 3, 1, 8), 1), ("f2", T(2013, 3, 1, 9), 0)],
+                                          "flight_id string, sched_dep_ts timestamp_ntz, delayed int"),
+                    staging.table("labels"))
+    monitor = monitoring.load_monitors()["predictions"].model_copy(update={"granularities": ["1 day"]})
+    table = monitoring.refresh_served(lakehouse, staging, staging.table("delay_model_payload"), monitor,
+                                      dt.date(2013, 4, 1), 0.5)
+    rows = (lakehouse.read(table).where("column_name = ':table'").orderBy("window.start").collect())
     assert [(r["window"]["start"], r["model_id"], r["count"], r["labelled_count"]) for r in rows] == [
         (T(2026, 11, 29), "m-2", 2, 2), (T(2026, 11, 30), "m-3", 1, 0)]
     assert rows[0]["accuracy"] == 1.0
+    prediction = lakehouse.read(table).where("column_name = 'prediction' AND model_id = 'm-2'").first()
+    assert (prediction["avg"], prediction["min"], prediction["max"]) == (pytest.approx(0.55), 0.2, 0.9)
