@@ -25,6 +25,7 @@ from lib.errors import ConfigError, JobFailedError
 from lib.kernels import KernelPool
 
 _REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+TRIGGER_KEY = "run_jobs"  # a task value: jobs to run after this one (an alert's run_job action)
 _TASK_KEYS = {"task_key", "notebook_task", "run_job_task", "depends_on", "max_retries", "description"}
 
 
@@ -195,12 +196,13 @@ def _failing_cell(notebook: Path) -> str:
     return "an unknown cell"
 
 
-def notify(env: EnvConfig, message: str, out: Callable[[str], None]) -> None:
-    """The failure hook: a console line always; a JSON POST when a webhook is configured."""
+def notify(env: EnvConfig, message: str, out: Callable[[str], None], details: dict[str, Any] | None = None) -> None:
+    """The notification hook (job failures, alerts): a console line always; a JSON POST of
+    {environment, text, **details} when a webhook is configured."""
     out(f"NOTIFY [{env.name}] {message}")
     if not env.webhook_url:
         return
-    body = json.dumps({"environment": env.name, "text": message}).encode()
+    body = json.dumps({"environment": env.name, "text": message, **(details or {})}).encode()
     request = urllib.request.Request(env.webhook_url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=5):
@@ -227,11 +229,27 @@ class Runner:
         self.stream.flush()
 
     def run(self, job_name: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Run a job; returns the task values each task set. Raises JobFailedError."""
+        """Run a job, then the jobs its tasks asked for (task value `run_jobs`, e.g. an alert's
+        retraining), each once; returns the task values each task set. Raises JobFailedError."""
+        current = job_name
         try:
-            return self._run_job(job_name, params, self.run_dir, depth=0)
+            values = self._run_job(job_name, params, self.run_dir, depth=0)
+            done = {job_name}
+            for name in triggered(values):
+                if name in done:
+                    continue
+                if name not in self.jobs:
+                    raise JobFailedError(f"a task of {job_name} asked to run unknown job {name!r}")
+                done.add(name)
+                current = name
+                self.out(f"{name} (job, asked for by a task of {job_name})")
+                started = time.monotonic()
+                values[f"triggered-{name}"] = {k: v for d in self._run_job(
+                    name, params, self.run_dir / f"triggered-{name}", depth=1).values() for k, v in d.items()}
+                self.out(f"{name} done in {time.monotonic() - started:.1f}s")
+            return values
         except JobFailedError as exc:
-            notify(self.env, f"job {job_name} failed: {exc}", self.out)
+            notify(self.env, f"job {current} failed: {exc}", self.out)
             raise
         finally:
             self.kernels.close()
@@ -290,6 +308,16 @@ class Runner:
             self.out(f"ok {time.monotonic() - started:.1f}s")
             return task_values.read(values_file)
         raise AssertionError("unreachable")
+
+
+def triggered(values: dict[str, dict[str, Any]]) -> list[str]:
+    """The jobs that tasks asked to run next (task value TRIGGER_KEY: a list of job names), in order."""
+    out: list[str] = []
+    for task_values_ in values.values():
+        for name in task_values_.get(TRIGGER_KEY) or []:
+            if name not in out:
+                out.append(name)
+    return out
 
 
 def new_run_dir(env: EnvConfig, job: str) -> Path:

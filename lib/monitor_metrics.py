@@ -9,6 +9,7 @@ for drift, sklearn with the counts as sample weights for model quality.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -95,15 +96,49 @@ def with_neighbours(changed: pd.DataFrame, current: pd.DataFrame) -> tuple[pd.Da
     return compared.reset_index(drop=True), needed.reset_index(drop=True)
 
 
+# --- Counts, grouped ---------------------------------------------------------------------------
+
+_NO_SLICE = "\x00null"  # a null slice key or value in lookups (NaN never equals itself)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The value counts of one column in one group and slice: s (categorical value, or "NaN"),
+    d (numeric value), n (rows)."""
+
+    s: np.ndarray
+    d: np.ndarray
+    n: np.ndarray
+
+
+def parts(counts: pd.DataFrame, keys: list[str]) -> dict[tuple, Part]:
+    """The counts split by `keys` (one sort, numpy slices; a null slice key or value is _NO_SLICE)."""
+    if counts.empty:
+        return {}
+    frame = counts.assign(**{c: counts[c].astype(object).where(counts[c].notna(), _NO_SLICE)
+                             for c in SLICE if c in keys})
+    codes = frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+    ends = np.r_[starts[1:], len(order)]
+    s, d, n = (frame[c].to_numpy(dtype=object if c == "s" else None)[order] for c in ("s", "d", "n"))
+    heads = frame[keys].iloc[order[starts]].itertuples(index=False, name=None)
+    return {head: Part(s[a:b], d[a:b].astype(float), n[a:b]) for head, a, b in zip(heads, starts, ends)}
+
+
+def _unslice(value: Any) -> Any:
+    return None if value == _NO_SLICE else value
+
+
 # --- Profile rows -------------------------------------------------------------------------------
 
-def _distribution(part: pd.DataFrame, numeric: bool) -> tuple[Distribution, int, int]:
+def _distribution(part: Part, numeric: bool) -> tuple[Distribution, int, int]:
     """A column's distribution (nulls and NaN left out), its null count and its NaN count.
 
     A numeric value is in `d` (a NaN is marked by s = "NaN": pandas reads a null double as NaN
     too); a categorical one in `s`.
     """
-    s, d, n = part["s"].to_numpy(dtype=object), part["d"].to_numpy(dtype=float), part["n"].to_numpy()
+    s, d, n = part.s, part.d, part.n
     if numeric:
         nan = s == "NaN"
         null = np.isnan(d) & ~nan
@@ -117,7 +152,7 @@ def _distribution(part: pd.DataFrame, numeric: bool) -> tuple[Distribution, int,
     return Distribution(values, n[kept]), int(n[null].sum()), int(n[nan].sum())
 
 
-def _column_profile(part: pd.DataFrame, data_type: str) -> dict[str, Any]:
+def _column_profile(part: Part, data_type: str) -> dict[str, Any]:
     numeric = is_numeric(data_type)
     dist, nulls, nans = _distribution(part, numeric)
     n, rows = dist.n, dist.n + nulls + nans
@@ -141,11 +176,11 @@ def _column_profile(part: pd.DataFrame, data_type: str) -> dict[str, Any]:
     return out
 
 
-def _quality(part: pd.DataFrame | None, threshold: float) -> dict[str, Any]:
+def _quality(part: Part | None, threshold: float) -> dict[str, Any]:
     """Model quality from (label, prediction) pair counts; nothing before labels arrive."""
-    if part is None or part.empty:
+    if part is None or not len(part.n):
         return {"labelled_count": 0}
-    y, proba, n = part["s"].astype(float).astype(int).to_numpy(), part["d"].to_numpy(), part["n"].to_numpy()
+    y, proba, n = part.s.astype(float).astype(int), part.d, part.n
     metrics = classification_metrics(y, proba, threshold, weights=n)
     predicted = proba >= threshold
     matrix = {"tp": int(n[predicted & (y == 1)].sum()), "fp": int(n[predicted & (y == 0)].sum()),
@@ -167,16 +202,18 @@ def profile_rows(counts: pd.DataFrame, columns: dict[str, str], as_of: dt.date, 
         columns: profiled column -> Spark data type (e.g. "double", "string").
     """
     group = [c for c in GROUP if c in counts.columns]
-    out = []
-    for key, part in counts.groupby([*group, *SLICE], dropna=False, sort=True):
-        fixed = dict(zip([*group, *SLICE], key))
-        by_column = dict(tuple(part.groupby("column_name")))
-        for name, data_type in columns.items():
-            if name in by_column:
-                out.append({**fixed, "column_name": name, **_column_profile(by_column[name], data_type)})
-        first = next((by_column[c] for c in columns if c in by_column), None)
-        rows = int(first["n"].sum()) if first is not None else 0
-        out.append({**fixed, "column_name": TABLE, "count": rows, **_quality(by_column.get(QUALITY), threshold)})
+    out, tables = [], {}
+    for key, part in parts(counts, [*group, *SLICE, "column_name"]).items():
+        head, column = key[:-1], key[-1]
+        table = tables.setdefault(head, {})
+        if column == QUALITY:
+            table["quality"] = part
+        elif column in columns:
+            out.append({**_fixed(group, head), "column_name": column, **_column_profile(part, columns[column])})
+            table.setdefault("rows", int(part.n.sum()))  # every row is counted once in each column
+    for head, table in tables.items():
+        out.append({**_fixed(group, head), "column_name": TABLE, "count": table.get("rows", 0),
+                    **_quality(table.get("quality"), threshold)})
     frame = pd.DataFrame(out)
     if frame.empty:
         return frame
@@ -184,6 +221,12 @@ def profile_rows(counts: pd.DataFrame, columns: dict[str, str], as_of: dt.date, 
     if "window_start" in frame:
         frame["window"] = [{"start": s, "end": e} for s, e in zip(frame["window_start"], frame["window_end"])]
     return frame
+
+
+def _fixed(group: list[str], head: tuple) -> dict[str, Any]:
+    """The group and slice columns of a row, from a parts() key without its column name."""
+    fixed = dict(zip([*group, *SLICE], head))
+    return {**fixed, **{c: _unslice(fixed[c]) for c in SLICE}}
 
 
 # --- Drift rows ---------------------------------------------------------------------------------
@@ -201,41 +244,32 @@ def _drift(cur: tuple[Distribution, int, int], ref: tuple[Distribution, int, int
     return out
 
 
-_NO_SLICE = "\x00null"  # a null slice key or value in lookups (NaN never equals itself)
-
-
-def _by_key(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
-    frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), _NO_SLICE) for c in SLICE})
-    return dict(tuple(frame.groupby(keys, sort=False)))
-
-
 def drift_rows(counts: pd.DataFrame, baseline: pd.DataFrame | None, columns: dict[str, str],
                compared: pd.DataFrame) -> pd.DataFrame:
     """CONSECUTIVE rows (a window against the one ending where it starts, same model and slice)
     and BASELINE rows (against the model's baseline) for the compared windows' columns."""
     counts = counts[counts["column_name"].isin(list(columns))].assign(
         window_start=lambda f: pd.to_datetime(f["window_start"]), window_end=lambda f: pd.to_datetime(f["window_end"]))
-    parts = _by_key(counts, [*GROUP, *SLICE, "column_name"])
-    ending = {(k[0], k[2], *k[3:]): (k, p) for k, p in parts.items()}  # by (granularity, window end, the rest)
-    base = {} if baseline is None else _by_key(baseline[baseline["column_name"].isin(list(columns))],
-                                               ["model_id", *SLICE, "column_name"])
+    windows = parts(counts, [*GROUP, *SLICE, "column_name"])
+    ending = {(k[0], k[2], *k[3:]): (k, p) for k, p in windows.items()}  # by (granularity, window end, the rest)
+    base = {} if baseline is None else parts(baseline[baseline["column_name"].isin(list(columns))],
+                                             ["model_id", *SLICE, "column_name"])
     targets = set(zip(compared["granularity"], pd.to_datetime(compared["window_start"])))
     distributions: dict[int, tuple[Distribution, int, int]] = {}
 
-    def of(part: pd.DataFrame, column: str) -> tuple[Distribution, int, int]:  # each part once
+    def of(part: Part, column: str) -> tuple[Distribution, int, int]:  # each part once
         if id(part) not in distributions:
             distributions[id(part)] = _distribution(part, is_numeric(columns[column]))
         return distributions[id(part)]
 
     out = []
-    for key, part in parts.items():
+    for key, part in windows.items():
         g, start, end, model, slice_key, slice_value, column = key
         if (g, start) not in targets:
             continue
         numeric = is_numeric(columns[column])
         fixed = {"granularity": g, "model_id": model, "column_name": column, "window": {"start": start, "end": end},
-                 "slice_key": None if slice_key == _NO_SLICE else slice_key, "data_type": columns[column],
-                 "slice_value": None if slice_value == _NO_SLICE else slice_value}
+                 "slice_key": _unslice(slice_key), "slice_value": _unslice(slice_value), "data_type": columns[column]}
         previous = ending.get((g, start, model, slice_key, slice_value, column))
         if previous is not None:
             out.append({**fixed, "drift_type": "CONSECUTIVE", "window_cmp": {"start": previous[0][1], "end": start},

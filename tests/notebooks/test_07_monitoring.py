@@ -19,9 +19,17 @@ def test_monitoring_profiles_drift_and_arrived_labels(executed, champion, featur
     later = start + dt.timedelta(days=2)  # labels of the first two scored days have arrived
     with executed("monitoring/07_monitoring.ipynb", env="staging", as_of=later.isoformat()) as tb:
         assert tb.value("type(monitoring.heatmap(drift, 't')).__name__") == "Figure"
-    assert task_values() == {"metrics_table": "staging.flights.predictions_profile_metrics",
-                             "drift_table": "staging.flights.predictions_drift_metrics", "windows": 3,
-                             "served_metrics_table": ""}
+    values = task_values()
+    assert {k: values[k] for k in ("metrics_table", "drift_table", "windows", "served_metrics_table")} == {
+        "metrics_table": "staging.flights.predictions_profile_metrics",
+        "drift_table": "staging.flights.predictions_drift_metrics", "windows": 3, "served_metrics_table": ""}
+    # The shipped alerts were evaluated against these tables and recorded; none could fail.
+    assert set(values["alerts"]) == {"temperature_drift", "prediction_drift", "model_quality"}
+    assert "ERROR" not in values["alerts"].values()
+    recorded = featurized.read(staging.table("alerts")).collect()
+    assert {r["name"]: r["state"] for r in recorded} == values["alerts"]
+    assert values["run_jobs"] == (["retraining"] if "TRIGGERED" in (values["alerts"]["temperature_drift"],
+                                                                  values["alerts"]["model_quality"]) else [])
     profile = featurized.read(staging.table("predictions_profile_metrics"))
     days = {r["window"]["start"].date(): r for r in profile.where(
         "granularity = '1 day' AND column_name = ':table' AND slice_key IS NULL AND log_type = 'INPUT'").collect()}

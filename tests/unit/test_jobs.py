@@ -15,7 +15,9 @@ from lib.errors import ConfigError, JobFailedError
 
 def test_the_project_jobs_load():
     all_jobs = jobs.load_jobs()
-    assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "serving", "batch_inference", "monitoring"}
+    assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "retraining", "serving", "batch_inference",
+                             "monitoring"}
+    assert [t.job for t in all_jobs["retraining"].tasks] == ["training", "deployment"]
     assert [t.key for t in all_jobs["training"].tasks] == ["features", "train", "validate"]
     assert [t.key for t in all_jobs["deployment"].tasks] == ["deploy", "serve"]
     assert [t.key for t in all_jobs["serving"].tasks] == ["serve"]
@@ -85,7 +87,9 @@ def notebook(path, *code, title="# A task"):
 @pytest.mark.slow
 def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
     first = notebook(tmp_path / "first.ipynb", "from lib import task_values\ntask_values.set('uri', x + '/7')")
-    second = notebook(tmp_path / "second.ipynb", "from lib import task_values\ntask_values.set('got', x)")
+    second = notebook(tmp_path / "second.ipynb", "from lib import task_values\ntask_values.set('got', x)\n"
+                      "task_values.set('run_jobs', ['k', 'k'])")  # as an alert asks for retraining
+    later = notebook(tmp_path / "later.ipynb", "open(x, 'a').write('ran\\n')")
     broken = notebook(tmp_path / "broken.ipynb", "raise ValueError(f'bad input {x}')")
     never = notebook(tmp_path / "never.ipynb", "open('ran', 'w')")
     job = jobs.Job("j", "", (
@@ -95,11 +99,16 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
     failing = jobs.Job("f", "", (jobs.Task("broken", notebook=broken, parameters={"x": "42"}),
                                  jobs.Task("never", notebook=never, depends_on=("broken",))))
     out = io.StringIO()
-    runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing}, tmp_path / "run", stream=out)
+    triggered = jobs.Job("k", "", (jobs.Task("later", notebook=later, parameters={"x": str(tmp_path / "k.txt")}),))
+    runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing, "k": triggered}, tmp_path / "run", stream=out)
     values = runner.run("j", {"env": "staging", "as_of": "2013-03-01"})
-    assert values == {"first": {"uri": "staging/7"}, "second": {"got": "staging/7"}}
+    assert values == {"first": {"uri": "staging/7"}, "second": {"got": "staging/7", "run_jobs": ["k", "k"]},
+                      "triggered-k": {}}
     assert (tmp_path / "run" / "second.ipynb").exists()
     assert "first                ok" in out.getvalue()
+    # The job a task asked for ran after the job, once, in a folder of its own.
+    assert (tmp_path / "k.txt").read_text() == "ran\n" and (tmp_path / "run" / "triggered-k" / "later.ipynb").exists()
+    assert "k (job, asked for by a task of j)" in out.getvalue()
 
     with pytest.raises(JobFailedError, match=r"task broken failed in cell In \[\d\] \(Work\): ValueError: bad input 42"):
         runner.run("f", {"env": "staging", "as_of": "2013-03-01"})

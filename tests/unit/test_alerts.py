@@ -1,0 +1,115 @@
+import dataclasses
+import datetime as dt
+import http.server
+import json
+import threading
+
+import pandas as pd
+import pytest
+
+from lib import alerts, jobs
+from lib.alerts import ERROR, OK, TRIGGERED, Rule
+from lib.errors import ConfigError
+
+DAYS = [dt.date(2013, 10, d) for d in range(1, 6)]
+
+
+def rule(**overrides) -> Rule:
+    spec = {"name": "temp_drift", "query": "SELECT day AS window, v AS value FROM {metrics}",
+            "condition": {"op": ">", "threshold": 0.2}, "trigger": {"m": 2, "n": 3},
+            "actions": ["notify", {"run_job": "retraining"}]}
+    return Rule.model_validate({**spec, **overrides})
+
+
+@pytest.mark.parametrize("values,state,met", [
+    ([0.1, 0.1, 0.9, 0.3, 0.05], TRIGGERED, 2),  # the newest three: 0.9, 0.3, 0.05
+    ([0.9, 0.9, 0.1, 0.3, 0.05], OK, 1),  # older windows do not count
+    ([0.1, 0.1, 0.3, 0.3, 0.3], TRIGGERED, 3),
+])
+def test_m_of_the_last_n_windows(values, state, met):
+    rows = pd.DataFrame({"window": DAYS, "value": values}).sample(frac=1.0, random_state=1)  # any order
+    outcome = alerts.judge(rule(), rows, previous_state=None)
+    assert (outcome.state, outcome.met, outcome.windows, outcome.value) == (state, met, 3, values[-1])
+    assert outcome.reason.startswith(f"{met} of the last 3 windows meet value > 0.2 (needs 2 of 3)")
+
+
+def test_no_rows_is_ok_and_wrong_columns_are_an_error():
+    assert alerts.judge(rule(), pd.DataFrame({"window": [], "value": []}), None).reason == "no windows to judge yet"
+    wrong = alerts.judge(rule(), pd.DataFrame({"day": DAYS, "v": [1.0] * 5}), None)
+    assert (wrong.state, wrong.reason) == (ERROR, "the query must return columns window and value, got day, v")
+
+
+def test_a_rule_acts_once_per_trigger_and_rearms_when_ok(lakehouse, staging):
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dataclasses.replace(staging, webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+    broken = rule(name="broken", query="SELECT window, value FROM {no_such_table}", actions=["notify"])
+    rules = [rule(), broken]
+
+    def step(values: list[float]):
+        frame = pd.DataFrame({"day": DAYS, "v": values})
+        lakehouse.write(lakehouse.spark.createDataFrame(frame), env.table("metrics"))
+        lines = []
+        outcomes = alerts.evaluate(lakehouse, env, rules, DAYS[-1], say=lines.append)
+        return {o.rule.name: o for o in outcomes}, [line for line in lines if line.startswith("NOTIFY")]
+
+    try:
+        first, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
+        assert (first["temp_drift"].state, first["temp_drift"].jobs) == (TRIGGERED, ["retraining"])
+        # The failing rule is ERROR with its reason; it did not stop the other one.
+        assert first["broken"].state == ERROR
+        assert first["broken"].reason == "query failed: table staging.flights.no_such_table does not exist"
+        assert notified == [
+            "NOTIFY [staging] alert temp_drift [warning] is TRIGGERED: " + first["temp_drift"].reason,
+            "NOTIFY [staging] alert broken [warning] is ERROR: " + first["broken"].reason]
+        # Still triggered (and still broken): no second notification, no second retraining.
+        again, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
+        assert (again["temp_drift"].state, again["temp_drift"].acts, again["temp_drift"].jobs) == (TRIGGERED, False, [])
+        assert notified == []
+        # OK re-arms it; the next trigger acts again.
+        calm, notified = step([0.1, 0.1, 0.1, 0.1, 0.1])
+        assert calm["temp_drift"].state == OK and notified == []
+        back, notified = step([0.5, 0.5, 0.5, 0.5, 0.5])
+        assert back["temp_drift"].jobs == ["retraining"] and len(notified) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert [r["state"] for r in received] == [TRIGGERED, ERROR, TRIGGERED]
+    assert received[0]["alert"] == "temp_drift" and received[0]["severity"] == "warning"
+    assert received[0]["value"] == 0.05 and received[0]["as_of"] == "2013-10-05"
+    history = alerts.history(lakehouse, env)
+    temp = history[history["name"] == "temp_drift"]
+    assert list(temp["state"]) == [TRIGGERED, TRIGGERED, OK, TRIGGERED]
+    assert list(temp["previous_state"].fillna("-")) == ["-", TRIGGERED, TRIGGERED, OK]
+    assert list(temp["acted"]) == [True, False, False, True]
+    assert list(history.loc[history["name"] == "broken", "state"]) == [ERROR] * 4
+
+
+def test_bad_rules_are_one_line_naming_their_path(tmp_path):
+    def load(text: str):
+        (tmp_path / "alerts.yml").write_text(text)
+        return alerts.load_rules(tmp_path, known_jobs={"retraining"})
+
+    base = "alerts:\n  - name: a\n    query: SELECT 1\n    condition: {op: '>', threshold: 1}\n"
+    with pytest.raises(ConfigError, match=r"alerts.yml alerts\.0\.trigger: Value error, m \(3\) cannot exceed n \(2\)"):
+        load(base + "    trigger: {m: 3, n: 2}\n")
+    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.op: Input should be '>'"):
+        load(base.replace("op: '>'", "op: '=>'"))
+    with pytest.raises(ConfigError, match=r"alerts\.0 \(a\): run_job names unknown job 'retrain'"):
+        load(base + "    actions: [{run_job: retrain}]\n")
+    with pytest.raises(ConfigError, match=r"alerts\.0\.severity: Input should be 'info', 'warning' or 'critical'"):
+        load(base + "    severity: loud\n")
+    shipped = alerts.load_rules(known_jobs=set(jobs.load_jobs()))
+    assert [r.name for r in shipped] == ["temperature_drift", "prediction_drift", "model_quality"]
