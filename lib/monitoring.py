@@ -186,7 +186,10 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
                             ["granularity", "window_start"])
     quality = (monitor.label_col, monitor.prediction_col) if monitor.label_col else None
     counts = value_counts(selected, columns, monitor.slicing_exprs, metrics.GROUP, quality)
-    models = sorted(set(current["model_id"]))
+    # The baselines of the models in the windows compared (not of every model ever scored).
+    in_compared = current.assign(window_start=pd.to_datetime(current["window_start"])).merge(
+        compared[["granularity", "window_start"]], on=["granularity", "window_start"])
+    models = sorted(set(in_compared["model_id"]))
     baseline = _baseline_counts(lakehouse, env, monitor, columns, models)
     profiles = metrics.profile_rows(counts, columns, as_of, decision_threshold)
     if baseline is not None:
@@ -194,7 +197,7 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     drifts = metrics.drift_rows(counts, baseline, columns, compared)
     models_in = ", ".join(f"'{m}'" for m in models)
     _replace(lakehouse, profiles, profile_table, metrics.PROFILE_FIELDS, pd.concat([changed, needed]), full,
-             also=f"log_type = 'BASELINE' AND model_id IN ({models_in})")
+             also=f"log_type = 'BASELINE' AND model_id IN ({models_in})" if models else None)
     _replace(lakehouse, drifts, drift_table, metrics.DRIFT_FIELDS, pd.concat([changed, compared]), full)
     say(f"{profile_table}: {len(needed)} windows recomputed ({len(changed)} changed), {len(profiles)} profile rows; "
         f"{drift_table}: {len(drifts)} drift rows")
@@ -208,7 +211,7 @@ def _recorded(table: DataFrame) -> pd.DataFrame:
 
 
 def _baseline_counts(lakehouse, env, monitor: Monitor, columns: dict[str, str], models: list[str]) -> pd.DataFrame | None:
-    if not monitor.baseline_table_name or not lakehouse.exists(env.table(monitor.baseline_table_name)):
+    if not models or not monitor.baseline_table_name or not lakehouse.exists(env.table(monitor.baseline_table_name)):
         return None
     base = (lakehouse.read(env.table(monitor.baseline_table_name))
             .withColumn("model_id", F.col(monitor.model_id_col).cast("string"))
@@ -333,7 +336,8 @@ def drift_over_time(lakehouse, table: str, granularity: str, statistic: str = "j
                      .select(F.col("window.start").alias("window"), "model_id", "column_name", statistic))
     if rows.empty:
         return rows
-    newest = rows.sort_values("model_id").drop_duplicates(["window", "column_name"], keep="last")
+    version = pd.to_numeric(rows["model_id"], errors="coerce")  # "10" is newer than "9"
+    newest = rows.assign(_v=version).sort_values("_v").drop_duplicates(["window", "column_name"], keep="last")
     return newest.pivot(index="column_name", columns="window", values=statistic).sort_index()
 
 
