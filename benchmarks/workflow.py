@@ -111,6 +111,7 @@ def main() -> None:
         order.insert(repeat % 3, "local")  # local leaves the server alone: its place rotates
         for mode in order:
             results[mode].append(run_once(mode, args.env, home))
+            print(f"repeat {repeat + 1}, {mode}: {results[mode][-1]['wall']:.0f} s", flush=True)
     subprocess.run([sys.executable, "-m", "lib.serving", "stop", "--env", args.env], cwd=REPO,
                    env={**os.environ, "LAKEHOUSE_HOME": str(home)}, capture_output=True)
 
