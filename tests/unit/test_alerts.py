@@ -39,6 +39,7 @@ def test_no_rows_is_ok_and_wrong_columns_are_an_error():
     assert (wrong.state, wrong.reason) == (ERROR, "the query must return columns window and value, got day, v")
 
 
+@pytest.mark.slow  # four evaluations, each a few Delta operations: ~20 s, kept out of `make unit`
 def test_a_rule_acts_once_per_trigger_and_rearms_when_ok(lakehouse, staging):
     received = []
 

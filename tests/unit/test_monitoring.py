@@ -49,6 +49,7 @@ def read(lakehouse, name: str) -> pd.DataFrame:
     return out
 
 
+@pytest.mark.slow  # several whole refreshes: ~30 s, kept out of `make unit`
 def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehouse, staging, monitored):
     rows, baseline = monitored
     result = monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
