@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lib.config import CONF_DIR, read_yaml
+from lib.config import CONF_DIR, parse_model, read_yaml
 from lib.errors import ConfigError
 from lib.spark import to_pandas
 
@@ -81,12 +81,7 @@ def load_rules(conf_dir: Path = CONF_DIR, known_jobs: set[str] | None = None) ->
     raw = read_yaml(path).get("alerts") or []
     rules = []
     for i, block in enumerate(raw):
-        try:
-            rule = Rule.model_validate(block)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in ("alerts", i, *error["loc"]))
-            raise ConfigError(f"{path} {where}: {error['msg']}") from None
+        rule = parse_model(Rule, block, str(path), "alerts", i)
         for action in rule.actions:
             if isinstance(action, RunJob) and known_jobs is not None and action.run_job not in known_jobs:
                 raise ConfigError(f"{path} alerts.{i} ({rule.name}): run_job names unknown job {action.run_job!r}")

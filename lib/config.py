@@ -116,6 +116,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def parse_model(model: type, raw: Any, source: str, *path: Any):
+    """`raw` checked by a pydantic model; the first problem is one ConfigError line naming the
+    source and the key's path (e.g. `.../monitors.yml monitors.predictions.granularities.0: ...`)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in (*path, *error["loc"]))
+        raise ConfigError(f"{source} {where}: {error['msg']}") from None
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Return base updated by override, merging nested mappings key by key."""
     merged = dict(base)

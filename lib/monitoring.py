@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lib import monitor_metrics as metrics
-from lib.config import CONF_DIR, read_yaml
+from lib.config import CONF_DIR, parse_model, read_yaml
 from lib.errors import ConfigError
 from lib.features import KEY, TIMESTAMP
 from lib.spark import to_pandas
@@ -67,12 +67,7 @@ def load_monitors(conf_dir: Path = CONF_DIR) -> dict[str, Monitor]:
     raw = read_yaml(path).get("monitors") or {}
     out = {}
     for name, block in raw.items():
-        try:
-            monitor = Monitor.model_validate(block)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in ("monitors", name, *error["loc"]))
-            raise ConfigError(f"{path} {where}: {error['msg']}") from None
+        monitor = parse_model(Monitor, block, str(path), "monitors", name)
         if monitor.labels_table and not (monitor.label_col and monitor.label_key):
             raise ConfigError(f"{path} monitors.{name}: labels_table needs label_col and label_key")
         out[name] = monitor

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lib import processes, spark
-from lib.config import PROJECT_DIR, EnvConfig
-from lib.errors import ConfigError, SetupError
+from lib.config import PROJECT_DIR, EnvConfig, parse_model
+from lib.errors import SetupError
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MODE_ENV_VAR = "LAKEHOUSE_SPARK_MODE"  # overrides spark.mode: connect or local
@@ -58,12 +58,7 @@ def settings(env: EnvConfig) -> SparkSettings:
         raw["port"] = os.environ[PORT_ENV_VAR]
     if os.environ.get(MASTER_ENV_VAR):
         raw["master"] = os.environ[MASTER_ENV_VAR]
-    try:
-        return SparkSettings.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in ("spark", *error["loc"]))
-        raise ConfigError(f"conf/environments.yml (environment {env.name}) {where}: {error['msg']}") from None
+    return parse_model(SparkSettings, raw, f"conf/environments.yml (environment {env.name})", "spark")
 
 
 @dataclass(frozen=True)

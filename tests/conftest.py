@@ -223,3 +223,28 @@ def champion(challenger, holdout, model_cfg):
     decision = deployment.compare(challenger, None, holdout, model_cfg)
     assert deployment.apply(decision, challenger, None, NO_APPROVAL, run="fixture") == challenger
     return challenger
+
+
+@pytest.fixture
+def webhook():
+    """A real HTTP server on a free localhost port taking JSON POSTs: (url, the bodies received)."""
+    import http.server
+    import threading
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+

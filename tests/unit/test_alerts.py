@@ -1,8 +1,5 @@
 import dataclasses
 import datetime as dt
-import http.server
-import json
-import threading
 
 import pandas as pd
 import pytest
@@ -40,21 +37,9 @@ def test_no_rows_is_ok_and_wrong_columns_are_an_error():
 
 
 @pytest.mark.slow  # four evaluations, each a few Delta operations: ~20 s, kept out of `make unit`
-def test_a_rule_acts_once_per_trigger_and_rearms_when_ok(lakehouse, staging):
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dataclasses.replace(staging, webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+def test_a_rule_acts_once_per_trigger_and_rearms_when_ok(lakehouse, staging, webhook):
+    url, received = webhook
+    env = dataclasses.replace(staging, webhook_url=url)
     broken = rule(name="broken", query="SELECT window, value FROM {no_such_table}", actions=["notify"])
     rules = [rule(), broken]
 
@@ -65,27 +50,23 @@ def test_a_rule_acts_once_per_trigger_and_rearms_when_ok(lakehouse, staging):
         outcomes = alerts.evaluate(lakehouse, env, rules, DAYS[-1], say=lines.append)
         return {o.rule.name: o for o in outcomes}, [line for line in lines if line.startswith("NOTIFY")]
 
-    try:
-        first, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
-        assert (first["temp_drift"].state, first["temp_drift"].jobs) == (TRIGGERED, ["retraining"])
-        # The failing rule is ERROR with its reason; it did not stop the other one.
-        assert first["broken"].state == ERROR
-        assert first["broken"].reason == "query failed: table staging.flights.no_such_table does not exist"
-        assert notified == [
-            "NOTIFY [staging] alert temp_drift [warning] is TRIGGERED: " + first["temp_drift"].reason,
-            "NOTIFY [staging] alert broken [warning] is ERROR: " + first["broken"].reason]
-        # Still triggered (and still broken): no second notification, no second retraining.
-        again, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
-        assert (again["temp_drift"].state, again["temp_drift"].acts, again["temp_drift"].jobs) == (TRIGGERED, False, [])
-        assert notified == []
-        # OK re-arms it; the next trigger acts again.
-        calm, notified = step([0.1, 0.1, 0.1, 0.1, 0.1])
-        assert calm["temp_drift"].state == OK and notified == []
-        back, notified = step([0.5, 0.5, 0.5, 0.5, 0.5])
-        assert back["temp_drift"].jobs == ["retraining"] and len(notified) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
+    first, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
+    assert (first["temp_drift"].state, first["temp_drift"].jobs) == (TRIGGERED, ["retraining"])
+    # The failing rule is ERROR with its reason; it did not stop the other one.
+    assert first["broken"].state == ERROR
+    assert first["broken"].reason == "query failed: table staging.flights.no_such_table does not exist"
+    assert notified == [
+        "NOTIFY [staging] alert temp_drift [warning] is TRIGGERED: " + first["temp_drift"].reason,
+        "NOTIFY [staging] alert broken [warning] is ERROR: " + first["broken"].reason]
+    # Still triggered (and still broken): no second notification, no second retraining.
+    again, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
+    assert (again["temp_drift"].state, again["temp_drift"].acts, again["temp_drift"].jobs) == (TRIGGERED, False, [])
+    assert notified == []
+    # OK re-arms it; the next trigger acts again.
+    calm, notified = step([0.1, 0.1, 0.1, 0.1, 0.1])
+    assert calm["temp_drift"].state == OK and notified == []
+    back, notified = step([0.5, 0.5, 0.5, 0.5, 0.5])
+    assert back["temp_drift"].jobs == ["retraining"] and len(notified) == 1
 
     assert [r["state"] for r in received] == [TRIGGERED, ERROR, TRIGGERED]
     assert received[0]["alert"] == "temp_drift" and received[0]["severity"] == "warning"

@@ -1,8 +1,5 @@
 import dataclasses
-import http.server
 import io
-import json
-import threading
 
 import nbformat
 import pytest
@@ -128,24 +125,11 @@ def test_a_task_that_failed_because_spark_is_gone_says_so(tmp_path, home):
     assert str(failed.value).startswith("task broken failed in cell In [") and f"(Work): {gone} (see " in str(failed.value)
 
 
-def test_notify_posts_to_the_webhook(home):
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    env = dataclasses.replace(load_env("prod"), webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+def test_notify_posts_to_the_webhook(home, webhook):
+    url, received = webhook
+    env = dataclasses.replace(load_env("prod"), webhook_url=url)
     lines = []
     jobs.notify(env, "job workflow failed: task validate", lines.append)
-    server.server_close()
     assert received == [{"environment": "prod", "text": "job workflow failed: task validate"}]
     assert lines == ["NOTIFY [prod] job workflow failed: task validate"]
 
