@@ -9,11 +9,14 @@
     python run_pipeline.py --env prod --approve 3      # record an approval (deployment.approval: required)
     python run_pipeline.py --env prod --rollback       # Champion back to the Previous version
     python run_pipeline.py --env prod --serve          # the serving server, in the foreground
+    python run_pipeline.py --env prod --scheduler      # run scheduled jobs as they come due
+    python run_pipeline.py --env prod --replay 2013-06-01:2013-12-31 --every 7d   # 2013, week by week
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import shlex
 import sys
@@ -42,6 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rollback", action="store_true", help="swap Champion and Previous, then exit")
     parser.add_argument("--serve", action="store_true",
                         help="run the environment's model serving server in the foreground (Ctrl-C stops it)")
+    parser.add_argument("--scheduler", action="store_true",
+                        help="run the jobs whose schedules (conf/jobs.yml) come due, in the foreground (Ctrl-C stops it)")
+    parser.add_argument("--clock", help="with --scheduler: a simulated clock starting at this date (jobs run as of their fire date)")
+    parser.add_argument("--until", help="with --scheduler --clock: the simulated day to stop at")
+    parser.add_argument("--replay", metavar="START:END",
+                        help="replay production through these days on a simulated clock (e.g. 2013-06-01:2013-12-31)")
+    parser.add_argument("--every", metavar="Nd", help="with --replay: days per step (e.g. 7d)")
     parser.add_argument("--verbose", action="store_true", help="show stack traces on errors")
     return parser.parse_args(argv)
 
@@ -76,6 +86,8 @@ def _short(commit: str) -> str:
 
 def show_history(env: config.EnvConfig) -> None:
     """Every version of the environment's model: status, decision, aliases and why they moved."""
+    from lib import deployment
+
     registry.configure(env)
     rows = registry.history(env.model_name)
     if not rows:
@@ -88,13 +100,13 @@ def show_history(env: config.EnvConfig) -> None:
         print(f"v{row['version']}{aliases}  created {row['created']}  {tags.get('algorithm', '?')} "
               f"({tags.get('hyperparameters_file', '?')})  commit {_short(tags.get('git_commit', '?'))}")
         print(f"    validation: {tags.get(registry.VALIDATION_STATUS, '-')} ({tags.get('validation.mode', 'enabled')})"
-              f"  deployment: {tags.get('deployment.decision', '-')}  approval: {tags.get('approval.status', '-')}")
+              f"  deployment: {tags.get(deployment.DECISION, '-')}  approval: {tags.get('approval.status', '-')}")
         failed = [f"{k[len('validation.'):]}: {v}" for k, v in sorted(tags.items())
                   if k.startswith("validation.") and v.startswith("FAIL")]
         for line in failed:
             print(f"    failed {line}")
-        if "deployment.reason" in tags:
-            print(f"    decision: {tags['deployment.reason']}")
+        if deployment.REASON in tags:
+            print(f"    decision: {tags[deployment.REASON]}")
         moves = []
         for key in (k for k in tags if k.startswith("alias.") and k.endswith((".at", ".removed_at"))):
             alias, removed = key.split(".")[1], key.endswith(".removed_at")
@@ -169,6 +181,123 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
+def run_job(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], job: str, as_of, hyperparameters: str = "",
+            follow_triggers: bool = True, stream=None):
+    """Run one job (in a new run folder) on the lakehouse's Spark; returns (task values, run folder,
+    Spark URL). Raises JobFailedError."""
+    ours = not os.environ.get(spark.REMOTE_ENV_VAR)  # else a server someone else runs: not ours to check
+    run_dir = jobs.new_run_dir(env, job)
+    runner = jobs.Runner(env, all_jobs, run_dir, stream=stream)
+    runner.kernels.start()  # the first task's kernel boots while the Spark server starts
+    try:
+        spark_url = attach_spark(env)
+    except BaseException:
+        runner.kernels.close()
+        raise
+    runner.out(f"Running job {job} in {env.name} as of {as_of} on {spark_url or 'in-process Spark'} "
+               f"(run folder {run_dir})")
+    params = {"env": env.name, "as_of": as_of.isoformat(), "hyperparameters": hyperparameters,
+              "run_id": f"{env.name}/{run_dir.name}"}
+    if spark_url and ours:
+        runner.health = lambda: spark_server.died(env.home, spark_url)
+    return runner.run(job, params, follow_triggers=follow_triggers), run_dir, spark_url
+
+
+def run_scheduler(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argparse.Namespace) -> None:
+    """Run the jobs of conf/jobs.yml whose schedules come due, in the foreground (Ctrl-C stops it).
+
+    With --clock the clock is simulated: it starts there, jumps to each fire time, runs each
+    job as of its fire date, and stops at --until.
+    """
+    from lib import scheduler
+
+    schedules = {name: job.schedule for name, job in all_jobs.items() if job.schedule}
+    if args.clock:
+        if not args.until:
+            raise config.ConfigError("--clock needs --until (a simulated clock runs to a given day)")
+        clock = [_day(args.clock, "--clock")]
+        until = _day(args.until, "--until")
+        state = jobs.new_run_dir(env, "scheduler") / "scheduler.json"  # a simulation remembers nothing
+
+        def sleep(seconds: float) -> None:
+            clock[0] += dt.timedelta(seconds=seconds)
+
+        now, wait = (lambda: clock[0]), sleep
+    else:
+        state, until, now, wait = env.home / "scheduler" / f"{env.name}.json", None, scheduler.utcnow, time.sleep
+    default_as_of = config.parse_as_of(args.as_of, env)
+
+    def run_one(name: str, fire: dt.datetime) -> None:
+        as_of = fire.date() if args.clock else default_as_of
+        try:
+            config.check_as_of(as_of, env.data, env.name)
+            run_job(env, all_jobs, name, as_of)
+            print(f"scheduler: {name} succeeded")
+        except LakehouseError as exc:  # reported (and notified by the runner); the scheduler goes on
+            print(f"scheduler: {name} failed: {exc}", file=sys.stderr)
+
+    print(f"scheduler for {env.name}: {', '.join(f'{n} [{s.quartz_cron_expression} {s.timezone_id} {s.pause_status}]' for n, s in schedules.items()) or 'no schedules'}"
+          + (f"; simulated clock {clock[0]} .. {until}" if args.clock else "; Ctrl-C stops it"))
+    try:
+        runs = scheduler.run(scheduler.Scheduler(schedules, state), run_one, clock=now, sleep=wait, until=until)
+    except KeyboardInterrupt:
+        print("scheduler: stopped")
+        return
+    print(f"scheduler: {runs} run(s) made")
+
+
+def run_replay(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argparse.Namespace) -> None:
+    """`--replay START:END --every Nd`: production through those days on a simulated clock (lib/replay.py),
+    in a lakehouse of its own under <lakehouse>/replays/, attached to the lakehouse's Spark server."""
+    import shutil
+
+    from lib import replay, scheduler
+    from lib.serving import server, settings
+
+    start, end = replay.parse_span(args.replay)
+    every = replay.parse_every(args.every or "")
+    days = replay.steps(start, end, every, env.data)
+    home = env.home / "replays" / f"{env.name}_{start}_{end}_{every}d"
+    started = time.monotonic()
+    spark_url = attach_spark(env)  # tables are addressed by path: the replay shares the cluster
+    os.environ[config.HOME_ENV_VAR] = str(home)  # the replay's own lakehouse, for this process and its kernels
+    os.environ[settings.PORT_ENV_VAR] = "0"  # its endpoint on a free port, beside any other
+    renv = config.load_env(env.name)
+    if home.exists():
+        server.stop(renv)
+        shutil.rmtree(home)
+        print(f"replay: removed the previous replay's lakehouse {home}")
+    home.mkdir(parents=True)
+    print(f"replay: {len(days)} steps of {every} days, {days[0]} .. {days[-1]}, in {renv.name} of {home} "
+          f"(Spark {spark_url or 'in-process'}; job logs in {home / 'replay.log'})")
+    registry.configure(renv)
+    clock = scheduler.Scheduler({n: j.schedule for n, j in all_jobs.items() if j.schedule}, home / "scheduler.json")
+    events: list = []
+    with open(home / "replay.log", "a") as log:
+        def run_one(job: str, as_of):
+            return run_job(renv, all_jobs, job, as_of, follow_triggers=False, stream=log)[0]
+
+        try:
+            replay.replay(renv.model_name, days, run_one, clock, jobs.triggered, events)
+        finally:
+            if events:
+                from lib.catalog import Lakehouse
+
+                table = replay.write(Lakehouse(spark.get_spark("replay", env=renv), renv), renv, events)
+                print(f"replay: timeline in {table} ({len(events)} rows)")
+            server.stop(renv)  # the replay's endpoint; the Spark server stays for the next run
+    print(f"replay finished in {(time.monotonic() - started) / 60:.1f} min:")
+    for line in replay.summary(events):
+        print(f"  {line}")
+
+
+def _day(text: str, flag: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise config.ConfigError(f"{flag} takes an ISO date or date-time such as 2013-06-01, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     registry.no_telemetry()  # for this process and the kernels and servers it starts
@@ -188,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             if flag:
                 action()
                 return 0
+        if args.every and not args.replay:
+            raise config.ConfigError("--every goes with --replay START:END")
+        if (args.clock or args.until) and not args.scheduler:
+            raise config.ConfigError("--clock and --until go with --scheduler")
         if args.job not in all_jobs:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
@@ -199,26 +332,17 @@ def main(argv: list[str] | None = None) -> int:
             training.make_pipeline(model_cfg, config.load_hyperparameters(args.hyperparameters, model_cfg)[1])
         elif args.hyperparameters:
             raise config.ConfigError(f"--hyperparameters applies to jobs that train; job {args.job} does not")
-        started = time.monotonic()
         if not os.environ.get(spark.REMOTE_ENV_VAR):
             spark.check_java()  # fail in a second, not inside the first notebook
             spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
-        ours = not os.environ.get(spark.REMOTE_ENV_VAR)  # else a server someone else runs: not ours to check
-        run_dir = jobs.new_run_dir(env, args.job)
-        runner = jobs.Runner(env, all_jobs, run_dir)
-        runner.kernels.start()  # the first task's kernel boots while the Spark server starts
-        try:
-            spark_url = attach_spark(env)
-        except BaseException:
-            runner.kernels.close()
-            raise
-        print(f"Running job {args.job} in {env.name} as of {as_of} on {spark_url or 'in-process Spark'} "
-              f"(run folder {run_dir})")
-        params = {"env": env.name, "as_of": as_of.isoformat(), "hyperparameters": args.hyperparameters,
-                  "run_id": f"{env.name}/{run_dir.name}"}
-        if spark_url and ours:
-            runner.health = lambda: spark_server.died(env.home, spark_url)
-        runner.run(args.job, params)
+        if args.replay:
+            run_replay(env, all_jobs, args)
+            return 0
+        if args.scheduler:
+            run_scheduler(env, all_jobs, args)
+            return 0
+        started = time.monotonic()
+        _, run_dir, spark_url = run_job(env, all_jobs, args.job, as_of, args.hyperparameters)
         print(f"Job {args.job} succeeded in {time.monotonic() - started:.0f}s")
         summary(env, run_dir, spark_url)
         return 0

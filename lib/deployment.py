@@ -26,6 +26,7 @@ from lib.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRef
 BASELINE = "business-rule baseline"
 APPROVAL = "approval.status"
 DECISION = "deployment.decision"
+REASON = "deployment.reason"
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def apply(decision: Decision, challenger: ModelRef, compared_with: ModelRef | No
             outcome = "AWAITING_APPROVAL"
             reason += (f"; approval required: python run_pipeline.py --env {env_name or '<env>'} "
                        f"--approve {challenger.version}, then --job deployment")
-        tags = {DECISION: outcome, "deployment.reason": reason, "deployment.run": registry.actor(run)}
+        tags = {DECISION: outcome, REASON: reason, "deployment.run": registry.actor(run)}
         if outcome != "PROMOTED":
             registry.set_tags(challenger, tags)
             return None

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from lib import task_values
-from lib.config import CONF_DIR, PROJECT_DIR, EnvConfig, read_yaml
+from lib.config import CONF_DIR, PROJECT_DIR, EnvConfig, parse_model, read_yaml
 from lib.errors import ConfigError, JobFailedError
 from lib.kernels import KernelPool
+from lib.scheduler import Schedule
 
 _REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 TRIGGER_KEY = "run_jobs"  # a task value: jobs to run after this one (an alert's run_job action)
 _TASK_KEYS = {"task_key", "notebook_task", "run_job_task", "depends_on", "max_retries", "description"}
+_JOB_KEYS = {"description", "tasks", "schedule"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Job:
     name: str
     description: str
     tasks: tuple[Task, ...]  # in an order that respects depends_on
+    schedule: Schedule | None = None
 
 
 def load_jobs(path: Path = CONF_DIR / "jobs.yml") -> dict[str, Job]:
@@ -73,6 +76,10 @@ def _parse_job(name: str, spec: Any, path: Path) -> Job:
     where = f"{path}: job {name}"
     if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list) or not spec["tasks"]:
         raise ConfigError(f"{where} needs a non-empty `tasks` list")
+    unknown = set(spec) - _JOB_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    schedule = parse_model(Schedule, spec["schedule"], str(path), "jobs", name, "schedule") if "schedule" in spec else None
     tasks: dict[str, Task] = {}
     for item in spec["tasks"]:
         task = _parse_task(item, where)
@@ -83,7 +90,7 @@ def _parse_job(name: str, spec: Any, path: Path) -> Job:
         for dep in task.depends_on:
             if dep not in tasks:
                 raise ConfigError(f"{where} task {task.key} depends on unknown task {dep!r}")
-    return Job(name, str(spec.get("description", "")), _topological(tasks, where))
+    return Job(name, str(spec.get("description", "")), _topological(tasks, where), schedule)
 
 
 def _parse_task(item: Any, where: str) -> Task:
@@ -228,14 +235,15 @@ class Runner:
         self.stream.write(text + end)
         self.stream.flush()
 
-    def run(self, job_name: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def run(self, job_name: str, params: dict[str, Any], follow_triggers: bool = True) -> dict[str, dict[str, Any]]:
         """Run a job, then the jobs its tasks asked for (task value `run_jobs`, e.g. an alert's
-        retraining), each once; returns the task values each task set. Raises JobFailedError."""
+        retraining), each once, unless `follow_triggers` is False (the caller runs them);
+        returns the task values each task set. Raises JobFailedError."""
         current = job_name
         try:
             values = self._run_job(job_name, params, self.run_dir, depth=0)
             done = {job_name}
-            for name in triggered(values):
+            for name in triggered(values) if follow_triggers else []:
                 if name in done:
                     continue
                 if name not in self.jobs:

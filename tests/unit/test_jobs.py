@@ -13,8 +13,11 @@ from lib.errors import ConfigError, JobFailedError
 def test_the_project_jobs_load():
     all_jobs = jobs.load_jobs()
     assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "retraining", "serving", "batch_inference",
-                             "monitoring"}
+                             "score_and_monitor", "monitoring"}
     assert [t.job for t in all_jobs["retraining"].tasks] == ["training", "deployment"]
+    assert [t.job for t in all_jobs["score_and_monitor"].tasks] == ["batch_inference", "monitoring"]
+    assert {name for name, job in all_jobs.items() if job.schedule} == {"retraining"}
+    assert all_jobs["retraining"].schedule.quartz_cron_expression == "0 0 6 1 1/3 ?"
     assert [t.key for t in all_jobs["training"].tasks] == ["features", "train", "validate"]
     assert [t.key for t in all_jobs["deployment"].tasks] == ["deploy", "serve"]
     assert [t.key for t in all_jobs["serving"].tasks] == ["serve"]
