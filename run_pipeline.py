@@ -165,6 +165,8 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS):
         print(f"{alias}: {registry.ModelRef(env.model_name, held[alias]).uri if alias in held else 'none'}")
     print(f"History: python run_pipeline.py --env {env.name} --history")
+    for page in sorted((env.home / "dashboards" / env.name).glob("*.html")):
+        print(f"Dashboard: {page}")
     from lib.serving import server, settings
 
     cfg = settings.load(env)
@@ -283,8 +285,12 @@ def run_replay(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argpa
             if events:
                 from lib.catalog import Lakehouse
 
-                table = replay.write(Lakehouse(spark.get_spark("replay", env=renv), renv), renv, events)
-                print(f"replay: timeline in {table} ({len(events)} rows)")
+                from lib import dashboard, monitoring
+
+                lakehouse = Lakehouse(spark.get_spark("replay", env=renv), renv)
+                table = replay.write(lakehouse, renv, events)
+                pages = [dashboard.publish(lakehouse, renv, m) for m in monitoring.load_monitors().values()]
+                print(f"replay: timeline in {table} ({len(events)} rows); dashboard {', '.join(map(str, pages))}")
             server.stop(renv)  # the replay's endpoint; the Spark server stays for the next run
     print(f"replay finished in {(time.monotonic() - started) / 60:.1f} min:")
     for line in replay.summary(events):

@@ -66,6 +66,25 @@ def write(path: Path, html_text: str) -> Path:
     return path
 
 
+def publish(lakehouse, env, monitor) -> Path:
+    """Read what the page shows (the monitor's metric tables, its endpoint's serving metrics,
+    the alert history and, after a replay, its timeline) and write the page; returns its path:
+    <lakehouse>/dashboards/<env>/<table>.html."""
+    from lib import alerts, monitoring, replay
+    from lib.spark import to_pandas
+
+    granularity = monitor.granularities[0]
+    timeline_table = env.table(replay.TABLE)
+    timeline = (replay.display(to_pandas(lakehouse.read(timeline_table).orderBy("step", "as_of")))
+                if lakehouse.exists(timeline_table) else None)
+    page = render(env.name, monitor.table_name,
+                  drift=monitoring.drift_over_time(lakehouse, monitor.output(env, "drift"), granularity),
+                  quality=monitoring.quality_over_time(lakehouse, monitor.output(env, "profile"), granularity),
+                  infra=monitoring.serving_over_time(lakehouse, monitoring.serving_metrics_table(env), granularity),
+                  alerts=alerts.history(lakehouse, env), timeline=timeline)
+    return write(path_for(env.home / "dashboards", env.name, monitor.table_name), page)
+
+
 def render(env_name: str, table: str, *, drift: pd.DataFrame, quality: pd.DataFrame, infra: pd.DataFrame,
            alerts: pd.DataFrame, timeline: pd.DataFrame | None = None,
            generated_at: dt.datetime | None = None, statistic: str = "js_distance") -> str:

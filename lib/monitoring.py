@@ -310,6 +310,52 @@ def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: 
     return table
 
 
+SERVING_FIELDS = [("window", metrics._WINDOW_TYPE), ("granularity", "string"), ("served_entity", "string"),
+                  ("requests", "bigint"), ("errors", "bigint"), ("client_errors", "bigint"), ("error_rate", "double"),
+                  ("p50_ms", "double"), ("p99_ms", "double")]
+
+
+def serving_metrics_table(env) -> str:
+    """`<inference table>_serving_metrics` of the environment's endpoint."""
+    from lib.serving import rollout, settings
+
+    return f"{rollout.payload_table(env, settings.load(env))}_serving_metrics"
+
+
+def refresh_serving_metrics(lakehouse, env, granularities: list[str]) -> str | None:
+    """The endpoint's infrastructure metrics per served entity and window of request time:
+    requests, server errors (5xx) and their share, client errors (4xx), p50/p99 latency (exact).
+    Written (replaced) to `serving_metrics_table(env)`; None if nothing was served."""
+    table = serving_metrics_table(env)
+    payload_table = table.removesuffix("_serving_metrics")
+    if not lakehouse.exists(payload_table):
+        return None
+    requests = lakehouse.read(payload_table).withColumn("_at", F.col("request_time").cast("timestamp_ntz"))
+    latency = F.expr("percentile(execution_duration_ms, array(0.5, 0.99))")
+    per_window = (windowed(requests, "_at", granularities)
+                  .groupBy("granularity", "window_start", "window_end", F.coalesce("served_entity_id", F.lit(""))
+                           .alias("served_entity"))
+                  .agg(F.count(F.lit(1)).alias("requests"),
+                       F.count(F.when(F.col("status_code") >= 500, 1)).alias("errors"),
+                       F.count(F.when(F.col("status_code").between(400, 499), 1)).alias("client_errors"),
+                       latency.alias("_ms"))
+                  .select(F.struct(F.col("window_start").alias("start"), F.col("window_end").alias("end")).alias("window"),
+                          "granularity", "served_entity", "requests", "errors", "client_errors",
+                          (F.col("errors") / F.col("requests")).alias("error_rate"),
+                          F.col("_ms")[0].alias("p50_ms"), F.col("_ms")[1].alias("p99_ms")))
+    lakehouse.write(per_window.select(*[F.col(n).cast(t) for n, t in SERVING_FIELDS]), table)
+    return table
+
+
+def serving_over_time(lakehouse, table: str | None, granularity: str) -> pd.DataFrame:
+    """The serving metrics of one granularity, oldest window first (empty before anything was served)."""
+    columns = ["window", "served_entity", "requests", "errors", "error_rate", "p50_ms", "p99_ms"]
+    if table is None or not lakehouse.exists(table):
+        return pd.DataFrame(columns=columns)
+    return to_pandas(lakehouse.read(table).where(F.col("granularity") == granularity)
+                     .select(F.col("window.start").alias("window"), *columns[1:]).orderBy("window", "served_entity"))
+
+
 # --- What a data scientist looks at -------------------------------------------------------------
 
 def quality_over_time(lakehouse, table: str, granularity: str) -> pd.DataFrame:

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pandas as pd
+
 from lib import registry
 from lib.config import DataWindow
 from lib.deployment import DECISION, REASON
@@ -195,6 +197,27 @@ def write(lakehouse, env, events: list[Event]) -> str:
     name = env.table(TABLE)
     lakehouse.write(lakehouse.spark.createDataFrame([e.record() for e in events], SCHEMA), name)
     return name
+
+
+def display(timeline: pd.DataFrame) -> pd.DataFrame:
+    """The timeline table as people read it: one row per job run, the alerts in one column."""
+    def alerts(row) -> str:
+        values, states = row["alert_values"] or {}, row["alert_states"] or {}
+        return ", ".join(f"{n} {_num(values.get(n))}{' TRIGGERED' if s == 'TRIGGERED' else ''}"
+                         for n, s in sorted(states.items()))
+
+    def champion(row) -> str:
+        before, after = row["champion_before"] or "-", row["champion_after"] or "-"
+        return f"v{after}" if before == after else f"v{before} -> v{after}"
+
+    if timeline.empty:
+        return pd.DataFrame(columns=["as_of", "event", "job", "seconds", "champion", "alerts", "fired", "outcome"])
+    return pd.DataFrame({
+        "as_of": timeline["as_of"], "event": timeline["event"], "job": timeline["job"], "seconds": timeline["seconds"],
+        "champion": timeline.apply(champion, axis=1), "alerts": timeline.apply(alerts, axis=1),
+        "fired": timeline["alerts_fired"].map(lambda v: ", ".join(v) if v is not None else ""),
+        "outcome": [o if ok else f"FAILED: {e}" for o, ok, e in zip(timeline["outcome"], timeline["ok"], timeline["error"])],
+    })
 
 
 def summary(events: list[Event]) -> list[str]:
