@@ -9,6 +9,7 @@ statistic None: an undefined number is never made up.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ PSI_FLOOR = 1e-4  # an empty bin counts as this share, so ln(p/q) stays finite
 # time in proportion to that product, and the two agree closely long before it is reached.
 KS_EXACT_MAX_N = 10_000
 KS_EXACT_MAX_PRODUCT = 1_000_000
+# scipy's ks_2samp itself, without its NaN-policy and axis layer (functools.wraps keeps it as
+# __wrapped__): our inputs hold no NaN, and that layer cost ~5x the test on small windows.
+_KS_2SAMP = getattr(stats.ks_2samp, "__wrapped__", stats.ks_2samp)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,9 @@ def ks_test(current: Distribution, reference: Distribution) -> dict[str, float]:
     cur_v, ref_v = current.values.astype(float), reference.values.astype(float)
     n, m = current.n, reference.n
     if max(n, m) <= KS_EXACT_MAX_N and n * m <= KS_EXACT_MAX_PRODUCT:
-        result = stats.ks_2samp(np.repeat(cur_v, current.counts), np.repeat(ref_v, reference.counts))
+        with warnings.catch_warnings():  # scipy's own switch to the asymptotic p-value, as documented
+            warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+            result = _KS_2SAMP(np.repeat(cur_v, current.counts), np.repeat(ref_v, reference.counts))
         return {"statistic": float(result.statistic), "pvalue": float(result.pvalue)}
     grid = np.union1d(cur_v, ref_v)
     statistic = float(np.abs(_ecdf(cur_v, current.counts, grid) - _ecdf(ref_v, reference.counts, grid)).max())
