@@ -100,3 +100,36 @@ def write_hyperparameters(hyper: dict[str, Any], path: str | Path, note: str) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + body)
     return target
+
+
+def production_quality(lakehouse, env, monitor_name: str = "predictions") -> pd.DataFrame:
+    """Production's model quality per window, read from the metric tables of the catalog this
+    environment reads (`raw_catalog`: prod for dev); empty, with a line saying why, before the
+    production workflow has monitored anything."""
+    from lib import monitoring
+
+    monitor = monitoring.load_monitors()[monitor_name]
+    table = f"{env.raw_catalog}.{env.schema}.{monitor.table_name}_profile_metrics"
+    if not lakehouse.exists(table):
+        print(f"{table} does not exist yet: run the production workflow (make pipeline) first")
+        return pd.DataFrame(columns=["window", "model_id", "count", "labelled_count", "accuracy", "roc_auc"])
+    return monitoring.quality_over_time(lakehouse, table, monitor.granularities[0])
+
+
+def production_champion(env, holdout: pd.DataFrame, model_cfg: dict[str, Any]) -> pd.DataFrame:
+    """Production's Champion (the model of `raw_catalog`), loaded read-only, scored on a held-out
+    frame: one row with its URI and held-out metrics; empty before production has a Champion.
+
+    Read-only: the model is loaded as a pyfunc to predict with; nothing here tags it or moves
+    an alias.
+    """
+    from lib import registry
+
+    name = f"{env.raw_catalog}.{env.schema}.{env.model}"
+    ref = registry.version_of(name, registry.CHAMPION)
+    if ref is None:
+        print(f"{name} has no Champion yet: run the production workflow (make pipeline) first")
+        return pd.DataFrame(columns=["model", "roc_auc", "accuracy", "f1"])
+    m = classification_metrics(holdout[model_cfg["label"]], registry.predict(ref, holdout),
+                               model_cfg["inference"]["decision_threshold"])
+    return pd.DataFrame([{"model": ref.uri, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "f1": m["f1"]}])

@@ -1,3 +1,5 @@
+import datetime as dt
+from datetime import date
 import shutil
 
 import pandas as pd
@@ -5,14 +7,18 @@ import pytest
 import yaml
 from testbook.exceptions import TestbookRuntimeError
 
+from lib import features, registry
 from lib.catalog import Lakehouse
 from lib.config import load_env
+from lib.evaluation import classification_metrics
 from lib.exploration import CANDIDATES
+from lib.monitor_metrics import PROFILE_FIELDS, ddl, to_records
 
 pytestmark = pytest.mark.slow
 
 
-def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(executed, spark, home, tmp_path, seed):
+def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(executed, spark, home, tmp_path, seed,
+                                                                              model_cfg):
     prod_env = load_env("prod")
     prod = Lakehouse(spark, prod_env)
     # Prod's raw and feature tables: the seed's (Jan 1 - Mar 7), copied under prod's catalog.
@@ -24,6 +30,18 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
     train_ids = labels.flight_id[(departs >= pd.Timestamp("2013-01-03")) & (departs < pd.Timestamp("2013-01-09"))]
     holdout_ids = labels.flight_id[(departs >= pd.Timestamp("2013-01-09")) & (departs < pd.Timestamp("2013-01-13"))]
     assert 0 < len(train_ids) + len(holdout_ids) < len(labels)
+    # Prod's Champion (the seed's model) and a day of prod's monitoring: what dev reads, never changes.
+    registry.configure(prod_env)
+    registry.client().create_registered_model(prod_env.model_name)
+    mv = registry.client().create_model_version(prod_env.model_name, source=seed["source"], tags=seed["tags"])
+    champion = registry.ModelRef(prod_env.model_name, str(mv.version))
+    registry.move_alias(champion, registry.CHAMPION, "the test's production Champion", by="test")
+    registry_before = registry.history(prod_env.model_name)
+    window = {"start": dt.datetime(2013, 3, 1), "end": dt.datetime(2013, 3, 2)}
+    metric_rows = [{"window": window, "granularity": "1 day", "model_id": "1", "column_name": ":table",
+                    "log_type": "INPUT", "count": 812, "labelled_count": 790, "accuracy": 0.81, "roc_auc": 0.71}]
+    prod.write(spark.createDataFrame(to_records(pd.DataFrame(metric_rows), PROFILE_FIELDS), ddl(PROFILE_FIELDS)),
+               "prod.flights.predictions_profile_metrics")
     out = tmp_path / "hyperparameters.yml"
     with executed("dev/explore_flights.ipynb", env="dev", explore_from="2013-01-03", explore_to="2013-01-13",
                   holdout_days=4, write_to=str(out)) as tb:
@@ -35,6 +53,17 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
         assert tb.value("len(results)") == len(CANDIDATES)
         best = tb.value("results.iloc[0].candidate")
         assert tb.value("str(written)") == str(out)
+        quality = tb.value("prod_quality.astype({'window': str}).to_dict('records')")
+        assert [(q["window"], q["model_id"], q["count"], q["labelled_count"], q["accuracy"], q["roc_auc"])
+                for q in quality] == [("2013-03-01", "1", 812, 790, 0.81, 0.71)]
+        scored = tb.value("prod_champion.to_dict('records')")
+        # The same held-out flights, loaded and scored here in the test's process by the same version.
+        held_out = features.load_labelled(prod, load_env("dev"), model_cfg, (date(2013, 1, 9), date(2013, 1, 13)),
+                                          catalog="prod")
+        assert tb.value("sorted(holdout.flight_id)") == sorted(held_out.flight_id)
+        expected = classification_metrics(held_out["delayed"], registry.predict(champion, held_out), 0.5)
+        assert scored[0]["model"] == champion.uri
+        assert scored[0]["roc_auc"] == pytest.approx(expected["roc_auc"])
         with pytest.raises(TestbookRuntimeError) as refused:
             tb.inject('s.lakehouse.write(flights, "prod.raw.flights")')
         assert refused.value.eclass.__name__ == "AccessDeniedError"
@@ -44,3 +73,4 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
     assert written == CANDIDATES[best]
     assert "Written by notebooks/dev/explore_flights.ipynb" in out.read_text()
     assert not (home / "warehouse" / "dev").exists()
+    assert registry.history(prod_env.model_name) == registry_before  # no alias moved, no tag written
