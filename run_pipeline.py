@@ -280,7 +280,8 @@ def run_replay(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argpa
             return run_job(renv, all_jobs, job, as_of, follow_triggers=False, stream=log)[0]
 
         try:
-            replay.replay(renv.model_name, days, run_one, clock, jobs.triggered, events)
+            replay.replay(renv.model_name, days, run_one, clock, jobs.triggered,
+                          lambda job: jobs.notebooks(all_jobs, job), events)
         finally:
             if events:
                 from lib.catalog import Lakehouse

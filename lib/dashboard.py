@@ -75,7 +75,7 @@ def publish(lakehouse, env, monitor) -> Path:
 
     granularity = monitor.granularities[0]
     timeline_table = env.table(replay.TABLE)
-    timeline = (replay.display(to_pandas(lakehouse.read(timeline_table).orderBy("step", "as_of")))
+    timeline = (replay.display(to_pandas(lakehouse.read(timeline_table).orderBy("run")))
                 if lakehouse.exists(timeline_table) else None)
     page = render(env.name, monitor.table_name,
                   drift=monitoring.drift_over_time(lakehouse, monitor.output(env, "drift"), granularity),

@@ -248,6 +248,10 @@ class Runner:
                     continue
                 if name not in self.jobs:
                     raise JobFailedError(f"a task of {job_name} asked to run unknown job {name!r}")
+                if notebooks(self.jobs, name) <= notebooks(self.jobs, job_name):
+                    self.out(f"{name} (asked for by a task of {job_name}): skipped, {job_name} ran its notebooks "
+                             "with these parameters already")
+                    continue
                 done.add(name)
                 current = name
                 self.out(f"{name} (job, asked for by a task of {job_name})")

@@ -30,7 +30,7 @@ from lib.deployment import DECISION, REASON
 from lib.errors import ConfigError, LakehouseError
 
 TABLE = "replay_timeline"
-SCHEMA = ("step int, as_of date, event string, job string, seconds double, ok boolean, error string, "
+SCHEMA = ("run int, step int, as_of date, event string, job string, seconds double, ok boolean, error string, "
           "champion_before string, champion_after string, alert_values map<string,double>, "
           "alert_states map<string,string>, alerts_fired array<string>, trained array<string>, outcome string")
 FIRST_JOB = "workflow"         # step 0: everything, so that there is a Champion to score with
@@ -136,14 +136,16 @@ def _outcome(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]
 
 
 def replay(model: str, days: list[dt.date], run_job: Callable[[str, dt.date], dict[str, dict[str, Any]]],
-           scheduler, triggered: Callable[[dict[str, dict[str, Any]]], list[str]], events: list[Event],
-           say: Callable[[str], None] = print) -> list[Event]:
+           scheduler, triggered: Callable[[dict[str, dict[str, Any]]], list[str]],
+           notebooks: Callable[[str], set], events: list[Event], say: Callable[[str], None] = print) -> list[Event]:
     """Run the replay, appending each job run to `events` (so a caller has them also when it
     stops early), and return them.
 
     `run_job(name, as_of)` runs a job without following its triggers and returns its task
     values (raises LakehouseError on failure); `scheduler` (lib.scheduler.Scheduler) says
-    which scheduled jobs came due; `triggered(values)` names the jobs a run asked for.
+    which scheduled jobs came due; `triggered(values)` names the jobs a run asked for;
+    `notebooks(job)` the notebooks a job runs: a job asked for whose notebooks all ran already
+    in this step, as of the same day, is skipped (it would repeat their work on the same data).
     """
     for step, day in enumerate(days):
         clock = dt.datetime.combine(day, dt.time())
@@ -157,13 +159,19 @@ def replay(model: str, days: list[dt.date], run_job: Callable[[str, dt.date], di
                 planned.append(("scheduled", name))
             planned.append(("step", STEP_JOB))
         say(f"--- step {step + 1}/{len(days)}: as of {day} ---")
+        ran: set = set()  # the notebooks this step has run (as of `day`)
         while planned:
             kind, job = planned.pop(0)
+            if kind == "triggered" and notebooks(job) <= ran:
+                say(f"{day}  {kind:<9} {job:<17} skipped: its notebooks ran as of {day} in this step already")
+                continue
             event = _run(step, day, kind, job, model, run_job)
             events.append(event)
             say(event.line())
             if step == 0 and not event.ok:
                 raise LakehouseError(f"the replay's first step ({FIRST_JOB} as of {day}) failed: {event.error}")
+            if event.ok:
+                ran |= notebooks(job)
             for name in (triggered(event.values) if event.ok else []):
                 if all(name != j for _, j in planned):
                     planned.append(("triggered", name))
@@ -195,7 +203,8 @@ def _run(step: int, day: dt.date, kind: str, job: str, model: str,
 def write(lakehouse, env, events: list[Event]) -> str:
     """The timeline as the `replay_timeline` table (replaced); returns its name."""
     name = env.table(TABLE)
-    lakehouse.write(lakehouse.spark.createDataFrame([e.record() for e in events], SCHEMA), name)
+    records = [(i, *e.record()) for i, e in enumerate(events)]
+    lakehouse.write(lakehouse.spark.createDataFrame(records, SCHEMA), name)
     return name
 
 

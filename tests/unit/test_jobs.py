@@ -88,7 +88,7 @@ def notebook(path, *code, title="# A task"):
 def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
     first = notebook(tmp_path / "first.ipynb", "from lib import task_values\ntask_values.set('uri', x + '/7')")
     second = notebook(tmp_path / "second.ipynb", "from lib import task_values\ntask_values.set('got', x)\n"
-                      "task_values.set('run_jobs', ['k', 'k'])")  # as an alert asks for retraining
+                      "task_values.set('run_jobs', ['k', 'k', 'again'])")  # as an alert asks for retraining
     later = notebook(tmp_path / "later.ipynb", "open(x, 'a').write('ran\\n')")
     broken = notebook(tmp_path / "broken.ipynb", "raise ValueError(f'bad input {x}')")
     never = notebook(tmp_path / "never.ipynb", "open('ran', 'w')")
@@ -100,10 +100,15 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
                                  jobs.Task("never", notebook=never, depends_on=("broken",))))
     out = io.StringIO()
     triggered = jobs.Job("k", "", (jobs.Task("later", notebook=later, parameters={"x": str(tmp_path / "k.txt")}),))
-    runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing, "k": triggered}, tmp_path / "run", stream=out)
+    again = jobs.Job("again", "", (jobs.Task("first", notebook=first, parameters={"x": "again"}),))
+    runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing, "k": triggered, "again": again},
+                         tmp_path / "run", stream=out)
     values = runner.run("j", {"env": "staging", "as_of": "2013-03-01"})
-    assert values == {"first": {"uri": "staging/7"}, "second": {"got": "staging/7", "run_jobs": ["k", "k"]},
+    assert values == {"first": {"uri": "staging/7"}, "second": {"got": "staging/7", "run_jobs": ["k", "k", "again"]},
                       "triggered-k": {}}
+    # A job whose notebooks the job itself just ran (as the workflow's training) is not run again.
+    assert "again (asked for by a task of j): skipped" in out.getvalue()
+    assert not (tmp_path / "run" / "triggered-again").exists()
     assert (tmp_path / "run" / "second.ipynb").exists()
     assert "first                ok" in out.getvalue()
     # The job a task asked for ran after the job, once, in a folder of its own.
