@@ -92,6 +92,28 @@ def load_rules(conf_dir: Path = CONF_DIR, known_jobs: set[str] | None = None) ->
     return rules
 
 
+def check(spark, rules: list[Rule], schemas: dict[str, str], source: str = "conf/alerts.yml") -> None:
+    """Compile each rule's query against empty tables of the metric tables' schemas (`schemas`:
+    placeholder name -> DDL): an unknown metric, column or function is one ConfigError line, before
+    anything is evaluated or written. A rule naming another table is checked when it runs."""
+    for i, rule in enumerate(rules):
+        names = set(_PLACEHOLDER.findall(rule.query))
+        if not names <= set(schemas):
+            continue
+        views = {}
+        for name in sorted(names):
+            views[name] = f"_alert_check_{name}"
+            spark.createDataFrame([], schemas[name]).createOrReplaceTempView(views[name])
+        try:
+            columns = spark.sql(_PLACEHOLDER.sub(lambda m: views[m.group(1)], rule.query)).columns
+        except Exception as exc:  # Spark's analysis error: its first line names what is wrong
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"{source} alerts.{i} ({rule.name}): the query does not compile: {first}") from None
+        if not {"window", "value"} <= set(columns):
+            raise ConfigError(f"{source} alerts.{i} ({rule.name}): the query must return columns window and value, "
+                              f"it returns {', '.join(columns)}")
+
+
 @dataclass
 class Outcome:
     """One rule's evaluation."""

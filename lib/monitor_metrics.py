@@ -266,6 +266,7 @@ def drift_rows(counts: pd.DataFrame, baseline: pd.DataFrame | None, columns: dic
         return distributions[id(part)]
 
     out = []
+    tabled: set[tuple] = set()  # (window, model, slice) groups given their `:table` rows
     for key, part in windows.items():
         g, start, end, model, slice_key, slice_value, column = key
         if (g, start) not in targets:
@@ -274,13 +275,24 @@ def drift_rows(counts: pd.DataFrame, baseline: pd.DataFrame | None, columns: dic
         fixed = {"granularity": g, "model_id": model, "column_name": column, "window": {"start": start, "end": end},
                  "slice_key": _unslice(slice_key), "slice_value": _unslice(slice_value), "data_type": columns[column]}
         previous = ending.get((g, start, model, slice_key, slice_value, column))
+        reference = base.get((model, slice_key, slice_value, column))
+        # The group's `:table` rows (row counts; custom DRIFT metrics of `:table` hang on them),
+        # from its first column: every row is counted once in each column.
+        first = key[:-1] not in tabled
+        tabled.add(key[:-1])
         if previous is not None:
             out.append({**fixed, "drift_type": "CONSECUTIVE", "window_cmp": {"start": previous[0][1], "end": start},
                         **_drift(of(part, column), of(previous[1], column), numeric)})
-        reference = base.get((model, slice_key, slice_value, column))
+            if first:
+                out.append({**fixed, "column_name": TABLE, "data_type": None, "drift_type": "CONSECUTIVE",
+                            "window_cmp": {"start": previous[0][1], "end": start},
+                            "count_delta": float(part.n.sum() - previous[1].n.sum())})
         if reference is not None:
             out.append({**fixed, "drift_type": "BASELINE", "window_cmp": None,
                         **_drift(of(part, column), of(reference, column), numeric)})
+            if first:
+                out.append({**fixed, "column_name": TABLE, "data_type": None, "drift_type": "BASELINE",
+                            "window_cmp": None, "count_delta": float(part.n.sum() - reference.n.sum())})
     return pd.DataFrame(out)
 
 

@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lib import custom_metrics
+from lib.custom_metrics import CustomMetric
 from lib import monitor_metrics as metrics
 from lib.config import CONF_DIR, parse_model, read_yaml
 from lib.errors import ConfigError
@@ -55,6 +57,7 @@ class Monitor(BaseModel):
     baseline_table_name: str | None = Field(None, pattern=r"^\w+$")
     baseline_max_rows: int = Field(20_000, gt=0)
     exclude_columns: list[str] = Field(default_factory=list)
+    custom_metrics: list[CustomMetric] = Field(default_factory=list)
 
     def output(self, env, kind: str) -> str:
         """`<catalog>.<schema>.<table>_profile_metrics` (kind "profile") or `..._drift_metrics`."""
@@ -70,6 +73,11 @@ def load_monitors(conf_dir: Path = CONF_DIR) -> dict[str, Monitor]:
         monitor = parse_model(Monitor, block, str(path), "monitors", name)
         if monitor.labels_table and not (monitor.label_col and monitor.label_key):
             raise ConfigError(f"{path} monitors.{name}: labels_table needs label_col and label_key")
+        names = [m.name for m in monitor.custom_metrics]
+        taken = set(names) & {n for n, _ in metrics.PROFILE_FIELDS + metrics.DRIFT_FIELDS}
+        if taken or len(set(names)) != len(names):
+            raise ConfigError(f"{path} monitors.{name}: custom metric names must be unique and not a built-in "
+                              f"metric's ({', '.join(sorted(taken)) or 'a name is repeated'})")
         out[name] = monitor
     return out
 
@@ -164,6 +172,7 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     one Delta transaction; `full` recomputes every window.
     """
     rows = monitored_rows(lakehouse, env, monitor, as_of)
+    check(lakehouse.spark, monitor, rows)  # before anything is written
     columns = kinds(rows, monitor)
     windows = windowed(rows, monitor.timestamp_col, monitor.granularities)
     labelled = (F.count(F.when(F.col(monitor.label_col).isNotNull() & F.col(monitor.prediction_col).isNotNull(), 1))
@@ -185,15 +194,28 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     in_compared = current.assign(window_start=pd.to_datetime(current["window_start"])).merge(
         compared[["granularity", "window_start"]], on=["granularity", "window_start"])
     models = sorted(set(in_compared["model_id"]))
-    baseline = _baseline_counts(lakehouse, env, monitor, columns, models)
-    profiles = metrics.profile_rows(counts, columns, as_of, decision_threshold)
+    base_rows = _baseline_rows(lakehouse, env, monitor, models)
+    baseline = None if base_rows is None else _baseline_counts(base_rows, monitor, columns)
+    profiles = custom_metrics.merge(metrics.profile_rows(counts, columns, as_of, decision_threshold),
+                                    custom_metrics.aggregate(selected, monitor, metrics.GROUP), metrics.GROUP)
     if baseline is not None:
-        profiles = pd.concat([profiles, metrics.profile_rows(baseline, columns, as_of, decision_threshold, "BASELINE")])
+        base_profiles = metrics.profile_rows(baseline, columns, as_of, decision_threshold, "BASELINE")
+        base_profiles = custom_metrics.merge(base_profiles, custom_metrics.aggregate(base_rows, monitor, ["model_id"]),
+                                             ["model_id"])
+        profiles = pd.concat([profiles, base_profiles])
     drifts = metrics.drift_rows(counts, baseline, columns, compared)
+    spark = lakehouse.spark
+    profile_fields = metrics.PROFILE_FIELDS + custom_metrics.fields(monitor.custom_metrics, ("AGGREGATE",))
+    profile_frame = custom_metrics.derive(
+        spark.createDataFrame(metrics.to_records(profiles, profile_fields), metrics.ddl(profile_fields)),
+        monitor.custom_metrics)
+    drift_frame = custom_metrics.drift(
+        spark.createDataFrame(metrics.to_records(drifts, metrics.DRIFT_FIELDS), metrics.ddl(metrics.DRIFT_FIELDS)),
+        profile_frame, monitor.custom_metrics)
     models_in = ", ".join(f"'{m}'" for m in models)
-    _replace(lakehouse, profiles, profile_table, metrics.PROFILE_FIELDS, pd.concat([changed, needed]), full,
+    _replace(lakehouse, profile_frame, profile_table, pd.concat([changed, needed]), full,
              also=f"log_type = 'BASELINE' AND model_id IN ({models_in})" if models else None)
-    _replace(lakehouse, drifts, drift_table, metrics.DRIFT_FIELDS, pd.concat([changed, compared]), full)
+    _replace(lakehouse, drift_frame, drift_table, pd.concat([changed, compared]), full)
     say(f"{profile_table}: {len(needed)} windows recomputed ({len(changed)} changed), {len(profiles)} profile rows; "
         f"{drift_table}: {len(drifts)} drift rows")
     return {"profile_table": profile_table, "drift_table": drift_table, "windows": len(needed)}
@@ -205,22 +227,44 @@ def _recorded(table: DataFrame) -> pd.DataFrame:
                              "labelled_count"))
 
 
-def _baseline_counts(lakehouse, env, monitor: Monitor, columns: dict[str, str], models: list[str]) -> pd.DataFrame | None:
+def _baseline_rows(lakehouse, env, monitor: Monitor, models: list[str]) -> DataFrame | None:
+    """The baseline rows of these models (None without a baseline table)."""
     if not models or not monitor.baseline_table_name or not lakehouse.exists(env.table(monitor.baseline_table_name)):
         return None
-    base = (lakehouse.read(env.table(monitor.baseline_table_name))
+    return (lakehouse.read(env.table(monitor.baseline_table_name))
             .withColumn("model_id", F.col(monitor.model_id_col).cast("string"))
             .where(F.col("model_id").isin(models)))
+
+
+def _baseline_counts(base: DataFrame, monitor: Monitor, columns: dict[str, str]) -> pd.DataFrame:
     present = {c: t for c, t in columns.items() if c in base.columns}
     quality = (monitor.label_col, monitor.prediction_col) if monitor.label_col in base.columns else None
     return value_counts(base, present, monitor.slicing_exprs, ["model_id"], quality)
 
 
-def _replace(lakehouse, rows: pd.DataFrame, table: str, fields, windows: pd.DataFrame, full: bool,
+def check(spark, monitor: Monitor, rows: DataFrame) -> None:
+    """The columns the monitor names exist in its table, and its custom metrics compile: one
+    ConfigError line otherwise."""
+    where = f"conf/monitors.yml monitor of {monitor.table_name}"
+    named = [monitor.timestamp_col, monitor.model_id_col, monitor.prediction_col, *filter(None, [monitor.label_col])]
+    missing = [c for c in named if c not in rows.columns]
+    if missing:
+        raise ConfigError(f"{where} names column {missing[0]!r}, which {monitor.table_name} does not have "
+                          f"(it has {', '.join(rows.columns)})")
+    for expr in monitor.slicing_exprs:
+        try:
+            rows.select(F.expr(expr)).schema  # noqa: B018 (analyses the expression, reads nothing)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"{where}: slicing expression {expr!r} does not compile: {first}") from None
+    custom_metrics.check(spark, monitor, rows.schema, metrics.ddl(metrics.PROFILE_FIELDS),
+                         metrics.ddl(metrics.DRIFT_FIELDS), where)
+
+
+def _replace(lakehouse, frame: DataFrame, table: str, windows: pd.DataFrame, full: bool,
              also: str | None = None) -> None:
     """Replace the rows of these windows (and those matching `also`; every row with `full`)
     in one transaction."""
-    frame = lakehouse.spark.createDataFrame(metrics.to_records(rows, fields), metrics.ddl(fields))
     if full or not lakehouse.exists(table):
         lakehouse.write(frame, table)
         return
@@ -302,7 +346,7 @@ def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: 
                   .select(*monitor.label_key, monitor.label_col))
         served = served.join(labels, monitor.label_key, "left")
     served_monitor = monitor.model_copy(update={"timestamp_col": TIMESTAMP, "model_id_col": "model_version",
-                                                "slicing_exprs": [], "exclude_columns": [KEY]})
+                                                "slicing_exprs": [], "exclude_columns": [KEY], "custom_metrics": []})
     rows = profile_rows_of(served, served_monitor, as_of, decision_threshold)
     table = f"{payload_table}_profile_metrics"
     fields = metrics.PROFILE_FIELDS
@@ -313,6 +357,22 @@ def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: 
 SERVING_FIELDS = [("window", metrics._WINDOW_TYPE), ("granularity", "string"), ("served_entity", "string"),
                   ("requests", "bigint"), ("errors", "bigint"), ("client_errors", "bigint"), ("error_rate", "double"),
                   ("p50_ms", "double"), ("p99_ms", "double")]
+
+
+def metric_schemas(env, monitors: dict[str, Monitor]) -> dict[str, str]:
+    """The metric tables an alert may query, by name in the environment's schema -> DDL schema
+    (built-in metrics and each monitor's custom ones; the serving metrics; the alert history)."""
+    from lib import alerts
+
+    out = {}
+    for monitor in monitors.values():
+        profile = metrics.PROFILE_FIELDS + custom_metrics.fields(monitor.custom_metrics, ("AGGREGATE", "DERIVED"))
+        drift = metrics.DRIFT_FIELDS + custom_metrics.fields(monitor.custom_metrics, ("DRIFT",))
+        out[f"{monitor.table_name}_profile_metrics"] = metrics.ddl(profile)
+        out[f"{monitor.table_name}_drift_metrics"] = metrics.ddl(drift)
+    out[serving_metrics_table(env).split(".")[-1]] = metrics.ddl(SERVING_FIELDS)
+    out[alerts.TABLE] = alerts.SCHEMA
+    return out
 
 
 def serving_metrics_table(env) -> str:
@@ -373,7 +433,7 @@ def drift_over_time(lakehouse, table: str, granularity: str, statistic: str = "j
     """A statistic of the whole table's drift, columns x windows (the newest model per window)."""
     rows = to_pandas(lakehouse.read(table)
                      .where((F.col("granularity") == granularity) & (F.col("drift_type") == drift_type))
-                     .where("slice_key IS NULL")
+                     .where(f"slice_key IS NULL AND column_name != '{TABLE}'")
                      .select(F.col("window.start").alias("window"), "model_id", "column_name", statistic))
     if rows.empty:
         return rows

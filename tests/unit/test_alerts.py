@@ -95,3 +95,28 @@ def test_bad_rules_are_one_line_naming_their_path(tmp_path):
         load(base + "    severity: loud\n")
     shipped = alerts.load_rules(known_jobs=set(jobs.load_jobs()))
     assert [r.name for r in shipped] == ["temperature_drift", "prediction_drift", "model_quality"]
+
+
+def test_a_rule_on_an_unknown_metric_fails_at_load_against_the_tables_schemas(spark, staging, tmp_path):
+    from lib import monitoring
+
+    schemas = monitoring.metric_schemas(staging, monitoring.load_monitors())
+    alerts.check(spark, alerts.load_rules(known_jobs=set(jobs.load_jobs())), schemas)  # the shipped rules compile
+
+    def rules(query: str):
+        (tmp_path / "alerts.yml").write_text(
+            "alerts:\n  - name: ok\n    query: SELECT window.start AS window, count AS value FROM {predictions_profile_metrics}\n"
+            "    condition: {op: '>', threshold: 1}\n"
+            f"  - name: bad\n    query: \"{query}\"\n    condition: {{op: '>', threshold: 1}}\n")
+        return alerts.load_rules(tmp_path)
+
+    with pytest.raises(ConfigError, match=r"alerts\.1 \(bad\): the query does not compile: .*population_drift"):
+        alerts.check(spark, rules("SELECT window.start AS window, population_drift AS value FROM {predictions_drift_metrics}"),
+                     schemas)
+    with pytest.raises(ConfigError, match=r"alerts\.1 \(bad\): the query must return columns window and value, it returns w, v"):
+        alerts.check(spark, rules("SELECT window.start AS w, calibration_gap AS v FROM {predictions_profile_metrics}"),
+                     schemas)
+    # A custom metric is a column like the built-in ones; a table the monitors do not make is checked when it runs.
+    alerts.check(spark, rules("SELECT window.start AS window, calibration_gap_delta AS value FROM {predictions_drift_metrics}"),
+                 schemas)
+    alerts.check(spark, rules("SELECT sched_dep_ts AS window, no_such AS value FROM {predictions}"), schemas)

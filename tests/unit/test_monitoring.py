@@ -206,3 +206,77 @@ def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(la
     assert rows[0]["accuracy"] == 1.0
     prediction = lakehouse.read(table).where("column_name = 'prediction' AND model_id = 'm-2'").first()
     assert (prediction["avg"], prediction["min"], prediction["max"]) == (pytest.approx(0.55), 0.2, 0.9)
+
+
+@pytest.mark.slow  # a whole refresh: ~10 s
+def test_custom_metrics_aggregate_derive_and_drift(lakehouse, staging, monitored):
+    rows, baseline = monitored
+    shipped = monitoring.load_monitors()["predictions"].custom_metrics  # mean_predicted, delayed_share, gap, delta
+    squares = monitoring.custom_metrics.CustomMetric(name="mean_square", type="AGGREGATE", input_columns=["temp"],
+                                                     definition="avg({{input_column}} * {{input_column}})")
+    monitor = MONITOR.model_copy(update={"custom_metrics": [*shipped, squares]})
+    result = monitoring.refresh(lakehouse, staging, monitor, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
+    profile, drift = read(lakehouse, result["profile_table"]), read(lakehouse, result["drift_table"])
+    on = {d: rows[rows["sched_dep_ts"].dt.day == d] for d in (4, 5, 6)}
+
+    def one(frame, **where):
+        hit = frame
+        for k, v in where.items():
+            hit = hit[hit[k].isna()] if v is None else hit[hit[k] == v]
+        assert len(hit) == 1, where
+        return hit.iloc[0]
+
+    gaps = {}
+    for d in (4, 5, 6):
+        table = one(profile, granularity="1 day", start=pd.Timestamp(2013, 3, d), slice_key=None,
+                    column_name=":table", log_type="INPUT")
+        assert table["mean_predicted"] == pytest.approx(on[d]["prediction"].mean())
+        if d < 6:  # labels arrived: the observed share and the gap
+            assert table["delayed_share"] == pytest.approx(on[d]["delayed"].mean())
+            gaps[d] = on[d]["prediction"].mean() - on[d]["delayed"].mean()
+            assert table["calibration_gap"] == pytest.approx(gaps[d])
+        else:  # no label yet: undefined, not zero
+            assert pd.isna(table["delayed_share"]) and pd.isna(table["calibration_gap"])
+        assert pd.isna(table["mean_square"])  # a metric of the temp column only
+    jfk = on[5][on[5]["origin"] == "JFK"]
+    temp = one(profile, granularity="1 day", start=pd.Timestamp(2013, 3, 5), slice_key="origin", slice_value="JFK",
+               column_name="temp", log_type="INPUT")
+    assert temp["mean_square"] == pytest.approx((jfk["temp"] ** 2).mean()) and pd.isna(temp["mean_predicted"])
+    base = one(profile, log_type="BASELINE", slice_key=None, column_name=":table")
+    base_gap = baseline["prediction"].mean() - baseline["delayed"].mean()
+    assert base["calibration_gap"] == pytest.approx(base_gap)
+
+    def drift_row(kind):
+        return one(drift, drift_type=kind, granularity="1 day", start=pd.Timestamp(2013, 3, 5), slice_key=None,
+                   column_name=":table") if kind else None
+
+    assert drift_row("CONSECUTIVE")["calibration_gap_delta"] == pytest.approx(gaps[5] - gaps[4])
+    assert drift_row("BASELINE")["calibration_gap_delta"] == pytest.approx(gaps[5] - base_gap)
+    temp_drift = drift[(drift["column_name"] == "temp")]
+    assert len(temp_drift) and temp_drift["calibration_gap_delta"].isna().all()  # a :table metric only
+
+
+BAD_MONITORS = [
+    ({"prediction_col": "score"}, "names column 'score', which predictions does not have"),
+    ({"slicing_exprs": ["upper(airport)"]}, r"slicing expression 'upper\(airport\)' does not compile"),
+    ({"custom_metrics": [{"name": "m", "type": "AGGREGATE", "definition": "avg(nonexistent)"}]},
+     r"custom_metrics\.0 \(m\) does not compile: .*nonexistent"),
+    ({"custom_metrics": [{"name": "m", "type": "AGGREGATE", "definition": "avg({{input_column}})",
+                          "input_columns": ["humidity"]}]}, "input column 'humidity' is not a column of predictions"),
+    ({"custom_metrics": [{"name": "m", "type": "DERIVED", "definition": "no_such_metric * 2"}]},
+     r"custom_metrics\.0 \(m\) does not compile"),
+    ({"custom_metrics": [{"name": "m", "type": "DRIFT", "definition": "{{current_df}}.avg - {{base_df}}.nope"}]},
+     r"custom_metrics\.0 \(m\) does not compile"),
+]
+
+
+def test_a_monitor_that_does_not_fit_its_table_fails_in_one_line_before_writing(lakehouse, staging, monitored):
+    for change, message in BAD_MONITORS:  # one table set for all the cases: each fails before writing
+        update = dict(change)
+        if "custom_metrics" in update:
+            update["custom_metrics"] = [monitoring.custom_metrics.CustomMetric(**m) for m in update["custom_metrics"]]
+        monitor = MONITOR.model_copy(update=update)
+        with pytest.raises(ConfigError, match=message) as err:
+            monitoring.refresh(lakehouse, staging, monitor, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
+        assert "\n" not in str(err.value)
+        assert not lakehouse.exists(monitor.output(staging, "profile"))  # nothing was written
