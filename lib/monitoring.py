@@ -298,32 +298,58 @@ def write_baseline(lakehouse, env, frame: pd.DataFrame, model_version: str,
 
 # --- What the endpoint served -------------------------------------------------------------------
 
-SERVED_SCHEMA = f"{KEY} string, {TIMESTAMP} timestamp_ntz, prediction double, model_version string"
+REQUEST_TIME = "request_time"
 
 
-def _unpack(batches):
-    """Inference-table rows (one per request) to one row per prediction, with the flight if sent."""
+def _unpack(columns: list[str]):
+    """Inference-table rows (one per request) to one row per prediction, with the request's
+    values of `columns` (the spine keys and model inputs it sent; null for those it did not)."""
     from lib.serving import payload
     from lib.serving.contract import ApiError
 
-    for frame in batches:
-        rows = []
-        for request, response, at, entity in zip(frame["request"], frame["response"], frame["request_time"],
-                                                 frame["served_entity_id"]):
-            predictions = json.loads(response).get("predictions", [])
-            try:
-                flights = payload.parse(request.encode()).columns.get(KEY) or [None] * len(predictions)
-            except ApiError:
-                flights = [None] * len(predictions)
-            rows += [(None if f is None else str(f), at, p, entity) for f, p in zip(flights, predictions)]
-        yield pd.DataFrame(rows, columns=[KEY, TIMESTAMP, "prediction", "model_version"])
+    def unpack(batches):
+        for frame in batches:
+            rows = []
+            for request, response, at, entity in zip(frame["request"], frame["response"], frame[REQUEST_TIME],
+                                                     frame["served_entity_id"]):
+                predictions = json.loads(response).get("predictions", [])
+                try:
+                    sent = payload.parse(request.encode()).columns
+                except ApiError:
+                    sent = {}
+                values = [sent.get(c) or [None] * len(predictions) for c in columns]
+                rows += [(at, p, entity, *[None if v[i] is None else str(v[i]) for v in values])
+                         for i, p in enumerate(predictions)]
+            yield pd.DataFrame(rows, columns=[REQUEST_TIME, "prediction", "model_version", *columns])
+
+    return unpack
 
 
-def served_predictions(payload_table: DataFrame) -> DataFrame:
-    """The predictions an endpoint answered (status 200), windowed by request time, per served entity."""
+def served_predictions(payload_table: DataFrame, keys: list[str], features: dict[str, str]) -> DataFrame:
+    """The predictions an endpoint answered (status 200), one row each, with the request time,
+    the served entity, and the spine keys and features the request sent (typed as `features`
+    says: column -> Spark type)."""
+    columns = list(dict.fromkeys([*keys, *features]))
+    schema = ", ".join([f"{REQUEST_TIME} timestamp_ntz", "prediction double", "model_version string",
+                        *[f"`{c}` string" for c in columns]])
     answered = payload_table.where("status_code = 200").select(
-        "request", "response", F.col("request_time").cast("timestamp_ntz").alias("request_time"), "served_entity_id")
-    return answered.mapInPandas(_unpack, SERVED_SCHEMA)
+        "request", "response", F.col(REQUEST_TIME).cast("timestamp_ntz").alias(REQUEST_TIME), "served_entity_id")
+    typed = {c: features.get(c, "timestamp_ntz" if c == TIMESTAMP else "string") for c in columns}
+    return answered.mapInPandas(_unpack(columns), schema).select(
+        REQUEST_TIME, "prediction", "model_version", *[F.col(c).cast(t).alias(c) for c, t in typed.items()])
+
+
+def with_looked_up_features(lakehouse, served: DataFrame, keys: list[str], lookups, features: list[str]) -> DataFrame:
+    """Fill the features a request did not send (requests by key) from the feature tables, point
+    in time, as the model's own lookups do; a value the request sent is kept."""
+    from lib.feature_store import lookup_features
+
+    looked_up = {c for lookup in lookups for c in lookup.features} - set(keys)
+    sent = [c for c in features if c in looked_up]
+    spine = served.select(*[F.col(c).alias(f"_sent_{c}") if c in sent else F.col(c) for c in served.columns])
+    filled = lookup_features(lakehouse, spine, lookups)
+    return filled.select(*[F.coalesce(F.col(f"_sent_{c}"), F.col(c)).alias(c) if c in sent else F.col(c)
+                           for c in served.columns])
 
 
 def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_threshold: float) -> pd.DataFrame:
@@ -335,18 +361,28 @@ def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_th
 
 
 def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: dt.date,
-                   decision_threshold: float) -> str | None:
-    """Profile an endpoint's inference table into `<payload_table>_profile_metrics`, with the
-    predictions monitor's granularities and labels; None if nothing was served."""
+                   decision_threshold: float, model_cfg: dict[str, Any]) -> str | None:
+    """Profile an endpoint's inference table into `<payload_table>_profile_metrics`: each answered
+    prediction with the model's inputs (as sent, or looked up by key) and its label once it
+    arrived, per served entity and window of request time; None if nothing was served."""
+    from lib import feature_store
+
     if not lakehouse.exists(payload_table):
         return None
-    served = served_predictions(lakehouse.read(payload_table)).withColumn("model_id", F.col("model_version"))
+    keys = list(model_cfg["keys"])
+    types = {c: "string" for c in model_cfg["features"]["categorical"]}
+    types |= {c: "double" for c in model_cfg["features"]["numeric"]}
+    served = served_predictions(lakehouse.read(payload_table), keys, types)
+    served = with_looked_up_features(lakehouse, served, keys,
+                                     feature_store.lookups(model_cfg, env.catalog, env.schema), list(types))
+    served = served.withColumn("model_id", F.col("model_version"))
     if monitor.labels_table:
         labels = (lakehouse.read(env.table(monitor.labels_table)).where(F.col(TIMESTAMP) < F.lit(as_of))
                   .select(*monitor.label_key, monitor.label_col))
         served = served.join(labels, monitor.label_key, "left")
-    served_monitor = monitor.model_copy(update={"timestamp_col": TIMESTAMP, "model_id_col": "model_version",
-                                                "slicing_exprs": [], "exclude_columns": [KEY], "custom_metrics": []})
+    served_monitor = monitor.model_copy(update={"timestamp_col": REQUEST_TIME, "model_id_col": "model_version",
+                                                "slicing_exprs": [], "exclude_columns": [KEY, TIMESTAMP],
+                                                "custom_metrics": []})
     rows = profile_rows_of(served, served_monitor, as_of, decision_threshold)
     table = f"{payload_table}_profile_metrics"
     fields = metrics.PROFILE_FIELDS

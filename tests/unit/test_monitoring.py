@@ -174,38 +174,64 @@ def test_a_bad_monitor_is_one_line_naming_its_path(tmp_path):
     assert set(monitoring.load_monitors()) == {"predictions"}  # the shipped file is valid
 
 
-def test_served_requests_become_one_prediction_row_each_with_labels_by_flight(lakehouse, staging):
+def test_served_requests_become_one_prediction_row_each_with_their_features_and_labels(featurized, staging, model_cfg):
     from lib.serving import capture
+
+    lakehouse, spark = featurized, featurized.spark
+    flights = (lakehouse.read(staging.table("flight_features")).where("sched_dep_ts >= '2013-03-01 08:00:00'")
+               .orderBy("sched_dep_ts", "flight_id").limit(2).toPandas())
+    f1, f2 = flights.to_dict("records")
 
     def req(rows, status=200, preds=None, entity="m-2", at=T(2026, 11, 29, 10)):
         body = json.dumps({"dataframe_records": rows})
         answer = json.dumps({"predictions": preds} if status == 200 else {"error_code": "X", "message": "bad"})
         return capture.row("id", None, at, status, 3, body, answer, entity, "bearer")
 
-    spark = lakehouse.spark
+    def key(f):  # a request by key: the spine only
+        return {"flight_id": f["flight_id"], "origin": f["origin"], "sched_dep_ts": f["sched_dep_ts"].isoformat()}
+
     payload = spark.createDataFrame([
-        req([{"flight_id": "f1", "origin": "EWR", "sched_dep_ts": "2013-03-01T08:00:00"},
-             {"flight_id": "f2", "origin": "JFK", "sched_dep_ts": "2013-03-01T09:00:00"}], preds=[0.9, 0.2]),
+        req([key(f1), key(f2)], preds=[0.9, 0.2]),
         req([{"carrier": "UA"}], status=400),
-        req([{"carrier": "UA", "origin": "EWR"}], preds=[0.7], entity="m-3", at=T(2026, 11, 30, 1)),
+        req([{"carrier": "UA", "origin": "EWR", "temp": 50.0}], preds=[0.7], entity="m-3", at=T(2026, 11, 30, 1)),
     ], capture.SCHEMA)
-    served = monitoring.served_predictions(payload).orderBy("prediction").collect()
-    assert [(r["flight_id"], r["prediction"], r["model_version"]) for r in served] == [
-        ("f2", 0.2, "m-2"), (None, 0.7, "m-3"), ("f1", 0.9, "m-2")]
+    types = {"carrier": "string", "origin": "string", "temp": "double"}
+    served = monitoring.served_predictions(payload, ["flight_id", "origin", "sched_dep_ts"], types).orderBy("prediction")
+    assert [(r["flight_id"], r["prediction"], r["model_version"], r["carrier"], r["temp"]) for r in served.collect()] == [
+        (f2["flight_id"], 0.2, "m-2", None, None), (None, 0.7, "m-3", "UA", 50.0), (f1["flight_id"], 0.9, "m-2", None, None)]
 
     lakehouse.write(payload, staging.table("delay_model_payload"))
-    lakehouse.write(spark.createDataFrame([("f1", T(2013, 3, 1, 8), 1), ("f2", T(2013, 3, 1, 9), 0)],
+    lakehouse.write(spark.createDataFrame([(f1["flight_id"], f1["sched_dep_ts"], 1), (f2["flight_id"], f2["sched_dep_ts"], 0)],
                                           "flight_id string, sched_dep_ts timestamp_ntz, delayed int"),
                     staging.table("labels"))
     monitor = monitoring.load_monitors()["predictions"].model_copy(update={"granularities": ["1 day"]})
     table = monitoring.refresh_served(lakehouse, staging, staging.table("delay_model_payload"), monitor,
-                                      dt.date(2013, 4, 1), 0.5)
-    rows = (lakehouse.read(table).where("column_name = ':table'").orderBy("window.start").collect())
+                                      dt.date(2013, 4, 1), 0.5, model_cfg)
+    profile = lakehouse.read(table)
+    rows = profile.where("column_name = ':table'").orderBy("window.start").collect()
     assert [(r["window"]["start"], r["model_id"], r["count"], r["labelled_count"]) for r in rows] == [
         (T(2026, 11, 29), "m-2", 2, 2), (T(2026, 11, 30), "m-3", 1, 0)]
     assert rows[0]["accuracy"] == 1.0
-    prediction = lakehouse.read(table).where("column_name = 'prediction' AND model_id = 'm-2'").first()
+    prediction = profile.where("column_name = 'prediction' AND model_id = 'm-2'").first()
     assert (prediction["avg"], prediction["min"], prediction["max"]) == (pytest.approx(0.55), 0.2, 0.9)
+    # The flights sent by key got the model's inputs from the feature tables, point in time:
+    # the carrier of the flight, and the newest weather at its origin at most 3 hours before.
+    weather = lakehouse.read(staging.table("weather_features")).toPandas()
+
+    def temp_at(f):
+        known = weather[(weather["origin"] == f["origin"]) & (weather["observed_at"] <= f["sched_dep_ts"])
+                        & (weather["observed_at"] >= f["sched_dep_ts"] - pd.Timedelta(hours=3))]
+        return known.sort_values("observed_at")["temp"].iloc[-1]
+
+    temp = profile.where("column_name = 'temp' AND model_id = 'm-2'").first()
+    assert (temp["count"], temp["num_nulls"]) == (2, 0)
+    assert temp["avg"] == pytest.approx((temp_at(f1) + temp_at(f2)) / 2)
+    carrier = profile.where("column_name = 'carrier' AND model_id = 'm-2'").first()
+    assert sorted((i["item"], i["count"]) for i in carrier["frequent_items"]) == sorted(
+        pd.Series([f1["carrier"], f2["carrier"]]).value_counts().items())
+    # The request that sent its features keeps them.
+    sent = profile.where("column_name = 'temp' AND model_id = 'm-3'").first()
+    assert (sent["count"], sent["avg"]) == (1, 50.0)
 
 
 @pytest.mark.slow  # a whole refresh: ~10 s
