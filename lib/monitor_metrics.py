@@ -29,10 +29,10 @@ WINDOW = ["granularity", "window_start", "window_end"]
 GROUP = [*WINDOW, "model_id"]
 SLICE = ["slice_key", "slice_value"]
 
-_WINDOW_TYPE = "struct<start:timestamp_ntz,end:timestamp_ntz>"
+WINDOW_TYPE = "struct<start:timestamp_ntz,end:timestamp_ntz>"
 _TEST = "struct<statistic:double,pvalue:double>"
 PROFILE_FIELDS = [
-    ("window", _WINDOW_TYPE), ("granularity", "string"), ("model_id", "string"), ("slice_key", "string"),
+    ("window", WINDOW_TYPE), ("granularity", "string"), ("model_id", "string"), ("slice_key", "string"),
     ("slice_value", "string"), ("column_name", "string"), ("data_type", "string"), ("log_type", "string"),
     ("count", "bigint"), ("num_nulls", "bigint"), ("avg", "double"), ("quantiles", "array<double>"),
     ("min", "double"), ("max", "double"), ("stddev", "double"), ("num_zeros", "bigint"), ("num_nan", "bigint"),
@@ -42,7 +42,7 @@ PROFILE_FIELDS = [
     ("confusion_matrix", "struct<tp:bigint,fp:bigint,tn:bigint,fn:bigint>"), ("refreshed_as_of", "date"),
 ]
 DRIFT_FIELDS = [
-    ("window", _WINDOW_TYPE), ("window_cmp", _WINDOW_TYPE), ("drift_type", "string"), ("granularity", "string"),
+    ("window", WINDOW_TYPE), ("window_cmp", WINDOW_TYPE), ("drift_type", "string"), ("granularity", "string"),
     ("model_id", "string"), ("slice_key", "string"), ("slice_value", "string"), ("column_name", "string"),
     ("data_type", "string"), ("count_delta", "double"), ("avg_delta", "double"), ("percent_null_delta", "double"),
     ("js_distance", "double"), ("ks_test", _TEST), ("wasserstein_distance", "double"),

@@ -390,7 +390,7 @@ def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: 
     return table
 
 
-SERVING_FIELDS = [("window", metrics._WINDOW_TYPE), ("granularity", "string"), ("served_entity", "string"),
+SERVING_FIELDS = [("window", metrics.WINDOW_TYPE), ("granularity", "string"), ("served_entity", "string"),
                   ("requests", "bigint"), ("errors", "bigint"), ("client_errors", "bigint"), ("error_rate", "double"),
                   ("p50_ms", "double"), ("p99_ms", "double")]
 
