@@ -63,6 +63,31 @@ def test_bad_input_is_one_line_and_writes_nothing(home, args, message):
     assert not (home / "warehouse").exists() and not (home / "runs").exists()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--replay", "2013-03-01"], "--replay takes START:END as ISO dates"),
+    (["--replay", "2013-03-01:2013-03-08", "--every", "1w"], "--every takes a number of days such as 7d"),
+    (["--replay", "2013-01-15:2013-03-08", "--every", "7d"], "--replay starts 2013-01-15, before the first day"),
+    (["--every", "7d"], "--every goes with --replay START:END"),
+    (["--clock", "2013-03-01"], "--clock and --until go with --scheduler"),
+    (["--scheduler", "--clock", "2013-03-01"], "--clock needs --until"),
+    (["--scheduler", "--clock", "March", "--until", "2013-03-08"], "--clock takes an ISO date"),
+])
+def test_bad_replay_and_scheduler_arguments_are_one_line(home, args, message):
+    result = cli("--env", "staging", *args)
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (home / "warehouse").exists() and not (home / "replays").exists()
+
+
+def test_the_scheduler_on_a_simulated_clock_runs_nothing_before_a_fire_time(home):
+    # The shipped schedule retrains quarterly (1 Jan, Apr, Jul, Oct): nothing falls in 1-8 March.
+    result = cli("--env", "staging", "--scheduler", "--clock", "2013-03-01", "--until", "2013-03-08")
+    assert result.returncode == 0, result.stderr
+    assert "retraining [0 0 6 1 1/3 ? UTC UNPAUSED]; simulated clock 2013-03-01 00:00:00 .. 2013-03-08" in result.stdout
+    assert result.stdout.strip().endswith("scheduler: 0 run(s) made")
+    assert not (home / "warehouse").exists()
+
+
 def test_no_java_is_one_line(home, tmp_path):
     result = run("--env", "staging", JAVA_HOME=str(tmp_path / "no-jdk"), SPARK_REMOTE="")  # it would start a server
     assert result.returncode == 1
