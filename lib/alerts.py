@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lib.config import CONF_DIR, parse_model, read_yaml
-from lib.errors import ConfigError
+from lib.errors import ConfigError, first_line
 from lib.spark import to_pandas
 
 OK, TRIGGERED, ERROR = "OK", "TRIGGERED", "ERROR"
@@ -107,7 +107,7 @@ def check(spark, rules: list[Rule], schemas: dict[str, str], source: str = "conf
         try:
             columns = spark.sql(_PLACEHOLDER.sub(lambda m: views[m.group(1)], rule.query)).columns
         except Exception as exc:  # Spark's analysis error: its first line names what is wrong
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise ConfigError(f"{source} alerts.{i} ({rule.name}): the query does not compile: {first}") from None
         if not {"window", "value"} <= set(columns):
             raise ConfigError(f"{source} alerts.{i} ({rule.name}): the query must return columns window and value, "
@@ -186,7 +186,7 @@ def evaluate(lakehouse, env, rules: list[Rule], as_of: dt.date, say: Callable[[s
             rows = to_pandas(lakehouse.spark.sql(resolve_query(rule.query, lakehouse, env)))
             outcome = judge(rule, rows, before.get(rule.name))
         except Exception as exc:  # a failing rule is ERROR with its reason; the others go on
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             outcome = Outcome(rule, ERROR, before.get(rule.name), f"query failed: {first}")
         say(f"alert {rule.name}: {outcome.state} ({outcome.reason})")
         if outcome.acts:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.errors import ConfigError
+from lib.errors import ConfigError, first_line
 
 TABLE = ":table"
 _ROW_KEYS = ["slice_key", "slice_value", "column_name"]
@@ -65,15 +65,13 @@ def _inputs(metric: CustomMetric, columns: list[str]) -> list[str]:
     return [c for c in metric.input_columns if c == TABLE or c in columns]
 
 
-def aggregate(rows: DataFrame, monitor, group: list[str]) -> pd.DataFrame | None:
-    """The AGGREGATE metrics per group, slice and input column (one Spark job); None if the
-    monitor has none. Rows: *group, slice_key, slice_value, column_name, one column per metric."""
+def aggregate(rows: DataFrame, monitor, group: list[str], slices: list) -> pd.DataFrame | None:
+    """The AGGREGATE metrics per group, slice (`slices`: the monitor's slice structs) and input
+    column (one Spark job); None if the monitor has none. Rows: *group, slice_key, slice_value,
+    column_name, one column per metric."""
     metrics = of_type(monitor.custom_metrics, "AGGREGATE")
     if not metrics:
         return None
-    slices = [F.struct(F.lit(None).cast("string").alias("slice_key"), F.lit(None).cast("string").alias("slice_value"))]
-    slices += [F.struct(F.lit(e).alias("slice_key"), F.expr(e).cast("string").alias("slice_value"))
-               for e in monitor.slicing_exprs]
     sliced = rows.withColumn("_slice", F.explode(F.array(*slices))).select("*", "_slice.*").drop("_slice")
     parts = []
     for column in sorted({c for m in metrics for c in _inputs(m, rows.columns)}):
@@ -158,5 +156,5 @@ def check(spark, monitor, table_schema, profile_ddl: str, drift_ddl: str, where:
         except ConfigError as exc:
             raise ConfigError(f"{where}.custom_metrics.{i} ({m.name}): {exc}") from None
         except Exception as exc:  # Spark's analysis error: its first line names what is wrong
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise ConfigError(f"{where}.custom_metrics.{i} ({m.name}) does not compile: {first}") from None

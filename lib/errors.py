@@ -1,6 +1,11 @@
 """The project's exception types: each carries a one-line message a user can act on."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (its type's name when it has none): what a one-line error quotes."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class LakehouseError(Exception):
     """Base class for errors a user can hit; the CLI prints only the message."""
 

@@ -29,7 +29,7 @@ from lib import custom_metrics
 from lib.custom_metrics import CustomMetric
 from lib import monitor_metrics as metrics
 from lib.config import CONF_DIR, parse_model, read_yaml
-from lib.errors import ConfigError
+from lib.errors import ConfigError, first_line
 from lib.features import KEY, TIMESTAMP
 from lib.spark import to_pandas
 
@@ -108,6 +108,13 @@ def windowed(df: DataFrame, timestamp_col: str, granularities: list[str]) -> Dat
     return df.withColumn("_w", F.explode(F.array(*parts))).select("*", "_w.*").drop("_w")
 
 
+def slice_structs(slicing_exprs: list[str]) -> list:
+    """(slice_key, slice_value) per row: the whole table (both null), then one per expression."""
+    slices = [F.struct(F.lit(None).cast("string").alias("slice_key"), F.lit(None).cast("string").alias("slice_value"))]
+    return slices + [F.struct(F.lit(e).alias("slice_key"), F.expr(e).cast("string").alias("slice_value"))
+                     for e in slicing_exprs]
+
+
 def value_counts(df: DataFrame, columns: dict[str, str], slicing_exprs: list[str], group: list[str],
                  quality: tuple[str, str] | None = None) -> pd.DataFrame:
     """How many rows hold each value of each column, per group and slice (one Spark job).
@@ -120,8 +127,7 @@ def value_counts(df: DataFrame, columns: dict[str, str], slicing_exprs: list[str
         pandas rows: *group, slice_key, slice_value, column_name, s (a categorical value, or
         "NaN" for a numeric NaN), d (a numeric value), n (rows); a null value has s and d null.
     """
-    slices = [F.struct(F.lit(None).cast("string").alias("slice_key"), F.lit(None).cast("string").alias("slice_value"))]
-    slices += [F.struct(F.lit(e).alias("slice_key"), F.expr(e).cast("string").alias("slice_value")) for e in slicing_exprs]
+    slices = slice_structs(slicing_exprs)
 
     def item(name: str, s, d):
         return F.struct(F.lit(name).alias("column_name"), s.cast("string").alias("s"), d.cast("double").alias("d"))
@@ -197,10 +203,12 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     base_rows = _baseline_rows(lakehouse, env, monitor, models)
     baseline = None if base_rows is None else _baseline_counts(base_rows, monitor, columns)
     profiles = custom_metrics.merge(metrics.profile_rows(counts, columns, as_of, decision_threshold),
-                                    custom_metrics.aggregate(selected, monitor, metrics.GROUP), metrics.GROUP)
+                                    custom_metrics.aggregate(selected, monitor, metrics.GROUP,
+                                                             slice_structs(monitor.slicing_exprs)), metrics.GROUP)
     if baseline is not None:
         base_profiles = metrics.profile_rows(baseline, columns, as_of, decision_threshold, "BASELINE")
-        base_profiles = custom_metrics.merge(base_profiles, custom_metrics.aggregate(base_rows, monitor, ["model_id"]),
+        base_profiles = custom_metrics.merge(base_profiles, custom_metrics.aggregate(base_rows, monitor, ["model_id"],
+                                                                                    slice_structs(monitor.slicing_exprs)),
                                              ["model_id"])
         profiles = pd.concat([profiles, base_profiles])
     drifts = metrics.drift_rows(counts, baseline, columns, compared)
@@ -255,7 +263,7 @@ def check(spark, monitor: Monitor, rows: DataFrame) -> None:
         try:
             rows.select(F.expr(expr)).schema  # noqa: B018 (analyses the expression, reads nothing)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise ConfigError(f"{where}: slicing expression {expr!r} does not compile: {first}") from None
     custom_metrics.check(spark, monitor, rows.schema, metrics.ddl(metrics.PROFILE_FIELDS),
                          metrics.ddl(metrics.DRIFT_FIELDS), where)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from lib import feature_store, registry
 from lib.config import METRICS
-from lib.errors import ValidationFailedError
+from lib.errors import ValidationFailedError, first_line
 from lib.evaluation import classification_metrics
 from lib.registry import CHALLENGER, VALIDATION_STATUS, ModelRef
 
@@ -73,7 +73,7 @@ class Report:
 
 
 def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(exc)[:200]
 
 
 def run_mode(override: str, model_cfg: dict[str, Any]) -> str:
