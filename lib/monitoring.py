@@ -7,15 +7,20 @@ columns, granularities, slicing expressions and baseline table. A refresh writes
 one before it, CONSECUTIVE, and against its model's baseline, BASELINE), with the column names
 of Databricks' tables, so a query written for one runs on the other.
 
-Spark does the heavy part: per window, slice and column it counts each distinct value. The
-statistics are computed from those counts (lib/drift.py with scipy; sklearn for quality,
-weighted by the counts), so they are exact, and only distributions leave Spark, not rows.
+Spark hands the rows to lib/sketch.py, partition by partition, which sums them into one
+sketch per window, model, slice and column; only sketches leave Spark, not rows. The statistics
+are computed from the merged sketches for all groups at once (lib/monitor_metrics.py,
+lib/drift.py): exact on columns whose values are all cell edges (up to 1,024 distinct values
+in the refresh's sample), binned on 256 quantile cells beyond.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import custom_metrics
+from lib import custom_metrics, sketch
 from lib.custom_metrics import CustomMetric
 from lib import monitor_metrics as metrics
 from lib.config import CONF_DIR, parse_model, read_yaml
@@ -115,38 +120,6 @@ def slice_structs(slicing_exprs: list[str]) -> list:
                      for e in slicing_exprs]
 
 
-def value_counts(df: DataFrame, columns: dict[str, str], slicing_exprs: list[str], group: list[str],
-                 quality: tuple[str, str] | None = None) -> pd.DataFrame:
-    """How many rows hold each value of each column, per group and slice (one Spark job).
-
-    Args:
-        columns: column name -> Spark type (numeric types are counted as doubles, others as strings).
-        group: the grouping columns (e.g. granularity, window_start, window_end, model_id).
-        quality: (label, prediction) columns, counted as pairs under column `:quality`.
-    Returns:
-        pandas rows: *group, slice_key, slice_value, column_name, s (a categorical value, or
-        "NaN" for a numeric NaN), d (a numeric value), n (rows); a null value has s and d null.
-    """
-    slices = slice_structs(slicing_exprs)
-
-    def item(name: str, s, d):
-        return F.struct(F.lit(name).alias("column_name"), s.cast("string").alias("s"), d.cast("double").alias("d"))
-
-    items = [item(c, F.when(F.isnan(F.col(c).cast("double")), F.lit("NaN")), F.col(c)) if metrics.is_numeric(t)
-             else item(c, F.col(c), F.lit(None)) for c, t in columns.items()]
-    if quality:
-        label, prediction = quality
-        items.append(item(metrics.QUALITY, F.col(label), F.when(F.col(label).isNotNull(), F.col(prediction))))
-    exploded = (df.withColumn("_slice", F.explode(F.array(*slices)))
-                .withColumn("_item", F.explode(F.array(*items)))
-                .select(*group, "_slice.*", "_item.*"))
-    keys = [*group, "slice_key", "slice_value", "column_name", "s", "d"]
-    counts = to_pandas(exploded.groupBy(*keys).agg(F.count(F.lit(1)).alias("n")))
-    if quality:  # unlabelled rows are not pairs
-        counts = counts[(counts["column_name"] != metrics.QUALITY) | (counts["s"].notna() & counts["d"].notna())]
-    return counts
-
-
 def kinds(df: DataFrame, monitor: Monitor) -> dict[str, str]:
     """The profiled columns and their Spark types: every column but the timestamp, model id
     and excluded ones."""
@@ -192,41 +165,139 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
         say(f"{profile_table}: every window is current ({len(current)} window x model rows)")
         return {"profile_table": profile_table, "drift_table": drift_table, "windows": 0}
     compared, needed = metrics.with_neighbours(changed, current)
-    selected = windows.join(lakehouse.spark.createDataFrame(needed[["granularity", "window_start"]]),
-                            ["granularity", "window_start"])
-    quality = (monitor.label_col, monitor.prediction_col) if monitor.label_col else None
-    counts = value_counts(selected, columns, monitor.slicing_exprs, metrics.GROUP, quality)
+    selected = rows.where(_within(monitor.timestamp_col, needed))
     # The baselines of the models in the windows compared (not of every model ever scored).
     in_compared = current.assign(window_start=pd.to_datetime(current["window_start"])).merge(
         compared[["granularity", "window_start"]], on=["granularity", "window_start"])
     models = sorted(set(in_compared["model_id"]))
     base_rows = _baseline_rows(lakehouse, env, monitor, models)
-    baseline = None if base_rows is None else _baseline_counts(base_rows, monitor, columns)
-    profiles = custom_metrics.merge(metrics.profile_rows(counts, columns, as_of, decision_threshold),
-                                    custom_metrics.aggregate(selected, monitor, metrics.GROUP,
+    base_table = None if base_rows is None else _columns(base_rows, monitor, columns, windows=False).toArrow()
+    n_rows = int(current.loc[current["granularity"] == monitor.granularities[0], "count"].sum())
+    spec = _spec(monitor, columns, decision_threshold, [_sample(selected, list(columns), n_rows), base_table])
+    merged, keys = _sketch(selected, monitor, spec, needed)
+    profiles = custom_metrics.merge(metrics.profile_rows(merged, spec, columns, keys, as_of),
+                                    custom_metrics.aggregate(windowed(selected, monitor.timestamp_col,
+                                                                      monitor.granularities), monitor, metrics.GROUP,
                                                              slice_structs(monitor.slicing_exprs)), metrics.GROUP)
-    if baseline is not None:
-        base_profiles = metrics.profile_rows(baseline, columns, as_of, decision_threshold, "BASELINE")
-        base_profiles = custom_metrics.merge(base_profiles, custom_metrics.aggregate(base_rows, monitor, ["model_id"],
-                                                                                    slice_structs(monitor.slicing_exprs)),
-                                             ["model_id"])
-        profiles = pd.concat([profiles, base_profiles])
-    drifts = metrics.drift_rows(counts, baseline, columns, compared)
-    spark = lakehouse.spark
+    baseline = base_keys = None
+    if base_table is not None and base_table.num_rows:
+        baseline = sketch.merge(sketch.partial(base_table, replace(spec, granularities=[])), spec)
+        base_keys = metrics.group_keys(baseline.groups, [], monitor.slicing_exprs)
+        base_profiles = metrics.profile_rows(baseline, spec, columns, base_keys, as_of, "BASELINE")
+        base_profiles = base_profiles[base_profiles["column_name"].isin([TABLE, *_present(base_rows, columns)])]
+        base_profiles = custom_metrics.merge(base_profiles, custom_metrics.aggregate(
+            base_rows, monitor, ["model_id"], slice_structs(monitor.slicing_exprs)), ["model_id"])
+        profiles = pd.concat([profiles, base_profiles], ignore_index=True)
+    drifts = metrics.drift_rows(merged, keys, baseline, base_keys, spec, columns, compared)
+    if baseline is not None and not drifts.empty:
+        absent = set(columns) - set(_present(base_rows, columns))
+        drifts = drifts[~((drifts["drift_type"] == "BASELINE") & drifts["column_name"].isin(absent))]
     profile_fields = metrics.PROFILE_FIELDS + custom_metrics.fields(monitor.custom_metrics, ("AGGREGATE",))
-    profile_frame = custom_metrics.derive(
-        spark.createDataFrame(metrics.to_records(profiles, profile_fields), metrics.ddl(profile_fields)),
-        monitor.custom_metrics)
-    drift_frame = custom_metrics.drift(
-        spark.createDataFrame(metrics.to_records(drifts, metrics.DRIFT_FIELDS), metrics.ddl(metrics.DRIFT_FIELDS)),
-        profile_frame, monitor.custom_metrics)
     models_in = ", ".join(f"'{m}'" for m in models)
-    _replace(lakehouse, profile_frame, profile_table, pd.concat([changed, needed]), full,
-             also=f"log_type = 'BASELINE' AND model_id IN ({models_in})" if models else None)
-    _replace(lakehouse, drift_frame, drift_table, pd.concat([changed, compared]), full)
+    with contextlib.ExitStack() as stack:
+        profile_frame = custom_metrics.derive(_to_spark(lakehouse, stack, _with_window(profiles), profile_fields),
+                                              monitor.custom_metrics)
+        drift_frame = custom_metrics.drift(_to_spark(lakehouse, stack, drifts, metrics.DRIFT_FIELDS), profile_frame,
+                                           monitor.custom_metrics)
+        _replace(lakehouse, profile_frame, profile_table, pd.concat([changed, needed]), full,
+                 also=f"log_type = 'BASELINE' AND model_id IN ({models_in})" if models else None)
+        _replace(lakehouse, drift_frame, drift_table, pd.concat([changed, compared]), full)
     say(f"{profile_table}: {len(needed)} windows recomputed ({len(changed)} changed), {len(profiles)} profile rows; "
         f"{drift_table}: {len(drifts)} drift rows")
     return {"profile_table": profile_table, "drift_table": drift_table, "windows": len(needed)}
+
+
+def _within(timestamp_col: str, windows: pd.DataFrame):
+    """Rows whose timestamp falls in one of the windows (their time ranges merged)."""
+    ranges = windows[["window_start", "window_end"]].apply(pd.to_datetime).sort_values("window_start")
+    merged: list[list] = []
+    for start, end in ranges.itertuples(index=False):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    ts = F.col(timestamp_col).cast("timestamp_ntz")
+    condition = F.lit(False)
+    for start, end in merged:
+        condition = condition | ((ts >= F.lit(start.to_pydatetime()).cast("timestamp_ntz"))
+                                 & (ts < F.lit(end.to_pydatetime()).cast("timestamp_ntz")))
+    return condition
+
+
+def _present(base: DataFrame, columns: dict[str, str]) -> list[str]:
+    return [c for c in columns if c in base.columns]
+
+
+def _columns(df: DataFrame, monitor: Monitor, columns: dict[str, str], windows: bool = True) -> DataFrame:
+    """What the sketch reads: the timestamp as `_ts`, model_id, the slices as `_slice_<i>`, the
+    profiled columns (a column df lacks as nulls) and the label and prediction."""
+    wanted = list(dict.fromkeys([*columns, *filter(None, [monitor.label_col, monitor.prediction_col])]))
+    types = {**columns, **{c: "double" for c in wanted if c not in columns}}
+    select = [F.col("model_id").cast("string")]
+    if windows:
+        select.insert(0, F.col(monitor.timestamp_col).cast("timestamp_ntz").alias("_ts"))
+    select += [F.expr(e).cast("string").alias(f"_slice_{i}") for i, e in enumerate(monitor.slicing_exprs)]
+    select += [F.col(c) if c in df.columns else F.lit(None).cast(types[c]).alias(c) for c in wanted]
+    return df.select(*select)
+
+
+def _sample(df: DataFrame, columns: list[str], rows: int):
+    """About sketch.SAMPLE_ROWS of the rows (seeded), as Arrow: what the cells' edges come from."""
+    fraction = min(1.0, 1.2 * sketch.SAMPLE_ROWS / max(rows, 1))
+    sampled = df if fraction >= 1.0 else df.sample(False, fraction, seed=0)
+    return sampled.select(*[c for c in columns if c in df.columns]).limit(2 * sketch.SAMPLE_ROWS).toArrow()
+
+
+def _spec(monitor: Monitor, columns: dict[str, str], threshold: float, samples: list) -> sketch.Spec:
+    numeric = {}
+    for c, t in columns.items():
+        if metrics.is_numeric(t) or c == monitor.prediction_col:
+            parts = [s.column(c).to_numpy(zero_copy_only=False) for s in samples
+                     if s is not None and c in s.column_names]
+            values = np.concatenate([np.asarray(p, dtype=float) for p in parts]) if parts else np.array([])
+            numeric[c] = sketch.edges(values)
+    return sketch.Spec(numeric=numeric, categorical=[c for c in columns if c not in numeric],
+                       granularities=list(monitor.granularities), slices=len(monitor.slicing_exprs),
+                       label=monitor.label_col, prediction=monitor.prediction_col if monitor.label_col else None,
+                       threshold=threshold)
+
+
+def _sketch(rows: DataFrame, monitor: Monitor, spec: sketch.Spec, windows: pd.DataFrame | None = None):
+    """The merged sketches of the rows (only the groups of `windows`, when given) and their keys."""
+    pass_ = functools.partial(_partition, spec=spec)
+    table = _columns(rows, monitor, {c: "double" for c in spec.columns}).mapInArrow(pass_, sketch.DDL).toArrow()
+    merged = sketch.derive(sketch.merge(table, spec), spec)
+    keys = metrics.group_keys(merged.groups, spec.granularities, monitor.slicing_exprs)
+    if windows is not None and len(keys):
+        wanted = set(zip(windows["granularity"], pd.to_datetime(windows["window_start"])))
+        keep = np.array([k in wanted for k in zip(keys["granularity"], keys["window_start"])])
+        merged = sketch.select(merged, keep)
+        keys = keys[keep].reset_index(drop=True)
+    return merged, keys
+
+
+def _partition(batches, spec: sketch.Spec):
+    """mapInArrow: the sketches of one partition's rows."""
+    import pyarrow as pa
+
+    batches = list(batches)
+    if batches:
+        yield from sketch.partial(pa.Table.from_batches(batches), spec).to_batches()
+
+
+def _with_window(profiles: pd.DataFrame) -> pd.DataFrame:
+    if "window_start" not in profiles:
+        return profiles
+    window = [None if pd.isna(s) else {"start": s, "end": e} for s, e in zip(profiles["window_start"],
+                                                                             profiles["window_end"])]
+    return profiles.assign(window=window)
+
+
+def _to_spark(lakehouse, stack: contextlib.ExitStack, frame: pd.DataFrame, fields: list[tuple[str, str]]) -> DataFrame:
+    """The frame as a Spark DataFrame of the fields, cast to their types (staged as Parquet
+    until `stack` closes)."""
+    staged = stack.enter_context(lakehouse.staged(metrics.to_arrow(frame, fields)))
+    return staged.select(*[F.col(f"`{n}`").cast(t).alias(n) for n, t in fields])
 
 
 def _recorded(table: DataFrame) -> pd.DataFrame:
@@ -242,12 +313,6 @@ def _baseline_rows(lakehouse, env, monitor: Monitor, models: list[str]) -> DataF
     return (lakehouse.read(env.table(monitor.baseline_table_name))
             .withColumn("model_id", F.col(monitor.model_id_col).cast("string"))
             .where(F.col("model_id").isin(models)))
-
-
-def _baseline_counts(base: DataFrame, monitor: Monitor, columns: dict[str, str]) -> pd.DataFrame:
-    present = {c: t for c, t in columns.items() if c in base.columns}
-    quality = (monitor.label_col, monitor.prediction_col) if monitor.label_col in base.columns else None
-    return value_counts(base, present, monitor.slicing_exprs, ["model_id"], quality)
 
 
 def check(spark, monitor: Monitor, rows: DataFrame) -> None:
@@ -362,10 +427,10 @@ def with_looked_up_features(lakehouse, served: DataFrame, keys: list[str], looku
 
 def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_threshold: float) -> pd.DataFrame:
     """Every window's profile rows of a DataFrame (no baseline, no stored state)."""
-    counts = value_counts(windowed(df, monitor.timestamp_col, monitor.granularities), kinds(df, monitor),
-                          monitor.slicing_exprs, metrics.GROUP,
-                          (monitor.label_col, monitor.prediction_col) if monitor.label_col else None)
-    return metrics.profile_rows(counts, kinds(df, monitor), as_of, decision_threshold)
+    columns = kinds(df, monitor)
+    spec = _spec(monitor, columns, decision_threshold, [_sample(df, list(columns), 0)])
+    merged, keys = _sketch(df, monitor, spec)
+    return _with_window(metrics.profile_rows(merged, spec, columns, keys, as_of))
 
 
 def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: dt.date,
@@ -394,7 +459,8 @@ def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: 
     rows = profile_rows_of(served, served_monitor, as_of, decision_threshold)
     table = f"{payload_table}_profile_metrics"
     fields = metrics.PROFILE_FIELDS
-    lakehouse.write(lakehouse.spark.createDataFrame(metrics.to_records(rows, fields), metrics.ddl(fields)), table)
+    with contextlib.ExitStack() as stack:
+        lakehouse.write(_to_spark(lakehouse, stack, rows, fields), table)
     return table
 
 
