@@ -283,14 +283,14 @@ def child_refresh(args) -> None:
     spark = _session(env, start=args.start)
     attached = time.monotonic()
     if args.breakdown:
-        _timed(monitoring, "to_pandas", "Spark -> pandas (toPandas; both count queries)", len)
-        _timed(monitoring, "value_counts", "value_counts (Spark job + toPandas)", len)
-        _timed(monitoring, "_baseline_counts", "baseline value_counts", lambda f: len(f) if f is not None else 0)
+        _timed(monitoring, "to_pandas", "window counts (change detection query; toPandas)", len)
         _timed(monitoring, "_recorded", "recorded windows (read profile table)")
-        _timed(monitor_metrics, "profile_rows", "profile_rows (pandas/numpy)", len)
-        _timed(monitor_metrics, "drift_rows", "drift_rows (pandas/scipy)", len)
-        _timed(monitor_metrics, "to_records", "to_records (rows to tuples)", len)
-        _timed(monitoring, "_replace", "_replace (createDataFrame + Delta write)")
+        _timed(monitoring, "_sample", "sample for the cells' edges (Spark job)")
+        _timed(monitoring, "_sketch", "sketch pass (mapInArrow) + merge")
+        _timed(monitor_metrics, "profile_rows", "profile_rows (numpy)", len)
+        _timed(monitor_metrics, "drift_rows", "drift_rows (numpy/scipy)", len)
+        _timed(monitor_metrics, "to_arrow", "to_arrow (metric rows to Arrow)")
+        _timed(monitoring, "_replace", "_replace (Delta writes, both tables at once)")
     as_of = dt.date.fromisoformat(args.as_of)
     lines = []
     refresh_started = time.monotonic()
@@ -519,7 +519,8 @@ def main() -> None:
     os.environ.pop("SPARK_REMOTE", None)
     os.environ.setdefault("LAKEHOUSE_SPARK_PORT", "15099")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--short", "lib/monitoring.py", "lib/monitor_metrics.py", "lib/drift.py"],
+    dirty = subprocess.run(["git", "status", "--short", "lib/monitoring.py", "lib/monitor_metrics.py", "lib/drift.py",
+                            "lib/sketch.py"],
                            cwd=REPO, capture_output=True, text=True).stdout.split()
     say(f"commit {commit}{' (monitoring code modified in the work tree)' if dirty else ''}; lakehouse {args.home}, "
         f"Spark port {os.environ['LAKEHOUSE_SPARK_PORT']}")

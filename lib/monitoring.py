@@ -16,6 +16,7 @@ in the refresh's sample), binned on 256 quantile cells beyond.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -174,7 +175,7 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     base_table = None if base_rows is None else _columns(base_rows, monitor, columns, windows=False).toArrow()
     n_rows = int(current.loc[current["granularity"] == monitor.granularities[0], "count"].sum())
     spec = _spec(monitor, columns, decision_threshold, [_sample(selected, list(columns), n_rows), base_table])
-    merged, keys = _sketch(selected, monitor, spec, needed)
+    merged, keys = _sketch(selected, monitor, columns, spec, needed)
     profiles = custom_metrics.merge(metrics.profile_rows(merged, spec, columns, keys, as_of),
                                     custom_metrics.aggregate(windowed(selected, monitor.timestamp_col,
                                                                       monitor.granularities), monitor, metrics.GROUP,
@@ -199,9 +200,13 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
                                               monitor.custom_metrics)
         drift_frame = custom_metrics.drift(_to_spark(lakehouse, stack, drifts, metrics.DRIFT_FIELDS), profile_frame,
                                            monitor.custom_metrics)
-        _replace(lakehouse, profile_frame, profile_table, pd.concat([changed, needed]), full,
-                 also=f"log_type = 'BASELINE' AND model_id IN ({models_in})" if models else None)
-        _replace(lakehouse, drift_frame, drift_table, pd.concat([changed, compared]), full)
+        # The two writes at once: each is one Spark task (one staged file), and there are two cores.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            writes = [pool.submit(_replace, lakehouse, profile_frame, profile_table, pd.concat([changed, needed]), full,
+                                  f"log_type = 'BASELINE' AND model_id IN ({models_in})" if models else None),
+                      pool.submit(_replace, lakehouse, drift_frame, drift_table, pd.concat([changed, compared]), full)]
+            for write in writes:
+                write.result()
     say(f"{profile_table}: {len(needed)} windows recomputed ({len(changed)} changed), {len(profiles)} profile rows; "
         f"{drift_table}: {len(drifts)} drift rows")
     return {"profile_table": profile_table, "drift_table": drift_table, "windows": len(needed)}
@@ -228,15 +233,22 @@ def _present(base: DataFrame, columns: dict[str, str]) -> list[str]:
     return [c for c in columns if c in base.columns]
 
 
+def _slice_columns(monitor: Monitor, columns: dict[str, str]) -> tuple[str, ...]:
+    """The column holding each slicing expression's values in what the sketch reads: a profiled
+    string column itself (not read twice), else `_slice_<i>`."""
+    return tuple(e if columns.get(e) == "string" else f"_slice_{i}" for i, e in enumerate(monitor.slicing_exprs))
+
+
 def _columns(df: DataFrame, monitor: Monitor, columns: dict[str, str], windows: bool = True) -> DataFrame:
-    """What the sketch reads: the timestamp as `_ts`, model_id, the slices as `_slice_<i>`, the
+    """What the sketch reads: the timestamp as `_ts`, model_id, the slices (_slice_columns), the
     profiled columns (a column df lacks as nulls) and the label and prediction."""
     wanted = list(dict.fromkeys([*columns, *filter(None, [monitor.label_col, monitor.prediction_col])]))
     types = {**columns, **{c: "double" for c in wanted if c not in columns}}
     select = [F.col("model_id").cast("string")]
     if windows:
         select.insert(0, F.col(monitor.timestamp_col).cast("timestamp_ntz").alias("_ts"))
-    select += [F.expr(e).cast("string").alias(f"_slice_{i}") for i, e in enumerate(monitor.slicing_exprs)]
+    select += [F.expr(e).cast("string").alias(name) for e, name in zip(monitor.slicing_exprs,
+                                                                        _slice_columns(monitor, columns)) if name != e]
     select += [F.col(c) if c in df.columns else F.lit(None).cast(types[c]).alias(c) for c in wanted]
     return df.select(*select)
 
@@ -257,15 +269,16 @@ def _spec(monitor: Monitor, columns: dict[str, str], threshold: float, samples: 
             values = np.concatenate([np.asarray(p, dtype=float) for p in parts]) if parts else np.array([])
             numeric[c] = sketch.edges(values)
     return sketch.Spec(numeric=numeric, categorical=[c for c in columns if c not in numeric],
-                       granularities=list(monitor.granularities), slices=len(monitor.slicing_exprs),
+                       granularities=list(monitor.granularities), slices=_slice_columns(monitor, columns),
                        label=monitor.label_col, prediction=monitor.prediction_col if monitor.label_col else None,
                        threshold=threshold)
 
 
-def _sketch(rows: DataFrame, monitor: Monitor, spec: sketch.Spec, windows: pd.DataFrame | None = None):
+def _sketch(rows: DataFrame, monitor: Monitor, columns: dict[str, str], spec: sketch.Spec,
+            windows: pd.DataFrame | None = None):
     """The merged sketches of the rows (only the groups of `windows`, when given) and their keys."""
     pass_ = functools.partial(_partition, spec=spec)
-    table = _columns(rows, monitor, {c: "double" for c in spec.columns}).mapInArrow(pass_, sketch.DDL).toArrow()
+    table = _columns(rows, monitor, columns).mapInArrow(pass_, sketch.DDL).toArrow()
     merged = sketch.derive(sketch.merge(table, spec), spec)
     keys = metrics.group_keys(merged.groups, spec.granularities, monitor.slicing_exprs)
     if windows is not None and len(keys):
@@ -429,7 +442,7 @@ def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_th
     """Every window's profile rows of a DataFrame (no baseline, no stored state)."""
     columns = kinds(df, monitor)
     spec = _spec(monitor, columns, decision_threshold, [_sample(df, list(columns), 0)])
-    merged, keys = _sketch(df, monitor, spec)
+    merged, keys = _sketch(df, monitor, columns, spec)
     return _with_window(metrics.profile_rows(merged, spec, columns, keys, as_of))
 
 

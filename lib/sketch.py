@@ -58,13 +58,14 @@ def edges(sample: np.ndarray, extra: tuple[float, ...] = ()) -> np.ndarray:
 @dataclass(frozen=True)
 class Spec:
     """What `partial` sketches: the columns (numeric ones with their edges), the windows, the
-    slices (columns `_slice_<i>` of the rows, one per slicing expression) and the quality."""
+    slices (per slicing expression, the string column of the rows holding its values) and the
+    model quality."""
 
     numeric: dict[str, np.ndarray]
     categorical: list[str]
     granularities: list[str] = field(default_factory=list)  # none: one group per model and slice (a baseline)
     timestamp: str = "_ts"
-    slices: int = 0
+    slices: tuple[str, ...] = ()
     label: str | None = None
     prediction: str | None = None
     threshold: float = 0.5
@@ -162,7 +163,7 @@ def partial(table: pa.Table, spec: Spec) -> pa.Table:
     else:
         windows = [(-1, np.zeros(n, dtype=np.int64))]
     slices = [(np.zeros(n, dtype=np.int64), np.array([None], dtype=object))]
-    slices += [_codes(table.column(f"_slice_{i}")) for i in range(spec.slices)]
+    slices += [_codes(table.column(name)) for name in spec.slices]
     columns = [_numeric_column(table.column(c), e) for c, e in spec.numeric.items()]
     columns += [_categorical_column(table.column(c)) for c in spec.categorical]
     if spec.label and spec.prediction:

@@ -3,6 +3,7 @@ from datetime import date
 import shutil
 
 import pandas as pd
+from pyspark.sql import functions as F
 import pytest
 import yaml
 from testbook.exceptions import TestbookRuntimeError
@@ -12,7 +13,7 @@ from lib.catalog import Lakehouse
 from lib.config import load_env
 from lib.evaluation import classification_metrics
 from lib.exploration import CANDIDATES
-from lib.monitor_metrics import PROFILE_FIELDS, ddl, to_records
+from lib.monitor_metrics import PROFILE_FIELDS, to_arrow
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +41,8 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
     window = {"start": dt.datetime(2013, 3, 1), "end": dt.datetime(2013, 3, 2)}
     metric_rows = [{"window": window, "granularity": "1 day", "model_id": "1", "column_name": ":table",
                     "log_type": "INPUT", "count": 812, "labelled_count": 790, "accuracy": 0.81, "roc_auc": 0.71}]
-    prod.write(spark.createDataFrame(to_records(pd.DataFrame(metric_rows), PROFILE_FIELDS), ddl(PROFILE_FIELDS)),
-               "prod.flights.predictions_profile_metrics")
+    rows = spark.createDataFrame(to_arrow(pd.DataFrame(metric_rows), PROFILE_FIELDS))
+    prod.write(rows.select(*[F.col(n).cast(t) for n, t in PROFILE_FIELDS]), "prod.flights.predictions_profile_metrics")
     out = tmp_path / "hyperparameters.yml"
     with executed("dev/explore_flights.ipynb", env="dev", explore_from="2013-01-03", explore_to="2013-01-13",
                   holdout_days=4, write_to=str(out)) as tb:
