@@ -43,16 +43,15 @@ DDL = ("g tinyint, w bigint, model string, s tinyint, v string, c smallint, rows
        "cells array<int>, counts array<bigint>, items array<string>")
 
 
-def edges(sample: np.ndarray, extra: tuple[float, ...] = ()) -> np.ndarray:
-    """A numeric column's cell edges from a reference sample (non-null values), plus `extra`."""
+def edges(sample: np.ndarray) -> np.ndarray:
+    """A numeric column's cell edges from a reference sample (its NaN ignored)."""
     values = np.asarray(sample, dtype=float)
     values = values[~np.isnan(values)]
     distinct = np.unique(values)
     if len(distinct) > EXACT_MAX:
         levels = np.union1d(np.linspace(0, 1, CELLS + 1), np.arange(1, 10) / 10)
         distinct = np.unique(np.quantile(values, levels, method="inverted_cdf"))
-    out = np.union1d(distinct, np.asarray(extra, dtype=float))
-    return out if len(out) else np.array([0.0])
+    return distinct if len(distinct) else np.array([0.0])
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def window_ends(starts: np.ndarray, granularity: str) -> np.ndarray:
 def _codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Codes and distinct values of a string column (null is a value of its own)."""
     codes, uniques = pd.factorize(np.asarray(values.to_pandas(), dtype=object), use_na_sentinel=False)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    return codes.astype(np.int64), np.array([None if pd.isna(u) else u for u in uniques], dtype=object)
 
 
 def _float(column) -> tuple[np.ndarray, np.ndarray]:
