@@ -173,7 +173,10 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     models = sorted(set(in_compared["model_id"]))
     base_rows = _baseline_rows(lakehouse, env, monitor, models)
     base_table = None if base_rows is None else _columns(base_rows, monitor, columns, windows=False).toArrow()
-    n_rows = int(current.loc[current["granularity"] == monitor.granularities[0], "count"].sum())
+    # About as many rows as `selected` holds: the needed windows of the granularity covering most.
+    in_needed = current.assign(window_start=pd.to_datetime(current["window_start"])).merge(
+        needed[["granularity", "window_start"]], on=["granularity", "window_start"])
+    n_rows = int(in_needed.groupby("granularity")["count"].sum().max())
     spec = _spec(monitor, columns, decision_threshold, [_sample(selected, list(columns), n_rows), base_table])
     merged, keys = _sketch(selected, monitor, columns, spec, needed)
     profiles = custom_metrics.merge(metrics.profile_rows(merged, spec, columns, keys, as_of),
