@@ -262,12 +262,32 @@ class Merged:
     items: dict[int, np.ndarray]
 
 
+_KEYS = ["g", "w", "model", "s", "v"]
+_STATS = ["rows", "nulls", "nans", "zeros", "off", "above", "total", "squares", "low", "high"]
+
+
+def _groups(keys: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The distinct groups of these key rows, and each row's group index."""
+    groups = keys.drop_duplicates(ignore_index=True)
+    return groups, keys.merge(groups.reset_index(), on=list(keys.columns), how="left")["index"].to_numpy()
+
+
+def _add_up(stats: pd.DataFrame, to: np.ndarray, size: int) -> pd.DataFrame:
+    """Scalar sketch fields of rows added up into `size` groups (row i into group to[i]): counts
+    and sums add, min and max combine (a null is nothing to add)."""
+    out = {f: np.bincount(to, weights=stats[f].fillna(0).to_numpy(dtype=float), minlength=size)
+           for f in _STATS if f not in ("low", "high")}
+    for f, ufunc, start in (("low", np.fmin, np.inf), ("high", np.fmax, -np.inf)):
+        value = np.full(size, start)
+        ufunc.at(value, to, stats[f].to_numpy(dtype=float, na_value=np.nan))
+        out[f] = np.where(np.isinf(value), np.nan, value)
+    return pd.DataFrame(out)
+
+
 def merge(table: pa.Table, spec: Spec) -> Merged:
     """Add up the partitions' sketches of each group and column."""
-    keys = ["g", "w", "model", "s", "v"]
     frame = table.drop_columns(["cells", "counts", "items"]).to_pandas()
-    groups = frame[keys].drop_duplicates(ignore_index=True)
-    gid = frame[keys].merge(groups.reset_index(), on=keys, how="left")["index"].to_numpy()
+    groups, gid = _groups(frame[_KEYS])
     size = len(groups)
     stats, dense, items = {}, {}, {}
     cells = table.column("cells").combine_chunks()
@@ -280,13 +300,7 @@ def merge(table: pa.Table, spec: Spec) -> Merged:
         rows = np.flatnonzero(frame["c"].to_numpy() == c)
         part = frame.iloc[rows]
         to = gid[rows]
-        summed = {f: np.bincount(to, weights=part[f].fillna(0).to_numpy(), minlength=size)
-                  for f in ("rows", "nulls", "nans", "zeros", "off", "above", "total", "squares")}
-        low, high = np.full(size, np.inf), np.full(size, -np.inf)
-        np.fmin.at(low, to, part["low"].to_numpy(dtype=float, na_value=np.nan))
-        np.fmax.at(high, to, part["high"].to_numpy(dtype=float, na_value=np.nan))
-        summed["low"], summed["high"] = np.where(np.isinf(low), np.nan, low), np.where(np.isinf(high), np.nan, high)
-        stats[int(c)] = pd.DataFrame(summed)
+        stats[int(c)] = _add_up(part[_STATS], to, size)
         picked = pa.array(rows)
         c_cells, c_counts = cells.take(picked), counts.take(picked)
         flat_counts = pc.list_flatten(c_counts).to_numpy()
@@ -326,19 +340,11 @@ def derive(merged: Merged, spec: Spec) -> Merged:
         src = np.flatnonzero(groups["g"].to_numpy() == base)
         keys = groups.iloc[src].assign(g=np.int8(target), w=window_starts(groups["w"].to_numpy()[src],
                                                                        spec.granularities[target]))
-        new = keys.drop_duplicates(ignore_index=True)
-        to = keys.merge(new.reset_index(), on=list(new.columns), how="left")["index"].to_numpy()
+        new, to = _groups(keys)
         size = len(new)
         stats, dense = {}, {}
         for c, st in merged.stats.items():
-            part = st.iloc[src]
-            out = {f: np.bincount(to, weights=part[f].to_numpy(dtype=float), minlength=size) for f in part.columns
-                   if f not in ("low", "high")}
-            low, high = np.full(size, np.inf), np.full(size, -np.inf)
-            np.fmin.at(low, to, part["low"].to_numpy(dtype=float))
-            np.fmax.at(high, to, part["high"].to_numpy(dtype=float))
-            out["low"], out["high"] = np.where(np.isinf(low), np.nan, low), np.where(np.isinf(high), np.nan, high)
-            stats[c] = pd.DataFrame(out)[list(st.columns)]
+            stats[c] = _add_up(st.iloc[src], to, size)
             width = merged.dense[c].shape[1]
             flat = (to[:, None] * width + np.arange(width)).ravel()
             dense[c] = np.bincount(flat, weights=merged.dense[c][src].ravel(), minlength=size * width).reshape(
