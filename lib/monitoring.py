@@ -40,6 +40,7 @@ from lib.features import KEY, TIMESTAMP
 from lib.spark import to_pandas
 
 TABLE = metrics.TABLE
+LOCAL_ROWS = 200_000  # a refresh reading at most about this many rows sketches them in the driver
 GRANULARITIES = ("5 minutes", "30 minutes", "1 hour", "1 day", "1 week", "2 weeks", "3 weeks", "4 weeks",
                  "1 month", "1 year")
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -157,10 +158,13 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     windows = windowed(rows, monitor.timestamp_col, monitor.granularities)
     labelled = (F.count(F.when(F.col(monitor.label_col).isNotNull() & F.col(monitor.prediction_col).isNotNull(), 1))
                 if monitor.label_col else F.lit(0))
-    current = to_pandas(windows.groupBy(*metrics.GROUP).agg(F.count(F.lit(1)).alias("count"),
-                                                            labelled.alias("labelled_count")))
+    counts = windows.groupBy(*metrics.GROUP).agg(F.count(F.lit(1)).alias("count"), labelled.alias("labelled_count"))
     profile_table, drift_table = monitor.output(env, "profile"), monitor.output(env, "drift")
-    recorded = None if full or not lakehouse.exists(profile_table) else _recorded(lakehouse.read(profile_table))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two Spark jobs at once, on two cores
+        current = pool.submit(to_pandas, counts)
+        recorded = None if full or not lakehouse.exists(profile_table) else pool.submit(
+            _recorded, lakehouse.read(profile_table))
+        current, recorded = current.result(), recorded and recorded.result()
     changed = metrics.changed_windows(current, recorded)
     if changed.empty:
         say(f"{profile_table}: every window is current ({len(current)} window x model rows)")
@@ -177,8 +181,7 @@ def refresh(lakehouse, env, monitor: Monitor, as_of: dt.date, decision_threshold
     in_needed = current.assign(window_start=pd.to_datetime(current["window_start"])).merge(
         needed[["granularity", "window_start"]], on=["granularity", "window_start"])
     n_rows = int(in_needed.groupby("granularity")["count"].sum().max())
-    spec = _spec(monitor, columns, decision_threshold, [_sample(selected, list(columns), n_rows), base_table])
-    merged, keys = _sketch(selected, monitor, columns, spec, needed)
+    spec, merged, keys = _sketch(selected, monitor, columns, decision_threshold, n_rows, base_table, needed)
     profiles = custom_metrics.merge(metrics.profile_rows(merged, spec, columns, keys, as_of),
                                     custom_metrics.aggregate(windowed(selected, monitor.timestamp_col,
                                                                       monitor.granularities), monitor, metrics.GROUP,
@@ -277,19 +280,31 @@ def _spec(monitor: Monitor, columns: dict[str, str], threshold: float, samples: 
                        threshold=threshold)
 
 
-def _sketch(rows: DataFrame, monitor: Monitor, columns: dict[str, str], spec: sketch.Spec,
-            windows: pd.DataFrame | None = None):
-    """The merged sketches of the rows (only the groups of `windows`, when given) and their keys."""
-    pass_ = functools.partial(_partition, spec=spec)
-    table = _columns(rows, monitor, columns).mapInArrow(pass_, sketch.DDL).toArrow()
-    merged = sketch.derive(sketch.merge(table, spec), spec)
+def _sketch(rows: DataFrame, monitor: Monitor, columns: dict[str, str], threshold: float, n_rows: int | None,
+            baseline=None, windows: pd.DataFrame | None = None) -> tuple[sketch.Spec, sketch.Merged, pd.DataFrame]:
+    """The cells' spec (edges from the rows and the `baseline` Arrow table), the merged sketches
+    of the rows (only the groups of `windows`, when given) and their keys.
+
+    Up to LOCAL_ROWS rows (`n_rows`, about; None when unknown) are read to the driver in one
+    Spark job and sketched here: an incremental refresh then costs no edge-sample job and no
+    Python workers. More are sketched where they are (mapInArrow) after a sample fixes the edges.
+    """
+    read = _columns(rows, monitor, columns)
+    if n_rows is not None and n_rows <= LOCAL_ROWS:
+        local = read.toArrow()
+        spec = _spec(monitor, columns, threshold, [local, baseline])
+        partials = sketch.partial(local, spec)
+    else:
+        spec = _spec(monitor, columns, threshold, [_sample(rows, list(columns), n_rows or 0), baseline])
+        partials = read.mapInArrow(functools.partial(_partition, spec=spec), sketch.DDL).toArrow()
+    merged = sketch.derive(sketch.merge(partials, spec), spec)
     keys = metrics.group_keys(merged.groups, spec.granularities, monitor.slicing_exprs)
     if windows is not None and len(keys):
         wanted = set(zip(windows["granularity"], pd.to_datetime(windows["window_start"])))
         keep = np.array([k in wanted for k in zip(keys["granularity"], keys["window_start"])])
         merged = sketch.select(merged, keep)
         keys = keys[keep].reset_index(drop=True)
-    return merged, keys
+    return spec, merged, keys
 
 
 def _partition(batches, spec: sketch.Spec):
@@ -355,7 +370,9 @@ def _replace(lakehouse, frame: DataFrame, table: str, windows: pd.DataFrame, ful
     """Replace the rows of these windows (and those matching `also`; every row with `full`)
     in one transaction."""
     if full or not lakehouse.exists(table):
-        lakehouse.write(frame, table)
+        # Deletion vectors: replacing a window marks its old rows deleted instead of rewriting
+        # every file that holds one of them.
+        lakehouse.write(frame, table, properties={"delta.enableDeletionVectors": "true"})
         return
     keys = sorted({(g, pd.Timestamp(ts)) for g, ts in zip(windows["granularity"], windows["window_start"])})
     where = [f"(granularity = '{g}' AND window.start = TIMESTAMP_NTZ'{ts.isoformat()}')" for g, ts in keys]
@@ -444,8 +461,7 @@ def with_looked_up_features(lakehouse, served: DataFrame, keys: list[str], looku
 def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_threshold: float) -> pd.DataFrame:
     """Every window's profile rows of a DataFrame (no baseline, no stored state)."""
     columns = kinds(df, monitor)
-    spec = _spec(monitor, columns, decision_threshold, [_sample(df, list(columns), 0)])
-    merged, keys = _sketch(df, monitor, columns, spec)
+    spec, merged, keys = _sketch(df, monitor, columns, decision_threshold, None)
     return _with_window(metrics.profile_rows(merged, spec, columns, keys, as_of))
 
 
