@@ -548,6 +548,11 @@ def main() -> None:
     finally:
         if not args.keep_server and not args.skip_ours:
             stop_server(args.home)
+        else:  # this process's session would keep it from exiting while the server runs
+            from lib import spark as lspark
+
+            for session in lspark._attached.values():
+                session.stop()
     (args.home / "results.json").write_text(json.dumps(results, default=str, indent=1))
     report(results, args)
 
