@@ -96,7 +96,7 @@ class Lakehouse:
         return folder
 
     def write(self, df, name: str, mode: str = "overwrite", replace_where: str | None = None,
-              stamp: dict | None = None) -> None:
+              stamp: dict | None = None, properties: dict[str, str] | None = None) -> None:
         """Write df as one Delta transaction.
 
         Args:
@@ -109,6 +109,8 @@ class Lakehouse:
                 columns of df are added to the table.
             stamp: recorded in the commit (as JSON in Delta's `userMetadata`), e.g. what the
                 rows were made from; `stamp(name)` reads it back while this is the newest commit.
+            properties: Delta table properties, set when this write creates the table (an
+                existing table keeps its own).
         """
         if mode not in ("overwrite", "append"):
             raise ValueError(f"mode must be overwrite or append, not {mode!r}")
@@ -125,6 +127,8 @@ class Lakehouse:
             writer = writer.option("overwriteSchema", "true")
         if stamp is not None:
             writer = writer.option("userMetadata", json.dumps(stamp, sort_keys=True))
+        for key, value in (properties or {}).items():
+            writer = writer.option(key, value)
         writer.save(str(self.path(name)))
 
     def stamp(self, name: str) -> dict:

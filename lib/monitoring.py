@@ -370,7 +370,9 @@ def _replace(lakehouse, frame: DataFrame, table: str, windows: pd.DataFrame, ful
     """Replace the rows of these windows (and those matching `also`; every row with `full`)
     in one transaction."""
     if full or not lakehouse.exists(table):
-        lakehouse.write(frame, table)
+        # Deletion vectors: replacing a window marks its old rows deleted instead of rewriting
+        # every file that holds one of them.
+        lakehouse.write(frame, table, properties={"delta.enableDeletionVectors": "true"})
         return
     keys = sorted({(g, pd.Timestamp(ts)) for g, ts in zip(windows["granularity"], windows["window_start"])})
     where = [f"(granularity = '{g}' AND window.start = TIMESTAMP_NTZ'{ts.isoformat()}')" for g, ts in keys]

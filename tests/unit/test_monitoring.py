@@ -160,8 +160,9 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     # The baseline rows were replaced, not added to: one set per slice and column (+ :table).
     assert profile.where("log_type = 'BASELINE'").count() == (1 + 3) * (len(columns) + 1)
     # Sketched in Spark's Python workers (mapInArrow, as more than LOCAL_ROWS rows are) instead
-    # of in the driver: the same rows.
+    # of in the driver: the same rows. The tables were created with deletion vectors.
     tables = [first["profile_table"], first["drift_table"]]
+    assert [lakehouse.properties(t).get("delta.enableDeletionVectors") for t in tables] == ["true", "true"]
     monkeypatch.setattr(monitoring, "LOCAL_ROWS", 0)
     in_driver = [_sorted(lakehouse.read(t).toPandas()) for t in tables]
     assert monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 7), 0.5, full=True, **quiet)["windows"] == 4
