@@ -183,6 +183,17 @@ class Lakehouse:
         row = self.spark.sql(f"DESCRIBE DETAIL delta.`{self.path(name)}`").first()
         return dict(row["properties"] or {})
 
+    def compact(self, name: str, max_files: int) -> bool:
+        """Delta OPTIMIZE once the table holds more than max_files files (its small files
+        rewritten as one, rows marked deleted dropped); True if it did. A table made of many
+        small files is slow to read: each file costs the reader whatever its size."""
+        self.check_writable(name)
+        path = self.path(name)
+        if self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["numFiles"] <= max_files:
+            return False
+        self.spark.sql(f"OPTIMIZE delta.`{path}`").collect()
+        return True
+
     def tables(self, catalog: str | None = None) -> list[str]:
         """Names of the Delta tables in one catalog (default: this environment's)."""
         catalog = catalog or self.env.catalog

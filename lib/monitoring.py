@@ -41,6 +41,7 @@ from lib.spark import to_pandas
 
 TABLE = metrics.TABLE
 LOCAL_ROWS = 200_000  # a refresh reading at most about this many rows sketches them in the driver
+COMPACT_FILES = 8  # a metric table of more files is compacted after a refresh
 GRANULARITIES = ("5 minutes", "30 minutes", "1 hour", "1 day", "1 week", "2 weeks", "3 weeks", "4 weeks",
                  "1 month", "1 year")
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -377,6 +378,7 @@ def _replace(lakehouse, frame: DataFrame, table: str, windows: pd.DataFrame, ful
     keys = sorted({(g, pd.Timestamp(ts)) for g, ts in zip(windows["granularity"], windows["window_start"])})
     where = [f"(granularity = '{g}' AND window.start = TIMESTAMP_NTZ'{ts.isoformat()}')" for g, ts in keys]
     lakehouse.write(frame, table, replace_where=" OR ".join([*where, *([f"({also})"] if also else [])]))
+    lakehouse.compact(table, COMPACT_FILES)  # each incremental refresh adds a file
 
 
 # --- Baseline ---------------------------------------------------------------------------------

@@ -147,9 +147,14 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     assert [lakehouse.version(first["profile_table"]), lakehouse.version(first["drift_table"])] == versions
 
     # A day later the labels of 6 March have arrived: that day (and the 5th it is compared
-    # with) and the week are recomputed; the 4th is left as it was.
+    # with) and the week are recomputed; the 4th is left as it was. The tables, of two files
+    # each now (the first refresh's and this one's), are compacted past one.
+    monkeypatch.setattr(monitoring, "COMPACT_FILES", 1)
     later = monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 7), 0.5, **quiet)
     assert later["windows"] == 3
+    for table in (first["profile_table"], first["drift_table"]):
+        detail = lakehouse.spark.sql(f"DESCRIBE DETAIL delta.`{lakehouse.path(table)}`").first()
+        assert detail["numFiles"] == 1, table
     profile = lakehouse.read(first["profile_table"])
     wednesday = profile.where("granularity = '1 day' AND window.start = '2013-03-06' AND column_name = ':table' "
                               "AND slice_key IS NULL").first()
@@ -167,7 +172,7 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     in_driver = [_sorted(lakehouse.read(t).toPandas()) for t in tables]
     assert monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 7), 0.5, full=True, **quiet)["windows"] == 4
     for table, before in zip(tables, in_driver):
-        pd.testing.assert_frame_equal(_sorted(lakehouse.read(table).toPandas()), before, check_exact=False)
+        pd.testing.assert_frame_equal(_sorted(lakehouse.read(table).toPandas()), before)
 
 
 def _sorted(metrics: pd.DataFrame) -> pd.DataFrame:
