@@ -61,7 +61,8 @@ def list_jobs(all_jobs: dict[str, jobs.Job]) -> None:
         print(f"{job.name}: {job.description}")
         for task in job.tasks:
             what = f"job {task.job}" if task.job else task.notebook.relative_to(config.PROJECT_DIR).as_posix()
-            after = f"  (after {', '.join(task.depends_on)})" if task.depends_on else ""
+            run_if = "" if task.run_if == "ALL_SUCCESS" else f"; run_if {task.run_if}"
+            after = f"  (after {', '.join(task.depends_on)}{run_if})" if task.depends_on else ""
             print(f"  - {task.key}: {what}{after}")
 
 

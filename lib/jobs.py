@@ -1,14 +1,17 @@
 """The Workflows stand-in: run jobs declared in conf/jobs.yml as papermill notebook runs.
 
-Each task's executed notebook (and its kernel's log) is kept under a run folder. A failed
-task stops the job, names the task and the failing cell, and notifies (console line always,
-webhook if configured).
+Each task's executed notebook (and its kernel's log) is kept under a run folder. A task runs
+when its dependencies' outcomes meet its `run_if` (Databricks' conditions; by default all of
+them succeeded), else it is marked UPSTREAM_FAILED or EXCLUDED. A job with a failed task fails
+once the tasks that may still run have run: the error names the task and the failing cell, and
+notifies (console line always, webhook if configured).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import graphlib
 import json
 import os
 import re
@@ -27,7 +30,9 @@ from lib.scheduler import Schedule
 
 _REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 TRIGGER_KEY = "run_jobs"  # a task value: jobs to run after this one (an alert's run_job action)
-_TASK_KEYS = {"task_key", "notebook_task", "run_job_task", "depends_on", "max_retries", "description"}
+_TASK_KEYS = {"task_key", "notebook_task", "run_job_task", "depends_on", "run_if", "max_retries", "description"}
+RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
+SUCCESS, FAILED, UPSTREAM_FAILED, EXCLUDED = "SUCCESS", "FAILED", "UPSTREAM_FAILED", "EXCLUDED"
 _JOB_KEYS = {"description", "tasks", "schedule"}
 
 
@@ -39,6 +44,7 @@ class Task:
     parameters: dict[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     max_retries: int = 0
+    run_if: str = "ALL_SUCCESS"
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,16 @@ def _parse_task(item: Any, where: str) -> Task:
     depends = item.get("depends_on") or []
     if not isinstance(depends, list) or not all(isinstance(d, dict) and "task_key" in d for d in depends):
         raise ConfigError(f"{where} task {key}: depends_on must be a list of {{task_key: ...}}")
+    run_if = item.get("run_if", "ALL_SUCCESS")
+    if run_if not in RUN_IF:
+        raise ConfigError(f"{where} task {key}: run_if must be one of {', '.join(RUN_IF)} (got {run_if!r})")
+    if "run_if" in item and not depends:
+        raise ConfigError(f"{where} task {key}: run_if needs depends_on (it is about the dependencies' outcomes)")
     retries = item.get("max_retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"{where} task {key}: max_retries must be a whole number >= 0")
-    common = {"key": key, "depends_on": tuple(d["task_key"] for d in depends), "max_retries": retries}
+    common = {"key": key, "depends_on": tuple(d["task_key"] for d in depends), "max_retries": retries,
+              "run_if": run_if}
     if "run_job_task" in item:
         job = (item["run_job_task"] or {}).get("job_name")
         if not isinstance(job, str):
@@ -125,23 +137,30 @@ def _parse_task(item: Any, where: str) -> Task:
 
 
 def _topological(tasks: dict[str, Task], where: str) -> tuple[Task, ...]:
-    ordered: list[Task] = []
-    state: dict[str, str] = {}
+    sorter = graphlib.TopologicalSorter({key: task.depends_on for key, task in tasks.items()})
+    try:
+        return tuple(tasks[key] for key in sorter.static_order())
+    except graphlib.CycleError as exc:
+        raise ConfigError(f"{where}: depends_on has a cycle: {' -> '.join(exc.args[1])}") from None
 
-    def visit(key: str) -> None:
-        if state.get(key) == "done":
-            return
-        if state.get(key) == "visiting":
-            raise ConfigError(f"{where}: depends_on has a cycle through task {key}")
-        state[key] = "visiting"
-        for dep in tasks[key].depends_on:
-            visit(dep)
-        state[key] = "done"
-        ordered.append(tasks[key])
 
-    for key in tasks:
-        visit(key)
-    return tuple(ordered)
+def outcome_of(run_if: str, dependencies: list[str]) -> str | None:
+    """Whether a task runs, given its dependencies' outcomes: None to run it, else the outcome
+    it is marked with, as Databricks marks it (UPSTREAM_FAILED, or EXCLUDED for the conditions
+    that wait for a failure; an excluded task counts as succeeded, and a task whose
+    dependencies were all excluded is excluded too)."""
+    if not dependencies:
+        return None
+    if all(d == EXCLUDED for d in dependencies):
+        return EXCLUDED
+    ok = [d in (SUCCESS, EXCLUDED) for d in dependencies]
+    failed = [d in (FAILED, UPSTREAM_FAILED) for d in dependencies]
+    runs = {"ALL_SUCCESS": all(ok), "AT_LEAST_ONE_SUCCESS": any(ok),
+            "NONE_FAILED": not any(failed) and SUCCESS in dependencies, "ALL_DONE": True,
+            "AT_LEAST_ONE_FAILED": any(failed), "ALL_FAILED": all(failed)}[run_if]
+    if runs:
+        return None
+    return EXCLUDED if run_if in ("AT_LEAST_ONE_FAILED", "ALL_FAILED") else UPSTREAM_FAILED
 
 
 def _check_no_recursion(name: str, jobs: dict[str, Job], stack: tuple[str, ...], path: Path) -> None:
@@ -267,23 +286,48 @@ class Runner:
             self.kernels.close()
 
     def _run_job(self, name: str, params: dict[str, Any], folder: Path, depth: int) -> dict[str, dict[str, Any]]:
+        """Run a job's tasks in order, each as its run_if allows; raises the first failure's
+        JobFailedError once the tasks that may still run have run."""
         folder.mkdir(parents=True, exist_ok=True)
         values: dict[str, dict[str, Any]] = {}
+        outcomes: dict[str, str] = {}
+        failures: list[JobFailedError] = []
         indent = "  " * depth
         for task in self.jobs[name].tasks:
-            if task.job is not None:
-                self.out(f"{indent}{task.key} (job {task.job})")
-                started = time.monotonic()
-                inner = self._run_job(task.job, params, folder / task.key, depth + 1)
-                values[task.key] = {k: v for d in inner.values() for k, v in d.items()}
-                self.out(f"{indent}{task.key} done in {time.monotonic() - started:.1f}s")
+            skipped = outcome_of(task.run_if, [outcomes[d] for d in task.depends_on])
+            if skipped:
+                outcomes[task.key] = skipped
+                upstream = ", ".join(f"{d} {outcomes[d]}" for d in task.depends_on)
+                self.out(f"{indent}{task.key:<20} {skipped} (run_if {task.run_if}: {upstream})")
                 continue
             try:
-                resolved = {k: resolve(v, params, values) for k, v in task.parameters.items()}
-            except ConfigError as exc:
-                raise JobFailedError(f"task {task.key} was not started: {exc}") from None
-            values[task.key] = self._run_notebook(task, resolved, folder, indent)
+                values[task.key] = self._run_task(task, params, values, folder, indent, depth)
+                outcomes[task.key] = SUCCESS
+            except JobFailedError as exc:
+                outcomes[task.key] = FAILED
+                failures.append(exc)
+        if failures:
+            more = f" (and {len(failures) - 1} more task(s) failed)" if len(failures) > 1 else ""
+            raise JobFailedError(f"{failures[0]}{more}")
         return values
+
+    def _run_task(self, task: Task, params: dict[str, Any], values: dict[str, dict[str, Any]], folder: Path,
+                  indent: str, depth: int) -> dict[str, Any]:
+        if task.job is not None:
+            self.out(f"{indent}{task.key} (job {task.job})")
+            started = time.monotonic()
+            try:
+                inner = self._run_job(task.job, params, folder / task.key, depth + 1)
+            except JobFailedError:
+                self.out(f"{indent}{task.key} FAILED after {time.monotonic() - started:.1f}s")
+                raise
+            self.out(f"{indent}{task.key} done in {time.monotonic() - started:.1f}s")
+            return {k: v for d in inner.values() for k, v in d.items()}
+        try:
+            resolved = {k: resolve(v, params, values) for k, v in task.parameters.items()}
+        except ConfigError as exc:
+            raise JobFailedError(f"task {task.key} was not started: {exc}") from None
+        return self._run_notebook(task, resolved, folder, indent)
 
     def _run_notebook(self, task: Task, params: dict[str, Any], folder: Path, indent: str) -> dict[str, Any]:
         import papermill as pm

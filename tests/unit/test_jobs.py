@@ -22,6 +22,12 @@ def test_the_project_jobs_load():
     assert [t.key for t in all_jobs["deployment"].tasks] == ["deploy", "serve"]
     assert [t.key for t in all_jobs["serving"].tasks] == ["serve"]
     assert [t.job for t in all_jobs["workflow"].tasks] == ["ingest", "training", "deployment", "batch_inference", "monitoring"]
+    # Scoring and monitoring go on with the current Champion when training or deployment
+    # fails, not when ingest does.
+    scoring = all_jobs["workflow"].tasks[3]
+    assert (scoring.depends_on, scoring.run_if) == (("ingest", "deployment"), "AT_LEAST_ONE_SUCCESS")
+    assert jobs.outcome_of(scoring.run_if, ["SUCCESS", "UPSTREAM_FAILED"]) is None
+    assert jobs.outcome_of(scoring.run_if, ["FAILED", "UPSTREAM_FAILED"]) == "UPSTREAM_FAILED"
     validate = all_jobs["training"].tasks[2]
     assert validate.parameters["model_uri"] == "{{tasks.train.values.model_uri}}"
     assert validate.parameters["run_id"] == "{{job.run_id}}"
@@ -50,6 +56,10 @@ NB = "notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}"
     ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: b}}]}}", "runs unknown job 'b'"),
     ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: a}}]}}", "job a runs itself through a -> a"),
     (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: x, {NB}}}]}}}}", "two tasks named x"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: y, {NB}, depends_on: [{{task_key: x}}], run_if: ALWAYS}}]}}}}",
+     "task y: run_if must be one of ALL_SUCCESS, AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED, "
+     "ALL_FAILED \\(got 'ALWAYS'\\)"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, run_if: ALL_DONE}}]}}}}", "task x: run_if needs depends_on"),
 ])
 def test_malformed_jobs_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -60,6 +70,23 @@ def test_tasks_run_in_dependency_order(tmp_path):
     text = (f"jobs: {{a: {{tasks: [{{task_key: c, {NB}, depends_on: [{{task_key: b}}]}}, "
             f"{{task_key: b, {NB}, depends_on: [{{task_key: a}}]}}, {{task_key: a, {NB}}}]}}}}")
     assert [t.key for t in load(tmp_path, text)["a"].tasks] == ["a", "b", "c"]
+
+
+S, F, U, X = "SUCCESS", "FAILED", "UPSTREAM_FAILED", "EXCLUDED"
+
+
+@pytest.mark.parametrize("run_if,dependencies,expected", [
+    ("ALL_SUCCESS", [S, S], None), ("ALL_SUCCESS", [S, F], U), ("ALL_SUCCESS", [S, U], U), ("ALL_SUCCESS", [S, X], None),
+    ("AT_LEAST_ONE_SUCCESS", [F, S], None), ("AT_LEAST_ONE_SUCCESS", [F, U], U), ("AT_LEAST_ONE_SUCCESS", [X, F], None),
+    ("NONE_FAILED", [S, X], None), ("NONE_FAILED", [S, F], U), ("NONE_FAILED", [X, U], U),
+    ("ALL_DONE", [F, U], None), ("ALL_DONE", [S], None),
+    ("AT_LEAST_ONE_FAILED", [S, U], None), ("AT_LEAST_ONE_FAILED", [S, S], X),
+    ("ALL_FAILED", [F, U], None), ("ALL_FAILED", [F, S], X),
+    ("ALL_DONE", [X, X], X),  # every dependency excluded: excluded too, whatever the condition
+    ("ALL_SUCCESS", [], None),  # no dependencies: runs
+])
+def test_run_if_as_databricks_decides(run_if, dependencies, expected):
+    assert jobs.outcome_of(run_if, dependencies) == expected
 
 
 def test_resolve_references():
@@ -96,8 +123,12 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
         jobs.Task("first", notebook=first, parameters={"x": "{{job.parameters.env}}"}),
         jobs.Task("second", notebook=second, parameters={"x": "{{tasks.first.values.uri}}"}, depends_on=("first",)),
     ))
+    # After a failure, what does not need it still runs; the job fails at the end.
     failing = jobs.Job("f", "", (jobs.Task("broken", notebook=broken, parameters={"x": "42"}),
-                                 jobs.Task("never", notebook=never, depends_on=("broken",))))
+                                 jobs.Task("never", notebook=never, depends_on=("broken",)),
+                                 jobs.Task("anyway", notebook=later, parameters={"x": str(tmp_path / "anyway.txt")},
+                                           depends_on=("broken", "never"), run_if="ALL_DONE"),
+                                 jobs.Task("also_never", notebook=never, depends_on=("anyway",), run_if="ALL_FAILED")))
     out = io.StringIO()
     triggered = jobs.Job("k", "", (jobs.Task("later", notebook=later, parameters={"x": str(tmp_path / "k.txt")}),))
     again = jobs.Job("again", "", (jobs.Task("first", notebook=first, parameters={"x": "again"}),))
@@ -117,8 +148,11 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
 
     with pytest.raises(JobFailedError, match=r"task broken failed in cell In \[\d\] \(Work\): ValueError: bad input 42"):
         runner.run("f", {"env": "staging", "as_of": "2013-03-01"})
-    assert not (tmp_path / "run" / "never.ipynb").exists()
+    assert not (tmp_path / "run" / "never.ipynb").exists() and not (tmp_path / "run" / "also_never.ipynb").exists()
     assert "broken               FAILED after" in out.getvalue()
+    assert "never                UPSTREAM_FAILED (run_if ALL_SUCCESS: broken FAILED)" in out.getvalue()
+    assert (tmp_path / "anyway.txt").read_text() == "ran\n"
+    assert "also_never           EXCLUDED (run_if ALL_FAILED: anyway SUCCESS)" in out.getvalue()
     assert "NOTIFY [staging] job f failed: task broken" in out.getvalue()
 
 
