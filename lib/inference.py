@@ -1,7 +1,8 @@
 """Batch inference: score a period with the Champion on Spark and publish to Delta.
 
-The model is loaded by alias, but the version behind the alias is resolved once first, so
-every row of a run names the exact version that scored it. Publishing replaces the rows of
+The model is loaded by alias, but the version behind the alias is resolved once first, at
+every run, so every row of a run names the model, the exact version that scored it and the
+alias it was resolved from: a new Champion is scored with from the next run on. Publishing replaces the rows of
 the flights in that period in one transaction: history is kept, and a re-run (or a run whose
 period overlaps an earlier one) never holds a flight twice.
 """
@@ -22,9 +23,9 @@ from lib.registry import ModelRef
 
 
 def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
-          decision_threshold: float) -> DataFrame:
+          decision_threshold: float, alias: str | None = None) -> DataFrame:
     """Predictions for the flights of the spine scheduled in [start, end), with the model's
-    inputs next to them (what monitoring profiles).
+    inputs next to them (what monitoring profiles), and the `alias` `ref` was resolved from.
 
     The spine needs only the keys the model was logged with; the features come from the
     model's own feature lookups, point in time (Feature Store `score_batch`).
@@ -57,6 +58,7 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
             (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
             F.lit(ref.name).alias("model_name"),
             F.lit(ref.version).alias("model_version"),
+            F.lit(alias).cast("string").alias("model_alias"),
             F.lit(start).alias("period_start"),
             F.lit(end).alias("period_end"),
             F.current_timestamp().alias("scored_at"),

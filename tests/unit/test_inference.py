@@ -15,7 +15,8 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     start = staging.data.as_of
     periods = [(start, start + dt.timedelta(days=1)), (start + dt.timedelta(days=1), start + dt.timedelta(days=2))]
     # Each period is scored once (the model runs on Spark's Python workers) and kept for re-publishing.
-    scored = {lo: inference.score(featurized, flight_features, champion, lo, hi, 0.5).cache() for lo, hi in periods}
+    scored = {lo: inference.score(featurized, flight_features, champion, lo, hi, 0.5, alias="Champion").cache()
+              for lo, hi in periods}
     expected = {}
     for lo, hi in periods + periods[:1]:  # the first period is published twice
         expected[lo] = flight_features.where((F.col("sched_dep_ts") >= F.lit(lo)) & (F.col("sched_dep_ts") < F.lit(hi))).count()
@@ -33,7 +34,7 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     assert {r["period_start"] for r in featurized.read(table).select("period_start").distinct().collect()} == {both[0]}
     assert published.select("flight_id").distinct().count() == published.count()
     row = published.first()
-    assert (row["model_name"], row["model_version"]) == (champion.name, champion.version)
+    assert (row["model_name"], row["model_version"], row["model_alias"]) == (champion.name, champion.version, "Champion")
     assert 0.0 <= row["prediction"] <= 1.0 and row["predicted_delayed"] == int(row["prediction"] >= 0.5)
     assert row["scored_at"] is not None
     for frame in scored.values():
