@@ -72,10 +72,7 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def _json_body(raw: bytes) -> dict:
-    try:
-        body = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "MALFORMED_REQUEST", f"request body is not valid JSON: {exc}") from None
+    body = payload.loads(raw or b"{}", "MALFORMED_REQUEST")
     if not isinstance(body, dict):
         raise ApiError(400, "MALFORMED_REQUEST", "request body must be a JSON object")
     return body

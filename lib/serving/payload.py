@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.serving.contract import bad
+from lib.serving.contract import ApiError, bad
 
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _OTHER_KEYS = {"params", "client_request_id"}
@@ -52,12 +52,20 @@ class Parsed:
     client_request_id: str | None
 
 
+def loads(body: bytes, error_code: str = "INVALID_PARAMETER_VALUE") -> Any:
+    """A request body's JSON; a 400 for anything that does not parse, nesting too deep for the
+    parser included."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, error_code, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, error_code, "request body is not valid JSON: nested too deeply to parse") from None
+
+
 def parse(body: bytes) -> Parsed:
     """Decode a request body into columns; one 400 line for anything malformed."""
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad(f"request body is not valid JSON: {exc}") from None
+    doc = loads(body)
     if not isinstance(doc, dict):
         raise bad(f"request body must be a JSON object with one of {', '.join(INPUT_KEYS)}")
     given = [k for k in INPUT_KEYS if k in doc]

@@ -125,6 +125,7 @@ def test_features_sent_with_the_keys_win_over_the_looked_up_ones(live):
 
 @pytest.mark.parametrize("raw, status, words", [
     (b"{nope", 400, "not valid JSON"),
+    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply to parse"),
     (b'{"inputs": [], "instances": []}', 400, "exactly one of"),
     (b'{"params": {}}', 400, "(found: none)"),
     (json.dumps({"dataframe_records": [{"carrier": "UA", "temperature": 3}]}).encode(), 400, "unknown column(s) temperature"),
@@ -168,6 +169,12 @@ def _post(live, path, raw, content_type="application/json"):
     out = response.status, dict(response.headers), response.read()
     conn.close()
     return out
+
+
+def test_a_config_body_too_deep_to_parse_gets_400(live):
+    status, _, body = _post(live, "/api/2.0/serving-endpoints", b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    answer = json.loads(body)
+    assert (status, answer["error_code"]) == (400, "MALFORMED_REQUEST") and "nested too deeply" in answer["message"]
 
 
 def test_a_traffic_split_sends_exact_shares(live):

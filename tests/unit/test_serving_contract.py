@@ -94,6 +94,7 @@ def test_keys_alone_ask_for_a_lookup():
 
 @pytest.mark.parametrize("raw, words", [
     (b"{not json", "not valid JSON"),
+    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply to parse"),
     (b"[1, 2]", "must be a JSON object"),
     (b'{"columns": []}', "exactly one of dataframe_split, dataframe_records, instances, inputs (found: none)"),
     (json.dumps({"dataframe_records": ROWS, "instances": ROWS}).encode(), "(found: dataframe_records, instances)"),
