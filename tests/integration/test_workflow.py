@@ -219,7 +219,23 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert cli("--env", "staging", "--rollback").returncode == 0  # and forward again
     assert registry.aliases(staging.model_name) == {CHAMPION: "1", PREVIOUS: "2", CHALLENGER: "2"}
 
-    # 4. One command wipes staging.
+    # 4. A workflow whose training fails validation still scores the period and refreshes the
+    #    monitors with the current Champion (run_if), then fails and notifies.
+    published = lakehouse.version("staging.flights.predictions")
+    result = run("--env", "staging", "--hyperparameters", "conf/examples/weak_model.yml")
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert result.stderr.startswith("error: task validate failed in cell In [")
+    assert "deployment           UPSTREAM_FAILED (run_if ALL_SUCCESS: training FAILED)" in result.stdout
+    for task in ("batch_inference", "monitoring"):
+        assert any(line.strip().startswith(f"{task} ") and " ok " in f"{line} " for line in result.stdout.splitlines()), task
+    assert "NOTIFY [staging] job workflow failed: task validate failed" in result.stdout
+    assert registry.require_version(registry.ModelRef(staging.model_name, "3")).tags["model_validation_status"] == "FAILED"
+    assert registry.aliases(staging.model_name) == {CHAMPION: "1", PREVIOUS: "2", CHALLENGER: "2"}
+    assert lakehouse.version("staging.flights.predictions") > published
+    scored_by = lakehouse.read("staging.flights.predictions").select("model_version", "model_alias").distinct()
+    assert [tuple(r) for r in scored_by.collect()] == [("1", "Champion")]
+
+    # 5. One command wipes staging.
     result = run("--env", "staging", "--wipe")
     assert result.returncode == 0 and result.stdout.startswith("wiped staging")
     assert lakehouse.tables() == []
