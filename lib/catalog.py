@@ -103,7 +103,7 @@ class Lakehouse:
             df: the rows to write.
             name: `catalog.schema.table` in this environment's catalog.
             mode: "overwrite" (replace the table, or only the rows matching replace_where)
-                or "append".
+                or "append" (new columns of df are added to the table).
             replace_where: a SQL predicate; with overwrite, only matching rows are replaced,
                 atomically, so re-running a period replaces it instead of duplicating it. New
                 columns of df are added to the table.
@@ -125,6 +125,8 @@ class Lakehouse:
             writer = writer.option("replaceWhere", replace_where).option("mergeSchema", "true")
         elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
+        else:  # append: as with replace_where, a column the table lacks is added
+            writer = writer.option("mergeSchema", "true")
         if stamp is not None:
             writer = writer.option("userMetadata", json.dumps(stamp, sort_keys=True))
         for key, value in (properties or {}).items():

@@ -146,22 +146,23 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
             headers["served-model-name"] = served_name
             item = served.check(parsed)
             try:
-                scores = await served.score(item)
+                scored = await served.score(item)
             except ModelFailed as exc:
                 log.warning("endpoint %s: %s", endpoint.name, exc)
                 raise ApiError(500, "INTERNAL_ERROR", str(exc)) from None
-            body, status = payload.encode_predictions(scores), 200
-            rows = parsed.rows
+            body, status = payload.encode_predictions(scored.predictions), 200
+            rows, misses = parsed.rows, scored.lookup_misses
         except ApiError as exc:
-            body, status, rows = json.dumps(exc.body()).encode(), exc.status, 0
+            body, status, rows, misses = json.dumps(exc.body()).encode(), exc.status, 0, 0
         except ClientDisconnect:
             return Response(status_code=499)
         elapsed = time.perf_counter() - started
-        endpoint.metrics.entities[served_name or ""].observe(status, elapsed, rows)
+        endpoint.metrics.entities[served_name or ""].observe(status, elapsed, rows, misses)
         if endpoint.capture is not None:
             endpoint.capture.offer(capture.row(
                 request_id, client_id, at, status, int(elapsed * 1000),
-                raw.decode("utf-8", "replace") if raw is not None else None, body.decode(), served_name, requester))
+                raw.decode("utf-8", "replace") if raw is not None else None, body.decode(), served_name, requester,
+                misses))
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     async def health(request: Request) -> Response:

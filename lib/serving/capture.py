@@ -20,17 +20,19 @@ log = logging.getLogger("lib.serving")
 SCHEMA = ("databricks_request_id string, client_request_id string, request_date date, "
           "request_time timestamp, status_code int, sampling_fraction double, execution_duration_ms bigint, "
           "request string, response string, served_entity_id string, logging_error_codes array<string>, "
-          "requester string")
+          "requester string, feature_lookup_misses int")
 
 
 COLUMNS = [part.split()[0] for part in SCHEMA.split(", ")]
 
 
 def row(request_id: str, client_request_id: str | None, at: dt.datetime, status: int, duration_ms: int,
-        request: str | None, response: str | None, served_entity: str | None, requester: str) -> tuple:
-    """One payload-table row, in SCHEMA's column order."""
+        request: str | None, response: str | None, served_entity: str | None, requester: str,
+        lookup_misses: int = 0) -> tuple:
+    """One payload-table row, in SCHEMA's column order: Databricks' columns, then (ours) how many
+    of the request's rows were scored although a feature lookup found nothing for their keys."""
     return (request_id, client_request_id, at.date(), at, status, 1.0, duration_ms, request, response,
-            served_entity, [], requester)
+            served_entity, [], requester, lookup_misses)
 
 
 class CaptureWriter:

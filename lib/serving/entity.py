@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -22,13 +23,22 @@ import pandas as pd
 from lib.feature_store import FeatureLookup
 from lib.serving import payload
 from lib.serving.contract import ApiError, ServedEntity
-from lib.serving.online_store import OnlineStore
+from lib.serving.online_store import MISSES, OnlineStore
 
 RETIRE_AFTER_S = 30.0  # a replaced entity keeps its thread this long for requests already routed to it
 
 
 class ModelFailed(Exception):
     """The model raised while scoring a request that passed the input checks."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A request's predictions, and how many of its rows had a feature lookup that found no
+    row for their keys (scored from null features, as Databricks scores them)."""
+
+    predictions: np.ndarray
+    lookup_misses: int = 0
 
 
 class Batcher:
@@ -128,29 +138,33 @@ class Served:
     def batches(self) -> int:
         return self._batcher.batches if self._batcher else 0
 
-    def _features(self, item: tuple[dict[str, np.ndarray], bool, int]) -> pd.DataFrame:
+    def _features(self, item: tuple[dict[str, np.ndarray], bool, int]) -> tuple[pd.DataFrame, int]:
+        """The model's input frame of a request, and its rows whose lookups missed."""
         columns, lookup, _ = item
         if not lookup:
-            return payload.frame([columns], list(self.inputs.columns))
+            return payload.frame([columns], list(self.inputs.columns)), 0
         given = pd.DataFrame(columns)
         found = self._store.lookup(given, self._lookups)
+        missed = int((found.pop(MISSES) > 0).sum())
         for name in given.columns:  # features sent with the keys win over looked-up ones
             found[name] = given[name]
         for name in self.inputs.columns:
             if self.inputs.types.get(name) in ("double", "float"):
                 found[name] = pd.to_numeric(found[name], errors="coerce").astype("float64")
-        return found[list(self.inputs.columns)]
+        return found[list(self.inputs.columns)], missed
 
     def predict(self, items: list) -> list:
-        """Scores for each item, or the exception that item raised (never raises itself)."""
+        """A Scored for each item, or the exception that item raised (never raises itself)."""
         try:
             if all(not lookup for _, lookup, _ in items):
                 frame = payload.frame([cols for cols, _, _ in items], list(self.inputs.columns))
+                missed = [0] * len(items)
             else:
-                frame = pd.concat([self._features(item) for item in items], ignore_index=True)
+                parts = [self._features(item) for item in items]
+                frame, missed = pd.concat([f for f, _ in parts], ignore_index=True), [m for _, m in parts]
             scores = np.asarray(self._model.predict(frame))
             bounds = np.cumsum([0] + [rows for _, _, rows in items])
-            return [scores[bounds[i]:bounds[i + 1]] for i in range(len(items))]
+            return [Scored(scores[bounds[i]:bounds[i + 1]], missed[i]) for i in range(len(items))]
         except Exception as exc:
             if len(items) == 1:
                 return [ModelFailed(f"{self.spec.name} failed to score: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")]

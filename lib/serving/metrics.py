@@ -19,12 +19,14 @@ class EntityMetrics:
     buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
     latency_sum: float = 0.0
     rows: int = 0
+    lookup_misses: int = 0  # rows scored although a feature lookup found nothing for their keys
 
-    def observe(self, status: int, seconds: float, rows: int = 0) -> None:
+    def observe(self, status: int, seconds: float, rows: int = 0, lookup_misses: int = 0) -> None:
         self.requests[status] += 1
         self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
         self.latency_sum += seconds
         self.rows += rows
+        self.lookup_misses += lookup_misses
 
 
 class Registry:
@@ -42,6 +44,10 @@ class Registry:
         lines.append("# TYPE serving_rows_total counter")
         for name, m in sorted(self.entities.items()):
             lines.append(f'serving_rows_total{{endpoint="{endpoint}",served_entity="{name}"}} {m.rows}')
+        lines.append("# TYPE serving_feature_lookup_misses_total counter")
+        for name, m in sorted(self.entities.items()):
+            lines.append(f'serving_feature_lookup_misses_total{{endpoint="{endpoint}",served_entity="{name}"}} '
+                         f'{m.lookup_misses}')
         lines.append("# TYPE serving_request_latency_seconds histogram")
         for name, m in sorted(self.entities.items()):
             labels = f'endpoint="{endpoint}",served_entity="{name}"'

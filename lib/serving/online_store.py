@@ -21,6 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,7 @@ import pyarrow.compute as pc
 from lib.errors import LakehouseError
 from lib.feature_store import PRIMARY_KEYS, TIMESTAMP_KEY, FeatureLookup
 
+MISSES = "_lookup_misses"  # a column lookup() adds: per row, the lookups that found nothing
 _TS = "%Y-%m-%d %H:%M:%S"  # lookups compare these strings, so every stored timestamp has this form
 _META = "_online_tables"
 # Columns added to _META after its first release; a store made before has rows without them.
@@ -207,8 +209,10 @@ class OnlineStore:
             raise LakehouseError(f"online store {self.path} lacks {', '.join(missing)}: run the serving job to publish")
 
     def lookup(self, spine: pd.DataFrame, lookups: list[FeatureLookup]) -> pd.DataFrame:
-        """The spine with each lookup's features added (NaN / None where nothing is found)."""
+        """The spine with each lookup's features added (NaN / None where nothing is found), and
+        MISSES: per row, how many lookups found no feature row for its keys."""
         out = spine.copy()
+        misses = np.zeros(len(out), dtype="int64")
         db = self._db()
         for lk in lookups:
             name = _online_name(lk.table)
@@ -220,7 +224,7 @@ class OnlineStore:
                      f"ORDER BY [{ts}] DESC LIMIT 1")
             at = pd.to_datetime(out[lk.timestamp_lookup_key])
             args = [out[k].tolist() for k in lk.lookup_key]
-            found: dict[tuple, tuple] = {}
+            found: dict[tuple, tuple | None] = {}
             rows = []
             for i, when in enumerate(at):
                 key = (*[a[i] for a in args], when)
@@ -228,11 +232,13 @@ class OnlineStore:
                     params = [*key[:-1], when.strftime(_TS)]
                     if lk.lookback_hours is not None:
                         params.append((when - dt.timedelta(hours=lk.lookback_hours)).strftime(_TS))
-                    found[key] = db.execute(query, params).fetchone() or (None,) * len(lk.features)
-                rows.append(found[key])
+                    found[key] = db.execute(query, params).fetchone()
+                misses[i] += found[key] is None
+                rows.append(found[key] or (None,) * len(lk.features))
             values = pd.DataFrame(rows, columns=list(lk.features), index=out.index)
             for c in lk.features:
                 out[c] = values[c].to_numpy()
+        out[MISSES] = misses
         return out
 
 

@@ -111,6 +111,26 @@ def test_keys_alone_score_like_batch_inference(live):
     assert np.allclose(answer["predictions"], live.expected, rtol=0, atol=1e-9)
 
 
+def lookup_misses(live, name: str) -> int:
+    text = live.api.metrics(EP)
+    line = f'serving_feature_lookup_misses_total{{endpoint="{EP}",served_entity="{name}"}} '
+    return int(next(x for x in text.splitlines() if x.startswith(line)).split()[-1])
+
+
+def test_keys_not_in_the_online_store_are_scored_and_counted(live):
+    # Scored from null features, as Databricks scores them, but counted in the endpoint's metrics.
+    name = f"{live.name}-{live.v1}"
+    before = lookup_misses(live, name)
+    known = live.holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).assign(sched_dep_ts=lambda f: f["sched_dep_ts"].astype(str))
+    unknown = known.assign(flight_id="no-such-flight")
+    rows = [*known.to_dict(orient="records"), *unknown.to_dict(orient="records")]
+    status, _, answer = live.api.query(EP, {"dataframe_records": rows})
+    assert status == 200 and len(answer["predictions"]) == 4
+    assert lookup_misses(live, name) - before == 2
+    live.api.query(EP, {"dataframe_records": rows[:2]})
+    assert lookup_misses(live, name) - before == 2
+
+
 def test_features_sent_with_the_keys_win_over_the_looked_up_ones(live):
     row = live.holdout.iloc[[7]]
     keys = {"flight_id": row["flight_id"].iloc[0], "origin": row["origin"].iloc[0],
@@ -283,8 +303,11 @@ def test_every_request_lands_in_the_inference_table_and_a_restart_restores_endpo
     live.api.create("captured", {"served_entities": [entity(live, live.v1)], "auto_capture_config": capture})
     assert live.api.wait("captured")["state"]["ready"] == "READY"
     sent = {}
+    unknown = {"flight_id": "no-such-flight", "origin": "EWR", "sched_dep_ts": "2013-03-02 06:00:00"}
     for i in range(25):
         body = split(live, [i]) if i % 5 else {"dataframe_records": [{"carrier": "UA"}]}
+        if i == 24:  # keys the online store does not hold: scored, and marked in the table
+            body = {"dataframe_records": [unknown, unknown]}
         body["client_request_id"] = f"c{i}"
         status, headers, answer = live.api.query("captured", body)
         sent[headers["x-request-id"]] = (f"c{i}", status, answer)
@@ -297,6 +320,7 @@ def test_every_request_lands_in_the_inference_table_and_a_restart_restores_endpo
         assert json.loads(row.response) == answer
         assert row.served_entity_id == f"{live.name}-{live.v1}"
         assert row.execution_duration_ms >= 0 and str(row.request_date) == str(row.request_time.date())
+        assert row.feature_lookup_misses == (2 if client_id == "c24" else 0)
 
     running = server.start(live.env)  # the saved endpoints come back
     api = Client(running.url, live.api.token)

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from lib import feature_store
 from lib.errors import LakehouseError
-from lib.serving.online_store import OnlineStore, Published, _to_sqlite, publish
+from lib.serving.online_store import MISSES, OnlineStore, Published, _to_sqlite, publish
 
 FLIGHTS, WEATHER = "staging.flights.flight_features", "staging.flights.weather_features"
 # A weather row far after the data: before it is published, nothing is found there.
@@ -89,6 +89,7 @@ def test_weather_older_than_the_lookback_is_not_used(store):
     found = online.lookup(spine, weather)
     assert not pd.isna(found["temp"].iloc[0])
     assert pd.isna(found["temp"].iloc[1])  # nothing within 3 hours before
+    assert found[MISSES].tolist() == [0, 1]  # what serving counts: rows whose lookups found nothing
 
 
 def test_an_unchanged_table_is_not_copied_again(store, monkeypatch):
