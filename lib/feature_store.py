@@ -78,8 +78,9 @@ def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, 
 
 
 def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_keys: list[str],
-               table_ts: str) -> DataFrame:
-    """Add lookup.features to every spine row: the newest table row at or before the spine time.
+               table_ts: str, misses: str | None = None) -> DataFrame:
+    """Add lookup.features to every spine row: the newest table row at or before the spine time
+    (nulls if there is none; the spine's `misses` column, if named, then counts one more).
 
     One pass, no range join and no join back: table rows and spine rows are unioned, sorted by
     time per key, and each spine row takes the last table row seen before it (table rows sort
@@ -98,7 +99,9 @@ def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_
     if lookup.lookback_hours is not None:
         oldest = F.col("_ts") - F.expr(f"INTERVAL {int(lookup.lookback_hours * 3600)} SECONDS")
         latest = latest.withColumn("_found", F.when(F.col("_found._at") >= oldest, F.col("_found")))
-    return latest.select(*spine.columns, *[F.col(f"_found.{c}").alias(c) for c in lookup.features])
+    counted = [] if misses is None else [(F.col(misses) + F.col("_found").isNull().cast("int")).alias(misses)]
+    return latest.select(*[c for c in spine.columns if c != misses], *counted,
+                         *[F.col(f"_found.{c}").alias(c) for c in lookup.features])
 
 
 def prune(table: DataFrame, spine: DataFrame, lookup: FeatureLookup, table_keys: list[str], table_ts: str) -> DataFrame:
@@ -115,19 +118,21 @@ def prune(table: DataFrame, spine: DataFrame, lookup: FeatureLookup, table_keys:
     return table.crossJoin(F.broadcast(bounds)).where(keep).drop("_lo", "_hi").join(keys, table_keys, "left_semi")
 
 
-def lookup_features(lakehouse: Lakehouse, spine: DataFrame, feature_lookups: list[FeatureLookup]) -> DataFrame:
-    """The spine with every lookup's features added, point in time.
+def lookup_features(lakehouse: Lakehouse, spine: DataFrame, feature_lookups: list[FeatureLookup],
+                    misses: str | None = None) -> DataFrame:
+    """The spine with every lookup's features added, point in time, and, if `misses` names a
+    column, per row the number of lookups that found no row for its keys.
 
     Raises LakehouseError (one line) if a lookup does not resolve against its table.
     """
     keys_by_table, found = _resolve(lakehouse, feature_lookups)
     if found:
         raise LakehouseError(f"feature lookups do not resolve: {'; '.join(found)} (run the features task)")
-    out = spine
+    out = spine if misses is None else spine.withColumn(misses, F.lit(0))
     for lookup in feature_lookups:
         table_keys, table_ts = keys_by_table[lookup.table]
         table = prune(lakehouse.read(lookup.table), spine, lookup, table_keys, table_ts)
-        out = as_of_join(out, table, lookup, table_keys, table_ts)
+        out = as_of_join(out, table, lookup, table_keys, table_ts, misses)
     return out
 
 

@@ -21,11 +21,14 @@ from lib.errors import ModelNotFoundError, TableNotFoundError
 from lib.features import KEY, TIMESTAMP, in_window
 from lib.registry import ModelRef
 
+MISSES = "feature_lookup_misses"  # per row: the lookups that found no feature row (scored from nulls)
+
 
 def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
           decision_threshold: float, alias: str | None = None) -> DataFrame:
     """Predictions for the flights of the spine scheduled in [start, end), with the model's
-    inputs next to them (what monitoring profiles), and the `alias` `ref` was resolved from.
+    inputs next to them (what monitoring profiles), the `alias` `ref` was resolved from, and
+    per row how many feature lookups found nothing (MISSES: scored anyway, from nulls).
 
     The spine needs only the keys the model was logged with; the features come from the
     model's own feature lookups, point in time (Feature Store `score_batch`).
@@ -42,7 +45,7 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
     if missing:
         raise TableNotFoundError(f"the rows to score lack key column(s) {', '.join(missing)} needed by {ref.uri}")
     batch = feature_store.lookup_features(lakehouse, in_window(spine, start, end).select(*keys),
-                                          [feature_store.FeatureLookup.from_dict(d) for d in packaged])
+                                          [feature_store.FeatureLookup.from_dict(d) for d in packaged], MISSES)
     columns = info.signature.inputs.input_names()
     # Spark's Python workers load the model themselves; over Spark Connect they cache it by the
     # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
@@ -59,6 +62,7 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
             F.lit(ref.name).alias("model_name"),
             F.lit(ref.version).alias("model_version"),
             F.lit(alias).cast("string").alias("model_alias"),
+            MISSES,
             F.lit(start).alias("period_start"),
             F.lit(end).alias("period_end"),
             F.current_timestamp().alias("scored_at"),

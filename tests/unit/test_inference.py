@@ -57,3 +57,19 @@ def test_score_needs_only_the_keys(featurized, staging, champion):
     assert by_id.loc[expected["flight_id"]].to_numpy() == pytest.approx(registry.predict(champion, expected))
     with pytest.raises(TableNotFoundError, match="lack key column\\(s\\) origin"):
         inference.score(featurized, full.drop("origin"), champion, start, start + dt.timedelta(days=1), 0.5)
+
+
+def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, champion):
+    # As Databricks does, a flight the feature tables do not hold is scored (from nulls); each
+    # row says how many of its lookups found nothing.
+    start = staging.data.as_of
+    end = start + dt.timedelta(days=1)
+    keys = featurized.read(staging.table("labels")).select("flight_id", "origin", "sched_dep_ts")
+    known = in_window(keys, start, end).orderBy("flight_id").limit(20)
+    unknown = known.withColumn("flight_id", F.concat(F.lit("no-such-"), "flight_id"))  # same origin and time
+    scored = inference.score(featurized, known.unionByName(unknown), champion, start, end, 0.5).toPandas()
+    missing = scored["flight_id"].str.startswith("no-such-")
+    misses = scored.assign(flight=scored["flight_id"].str.removeprefix("no-such-"), missing=missing).pivot(
+        index="flight", columns="missing", values=inference.MISSES)
+    assert len(misses) == 20 and (misses[True] == misses[False] + 1).all()  # the flight lookup missed, weather as before
+    assert scored["prediction"].notna().all()
