@@ -51,6 +51,11 @@ class Lakehouse:
         catalog, schema, table = parse_name(name)
         return self.root / catalog / schema / table
 
+    def export_path(self, name: str) -> Path:
+        """Where files exported from table `name` go: `<home>/exports/<catalog>/<schema>/<table>`."""
+        catalog, schema, table = parse_name(name)
+        return self.env.home / "exports" / catalog / schema / table
+
     def exists(self, name: str) -> bool:
         return (self.path(name) / "_delta_log").is_dir()
 

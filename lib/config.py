@@ -76,6 +76,7 @@ class EnvConfig:
     webhook_url: str | None
     serving: dict[str, Any] = field(default_factory=dict)  # checked by lib.serving.settings
     spark: dict[str, Any] = field(default_factory=dict)  # checked by lib.spark_server.settings
+    publish: dict[str, Any] = field(default_factory=dict)  # checked by lib.inference.destinations
 
     @property
     def model_name(self) -> str:
@@ -199,6 +200,7 @@ def load_env(name: str, conf_dir: Path = CONF_DIR) -> EnvConfig:
         webhook_url=webhook,
         serving=cfg.get("serving") or {},
         spark=cfg.get("spark") or {},
+        publish=cfg.get("publish") or {},
     )
 
 

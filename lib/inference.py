@@ -1,27 +1,71 @@
-"""Batch inference: score a period with the Champion on Spark and publish to Delta.
+"""Batch inference: score a period with the Champion on Spark and publish it.
 
 The model is loaded by alias, but the version behind the alias is resolved once first, at
 every run, so every row of a run names the model, the exact version that scored it and the
-alias it was resolved from: a new Champion is scored with from the next run on. Publishing replaces the rows of
-the flights in that period in one transaction: history is kept, and a re-run (or a run whose
-period overlaps an earlier one) never holds a flight twice.
+alias it was resolved from: a new Champion scores from the next run on.
+
+Publishing goes to the destinations of conf/environments.yml `publish`, each replacing the
+period whole, so a re-run (or a run whose period overlaps an earlier one) never holds a
+flight twice: the Delta table (one transaction), files (Parquet, CSV; a new set swapped in
+with one rename) and the online store (one SQLite transaction; read by key with
+`lib.serving.online_store.prediction`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
 from lib import feature_store, registry
 from lib.catalog import Lakehouse
-from lib.errors import ModelNotFoundError, TableNotFoundError
+from lib.config import CONF_DIR, parse_model
+from lib.errors import ConfigError, ModelNotFoundError, TableNotFoundError
 from lib.features import KEY, TIMESTAMP, in_window
 from lib.registry import ModelRef
 
 MISSES = "feature_lookup_misses"  # per row: the lookups that found no feature row (scored from nulls)
+
+
+class _Switch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+
+
+class _Files(_Switch):
+    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+
+
+class Destinations(BaseModel):
+    """Where a scored period is published (conf/environments.yml `publish`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delta: _Switch = Field(default_factory=_Switch)
+    files: _Files = Field(default_factory=_Files)
+    online: _Switch = Field(default_factory=_Switch)
+
+    def enabled(self) -> list[str]:
+        return [name for name in ("delta", "files", "online") if getattr(self, name).enabled]
+
+
+def destinations(env) -> Destinations:
+    """The environment's destinations, checked: a wrong key or value is one ConfigError line."""
+    source = str(CONF_DIR / "environments.yml")
+    found = parse_model(Destinations, env.publish, source, "environments", env.name, "publish")
+    if not found.enabled():
+        raise ConfigError(f"{source} environments.{env.name}.publish: every destination is switched off, "
+                          "so nothing would be published")
+    return found
 
 
 def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
@@ -75,3 +119,50 @@ def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.
     period = f"{TIMESTAMP} >= TIMESTAMP_NTZ'{start.isoformat()}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{end.isoformat()}'"
     lakehouse.write(predictions, table, mode="overwrite", replace_where=period)
     return lakehouse.read(table).where(period).count()
+
+
+def publish_everywhere(lakehouse: Lakehouse, predictions: DataFrame, table: str, targets: Destinations,
+                       start: dt.date, end: dt.date, store: Path) -> dict[str, object]:
+    """Publish the period to each enabled destination, the Delta table first (the others then
+    copy what it holds, so every destination holds the same rows); returns, per destination,
+    the rows it holds for the period (files: the folder)."""
+    lakehouse.check_writable(table)
+    out: dict[str, object] = {}
+    source = predictions
+    if targets.delta.enabled:
+        out["delta"] = publish(lakehouse, predictions, table, start, end)
+        source = in_window(lakehouse.read(table), start, end)
+    elif targets.files.enabled and targets.online.enabled:
+        source = predictions.cache()  # scored once for both
+    if targets.files.enabled:
+        out["files"] = export_files(source, lakehouse.export_path(table), targets.files.formats, start, end)
+    if targets.online.enabled:
+        from lib.serving import online_store
+
+        out["online"] = online_store.publish_predictions(store, source.toPandas(), KEY, TIMESTAMP, start, end)
+    return out
+
+
+def export_files(predictions: DataFrame, folder: Path, formats: list[str], start: dt.date, end: dt.date) -> Path:
+    """Write the period as one folder per format (`<folder>/<start>_<end>/<format>/`).
+
+    The new set is written beside the old one and swapped in with one rename of a symbolic
+    link, so a reader sees the old set or the new one, never half of either; a failed write
+    leaves the old set as it was.
+    """
+    period = folder / f"{start}_{end}"
+    version = folder / ".versions" / f"{start}_{end}-{uuid.uuid4().hex[:12]}"
+    try:
+        for fmt in formats:
+            writer = predictions.coalesce(1).write.mode("overwrite").format(fmt)  # a new folder each time
+            writer.save(str(version / fmt), **({"header": True} if fmt == "csv" else {}))
+        link = folder / f".{version.name}.link"
+        link.symlink_to(version.relative_to(folder))
+    except BaseException:
+        shutil.rmtree(version, ignore_errors=True)
+        raise
+    old = period.resolve() if period.is_symlink() else None
+    os.replace(link, period)  # atomic: the old set or the new one
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return period

@@ -20,6 +20,7 @@ import uuid
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from lib.feature_store import PRIMARY_KEYS, TIMESTAMP_KEY, FeatureLookup
 MISSES = "_lookup_misses"  # a column lookup() adds: per row, the lookups that found nothing
 _TS = "%Y-%m-%d %H:%M:%S"  # lookups compare these strings, so every stored timestamp has this form
 _META = "_online_tables"
+PREDICTIONS = "_predictions"  # batch inference's predictions by key (publish_predictions)
 # Columns added to _META after its first release; a store made before has rows without them.
 _META_ADDED = {"delta_version": "INTEGER", "columns": "TEXT"}
 
@@ -240,6 +242,40 @@ class OnlineStore:
                 out[c] = values[c].to_numpy()
         out[MISSES] = misses
         return out
+
+
+def publish_predictions(path: Path, frame: pd.DataFrame, key: str, timestamp: str, start: dt.date,
+                        end: dt.date) -> int:
+    """Replace the predictions of the period [start, end) of `timestamp` with the frame's rows,
+    each under its `key`, in one transaction; returns the rows the store holds for the period."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(frame.to_json(orient="records", date_format="iso", double_precision=15))  # NaN -> null
+    times = pd.to_datetime(frame[timestamp]).dt.strftime(_TS).tolist()
+    lo, hi = pd.Timestamp(start).strftime(_TS), pd.Timestamp(end).strftime(_TS)
+    with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")  # reads go on during a publish
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS} (key TEXT PRIMARY KEY, at TEXT, row TEXT)")
+        db.execute(f"DELETE FROM {PREDICTIONS} WHERE at >= ? AND at < ?", (lo, hi))
+        db.executemany(f"INSERT OR REPLACE INTO {PREDICTIONS} VALUES (?, ?, ?)",
+                       ((str(r[key]), at, json.dumps(r)) for r, at in zip(rows, times)))
+        held = db.execute(f"SELECT count(*) FROM {PREDICTIONS} WHERE at >= ? AND at < ?", (lo, hi)).fetchone()[0]
+        db.execute("COMMIT")
+    return held
+
+
+def prediction(path: Path, key: str) -> dict[str, Any] | None:
+    """The newest published prediction of `key` (a flight_id), as the predictions table holds
+    it (one row as a dict); None if none was published. The read path of applications."""
+    if not Path(path).exists():
+        raise LakehouseError(f"online store {path} does not exist: run batch inference with publish.online enabled")
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        try:
+            found = db.execute(f"SELECT row FROM {PREDICTIONS} WHERE key = ?", (str(key),)).fetchone()
+        except sqlite3.OperationalError:  # no predictions table yet
+            raise LakehouseError(f"online store {path} holds no predictions: run batch inference with "
+                                 "publish.online enabled") from None
+    return None if found is None else json.loads(found[0])
 
 
 def publish_for(lakehouse, ref, path: Path) -> dict[str, Published]:

@@ -1,11 +1,14 @@
+import dataclasses
 import datetime as dt
 
+import numpy as np
+import pandas as pd
+import pytest
 from pyspark.sql import functions as F
 
-import pytest
-
 from lib import inference
-from lib.errors import TableNotFoundError
+from lib.errors import ConfigError, TableNotFoundError
+from lib.serving import online_store
 from lib.features import in_window
 
 
@@ -73,3 +76,56 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
         index="flight", columns="missing", values=inference.MISSES)
     assert len(misses) == 20 and (misses[True] == misses[False] + 1).all()  # the flight lookup missed, weather as before
     assert scored["prediction"].notna().all()
+
+
+@pytest.mark.parametrize("publish, words", [
+    ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: Input should be 'parquet' or 'csv'"),
+    ({"files": {"formats": []}}, "publish.files.formats: List should have at least 1 item"),
+    ({"kafka": {"enabled": True}}, "publish.kafka: Extra inputs are not permitted"),
+    ({"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
+     "publish: every destination is switched off"),
+])
+def test_bad_destinations_are_one_line(staging, publish, words):
+    with pytest.raises(ConfigError) as error:
+        inference.destinations(dataclasses.replace(staging, publish=publish))
+    assert "environments.yml environments.staging." in str(error.value) and words in str(error.value)
+
+
+def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(featurized, staging, champion, tmp_path):
+    start = staging.data.as_of
+    end = start + dt.timedelta(days=1)
+    table, store = staging.table("predictions"), tmp_path / "online.db"
+    predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
+                                  0.5, alias="Champion")
+    targets = inference.destinations(staging)
+    assert targets.enabled() == ["delta", "files", "online"] and targets.files.formats == ["parquet", "csv"]
+    first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
+    delta = in_window(featurized.read(table), start, end).toPandas().set_index("flight_id").sort_index()
+    assert first["delta"] == first["online"] == len(delta) > 0
+    folder = first["files"]
+    assert folder == featurized.export_path(table) / f"{start}_{end}" and folder.is_symlink()
+    for kind, frame in [("parquet", pd.read_parquet(folder / "parquet")),
+                        ("csv", pd.concat(pd.read_csv(f) for f in (folder / "csv").glob("*.csv")))]:
+        frame = frame.set_index("flight_id").sort_index()
+        assert list(frame.index) == list(delta.index), kind
+        assert np.allclose(frame["prediction"], delta["prediction"], rtol=0, atol=1e-12), kind
+    flight = delta.index[3]
+    held = online_store.prediction(store, flight)
+    assert held["prediction"] == pytest.approx(delta.loc[flight, "prediction"], abs=1e-12)
+    assert (held["model_version"], held["model_alias"]) == (champion.version, "Champion")
+    assert online_store.prediction(store, "no-such-flight") is None
+
+    # Again: each destination replaces the period; the files come as a new set, the old one goes.
+    again = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
+    assert again["delta"] == again["online"] == len(delta) and again["files"] == folder
+    assert [p.name for p in (folder.parent / ".versions").iterdir()] == [folder.resolve().name]
+    assert featurized.read(table).count() == len(delta)
+
+    # A write that fails half-way leaves the last complete set in place, and nothing else.
+    before = folder.resolve()
+    broken = featurized.read(table).withColumn("prediction", F.expr("raise_error('disk full')"))
+    with pytest.raises(Exception, match="disk full"):
+        inference.export_files(broken, folder.parent, ["parquet", "csv"], start, end)
+    assert folder.resolve() == before and len(pd.read_parquet(folder / "parquet")) == len(delta)
+    assert [p.name for p in (folder.parent / ".versions").iterdir()] == [before.name]
+    assert not list(folder.parent.glob(".*.link"))
