@@ -52,7 +52,8 @@ class Lakehouse:
         return self.root / catalog / schema / table
 
     def export_path(self, name: str) -> Path:
-        """Where files exported from table `name` go: `<home>/exports/<catalog>/<schema>/<table>`."""
+        """Where files exported from table `name` go: `<home>/exports/<catalog>/<schema>/<table>`
+        (dropped with the catalog)."""
         catalog, schema, table = parse_name(name)
         return self.env.home / "exports" / catalog / schema / table
 
@@ -209,11 +210,13 @@ class Lakehouse:
         return sorted(f"{catalog}.{p.parent.name}.{p.name}" for p in found)
 
     def drop_catalog(self) -> Path:
-        """Delete this environment's whole catalog; only temporary environments may."""
+        """Delete this environment's whole catalog (and the files exported from it); only
+        temporary environments may."""
         if not self.env.temporary:
             raise AccessDeniedError(
                 f"environment {self.env.name} is not temporary: its catalog {self.env.catalog} is never wiped"
             )
         folder = self.root / self.env.catalog
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.env.home / "exports" / self.env.catalog, ignore_errors=True)
         return folder

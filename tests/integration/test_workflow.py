@@ -234,6 +234,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert lakehouse.version("staging.flights.predictions") > published
     scored_by = lakehouse.read("staging.flights.predictions").select("model_version", "model_alias").distinct()
     assert [tuple(r) for r in scored_by.collect()] == [("1", "Champion")]
+    assert (lakehouse.export_path("staging.flights.predictions") / f"{start}_{end}" / "csv").is_dir()
 
     # 5. One command wipes staging.
     result = run("--env", "staging", "--wipe")
@@ -244,3 +245,4 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert registry.client().search_runs([registry.client().get_experiment_by_name(staging.experiment).experiment_id]) == []
     assert not (home / "mlartifacts" / "staging").exists()
     assert not (home / "serving" / "staging").exists() and not (home / "online" / "staging.db").exists()
+    assert not (home / "exports" / "staging").exists()

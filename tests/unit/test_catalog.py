@@ -62,8 +62,10 @@ def test_replace_where_rejects_rows_outside_the_period(lakehouse, spark):
 def test_only_temporary_catalogs_can_be_dropped(spark, home):
     staging = Lakehouse(spark, load_env("staging"))
     staging.write(spark.createDataFrame([(1,)], "id int"), "staging.s.t")
+    exported = staging.export_path("staging.s.t")
+    exported.mkdir(parents=True)
     staging.drop_catalog()
-    assert not staging.exists("staging.s.t")
+    assert not staging.exists("staging.s.t") and not exported.exists()
     with pytest.raises(AccessDeniedError, match="is not temporary"):
         Lakehouse(spark, load_env("prod")).drop_catalog()
 
