@@ -1,14 +1,20 @@
 """Per-served-entity request metrics in the Prometheus text format, and reading them back.
 
-Updated only on the server's event loop thread, so plain counters need no lock.
+Updated only on the server's event loop thread, so plain counters need no lock; the text is
+written and read by prometheus_client.
 """
 
 from __future__ import annotations
 
 import bisect
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import accumulate
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 
@@ -37,33 +43,37 @@ class Registry:
         self.counters: dict[str, int] = defaultdict(int)
 
     def render(self, endpoint: str) -> str:
-        lines = ["# TYPE serving_requests_total counter"]
-        for name, m in sorted(self.entities.items()):
+        """The Prometheus text exposition of these metrics (written by prometheus_client)."""
+        return generate_latest(_Collector(self, endpoint)).decode()
+
+
+@dataclass
+class _Collector:
+    """prometheus_client's collector protocol over a Registry's plain counters."""
+
+    registry: Registry
+    endpoint: str
+
+    def collect(self):
+        entity = ["endpoint", "served_entity"]
+        requests = CounterMetricFamily("serving_requests", "Requests answered, by status", labels=[*entity, "status"])
+        rows = CounterMetricFamily("serving_rows", "Rows scored", labels=entity)
+        misses = CounterMetricFamily("serving_feature_lookup_misses",
+                                     "Rows scored although a feature lookup found no row for their keys", labels=entity)
+        latency = HistogramMetricFamily("serving_request_latency_seconds", "Request latency", labels=entity)
+        for name, m in sorted(self.registry.entities.items()):
+            labels = [self.endpoint, name]
             for status, n in sorted(m.requests.items()):
-                lines.append(f'serving_requests_total{{endpoint="{endpoint}",served_entity="{name}",status="{status}"}} {n}')
-        lines.append("# TYPE serving_rows_total counter")
-        for name, m in sorted(self.entities.items()):
-            lines.append(f'serving_rows_total{{endpoint="{endpoint}",served_entity="{name}"}} {m.rows}')
-        lines.append("# TYPE serving_feature_lookup_misses_total counter")
-        for name, m in sorted(self.entities.items()):
-            lines.append(f'serving_feature_lookup_misses_total{{endpoint="{endpoint}",served_entity="{name}"}} '
-                         f'{m.lookup_misses}')
-        lines.append("# TYPE serving_request_latency_seconds histogram")
-        for name, m in sorted(self.entities.items()):
-            labels = f'endpoint="{endpoint}",served_entity="{name}"'
-            total = 0
-            for bound, n in zip(BUCKETS, m.buckets):
-                total += n
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(f'serving_request_latency_seconds_bucket{{{labels},le="{le}"}} {total}')
-            lines.append(f"serving_request_latency_seconds_sum{{{labels}}} {m.latency_sum:.6f}")
-            lines.append(f"serving_request_latency_seconds_count{{{labels}}} {total}")
-        for counter, n in sorted(self.counters.items()):
-            lines += [f"# TYPE serving_{counter}_total counter", f'serving_{counter}_total{{endpoint="{endpoint}"}} {n}']
-        return "\n".join(lines) + "\n"
-
-
-_SAMPLE = re.compile(r'^(\w+)\{([^}]*)\}\s+(\S+)$')
+                requests.add_metric([*labels, str(status)], n)
+            rows.add_metric(labels, m.rows)
+            misses.add_metric(labels, m.lookup_misses)
+            latency.add_metric(labels, list(zip((floatToGoString(b) for b in BUCKETS), accumulate(m.buckets))),
+                               sum_value=m.latency_sum)
+        yield from (requests, rows, misses, latency)
+        for counter, n in sorted(self.registry.counters.items()):
+            family = CounterMetricFamily(f"serving_{counter}", f"Endpoint-wide count of {counter}", labels=["endpoint"])
+            family.add_metric([self.endpoint], n)
+            yield family
 
 
 @dataclass
@@ -89,21 +99,17 @@ class Snapshot:
 
 
 def parse(text: str) -> dict[str, Snapshot]:
-    """Per served entity totals from `render`'s output."""
+    """Per served entity totals from `render`'s output (read with prometheus_client's parser)."""
     out: dict[str, Snapshot] = defaultdict(Snapshot)
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        metric, labels, value = match.groups()
-        tags = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        entity = tags.get("served_entity")
-        if entity is None:
-            continue
-        if metric == "serving_requests_total":
-            out[entity].requests += int(value)
-            if tags["status"].startswith("5"):
-                out[entity].errors += int(value)
-        elif metric == "serving_request_latency_seconds_bucket":
-            out[entity].buckets[float(tags["le"])] = int(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            entity = sample.labels.get("served_entity")
+            if entity is None:
+                continue
+            if sample.name == "serving_requests_total":
+                out[entity].requests += int(sample.value)
+                if sample.labels["status"].startswith("5"):
+                    out[entity].errors += int(sample.value)
+            elif sample.name == "serving_request_latency_seconds_bucket":
+                out[entity].buckets[float(sample.labels["le"])] = int(sample.value)
     return dict(out)

@@ -114,7 +114,7 @@ def test_keys_alone_score_like_batch_inference(live):
 def lookup_misses(live, name: str) -> int:
     text = live.api.metrics(EP)
     line = f'serving_feature_lookup_misses_total{{endpoint="{EP}",served_entity="{name}"}} '
-    return int(next(x for x in text.splitlines() if x.startswith(line)).split()[-1])
+    return int(float(next(x for x in text.splitlines() if x.startswith(line)).split()[-1]))
 
 
 def test_keys_not_in_the_online_store_are_scored_and_counted(live):

@@ -152,8 +152,9 @@ def test_metrics_render_and_parse_back():
     reg.entities["v1"].observe(500, 0.002)
     reg.entities["v2"].observe(400, 0.001)
     text = reg.render("ep")
-    assert 'serving_requests_total{endpoint="ep",served_entity="v1",status="200"} 100' in text
-    assert 'serving_request_latency_seconds_bucket{endpoint="ep",served_entity="v1",le="+Inf"} 101' in text
+    assert 'serving_requests_total{endpoint="ep",served_entity="v1",status="200"} 100.0' in text
+    assert 'serving_request_latency_seconds_bucket{endpoint="ep",le="+Inf",served_entity="v1"} 101.0' in text
+    assert 'serving_feature_lookup_misses_total{endpoint="ep",served_entity="v2"} 0.0' in text
     seen = metrics.parse(text)
     assert (seen["v1"].requests, seen["v1"].errors) == (101, 1)
     assert (seen["v2"].requests, seen["v2"].errors) == (1, 0)
