@@ -162,6 +162,9 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     print(f"\nTables ({env.warehouse / env.catalog}):")
     for name in tables:
         print(f"  {name}")
+    exports = env.home / "exports" / env.catalog
+    if exports.is_dir():
+        print(f"Exported files (Parquet, CSV per scored period): {exports}")
     print(f"Executed notebooks: {run_dir}")
     for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS):
         print(f"{alias}: {registry.ModelRef(env.model_name, held[alias]).uri if alias in held else 'none'}")
