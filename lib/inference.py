@@ -132,8 +132,7 @@ def publish_everywhere(lakehouse: Lakehouse, predictions: DataFrame, table: str,
     if targets.delta.enabled:
         out["delta"] = publish(lakehouse, predictions, table, start, end)
         source = in_window(lakehouse.read(table), start, end)
-    elif targets.files.enabled and targets.online.enabled:
-        source = predictions.cache()  # scored once for both
+    # With Delta off, each destination scores the period itself (a rare setting; no cache to leak).
     if targets.files.enabled:
         out["files"] = export_files(source, lakehouse.export_path(table), targets.files.formats, start, end)
     if targets.online.enabled:

@@ -129,3 +129,23 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(fea
     assert folder.resolve() == before and len(pd.read_parquet(folder / "parquet")) == len(delta)
     assert [p.name for p in (folder.parent / ".versions").iterdir()] == [before.name]
     assert not list(folder.parent.glob(".*.link"))
+
+
+def test_with_delta_switched_off_files_and_online_still_get_the_period(featurized, staging, champion, tmp_path):
+    start = staging.data.as_of
+    end = start + dt.timedelta(days=1)
+    table, store = staging.table("predictions"), tmp_path / "online.db"
+    predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
+                                  0.5, alias="Champion")
+    targets = inference.destinations(dataclasses.replace(staging, publish={"delta": {"enabled": False},
+                                                                           "files": {"formats": ["parquet"]}}))
+    assert targets.enabled() == ["files", "online"]
+    published = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
+    assert set(published) == {"files", "online"}
+    files = pd.read_parquet(published["files"] / "parquet").set_index("flight_id").sort_index()
+    assert published["online"] == len(files) == predictions.count()
+    assert not (published["files"] / "csv").exists()
+    flight = files.index[7]
+    assert online_store.prediction(store, flight)["prediction"] == pytest.approx(files.loc[flight, "prediction"], abs=1e-12)
+    with pytest.raises(TableNotFoundError):
+        featurized.read(table)
