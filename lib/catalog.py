@@ -57,6 +57,12 @@ class Lakehouse:
         catalog, schema, table = parse_name(name)
         return self.env.home / "exports" / catalog / schema / table
 
+    def checkpoint_path(self, name: str) -> Path:
+        """The streaming checkpoint of the query that writes table `name`:
+        `<home>/checkpoints/<catalog>/<schema>/<table>` (dropped with the catalog)."""
+        catalog, schema, table = parse_name(name)
+        return self.env.home / "checkpoints" / catalog / schema / table
+
     def exists(self, name: str) -> bool:
         return (self.path(name) / "_delta_log").is_dir()
 
@@ -102,7 +108,8 @@ class Lakehouse:
         return folder
 
     def write(self, df, name: str, mode: str = "overwrite", replace_where: str | None = None,
-              stamp: dict | None = None, properties: dict[str, str] | None = None) -> None:
+              stamp: dict | None = None, properties: dict[str, str] | None = None,
+              txn: tuple[str, int] | None = None) -> None:
         """Write df as one Delta transaction.
 
         Args:
@@ -117,6 +124,9 @@ class Lakehouse:
                 rows were made from; `stamp(name)` reads it back while this is the newest commit.
             properties: Delta table properties, set when this write creates the table (an
                 existing table keeps its own).
+            txn: (application id, version): an idempotent write. Delta records the pair in the
+                commit and skips a later write of the same application whose version is not
+                newer, so a retried micro-batch is written once (Delta's txnAppId/txnVersion).
         """
         if mode not in ("overwrite", "append"):
             raise ValueError(f"mode must be overwrite or append, not {mode!r}")
@@ -137,6 +147,8 @@ class Lakehouse:
             writer = writer.option("userMetadata", json.dumps(stamp, sort_keys=True))
         for key, value in (properties or {}).items():
             writer = writer.option(key, value)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
         writer.save(str(self.path(name)))
 
     def stamp(self, name: str) -> dict:
@@ -210,13 +222,14 @@ class Lakehouse:
         return sorted(f"{catalog}.{p.parent.name}.{p.name}" for p in found)
 
     def drop_catalog(self) -> Path:
-        """Delete this environment's whole catalog (and the files exported from it); only
-        temporary environments may."""
+        """Delete this environment's whole catalog (and the files exported from it and its
+        streams' checkpoints); only temporary environments may."""
         if not self.env.temporary:
             raise AccessDeniedError(
                 f"environment {self.env.name} is not temporary: its catalog {self.env.catalog} is never wiped"
             )
         folder = self.root / self.env.catalog
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(self.env.home / "exports" / self.env.catalog, ignore_errors=True)
+        for kind in ("exports", "checkpoints"):
+            shutil.rmtree(self.env.home / kind / self.env.catalog, ignore_errors=True)
         return folder

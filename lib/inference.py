@@ -70,12 +70,22 @@ def destinations(env) -> Destinations:
 
 def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
           decision_threshold: float, alias: str | None = None) -> DataFrame:
-    """Predictions for the flights of the spine scheduled in [start, end), with the model's
-    inputs next to them (what monitoring profiles), the `alias` `ref` was resolved from, and
-    per row how many feature lookups found nothing (MISSES: scored anyway, from nulls).
+    """Predictions for the flights of the spine scheduled in [start, end) (see `predict`), with
+    the period and the time they were scored."""
+    return predict(lakehouse, in_window(spine, start, end), ref, decision_threshold, alias).select(
+        "*", F.lit(start).alias("period_start"), F.lit(end).alias("period_end"),
+        F.current_timestamp().alias("scored_at"))
+
+
+def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_threshold: float,
+            alias: str | None = None, carry: tuple[str, ...] = ()) -> DataFrame:
+    """A prediction per spine row, with the model's inputs next to it (what monitoring profiles),
+    the model's name and version, the `alias` `ref` was resolved from, per row how many feature
+    lookups found nothing (MISSES: scored anyway, from nulls), and the spine's `carry` columns.
 
     The spine needs only the keys the model was logged with; the features come from the
-    model's own feature lookups, point in time (Feature Store `score_batch`).
+    model's own feature lookups, point in time (Feature Store `score_batch`). Batch and
+    streaming inference both score here.
     """
     import mlflow
     from mlflow.models import Model
@@ -88,18 +98,18 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
     missing = [k for k in keys if k not in spine.columns]
     if missing:
         raise TableNotFoundError(f"the rows to score lack key column(s) {', '.join(missing)} needed by {ref.uri}")
-    batch = feature_store.lookup_features(lakehouse, in_window(spine, start, end).select(*keys),
+    batch = feature_store.lookup_features(lakehouse, spine.select(*dict.fromkeys([*keys, *carry])),
                                           [feature_store.FeatureLookup.from_dict(d) for d in packaged], MISSES)
     columns = info.signature.inputs.input_names()
     # Spark's Python workers load the model themselves; over Spark Connect they cache it by the
     # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
     # A type object, not "double": parsing a type string needs the process's *active* session,
     # which need not be this lakehouse's.
-    predict = mlflow.pyfunc.spark_udf(lakehouse.spark, registry.artifact_uri(ref), result_type=DoubleType(),
-                                      env_manager="local")
+    udf = mlflow.pyfunc.spark_udf(lakehouse.spark, registry.artifact_uri(ref), result_type=DoubleType(),
+                                  env_manager="local")
     return (
         batch
-        .withColumn("prediction", predict(F.struct(*[F.col(c) for c in columns])))
+        .withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns])))
         .select(
             KEY, TIMESTAMP, *[c for c in columns if c not in (KEY, TIMESTAMP)], "prediction",
             (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
@@ -107,9 +117,7 @@ def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date,
             F.lit(ref.version).alias("model_version"),
             F.lit(alias).cast("string").alias("model_alias"),
             MISSES,
-            F.lit(start).alias("period_start"),
-            F.lit(end).alias("period_end"),
-            F.current_timestamp().alias("scored_at"),
+            *[c for c in carry if c not in (KEY, TIMESTAMP, *columns)],
         )
     )
 

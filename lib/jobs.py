@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -343,9 +344,13 @@ class Runner:
             try:
                 kernel = self.kernels.take({task_values.ENV_VAR: str(values_file)}, log)
                 with _stderr_to(log):
-                    pm.execute_notebook(str(task.notebook), str(output), parameters=params, km=kernel,
-                                        progress_bar=False, log_output=False, cwd=str(PROJECT_DIR))
+                    interrupted = self._interruptible(task, kernel, lambda: pm.execute_notebook(
+                        str(task.notebook), str(output), parameters=params, km=kernel, progress_bar=False,
+                        log_output=False, cwd=str(PROJECT_DIR)))
             except Exception as exc:  # papermill raises its own types and kernel errors
+                if getattr(exc, "interrupted", False):
+                    self.out(f"stopped (Ctrl-C) after {time.monotonic() - started:.1f}s")
+                    raise KeyboardInterrupt from None
                 elapsed = time.monotonic() - started
                 message = str(getattr(exc, "evalue", exc)).strip().splitlines() or [""]
                 detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {message[0]}"
@@ -361,9 +366,42 @@ class Runner:
             finally:
                 if kernel is not None:
                     self.kernels.release(kernel)
+            if interrupted:  # the notebook acted on Ctrl-C (a stream stopped its query) and ended
+                self.out(f"stopped (Ctrl-C) after {time.monotonic() - started:.1f}s")
+                raise KeyboardInterrupt
             self.out(f"ok {time.monotonic() - started:.1f}s")
             return task_values.read(values_file)
         raise AssertionError("unreachable")
+
+    def _interruptible(self, task: Task, kernel, run: Callable[[], Any]) -> bool:
+        """Run a notebook (`run`) in a thread and pass Ctrl-C on to its kernel; returns whether
+        it was interrupted. The kernel runs in a session of its own, so the terminal's Ctrl-C
+        reaches only this process, and papermill on the main thread would swallow it.
+        A notebook that fails after Ctrl-C raises with `interrupted` set on the error."""
+        outcome: dict[str, BaseException] = {}
+
+        def target() -> None:
+            try:
+                run()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"task-{task.key}", daemon=True)
+        thread.start()
+        interrupted = False
+        while thread.is_alive():
+            try:
+                thread.join(0.5)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise  # a second Ctrl-C: stop waiting (the kernel is shut down on the way out)
+                interrupted = True
+                self.out(f"Ctrl-C: letting {task.key} stop cleanly ... ", end="")
+                kernel.interrupt_kernel()
+        if "error" in outcome:
+            outcome["error"].interrupted = interrupted
+            raise outcome["error"]
+        return interrupted
 
 
 def triggered(values: dict[str, dict[str, Any]]) -> list[str]:

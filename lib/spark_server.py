@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -292,6 +293,10 @@ def _last_error(log: Path) -> str:
 
 def _stop(running: Running, home: Path, timeout: float = 60.0) -> None:
     processes.terminate(running.pid, timeout)
+    # Its Python workers too: a streaming query's foreachBatch worker outlives a JVM stopped
+    # mid-query. The server leads a session of its own, so its process group is its pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(running.pid, signal.SIGKILL)
     _state_file(home).unlink(missing_ok=True)
 
 

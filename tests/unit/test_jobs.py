@@ -13,7 +13,10 @@ from lib.errors import ConfigError, JobFailedError
 def test_the_project_jobs_load():
     all_jobs = jobs.load_jobs()
     assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "retraining", "serving", "batch_inference",
-                             "score_and_monitor", "monitoring"}
+                             "score_and_monitor", "monitoring", "streaming", "streaming_catchup"}
+    # One notebook, two triggers: until stopped, and what has arrived (then stop).
+    assert [t.parameters["trigger"] for name in ("streaming", "streaming_catchup") for t in all_jobs[name].tasks] == [
+        "1 second", "availableNow"]
     assert [t.job for t in all_jobs["retraining"].tasks] == ["training", "deployment"]
     assert [t.job for t in all_jobs["score_and_monitor"].tasks] == ["batch_inference", "monitoring"]
     assert {name for name, job in all_jobs.items() if job.schedule} == {"retraining"}

@@ -1,0 +1,331 @@
+"""Streaming inference: score flights as they arrive, each exactly once, with the Champion of the moment.
+
+Arriving flights land in the Delta table `incoming_flights` (`feed` replays 2013's scheduled
+flights there in schedule order, at a chosen speed). A Structured Streaming query reads it and,
+per micro-batch (`foreachBatch`: the point-in-time lookup is a window function, which a stream
+itself cannot run):
+
+1. sets malformed rows aside in `incoming_flights_quarantine`, each with its reason;
+2. resolves `@Champion` (a new Champion scores from the next micro-batch; with none, the batch
+   waits and says so);
+3. looks the features up point in time and scores, as batch inference does (`inference.predict`);
+4. appends the predictions to `streaming_predictions`.
+
+Both appends are idempotent per micro-batch (Delta's txnAppId/txnVersion, keyed by the
+checkpoint's query id), and the checkpoint replays a micro-batch that was not committed: after a
+crash (the Spark server killed mid-batch) and a restart, every arriving flight is scored exactly
+once. Over Spark Connect the query and its foreachBatch function run in the Spark server (the
+function in a Python worker the server starts); the client starts, watches and stops it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lib import inference, registry
+from lib.catalog import Lakehouse
+from lib.config import CONF_DIR, EnvConfig, parse_model
+from lib.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
+from lib.features import KEY, TIMESTAMP, in_window
+from lib.spark import to_pandas
+
+INCOMING = "incoming_flights"
+PREDICTIONS = "streaming_predictions"
+QUARANTINE = "incoming_flights_quarantine"
+ARRIVED = "arrived_at"  # when the row landed in incoming_flights (the event time of latency)
+REASON = "reason"
+FIELDS = (KEY, "origin", TIMESTAMP)  # what an arriving flight carries, as text
+_TEXT_TIME = "yyyy-MM-dd HH:mm:ss"
+AVAILABLE_NOW = "availableNow"
+_INTERVAL = re.compile(r"^\d+(\.\d+)? (second|seconds|minute|minutes)$")
+WAIT_S = 10.0  # how often a stream without a Champion looks again
+
+
+class Settings(BaseModel):
+    """conf/model.yml `inference.streaming`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    known_values: dict[str, list[str]] = Field(default_factory=dict)  # other values are quarantined
+    max_files_per_trigger: int | None = Field(None, ge=1)  # a cap on a micro-batch (Delta's default: 1000 files)
+
+
+def settings(model_cfg: dict) -> Settings:
+    raw = (model_cfg.get("inference") or {}).get("streaming") or {}
+    return parse_model(Settings, raw, str(CONF_DIR / "model.yml"), "inference", "streaming")
+
+
+class StreamingError(LakehouseError):
+    """The stream cannot start or stopped on an error; the message names what and where."""
+
+
+def arrivals(flight_features: DataFrame, start: dt.datetime, end: dt.datetime) -> DataFrame:
+    """The flights scheduled in [start, end) as a feed delivers them: their keys, as text."""
+    return in_window(flight_features, start, end).select(
+        F.col(KEY).cast("string").alias(KEY), F.col("origin").cast("string").alias("origin"),
+        F.date_format(TIMESTAMP, _TEXT_TIME).alias(TIMESTAMP))
+
+
+def feed(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime, every: dt.timedelta, speed: float,
+         say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Append the flights scheduled in [start, end) to incoming_flights in schedule order, one
+    commit per `every` of schedule; returns the rows appended.
+
+    speed: schedule seconds per real second (3600: an hour of departures each second); 0 appends
+    as fast as Spark commits.
+    """
+    if every <= dt.timedelta(0) or speed < 0 or end <= start:
+        raise ConfigError(f"feed: need start < end, every > 0 and speed >= 0 (got {start} .. {end}, {every}, {speed})")
+    env = lakehouse.env
+    rows = to_pandas(arrivals(lakehouse.read(env.table("flight_features")), start, end).orderBy(TIMESTAMP))
+    began, appended, at = time.monotonic(), 0, start
+    while at < end:
+        upto = min(at + every, end)
+        chunk = rows[(rows[TIMESTAMP] >= f"{at:%Y-%m-%d %H:%M:%S}") & (rows[TIMESTAMP] < f"{upto:%Y-%m-%d %H:%M:%S}")]
+        if speed:
+            sleep(max(0.0, (upto - start).total_seconds() / speed - (time.monotonic() - began)))
+        if len(chunk):
+            append_arrivals(lakehouse, lakehouse.spark.createDataFrame(chunk))
+            appended += len(chunk)
+        say(f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
+            f"({appended} in all, {time.monotonic() - began:.1f}s)")
+        at = upto
+    return appended
+
+
+def append_arrivals(lakehouse: Lakehouse, rows: DataFrame) -> None:
+    """Append rows (the FIELDS, as text) to incoming_flights, stamped with their arrival time."""
+    text = [F.col(c).cast("string").alias(c) for c in FIELDS]
+    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(INCOMING),
+                    mode="append")
+
+
+def triage(rows: DataFrame, known: dict[str, list[str]]) -> DataFrame:
+    """The rows with their scheduled time parsed and REASON: null for a row fit to score, else
+    why it is not (a missing key, an unparseable time, a value the model does not know)."""
+    parsed = F.col(TIMESTAMP).try_cast("timestamp_ntz")
+    reason = F.lit(None).cast("string")
+    checks = [*[(F.col(c).isNull() | (F.trim(F.col(c)) == ""), F.lit(f"missing {c}")) for c in FIELDS],
+              (parsed.isNull(), F.concat(F.lit(f"unparseable {TIMESTAMP}: "), F.col(TIMESTAMP))),
+              *[(~F.col(c).isin(values), F.concat(F.lit(f"unknown {c}: "), F.col(c))) for c, values in known.items()]]
+    for broken, why in reversed(checks):  # the first failing check names the row's reason
+        reason = F.when(broken, why).otherwise(reason)
+    return rows.withColumn("_parsed", parsed).withColumn(REASON, reason)
+
+
+def check_source(lakehouse: Lakehouse) -> None:
+    """incoming_flights exists with the columns a stream reads, as text (else one line naming the column)."""
+    table = lakehouse.env.table(INCOMING)
+    if not lakehouse.exists(table):
+        raise TableNotFoundError(f"{table} does not exist yet: feed it first "
+                                 f"(python -m lib.streaming feed --env {lakehouse.env.name} ...)")
+    check_columns(lakehouse.read(table), table)
+
+
+def check_columns(rows: DataFrame, table: str) -> None:
+    types = {f.name: f.dataType.simpleString() for f in rows.schema.fields}
+    for column, wanted in [*[(c, "string") for c in FIELDS], (ARRIVED, "timestamp")]:
+        if column not in types:
+            raise StreamingError(f"{table} has no column {column} ({wanted}): its schema changed; "
+                                 "restore the column or start a new checkpoint")
+        if types[column] != wanted:
+            raise StreamingError(f"{table} column {column} is {types[column]}, not {wanted}: its schema changed")
+
+
+def checkpoint_path(lakehouse: Lakehouse) -> Path:
+    return lakehouse.checkpoint_path(lakehouse.env.table(PREDICTIONS))
+
+
+def query_id(checkpoint: Path) -> str:
+    """The query's id, kept in its checkpoint: the same across restarts, new with a new checkpoint."""
+    return json.loads((checkpoint / "metadata").read_text())["id"]
+
+
+_configured: dict[str, str] = {}  # tracking URI -> experiment id, in the server's Python worker
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """What the server's Python worker runs for each micro-batch (pickled with the query)."""
+
+    env: EnvConfig
+    checkpoint: str
+    decision_threshold: float
+    known: dict[str, list[str]]
+
+    def __call__(self, rows: DataFrame, batch_id: int) -> None:
+        check_columns(rows, self.env.table(INCOMING))
+        rows = rows.persist()  # read from the source once, not by each of the steps below
+        try:
+            self._score(rows, batch_id)
+        finally:
+            rows.unpersist()
+
+    def _score(self, rows: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        lakehouse = Lakehouse(rows.sparkSession, self.env)
+        txn = (query_id(Path(self.checkpoint)), batch_id)
+        checked = triage(rows, self.known)
+        bad = checked.where(F.col(REASON).isNotNull()).select(
+            *FIELDS, ARRIVED, REASON, F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at"))
+        if not bad.isEmpty():
+            lakehouse.write(bad, self.env.table(QUARANTINE), mode="append", txn=txn)
+        good = checked.where(F.col(REASON).isNull()).select(KEY, "origin", F.col("_parsed").alias(TIMESTAMP), ARRIVED)
+        champion = self._champion()
+        scored = inference.predict(lakehouse, good, champion, self.decision_threshold, registry.CHAMPION, carry=(ARRIVED,))
+        lakehouse.write(scored.select("*", F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("scored_at")),
+                        self.env.table(PREDICTIONS), mode="append", txn=txn)
+        print(f"micro-batch {batch_id}: scored by {champion.name} v{champion.version} in "
+              f"{time.monotonic() - started:.1f}s", flush=True)  # to the Spark server's log
+
+    def _champion(self) -> registry.ModelRef:
+        if _configured.get(self.env.tracking_uri) is None:  # once per worker process
+            _configured[self.env.tracking_uri] = registry.configure(self.env)
+        while (ref := registry.version_of(self.env.model_name, registry.CHAMPION)) is None:
+            print(f"{self.env.model_name} has no Champion: this micro-batch waits (deploy one)", flush=True)
+            time.sleep(WAIT_S)
+        return ref
+
+
+def check_trigger(trigger: str) -> dict:
+    """`availableNow` or a processing-time interval ("1 second", "30 seconds") as writeStream.trigger kwargs."""
+    if trigger == AVAILABLE_NOW:
+        return {"availableNow": True}
+    if isinstance(trigger, str) and _INTERVAL.match(trigger):
+        return {"processingTime": trigger}
+    raise ConfigError(f"trigger must be {AVAILABLE_NOW!r} or an interval like '1 second' or '30 seconds', not {trigger!r}")
+
+
+def wait_for_champion(env: EnvConfig, say: Callable[[str], None] = print, poll_s: float = WAIT_S) -> registry.ModelRef:
+    """The Champion's version, waiting (and saying so) while there is none."""
+    said = False
+    while (ref := registry.version_of(env.model_name, registry.CHAMPION)) is None:
+        if not said:
+            say(f"{env.model_name} has no Champion yet: the stream waits for one (run the deployment job); "
+                f"looking again every {poll_s:g}s")
+            said = True
+        time.sleep(poll_s)
+    return ref
+
+
+def start(lakehouse: Lakehouse, model_cfg: dict, trigger: str):
+    """Start the query (incoming_flights -> streaming_predictions) and return it."""
+    kwargs = check_trigger(trigger)
+    env = lakehouse.env
+    check_source(lakehouse)
+    checkpoint = checkpoint_path(lakehouse)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    batches = MicroBatch(env, str(checkpoint), float(model_cfg["inference"]["decision_threshold"]),
+                         settings(model_cfg).known_values)
+    limit = settings(model_cfg).max_files_per_trigger
+    reader = lakehouse.spark.readStream.format("delta")
+    if limit:
+        reader = reader.option("maxFilesPerTrigger", limit)
+    source = reader.load(str(lakehouse.path(env.table(INCOMING))))
+    return (source.writeStream.foreachBatch(batches).queryName(f"{env.catalog}_streaming_inference")
+            .option("checkpointLocation", str(checkpoint)).trigger(**kwargs).start())
+
+
+def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str], None] = print,
+        poll_s: float = WAIT_S) -> dict[str, int]:
+    """Run the stream: with `availableNow` until what has arrived is scored, with an interval until
+    Ctrl-C (which stops the query cleanly: a micro-batch cut short is replayed by the next run).
+
+    Returns the micro-batches run and the rows they read.
+    """
+    check_trigger(trigger)
+    settings(model_cfg)
+    check_source(lakehouse)
+    champion = wait_for_champion(lakehouse.env, say, poll_s)
+    query = start(lakehouse, model_cfg, trigger)
+    say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)} with "
+        f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, checkpoint {checkpoint_path(lakehouse)}")
+    seen, rows = set(), 0
+    try:
+        while query.isActive:
+            query.awaitTermination(1)
+            for progress in query.recentProgress:
+                if progress.batchId not in seen and progress.numInputRows:
+                    seen.add(progress.batchId)
+                    rows += progress.numInputRows
+                    say(f"micro-batch {progress.batchId}: {progress.numInputRows} rows in "
+                        f"{progress.durationMs.get('triggerExecution', 0) / 1000:.1f}s")
+    except KeyboardInterrupt:
+        say("Ctrl-C: stopping the stream (a micro-batch cut short is replayed by the next run)")
+    finally:
+        query.stop()
+    error = query.exception()
+    if error is not None:
+        raise StreamingError(f"the stream stopped on an error: {first_line(error)[:300]}")
+    say(f"stream stopped: {len(seen)} micro-batch(es), {rows} rows read")
+    return {"batches": len(seen), "rows": rows}
+
+
+def totals(lakehouse: Lakehouse) -> dict[str, int]:
+    """The rows streaming_predictions and the quarantine table hold (0 for a table not made yet)."""
+    env = lakehouse.env
+    return {name: lakehouse.read(env.table(name)).count() if lakehouse.exists(env.table(name)) else 0
+            for name in (PREDICTIONS, QUARANTINE)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lib.streaming feed --env prod --from 2013-10-01 --to 2013-10-02 [--every 1h] [--speed 3600]`:
+    append 2013's scheduled flights to incoming_flights in schedule order (a replay source for the stream)."""
+    import argparse
+    import sys
+
+    from lib import config
+    from lib.spark import get_spark
+
+    parser = argparse.ArgumentParser(prog="python -m lib.streaming", description=main.__doc__)
+    parser.add_argument("command", choices=["feed"])
+    parser.add_argument("--env", default="prod")
+    parser.add_argument("--from", dest="start", required=True, help="first scheduled day, YYYY-MM-DD")
+    parser.add_argument("--to", dest="end", required=True, help="first day not fed, YYYY-MM-DD")
+    parser.add_argument("--every", default="1h", help="schedule time per commit: Nm, Nh or Nd (default 1h)")
+    parser.add_argument("--speed", type=float, default=0.0,
+                        help="schedule seconds per real second, e.g. 3600; 0 (default) as fast as it can")
+    args = parser.parse_args(argv)
+    registry.no_telemetry()
+    try:
+        env = config.load_env(args.env)
+        start_day, end_day = _day(args.start, "--from"), _day(args.end, "--to")
+        every = _duration(args.every)
+        lakehouse = Lakehouse(get_spark("feed", env=env), env)
+        feed(lakehouse, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()),
+             every, args.speed)
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("feed: stopped (every commit made is whole)")
+        return 130
+    return 0
+
+
+def _day(text: str, flag: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _duration(text: str) -> dt.timedelta:
+    match = re.fullmatch(r"(\d+)([mhd])", text)
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"--every must look like 30m, 1h or 1d, not {text!r}")
+    return dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]: int(match.group(1))})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

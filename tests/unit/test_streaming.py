@@ -1,0 +1,121 @@
+import datetime as dt
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import inference, registry, streaming
+from lib.errors import ConfigError, TableNotFoundError
+from lib.features import KEY, TIMESTAMP
+
+KNOWN = {"origin": ["EWR", "JFK", "LGA"]}
+
+
+def test_triage_names_the_first_reason_a_row_cannot_be_scored(spark):
+    rows = spark.createDataFrame(pd.DataFrame([
+        ("2013-10-01_AA1_JFK", "JFK", "2013-10-01 06:00:00", None),
+        (None, "JFK", "2013-10-01 06:00:00", "missing flight_id"),
+        ("2013-10-01_AA2_JFK", " ", "2013-10-01 06:00:00", "missing origin"),
+        ("2013-10-01_AA3_JFK", "JFK", None, "missing sched_dep_ts"),
+        ("2013-10-01_AA4_JFK", "JFK", "yesterday at six", "unparseable sched_dep_ts: yesterday at six"),
+        ("2013-10-01_AA5_BOS", "BOS", "2013-10-01 06:00:00", "unknown origin: BOS"),
+        ("2013-10-01_AA6_BOS", "BOS", "13 o'clock", "unparseable sched_dep_ts: 13 o'clock"),
+    ], columns=[KEY, "origin", TIMESTAMP, "expected"]))
+    got = streaming.triage(rows, KNOWN).toPandas()
+    assert got[streaming.REASON].tolist() == got["expected"].tolist()
+    assert got.loc[0, "_parsed"] == pd.Timestamp("2013-10-01 06:00:00")
+
+
+@pytest.mark.parametrize("trigger, expected", [
+    ("availableNow", {"availableNow": True}), ("1 second", {"processingTime": "1 second"}),
+    ("30 seconds", {"processingTime": "30 seconds"}), ("2 minutes", {"processingTime": "2 minutes"}),
+])
+def test_triggers(trigger, expected):
+    assert streaming.check_trigger(trigger) == expected
+
+
+@pytest.mark.parametrize("trigger", ["", "once", "1s", "-1 second", None])
+def test_bad_triggers_are_one_line(trigger):
+    with pytest.raises(ConfigError, match="trigger must be 'availableNow' or an interval"):
+        streaming.check_trigger(trigger)
+
+
+def test_settings_refuse_misspelt_keys():
+    with pytest.raises(ConfigError, match=r"model.yml inference.streaming.known_value: Extra inputs are not permitted"):
+        streaming.settings({"inference": {"streaming": {"known_value": {}}}})
+
+
+def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, champion, model_cfg):
+    day = dt.datetime.combine(staging.data.as_of, dt.time())
+    with pytest.raises(TableNotFoundError, match="incoming_flights does not exist yet: feed it first"):
+        streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
+    lines = []
+    fed = streaming.feed(featurized, day, day + dt.timedelta(days=1), dt.timedelta(hours=12), 0, say=lines.append)
+    assert len(lines) == 2 and fed > 500
+    broken = pd.DataFrame([(None, "JFK", "2013-10-01 07:00:00"), ("x_BOS", "BOS", "2013-10-01 07:00:00"),
+                           ("x_JFK", "JFK", "soon")], columns=list(streaming.FIELDS))
+    streaming.append_arrivals(featurized, featurized.spark.createDataFrame(broken))
+
+    said = []
+    summary = streaming.run(featurized, model_cfg, "availableNow", say=said.append)
+    assert summary["rows"] == fed + 3, said
+    out = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas()
+    assert len(out) == out[KEY].nunique() == fed
+    assert set(out["model_version"]) == {champion.version} and set(out["model_alias"]) == {"Champion"}
+    quarantined = featurized.read(staging.table(streaming.QUARANTINE)).toPandas().sort_values(streaming.REASON)
+    assert quarantined[streaming.REASON].tolist() == ["missing flight_id", "unknown origin: BOS",
+                                                      "unparseable sched_dep_ts: soon"]
+    # The same predictions as batch inference, value by value.
+    batch = inference.score(featurized, featurized.read(staging.table("flight_features")), champion,
+                            day.date(), day.date() + dt.timedelta(days=1), 0.5).toPandas()
+    both = out.merge(batch, on=KEY, suffixes=("", "_batch"))
+    assert len(both) == fed
+    assert np.allclose(both["prediction"], both["prediction_batch"], rtol=0, atol=1e-12)
+    assert (both[inference.MISSES] == both[f"{inference.MISSES}_batch"]).all()
+
+    # Nothing new: nothing written. New arrivals after a new Champion: scored by it.
+    streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
+    assert featurized.read(staging.table(streaming.PREDICTIONS)).count() == fed
+    source = registry.client().get_model_version_download_uri(champion.name, champion.version)
+    v2 = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
+    registry.move_alias(v2, registry.CHAMPION, "test")
+    more = streaming.feed(featurized, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0,
+                          say=lambda line: None)
+    streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
+    out = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas()
+    assert len(out) == out[KEY].nunique() == fed + more
+    assert out.groupby("model_version").size().to_dict() == {champion.version: fed, v2.version: more}
+
+
+def test_a_micro_batch_replayed_after_its_write_writes_nothing_twice(featurized, staging, champion, model_cfg, tmp_path):
+    """What a restart does after a crash between a micro-batch's writes and its checkpoint commit."""
+    day = dt.datetime.combine(staging.data.as_of, dt.time())
+    fed = streaming.feed(featurized, day, day + dt.timedelta(hours=9), dt.timedelta(hours=9), 0, say=lambda line: None)
+    streaming.append_arrivals(featurized, featurized.spark.createDataFrame(pd.DataFrame(
+        [("x_JFK", "JFK", "noon")], columns=list(streaming.FIELDS))))
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text('{"id":"4f1c0f5e-query"}')  # what Spark writes when a query starts
+    batch = streaming.MicroBatch(staging, str(checkpoint), 0.5, streaming.settings(model_cfg).known_values)
+    rows = featurized.read(staging.table(streaming.INCOMING))
+    batch(rows, 0)
+    batch(rows, 0)  # replayed: Delta has (query, 0) in both tables' logs and skips both writes
+    assert featurized.read(staging.table(streaming.PREDICTIONS)).count() == fed
+    assert featurized.read(staging.table(streaming.QUARANTINE)).count() == 1
+    assert featurized.version(staging.table(streaming.PREDICTIONS)) == 0
+
+
+def test_without_a_champion_the_stream_waits_and_says_so(staging, trained):
+    import threading
+
+    said, found = [], []
+    waiter = threading.Thread(target=lambda: found.append(streaming.wait_for_champion(staging, said.append, 0.2)))
+    waiter.start()
+    time.sleep(1.0)
+    assert waiter.is_alive() and said == [
+        "staging.flights.delay_model has no Champion yet: the stream waits for one (run the deployment job); "
+        "looking again every 0.2s"]
+    registry.move_alias(trained, registry.CHAMPION, "test")
+    waiter.join(10)
+    assert found == [trained] and len(said) == 1
