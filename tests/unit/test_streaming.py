@@ -119,3 +119,15 @@ def test_without_a_champion_the_stream_waits_and_says_so(staging, trained):
     registry.move_alias(trained, registry.CHAMPION, "test")
     waiter.join(10)
     assert found == [trained] and len(said) == 1
+
+
+def test_a_changed_source_schema_is_one_line_naming_the_column(featurized, staging):
+    table = staging.table(streaming.INCOMING)
+    rows = featurized.spark.createDataFrame(pd.DataFrame([("x_JFK", 3, "2013-10-01 07:00:00")],
+                                                         columns=list(streaming.FIELDS)))
+    featurized.write(rows.selectExpr("*", "current_timestamp() AS arrived_at"), table)
+    with pytest.raises(streaming.StreamingError, match="incoming_flights column origin is bigint, not string"):
+        streaming.check_source(featurized)
+    featurized.write(rows.drop("origin").selectExpr("*", "current_timestamp() AS arrived_at"), table)
+    with pytest.raises(streaming.StreamingError, match="incoming_flights has no column origin"):
+        streaming.check_source(featurized)
