@@ -45,7 +45,8 @@ wipe-staging: install ## delete staging's tables, models and runs
 mlflow-ui: install ## browse runs and registered models at http://127.0.0.1:5000
 	$(PY) -m mlflow ui --backend-store-uri "$$($(PY) -c 'from lib.config import load_env; print(load_env("$(ENV)").tracking_uri)')"
 
-clean: ## stop the lakehouse's servers, delete the project's .venv and its local lakehouse (never a conda env)
+clean: ## stop the lakehouse's servers (Spark, serving, PostgreSQL), delete the project's .venv and its local lakehouse (never a conda env)
 	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.serving stop --env $$env; done
 	-test -x $(PY) && $(PY) -m lib.spark stop
+	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.postgres remove --env $$env; done
 	rm -rf .venv .lakehouse

@@ -70,6 +70,7 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
+    from lib import inference, postgres
     from lib.serving import online_store, server, settings
 
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
@@ -78,7 +79,14 @@ def wipe(env: config.EnvConfig) -> None:
     shutil.rmtree(env.home / "runs" / env.name, ignore_errors=True)
     shutil.rmtree(settings.load(env).folder, ignore_errors=True)
     online_store.store_path(env.home, env.catalog).unlink(missing_ok=True)
-    print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}")
+    jdbc = inference.destinations(env).jdbc
+    url = None
+    if jdbc.enabled:  # the lakehouse's own server is started if it holds data but is down
+        url = jdbc.url or postgres.running_url(env.home) or (postgres.base_url(env.home) if postgres.has_data(env.home) else None)
+    if url:
+        postgres.drop_database(url, env.catalog)
+    print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}"
+          + (f", PostgreSQL database {env.catalog}" if url else ""))
 
 
 def _short(commit: str) -> str:
@@ -345,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             raise config.ConfigError(f"--hyperparameters applies to jobs that train; job {args.job} does not")
         if not os.environ.get(spark.REMOTE_ENV_VAR):
             spark.check_java()  # fail in a second, not inside the first notebook
-            spark.delta_jars()  # resolved here once, not by every notebook kernel at the same time
+            spark.spark_jars()  # resolved here once, not by every notebook kernel at the same time
         if args.replay:
             run_replay(env, all_jobs, args)
             return 0

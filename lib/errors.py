@@ -40,3 +40,8 @@ class JobFailedError(LakehouseError):
 
 class ConcurrentDeploymentError(LakehouseError):
     """Another deployment moved the Champion while this one was comparing."""
+
+
+class PublishError(LakehouseError):
+    """A destination could not take a scored period: it keeps what it held (those before it in
+    the publishing order hold the new period)."""

@@ -7,12 +7,13 @@ alias it was resolved from: a new Champion scores from the next run on.
 Publishing goes to the destinations of conf/environments.yml `publish`, each replacing the
 period whole, so a re-run (or a run whose period overlaps an earlier one) never holds a
 flight twice: the Delta table (one transaction), files (Parquet, CSV; a new set swapped in
-with one rename) and the online store (one SQLite transaction; read by key with
-`lib.serving.online_store.prediction`).
+with one rename), the online store (one SQLite transaction; read by key with
+`lib.serving.online_store.prediction`) and PostgreSQL over JDBC (one transaction).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -26,9 +27,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
 from lib import feature_store, registry
-from lib.catalog import Lakehouse
+from lib.catalog import Lakehouse, parse_name
 from lib.config import CONF_DIR, parse_model
-from lib.errors import ConfigError, ModelNotFoundError, TableNotFoundError
+from lib.errors import ConfigError, ModelNotFoundError, PublishError, TableNotFoundError, first_line
 from lib.features import KEY, TIMESTAMP, in_window
 from lib.registry import ModelRef
 
@@ -45,6 +46,11 @@ class _Files(_Switch):
     formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
 
 
+class _Jdbc(_Switch):
+    enabled: bool = False
+    url: str | None = Field(None, pattern=r"^jdbc:postgresql://[^/]+/$")  # None: the lakehouse's own PostgreSQL
+
+
 class Destinations(BaseModel):
     """Where a scored period is published (conf/environments.yml `publish`)."""
 
@@ -53,9 +59,10 @@ class Destinations(BaseModel):
     delta: _Switch = Field(default_factory=_Switch)
     files: _Files = Field(default_factory=_Files)
     online: _Switch = Field(default_factory=_Switch)
+    jdbc: _Jdbc = Field(default_factory=_Jdbc)
 
     def enabled(self) -> list[str]:
-        return [name for name in ("delta", "files", "online") if getattr(self, name).enabled]
+        return [name for name in ("delta", "files", "online", "jdbc") if getattr(self, name).enabled]
 
 
 def destinations(env) -> Destinations:
@@ -87,7 +94,6 @@ def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_thre
     model's own feature lookups, point in time (Feature Store `score_batch`). Batch and
     streaming inference both score here.
     """
-    import mlflow
     from mlflow.models import Model
 
     info = Model.load(ref.uri)  # the MLmodel file: signature and packaged lookups
@@ -105,8 +111,7 @@ def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_thre
     # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
     # A type object, not "double": parsing a type string needs the process's *active* session,
     # which need not be this lakehouse's.
-    udf = mlflow.pyfunc.spark_udf(lakehouse.spark, registry.artifact_uri(ref), result_type=DoubleType(),
-                                  env_manager="local")
+    udf = _udf(lakehouse.spark, registry.artifact_uri(ref))
     return (
         batch
         .withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns])))
@@ -120,6 +125,20 @@ def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_thre
             *[c for c in carry if c not in (KEY, TIMESTAMP, *columns)],
         )
     )
+
+
+_UDFS: dict[tuple[str, str], object] = {}  # (Spark session, model URI) -> its spark_udf
+
+
+def _udf(spark, uri: str):
+    """The model as a Spark UDF, made once per session and version: each spark_udf call
+    downloads the model into a new temporary folder (a stream would do so every micro-batch)."""
+    import mlflow
+
+    key = (str(getattr(spark, "session_id", id(spark))), uri)
+    if key not in _UDFS:
+        _UDFS[key] = mlflow.pyfunc.spark_udf(spark, uri, result_type=DoubleType(), env_manager="local")
+    return _UDFS[key]
 
 
 def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date) -> int:
@@ -147,7 +166,47 @@ def publish_everywhere(lakehouse: Lakehouse, predictions: DataFrame, table: str,
         from lib.serving import online_store
 
         out["online"] = online_store.publish_predictions(store, source.toPandas(), KEY, TIMESTAMP, start, end)
+    if targets.jdbc.enabled:
+        out["jdbc"] = export_jdbc(source, table, targets.jdbc.url, lakehouse.env.home, start, end)
     return out
+
+
+def export_jdbc(predictions: DataFrame, table: str, url: str | None, home: Path, start: dt.date, end: dt.date) -> int:
+    """Replace the period in PostgreSQL (database = catalog, then schema and table, as named) on
+    the server at url (None: the lakehouse's own, started if need be); returns the rows it holds
+    for the period.
+
+    Spark writes the rows over JDBC into a staging table; then one transaction deletes the
+    period's rows, inserts the staged ones and drops the staging table. A failure at any point
+    leaves the table as it was, and is one PublishError line naming the destination.
+    """
+    from lib import postgres
+
+    catalog, schema, name = parse_name(table)
+    stage = f"{name}_stage_{uuid.uuid4().hex[:12]}"
+    where = f"{url}{catalog}" if url else "the lakehouse's PostgreSQL"
+    try:
+        url = url or postgres.base_url(home)
+        where = f"{url}{catalog}"
+        with postgres.connect(url, catalog) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        (predictions.write.format("jdbc").mode("overwrite").option("url", where).option("user", postgres.USER)
+         .option("driver", "org.postgresql.Driver").option("dbtable", f'"{schema}"."{stage}"').save())
+        with postgres.connect(url, catalog) as conn:  # one transaction: committed at the end of the block
+            columns = ", ".join(f'"{c}"' for c in predictions.columns)
+            conn.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" (LIKE "{schema}"."{stage}")')
+            conn.execute(f'DELETE FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s', (start, end))
+            conn.execute(f'INSERT INTO "{schema}"."{name}" ({columns}) SELECT {columns} FROM "{schema}"."{stage}"')
+            conn.execute(f'DROP TABLE "{schema}"."{stage}"')
+            held = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s',
+                                (start, end)).fetchone()[0]
+    except Exception as exc:  # Spark's JDBC writer, psycopg and the server raise many types
+        if url:
+            with contextlib.suppress(Exception), postgres.connect(url, catalog) as conn:
+                conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{stage}"')
+        raise PublishError(f"destination jdbc ({where}, table {schema}.{name}) failed; it still holds what it "
+                           f"held: {first_line(exc)[:300]}") from exc
+    return int(held)
 
 
 def export_files(predictions: DataFrame, folder: Path, formats: list[str], start: dt.date, end: dt.date) -> Path:

@@ -348,12 +348,12 @@ class Runner:
                         str(task.notebook), str(output), parameters=params, km=kernel, progress_bar=False,
                         log_output=False, cwd=str(PROJECT_DIR)))
             except Exception as exc:  # papermill raises its own types and kernel errors
-                if getattr(exc, "interrupted", False):
-                    self.out(f"stopped (Ctrl-C) after {time.monotonic() - started:.1f}s")
-                    raise KeyboardInterrupt from None
                 elapsed = time.monotonic() - started
                 message = str(getattr(exc, "evalue", exc)).strip().splitlines() or [""]
                 detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {message[0]}"
+                if getattr(exc, "interrupted", False):
+                    self.out(f"stopped (Ctrl-C) after {elapsed:.1f}s, ending with {detail[:200]} (see {output})")
+                    raise KeyboardInterrupt from None
                 where = _failing_cell(output)
                 gone = self.health() if self.health else None
                 if gone:  # a dead server explains the failure better than the client's gRPC error

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ DELTA_VERSION = "4.4.0"
 SPARK_BINARY = "4.2"
 SCALA_BINARY = "2.13"
 DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_BINARY}_{SCALA_BINARY}:{DELTA_VERSION}"
+POSTGRES_JDBC_PACKAGE = "org.postgresql:postgresql:42.7.14"  # the driver of the `jdbc` destination
+PACKAGES = (DELTA_PACKAGE, POSTGRES_JDBC_PACKAGE)  # what every Spark here runs with
 SUPPORTED_JAVA = (17, 21)
 _JAR_NAME = f"io.delta_delta-spark_{SPARK_BINARY}_{SCALA_BINARY}-{DELTA_VERSION}.jar"
 REMOTE_ENV_VAR = "SPARK_REMOTE"  # sc://host:port of a Spark Connect server to attach to
@@ -91,11 +94,11 @@ def ivy_dir() -> Path:
 
 
 def _manifest() -> Path:
-    return ivy_dir() / "jars" / f"lakehouse-mlops-{DELTA_PACKAGE.replace(':', '_')}.txt"
+    return ivy_dir() / "jars" / f"lakehouse-mlops-{hashlib.sha256(','.join(PACKAGES).encode()).hexdigest()[:12]}.txt"
 
 
 def cached_jars() -> list[str] | None:
-    """The jar files Spark resolved for DELTA_PACKAGE, if all are still there.
+    """The jar files Spark resolved for PACKAGES, if all are still there.
 
     Spark's package resolution runs once (from ~/.m2, the Ivy cache or Maven Central); its
     result is recorded so that later sessions start offline, faster, and without Ivy's chatter.
@@ -126,8 +129,8 @@ def _not_shipped(jars: list[str]) -> list[str]:
     return [j for j in jars if _artifact(j, grouped=True) not in shipped]
 
 
-def delta_jars() -> list[str]:
-    """The Delta jars: recorded from an earlier resolution, else resolved now (once)."""
+def spark_jars() -> list[str]:
+    """Delta Lake's jars and the JDBC driver: recorded from an earlier resolution, else resolved now (once)."""
     return cached_jars() or fetch_jars()
 
 
@@ -136,7 +139,7 @@ def fetch_jars() -> list[str]:
 
     The child's Ivy and Java output goes to a log file, so a failure is one SetupError line.
     """
-    print(f"Fetching the Delta Lake jars ({DELTA_PACKAGE}) once...", flush=True)
+    print(f"Fetching Spark's jars ({', '.join(PACKAGES)}) once...", flush=True)
     log = ivy_dir() / "lakehouse-mlops-resolve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
@@ -147,19 +150,20 @@ def fetch_jars() -> list[str]:
             code = -1
     jars = cached_jars()
     if code != 0 or not jars:
-        raise SetupError(f"Delta Lake jars {DELTA_PACKAGE} could not be resolved from ~/.m2, the Ivy "
+        raise SetupError(f"Spark's jars ({', '.join(PACKAGES)}) could not be resolved from ~/.m2, the Ivy "
                          f"cache or Maven Central (details in {log}): check the network, then run `make jars`")
     return jars
 
 
 def _resolve_in_child() -> None:
     spark = (_base_builder("lakehouse-mlops-resolve")
-             .config("spark.jars.packages", DELTA_PACKAGE).config("spark.jars.ivy", str(ivy_dir()))
+             .config("spark.jars.packages", ",".join(PACKAGES)).config("spark.jars.ivy", str(ivy_dir()))
              .getOrCreate())
     resolved = spark.sparkContext.getConf().get("spark.jars", "")
     spark.stop()
-    if _JAR_NAME not in resolved:
-        raise SystemExit(f"Spark resolved no {_JAR_NAME}: {resolved!r}")
+    for jar in (_JAR_NAME, "org.postgresql_postgresql-"):
+        if jar not in resolved:
+            raise SystemExit(f"Spark resolved no {jar}: {resolved!r}")
     _manifest().write_text("\n".join(resolved.split(",")) + "\n")
 
 
@@ -270,7 +274,7 @@ def _local(app_name: str, warehouse: Path | None, cfg):
     if active is not None:
         return active
     check_java()
-    builder = _base_builder(app_name, cfg.master, cfg.driver_memory).config("spark.jars", ",".join(delta_jars()))
+    builder = _base_builder(app_name, cfg.master, cfg.driver_memory).config("spark.jars", ",".join(spark_jars()))
     for key, value in cfg.conf.items():
         builder = builder.config(key, value)
     if warehouse is not None:
@@ -308,7 +312,8 @@ def main(argv: list[str]) -> int:
         setup = _local("lakehouse-mlops-setup", None, spark_server.SparkSettings())
         setup.range(1).count()  # fetches the jars
         setup.stop()
-        print(f"Delta Lake {DELTA_VERSION}: {len(delta_jars())} jars ready in {ivy_dir() / 'jars'}")
+        print(f"Delta Lake {DELTA_VERSION} and the PostgreSQL JDBC driver: {len(spark_jars())} jars ready in "
+              f"{ivy_dir() / 'jars'}")
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

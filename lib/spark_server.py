@@ -158,7 +158,7 @@ def ensure(env: EnvConfig, say=print) -> Running:
     """The lakehouse's Spark server, started if it is not running and restarted if it is stale."""
     cfg = settings(env)
     spark.check_java()
-    jars = spark.delta_jars()
+    jars = spark.spark_jars()
     confs = server_confs(cfg, env.home / "spark-warehouse")
     wanted = fingerprint(cfg, jars, confs)
     with _lock(env.home, say):
@@ -212,7 +212,7 @@ def build_class_archive(say=print) -> Path | None:
         folder(home).mkdir()
         cfg = SparkSettings(port=0)
         confs = server_confs(cfg, home / "spark-warehouse")
-        running = _start(home, cfg, spark.delta_jars(), confs, "class-archive", say=lambda line: None,
+        running = _start(home, cfg, spark.spark_jars(), confs, "class-archive", say=lambda line: None,
                          archive_to=partial)
         try:
             session = spark.attach(running.url)
@@ -292,11 +292,14 @@ def _last_error(log: Path) -> str:
 
 
 def _stop(running: Running, home: Path, timeout: float = 60.0) -> None:
+    try:  # the server leads a session of its own: its process group is its pid
+        leads = os.getpgid(running.pid) == running.pid
+    except ProcessLookupError:
+        leads = False
     processes.terminate(running.pid, timeout)
-    # Its Python workers too: a streaming query's foreachBatch worker outlives a JVM stopped
-    # mid-query. The server leads a session of its own, so its process group is its pid.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(running.pid, signal.SIGKILL)
+    if leads:  # its Python workers too: a streaming query's foreachBatch worker outlives a JVM stopped mid-query
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(running.pid, signal.SIGKILL)
     _state_file(home).unlink(missing_ok=True)
 
 
@@ -335,7 +338,7 @@ def main(command: str, env: EnvConfig) -> int:
             return 3
         running, state = found
         cfg = settings(env)
-        stale = state.get("fingerprint") != fingerprint(cfg, spark.delta_jars(), server_confs(cfg, home / "spark-warehouse"))
+        stale = state.get("fingerprint") != fingerprint(cfg, spark.spark_jars(), server_confs(cfg, home / "spark-warehouse"))
         print(f"Spark server {running.url} (pid {running.pid}, master {state.get('master')}, up "
               f"{time.time() - running.started_at:.0f}s{', stale: lib/ or settings changed' if stale else ''}; "
               f"log {running.log})")

@@ -250,25 +250,46 @@ def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str]
     query = start(lakehouse, model_cfg, trigger)
     say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)} with "
         f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, checkpoint {checkpoint_path(lakehouse)}")
-    seen, rows = set(), 0
+    seen, rows, failure = set(), 0, None
+
+    def report() -> None:
+        nonlocal rows
+        for progress in query.recentProgress:
+            if progress.batchId not in seen and progress.numInputRows:
+                seen.add(progress.batchId)
+                rows += progress.numInputRows
+                say(f"micro-batch {progress.batchId}: {progress.numInputRows} rows in "
+                    f"{progress.durationMs.get('triggerExecution', 0) / 1000:.1f}s")
+
     try:
         while query.isActive:
-            query.awaitTermination(1)
-            for progress in query.recentProgress:
-                if progress.batchId not in seen and progress.numInputRows:
-                    seen.add(progress.batchId)
-                    rows += progress.numInputRows
-                    say(f"micro-batch {progress.batchId}: {progress.numInputRows} rows in "
-                        f"{progress.durationMs.get('triggerExecution', 0) / 1000:.1f}s")
+            query.awaitTermination(1)  # over Connect, re-raises the query's failure
+            report()
     except KeyboardInterrupt:
         say("Ctrl-C: stopping the stream (a micro-batch cut short is replayed by the next run)")
+    except Exception as exc:  # noqa: BLE001 - the query's failure, in whatever type Connect gives it
+        failure = exc
     finally:
         query.stop()
-    error = query.exception()
-    if error is not None:
-        raise StreamingError(f"the stream stopped on an error: {first_line(error)[:300]}")
+    failure = failure or query.exception()
+    if failure is not None:
+        raise StreamingError(f"the stream stopped on an error: {cause(failure)}") from failure
+    report()  # the last micro-batch, if the query ended between two looks
     say(f"stream stopped: {len(seen)} micro-batch(es), {rows} rows read")
     return {"batches": len(seen), "rows": rows}
+
+
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+
+
+def cause(error: BaseException) -> str:
+    """The line that says why a query failed. A foreachBatch failure arrives as the worker's whole
+    Python traceback inside Spark's message; its last `Type: message` line is the reason."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    raised = [m for line in lines if (m := _RAISED.match(line)) and "FOREACH_BATCH" not in line]
+    if raised:
+        return f"{raised[-1].group(1)}: {raised[-1].group(2)}"[:300]
+    return first_line(error)[:300]
 
 
 def totals(lakehouse: Lakehouse) -> dict[str, int]:

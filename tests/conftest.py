@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
 
-from lib import deployment, feature_store, features, ingest, processes, registry, training, validation
+from lib import deployment, feature_store, features, ingest, postgres, processes, registry, training, validation
 from lib import spark as lspark
 from lib import spark_server as lspark_server
 from lib.catalog import Lakehouse
@@ -45,6 +45,21 @@ def spark_server(tmp_path_factory):
     yield running
     lspark_server.stop(root, say=lambda line: None)
     os.environ.pop(lspark.REMOTE_ENV_VAR, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_server(tmp_path_factory):
+    """One PostgreSQL server for the whole run (the jdbc destination, switched on in staging):
+    this process, every kernel and every run_pipeline.py subprocess use it through $LAKEHOUSE_JDBC_URL."""
+    os.environ.pop(postgres.URL_ENV_VAR, None)
+    root = tmp_path_factory.mktemp("postgres")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(postgres.PORT_ENV_VAR, "0")
+        url = postgres.base_url(root, say=lambda line: None)
+    os.environ[postgres.URL_ENV_VAR] = url
+    yield url
+    postgres.remove(root)
+    os.environ.pop(postgres.URL_ENV_VAR, None)
 
 
 @pytest.fixture(scope="session")

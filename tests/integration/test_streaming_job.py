@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from lib import spark as lspark
@@ -47,57 +48,58 @@ def _committed_txns(table_path) -> set[int]:
 
 
 def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(featurized, staging, champion, model_cfg, tmp_path):
+    """Killed once as a micro-batch starts, and once between its two writes (its bad rows
+    quarantined, its predictions not yet written); restarted, the stream scores every arrival
+    once and quarantines every bad row once. (A micro-batch replayed after both its writes is
+    `test_a_micro_batch_replayed_after_its_write_writes_nothing_twice`.)"""
     capped = {**model_cfg, "inference": {**model_cfg["inference"], "streaming": {
         **model_cfg["inference"]["streaming"], "max_files_per_trigger": 1}}}  # one feed commit per micro-batch
     day = dt.datetime.combine(staging.data.as_of, dt.time())
-    t0 = time.monotonic()
-    fed = streaming.feed(featurized, day, day + dt.timedelta(days=1), dt.timedelta(hours=8), 0, say=lambda line: None)
-    print("fed", time.monotonic() - t0)
+    flights = featurized.read(staging.table("flight_features"))
+    fed = 0
+    for hours in (0, 8, 16):  # three commits, each one file: 8 hours of flights and one bad row
+        chunk = streaming.arrivals(flights, day + dt.timedelta(hours=hours), day + dt.timedelta(hours=hours + 8))
+        bad = featurized.spark.createDataFrame(pd.DataFrame([(f"bad-{hours}", "JFK", "soon")], columns=list(streaming.FIELDS)))
+        fed += chunk.count()
+        streaming.append_arrivals(featurized, chunk.unionByName(bad).coalesce(1))
     checkpoint = streaming.checkpoint_path(featurized)
-    predictions = featurized.path(staging.table(streaming.PREDICTIONS))
+    quarantine = featurized.path(staging.table(streaming.QUARANTINE))
     doomed = dataclasses.replace(staging, home=tmp_path / "doomed-server")
     kills = []
-    for delay in (0.0, None):  # SIGKILL as a micro-batch starts; then as soon as one's rows are written
-        t0 = time.monotonic()
+    for between_writes in (False, True):
         running = _server(doomed)
-        print("server", time.monotonic() - t0)
         session = lspark.attach(running.url)
-        query = streaming.start(Lakehouse(session, staging), capped, streaming.AVAILABLE_NOW)
+        streaming.start(Lakehouse(session, staging), capped, streaming.AVAILABLE_NOW)
         deadline = time.monotonic() + 120
-        while True:  # wait for a micro-batch under way: its offsets written, its commit not yet
+        while True:  # a micro-batch under way: its offsets written, its commit not yet
             offsets = {int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")}
             commits = {int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")}
-            running_batches = offsets - commits
-            if running_batches and delay == 0.0:
+            under_way = offsets - commits
+            if under_way and (not between_writes or max(under_way) in _committed_txns(quarantine)):
                 break
-            if running_batches and delay is None and max(running_batches) in _committed_txns(predictions):
-                break
-            assert time.monotonic() < deadline, "no micro-batch started within 120 s"
+            assert time.monotonic() < deadline, f"no micro-batch to kill within 120 s (kills so far {kills})"
             time.sleep(0.01)
-        batch = max(running_batches)
-        print("kill at", time.monotonic() - t0)
         os.killpg(running.pid, signal.SIGKILL)  # the server JVM and its Python workers, mid-batch
         with contextlib.suppress(ChildProcessError):
             os.waitpid(running.pid, 0)  # this process started it: reap it, or it lingers as a zombie
         _forget(session)
-        written = batch in _committed_txns(predictions) if predictions.exists() else False
-        kills.append((batch, written))
-        del query
-    print("kills (micro-batch, its rows already written):", kills)
-    t0 = time.monotonic()
+        batch = max(under_way)
+        kills.append((batch, batch in _committed_txns(quarantine), batch in _committed_txns(
+            featurized.path(staging.table(streaming.PREDICTIONS)))))
+    # Killed before anything of batch 0 was written; then with its quarantine row written and its predictions not.
+    assert kills == [(0, False, False), (0, True, False)], kills
+
     running = _server(doomed)
-    said = []
-    streaming.run(Lakehouse(lspark.attach(running.url), staging), model_cfg, streaming.AVAILABLE_NOW, say=said.append)
+    streaming.run(Lakehouse(lspark.attach(running.url), staging), model_cfg, streaming.AVAILABLE_NOW,
+                  say=lambda line: None)
     spark_server.stop(doomed.home, say=lambda line: None)
-    print("final", time.monotonic() - t0)
-
-    out = featurized.read(staging.table(streaming.PREDICTIONS)).select(KEY, "batch_id").toPandas()
+    out = featurized.read(staging.table(streaming.PREDICTIONS)).select(KEY).toPandas()
     incoming = featurized.read(staging.table(streaming.INCOMING)).select(KEY).toPandas()
-    assert len(incoming) == fed
-    assert len(out) == out[KEY].nunique() == fed, f"{len(out) - out[KEY].nunique()} duplicated; kills {kills}"
-    assert set(out[KEY]) == set(incoming[KEY]), "arrivals missing from the predictions"
-    assert len(kills) == 2, kills
-
+    assert len(incoming) == fed + 3
+    assert len(out) == out[KEY].nunique() == fed, f"{len(out) - out[KEY].nunique()} scored twice"
+    assert set(out[KEY]) == set(incoming[KEY]) - {"bad-0", "bad-8", "bad-16"}, "arrivals missing from the predictions"
+    held = featurized.read(staging.table(streaming.QUARANTINE)).select(KEY).toPandas()[KEY]
+    assert sorted(held) == ["bad-0", "bad-16", "bad-8"]  # each once
 
 def _workers() -> int:
     """The foreachBatch Python workers running on this machine (one per active query)."""

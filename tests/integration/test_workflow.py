@@ -3,13 +3,14 @@
 Real Spark, Delta and MLflow in subprocesses, exactly as a user or CI runs them.
 """
 
+import os
 import subprocess
 import sys
 import threading
 
 import pytest
 
-from lib import ingest, registry, spark_server
+from lib import ingest, postgres, registry, spark_server
 from lib.catalog import Lakehouse
 from lib.config import PROJECT_DIR, load_env
 from lib.features import in_window
@@ -112,11 +113,22 @@ def test_a_failing_task_stops_the_job_and_notifies(home):
     assert not (home / "warehouse" / "staging" / "flights" / "predictions").exists()
 
 
+def _postgres_rows() -> list[tuple[str, int]] | None:
+    """(model_version, rows) in staging's PostgreSQL predictions; None when its database is gone."""
+    url = os.environ[postgres.URL_ENV_VAR]
+    with postgres.connect(url, "postgres") as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = 'staging'").fetchone() is None:
+            return None
+    with postgres.connect(url, "staging") as conn:
+        return conn.execute("SELECT model_version, count(*) FROM flights.predictions GROUP BY 1").fetchall()
+
+
 @pytest.mark.slow
 def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     staging = load_env("staging")
     lakehouse = Lakehouse(spark, staging)
     start, end = staging.data.split(staging.data.as_of).score
+    postgres.drop_database(os.environ[postgres.URL_ENV_VAR], "staging")  # the session's server: earlier tests' rows
 
     # 1. The whole workflow.
     result = run("--env", "staging")
@@ -144,6 +156,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert lakehouse.read("staging.flights.flight_features").count() == raw_flights
     scored = in_window(lakehouse.read("staging.flights.flight_features"), start, end).count()
     assert lakehouse.read("staging.flights.predictions").count() == scored
+    assert _postgres_rows() == [("1", scored)]  # the jdbc destination (on in staging), the same rows
     profile = lakehouse.read("staging.flights.predictions_profile_metrics")
     days = profile.where("granularity = '1 day' AND column_name = ':table' AND slice_key IS NULL AND log_type = 'INPUT'")
     assert days.count() == staging.data.horizon_days
@@ -235,6 +248,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     scored_by = lakehouse.read("staging.flights.predictions").select("model_version", "model_alias").distinct()
     assert [tuple(r) for r in scored_by.collect()] == [("1", "Champion")]
     assert (lakehouse.export_path("staging.flights.predictions") / f"{start}_{end}" / "csv").is_dir()
+    assert _postgres_rows() == [("1", scored)]  # replaced, not appended
 
     # 5. One command wipes staging.
     result = run("--env", "staging", "--wipe")
@@ -246,3 +260,4 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert not (home / "mlartifacts" / "staging").exists()
     assert not (home / "serving" / "staging").exists() and not (home / "online" / "staging.db").exists()
     assert not (home / "exports" / "staging").exists()
+    assert "PostgreSQL database staging" in result.stdout and _postgres_rows() is None

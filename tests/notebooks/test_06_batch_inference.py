@@ -1,7 +1,10 @@
+import os
+
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
+from lib import postgres
 from lib.features import in_window
 from lib.serving import online_store
 
@@ -14,7 +17,7 @@ def test_batch_inference_publishes_the_period(executed, champion, featurized, st
     start, end = staging.data.split(staging.data.as_of).score
     expected = in_window(featurized.read(staging.table("flight_features")), start, end).count()
     assert task_values() == {"predictions_table": "staging.flights.predictions", "scored_rows": expected,
-                             "destinations": ["delta", "files", "online"]}
+                             "destinations": ["delta", "files", "online", "jdbc"]}
     published = featurized.read(staging.table("predictions"))
     assert published.count() == expected
     assert [tuple(r) for r in published.select("model_version", "period_start").distinct().collect()] == [("1", start)]
@@ -25,3 +28,6 @@ def test_batch_inference_publishes_the_period(executed, champion, featurized, st
     flight = published.orderBy("flight_id").first()
     held = online_store.prediction(online_store.store_path(staging.home, staging.catalog), flight["flight_id"])
     assert held["prediction"] == pytest.approx(flight["prediction"], abs=1e-12)
+    with postgres.connect(os.environ[postgres.URL_ENV_VAR], "staging") as conn:  # jdbc: on in staging
+        assert conn.execute("SELECT count(*) FROM flights.predictions WHERE sched_dep_ts >= %s AND sched_dep_ts < %s",
+                            (start, end)).fetchone()[0] == expected

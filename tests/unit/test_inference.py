@@ -1,13 +1,15 @@
 import dataclasses
 import datetime as dt
+import os
+import socket
 
 import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from lib import inference
-from lib.errors import ConfigError, TableNotFoundError
+from lib import inference, postgres
+from lib.errors import ConfigError, PublishError, TableNotFoundError
 from lib.serving import online_store
 from lib.features import in_window
 
@@ -82,6 +84,7 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
     ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: Input should be 'parquet' or 'csv'"),
     ({"files": {"formats": []}}, "publish.files.formats: List should have at least 1 item"),
     ({"kafka": {"enabled": True}}, "publish.kafka: Extra inputs are not permitted"),
+    ({"jdbc": {"url": "postgres://somewhere"}}, "publish.jdbc.url: String should match pattern"),
     ({"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
      "publish: every destination is switched off"),
 ])
@@ -98,10 +101,16 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(fea
     predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
                                   0.5, alias="Champion")
     targets = inference.destinations(staging)
-    assert targets.enabled() == ["delta", "files", "online"] and targets.files.formats == ["parquet", "csv"]
+    assert targets.enabled() == ["delta", "files", "online", "jdbc"] and targets.files.formats == ["parquet", "csv"]
     first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
     delta = in_window(featurized.read(table), start, end).toPandas().set_index("flight_id").sort_index()
-    assert first["delta"] == first["online"] == len(delta) > 0
+    assert first["delta"] == first["online"] == first["jdbc"] == len(delta) > 0
+    with postgres.connect(os.environ[postgres.URL_ENV_VAR], "staging") as conn:
+        held = pd.DataFrame(conn.execute('SELECT flight_id, prediction, model_version FROM flights.predictions '
+                                         'WHERE sched_dep_ts >= %s AND sched_dep_ts < %s', (start, end)).fetchall(),
+                            columns=["flight_id", "prediction", "model_version"]).set_index("flight_id").sort_index()
+    assert list(held.index) == list(delta.index) and set(held["model_version"]) == {champion.version}
+    assert np.allclose(held["prediction"], delta["prediction"], rtol=0, atol=1e-12)
     folder = first["files"]
     assert folder == featurized.export_path(table) / f"{start}_{end}" and folder.is_symlink()
     for kind, frame in [("parquet", pd.read_parquet(folder / "parquet")),
@@ -117,7 +126,7 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(fea
 
     # Again: each destination replaces the period; the files come as a new set, the old one goes.
     again = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
-    assert again["delta"] == again["online"] == len(delta) and again["files"] == folder
+    assert again["delta"] == again["online"] == again["jdbc"] == len(delta) and again["files"] == folder
     assert [p.name for p in (folder.parent / ".versions").iterdir()] == [folder.resolve().name]
     assert featurized.read(table).count() == len(delta)
 
@@ -149,3 +158,24 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
     assert online_store.prediction(store, flight)["prediction"] == pytest.approx(files.loc[flight, "prediction"], abs=1e-12)
     with pytest.raises(TableNotFoundError):
         featurized.read(table)
+
+
+def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_period(featurized, staging, champion,
+                                                                                   tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nobody = probe.getsockname()[1]
+    start = staging.data.as_of
+    end = start + dt.timedelta(days=1)
+    table = staging.table("predictions")
+    predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
+                                  0.5, alias="Champion")
+    targets = inference.destinations(dataclasses.replace(staging, publish={
+        "files": {"enabled": False}, "online": {"enabled": False},
+        "jdbc": {"enabled": True, "url": f"jdbc:postgresql://127.0.0.1:{nobody}/"}}))
+    with pytest.raises(PublishError) as error:
+        inference.publish_everywhere(featurized, predictions, table, targets, start, end, tmp_path / "online.db")
+    assert str(error.value).startswith(f"destination jdbc (jdbc:postgresql://127.0.0.1:{nobody}/staging, table "
+                                       "flights.predictions) failed; it still holds what it held: PostgreSQL at ")
+    assert "unreachable" in str(error.value) and "\n" not in str(error.value)
+    assert in_window(featurized.read(table), start, end).count() == predictions.count()  # Delta went first, whole

@@ -88,6 +88,6 @@ def test_jars_that_cannot_be_had_are_one_line(tmp_path):
                             text=True, env=env, timeout=300)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: Delta Lake jars {lspark.DELTA_PACKAGE} could not be resolved from ~/.m2, the Ivy cache or "
+        f"error: Spark's jars ({', '.join(lspark.PACKAGES)}) could not be resolved from ~/.m2, the Ivy cache or "
         f"Maven Central (details in {tmp_path}/ivy/lakehouse-mlops-resolve.log): check the network, then run `make jars`"]
     assert "unresolved dependency" in (tmp_path / "ivy" / "lakehouse-mlops-resolve.log").read_text()

@@ -131,3 +131,17 @@ def test_a_changed_source_schema_is_one_line_naming_the_column(featurized, stagi
     featurized.write(rows.drop("origin").selectExpr("*", "current_timestamp() AS arrived_at"), table)
     with pytest.raises(streaming.StreamingError, match="incoming_flights has no column origin"):
         streaming.check_source(featurized)
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("[STREAMING_QUERY_EXCEPTION] Query q terminated with exception: [FOREACH_BATCH_USER_FUNCTION_ERROR] An error "
+     "occurred in the user provided function in foreach batch sink. Reason: Traceback (most recent call last):\n"
+     '  File "/lib/streaming.py", line 150, in __call__\n    check_columns(rows, self.env.table(INCOMING))\n'
+     "lib.streaming.StreamingError: prod.flights.incoming_flights has no column origin (string): its schema changed\n"
+     " SQLSTATE: 39000\n\tat org.apache.spark.sql.execution.streaming.StreamExecution.run",
+     "StreamingError: prod.flights.incoming_flights has no column origin (string): its schema changed"),
+    ("[DELTA_SCHEMA_CHANGED] Detected schema change:\nstreaming source schema: ...",
+     "[DELTA_SCHEMA_CHANGED] Detected schema change:"),
+])
+def test_a_failed_query_is_quoted_by_its_cause(message, expected):
+    assert streaming.cause(Exception(message)) == expected
