@@ -76,14 +76,22 @@ def client():
 
 
 def version_of(name: str, alias: str) -> ModelRef | None:
-    """The version behind `name@alias`, or None when the alias (or model) does not exist."""
+    """The version behind `name@alias`, or None when the alias (or model) does not exist. Any
+    other registry error is raised: a stream waiting for a Champion must not wait on a broken store."""
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in _ABSENT:
+            return None
+        raise
     return ModelRef(name, str(mv.version))
+
+
+# What MLflow's registry answers for a model that does not exist, and for an alias it does not
+# have (a model with no Champion yet).
+_ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def require_alias(name: str, alias: str) -> ModelRef:

@@ -247,10 +247,7 @@ def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str]
     settings(model_cfg)
     check_source(lakehouse)
     champion = wait_for_champion(lakehouse.env, say, poll_s)
-    query = start(lakehouse, model_cfg, trigger)
-    say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)} with "
-        f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, checkpoint {checkpoint_path(lakehouse)}")
-    seen, rows, failure = set(), 0, None
+    seen, rows, failure, query = set(), 0, None, None
 
     def report() -> None:
         nonlocal rows
@@ -261,16 +258,25 @@ def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str]
                 say(f"micro-batch {progress.batchId}: {progress.numInputRows} rows in "
                     f"{progress.durationMs.get('triggerExecution', 0) / 1000:.1f}s")
 
-    try:
+    try:  # from the start: a Ctrl-C just after it must stop the query too
+        query = start(lakehouse, model_cfg, trigger)
+        say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)} with "
+            f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, "
+            f"checkpoint {checkpoint_path(lakehouse)}")
         while query.isActive:
             query.awaitTermination(1)  # over Connect, re-raises the query's failure
             report()
     except KeyboardInterrupt:
         say("Ctrl-C: stopping the stream (a micro-batch cut short is replayed by the next run)")
+    except LakehouseError:
+        raise  # from start(): one line already
     except Exception as exc:  # noqa: BLE001 - the query's failure, in whatever type Connect gives it
         failure = exc
     finally:
-        query.stop()
+        if query is not None:
+            query.stop()
+    if query is None and failure is None:  # Ctrl-C before the query began
+        return {"batches": 0, "rows": 0}
     failure = failure or query.exception()
     if failure is not None:
         raise StreamingError(f"the stream stopped on an error: {cause(failure)}") from failure

@@ -145,3 +145,17 @@ def test_a_changed_source_schema_is_one_line_naming_the_column(featurized, stagi
 ])
 def test_a_failed_query_is_quoted_by_its_cause(message, expected):
     assert streaming.cause(Exception(message)) == expected
+
+
+def test_a_broken_registry_is_raised_not_taken_for_no_champion(staging, trained, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    assert registry.version_of(trained.name, registry.CHAMPION) is None  # no alias yet: None
+    assert registry.version_of("staging.flights.no_such_model", registry.CHAMPION) is None
+
+    def broken(*args, **kwargs):
+        raise MlflowException("database is locked", error_code="INTERNAL_ERROR")
+
+    monkeypatch.setattr(registry.client().__class__, "get_model_version_by_alias", broken)
+    with pytest.raises(MlflowException, match="database is locked"):
+        streaming.wait_for_champion(staging, lambda line: None, 0.1)
