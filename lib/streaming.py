@@ -225,12 +225,11 @@ def start(lakehouse: Lakehouse, model_cfg: dict, trigger: str):
     check_source(lakehouse)
     checkpoint = checkpoint_path(lakehouse)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    batches = MicroBatch(env, str(checkpoint), float(model_cfg["inference"]["decision_threshold"]),
-                         settings(model_cfg).known_values)
-    limit = settings(model_cfg).max_files_per_trigger
+    found = settings(model_cfg)
+    batches = MicroBatch(env, str(checkpoint), float(model_cfg["inference"]["decision_threshold"]), found.known_values)
     reader = lakehouse.spark.readStream.format("delta")
-    if limit:
-        reader = reader.option("maxFilesPerTrigger", limit)
+    if found.max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", found.max_files_per_trigger)
     source = reader.load(str(lakehouse.path(env.table(INCOMING))))
     return (source.writeStream.foreachBatch(batches).queryName(f"{env.catalog}_streaming_inference")
             .option("checkpointLocation", str(checkpoint)).trigger(**kwargs).start())
