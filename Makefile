@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $@
 
-# Spark resolves the Delta Lake jars once (Maven Central, or ~/.m2 / the Ivy cache);
-# later Spark sessions reuse them offline.
+# Spark resolves the Delta Lake jars once (Maven Central, or ~/.m2 / the Ivy cache); Maven
+# resolves Kafka's broker jars once into ~/.m2. Later runs reuse both offline.
 $(VENV)/.jars: $(VENV)/.installed
 	$(PY) -m lib.spark
+	$(PY) -m lib.kafka jars
 	touch $@
 
 jars: $(VENV)/.jars
@@ -45,8 +46,9 @@ wipe-staging: install ## delete staging's tables, models and runs
 mlflow-ui: install ## browse runs and registered models at http://127.0.0.1:5000
 	$(PY) -m mlflow ui --backend-store-uri "$$($(PY) -c 'from lib.config import load_env; print(load_env("$(ENV)").tracking_uri)')"
 
-clean: ## stop the lakehouse's servers (Spark, serving, PostgreSQL), delete the project's .venv and its local lakehouse (never a conda env)
+clean: ## stop the lakehouse's servers (Spark, serving, PostgreSQL, Kafka), delete the project's .venv and its local lakehouse (never a conda env)
 	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.serving stop --env $$env; done
 	-test -x $(PY) && $(PY) -m lib.spark stop
 	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.postgres remove --env $$env; done
+	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.kafka remove --env $$env; done
 	rm -rf .venv .lakehouse

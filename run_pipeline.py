@@ -70,7 +70,7 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    from lib import inference, postgres
+    from lib import inference, kafka, postgres
     from lib.serving import online_store, server, settings
 
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
@@ -79,14 +79,20 @@ def wipe(env: config.EnvConfig) -> None:
     shutil.rmtree(env.home / "runs" / env.name, ignore_errors=True)
     shutil.rmtree(settings.load(env).folder, ignore_errors=True)
     online_store.store_path(env.home, env.catalog).unlink(missing_ok=True)
-    jdbc = inference.destinations(env).jdbc
+    targets = inference.destinations(env)
+    jdbc, topic = targets.jdbc, None
+    if targets.kafka.enabled:  # the lakehouse's own broker is started if it holds topics but is down
+        bootstrap = targets.kafka.bootstrap_servers or kafka.running_servers(env.home) or (
+            kafka.servers(env.home) if kafka.has_data(env.home) else None)
+        if bootstrap and kafka.delete_topic(bootstrap, kafka.topic(env, settings.load(env).endpoint)):
+            topic = kafka.topic(env, settings.load(env).endpoint)
     url = None
     if jdbc.enabled:  # the lakehouse's own server is started if it holds data but is down
         url = jdbc.url or postgres.running_url(env.home) or (postgres.base_url(env.home) if postgres.has_data(env.home) else None)
     if url:
         postgres.drop_database(url, env.catalog)
     print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}"
-          + (f", PostgreSQL database {env.catalog}" if url else ""))
+          + (f", PostgreSQL database {env.catalog}" if url else "") + (f", Kafka topic {topic}" if topic else ""))
 
 
 def _short(commit: str) -> str:

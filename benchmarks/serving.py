@@ -65,7 +65,7 @@ def main() -> None:
         for job in ("ingest", "training", "deployment"):
             sh([sys.executable, "run_pipeline.py", "--env", "staging", "--job", job], env, log)
 
-    from lib import features, registry
+    from lib import features, registry, training
     from lib.catalog import Lakehouse
     from lib.config import load_env, load_model_config
     from lib.serving import rollout, server, settings
@@ -91,8 +91,9 @@ def main() -> None:
     spark.stop()
     gateway.shutdown()
     gateway.proc.kill()  # no idle JVM of ours competing with the servers while they are measured
-    columns = [c for c in model_cfg["features"]["categorical"]] + list(model_cfg["features"]["numeric"])
-    bodies = {n: json.dumps({"dataframe_split": json.loads(rows[columns].head(n).to_json(orient="split", index=False))}).encode()
+    columns = training.input_columns(model_cfg)  # what the model is given (on-demand features it computes)
+    bodies = {n: json.dumps({"dataframe_split": json.loads(rows[columns].head(n).to_json(
+        orient="split", index=False, date_format="iso"))}).encode()
               for n in (1, 100)}
 
     running = server.start(staging)

@@ -14,7 +14,8 @@ The lakehouse at --home needs prod's feature tables and a Champion; if it has no
    arrived_at` (one clock: the Spark server's), p50 and p99, and the rows/s sustained.
 3. Kill and restart: the Spark server (its whole process group) is SIGKILLed `--kills` times
    mid-batch, alternately as a micro-batch starts and right after it wrote its rows, restarted
-   each time; then the stream finishes. Rows lost and rows duplicated must both be 0.
+   each time; then the stream finishes. Rows lost and rows duplicated must both be 0, in the
+   Delta table and in the Kafka topic it also publishes to (the lakehouse's own broker).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from lib import config, inference, registry, spark_server, streaming
+import pandas as pd
+
+from lib import config, inference, kafka, registry, spark_server, streaming
 from lib import spark as lspark
 from lib.catalog import Lakehouse
 from lib.features import KEY
@@ -96,7 +99,9 @@ def _count(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime) -> int:
 
 
 def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int) -> dict:
-    """Kill a Spark server of its own `times` times mid-batch; then finish and count."""
+    """Kill a Spark server of its own `times` times mid-batch, publishing to Kafka too (the
+    lakehouse's own broker); then finish and count, in Delta and in the topic."""
+    env = dataclasses.replace(env, publish={**env.publish, "kafka": {"enabled": True}})
     doomed = dataclasses.replace(env, home=env.home / "bench-doomed-server")
     os.environ[spark_server.PORT_ENV_VAR] = "0"
     capped = _cfg(model_cfg, 1)
@@ -108,7 +113,6 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
             _reset(lakehouse)
             fed = streaming.feed(lakehouse, start, start + dt.timedelta(days=2), dt.timedelta(hours=4), 0, say=lambda l: None)
         checkpoint = streaming.checkpoint_path(lakehouse)
-        predictions = lakehouse.path(env.table(streaming.PREDICTIONS))
         streaming.start(lakehouse, capped, streaming.AVAILABLE_NOW)
         after_write, target = i % 2 == 1, i // 2  # micro-batch 0 as it starts, then after its write; then 1, ...
         deadline = time.monotonic() + 300
@@ -116,7 +120,7 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
             offsets = {int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")}
             commits = {int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")}
             under_way = {b for b in offsets - commits if b >= target}
-            if under_way and (not after_write or max(under_way) in _txns(predictions)):
+            if under_way and (not after_write or lakehouse.has_txn(env.table(streaming.PREDICTIONS), (streaming.query_id(checkpoint), max(under_way)))):
                 break
             if time.monotonic() > deadline:
                 raise SystemExit(f"kill {i + 1}: no micro-batch >= {target} to kill within 300 s")
@@ -132,19 +136,12 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
     streaming.run(lakehouse, model_cfg, streaming.AVAILABLE_NOW, say=lambda l: None)
     out = lakehouse.read(env.table(streaming.PREDICTIONS)).select(KEY).toPandas()[KEY]
     incoming = set(lakehouse.read(env.table(streaming.INCOMING)).select(KEY).toPandas()[KEY])
+    bootstrap, topic = streaming.kafka_target(env, say=lambda l: None)
+    sent = pd.Series([key for key, _ in kafka.read(bootstrap, topic, streaming.query_id(checkpoint))], dtype=object)
     spark_server.stop(doomed.home, say=lambda l: None)
-    return {"fed": fed, "kills": landed, "lost": len(incoming - set(out)), "duplicated": len(out) - out.nunique()}
-
-
-def _txns(table: Path) -> set[int]:
-    import json
-
-    found = set()
-    for commit in (table / "_delta_log").glob("*.json"):
-        for line in commit.read_text().splitlines():
-            if '"txn"' in line:
-                found.add(json.loads(line)["txn"]["version"])
-    return found
+    kafka.stop(env.home, say=lambda l: None)
+    return {"fed": fed, "kills": landed, "lost": len(incoming - set(out)), "duplicated": len(out) - out.nunique(),
+            "kafka_lost": len(set(out) - set(sent)), "kafka_duplicated": len(sent) - sent.nunique()}
 
 
 def _throughput(lakehouse, model_cfg, start, days) -> None:
@@ -168,7 +165,8 @@ def _kills(env, model_cfg, start, times) -> None:
     killed = kills(env, model_cfg, start, times)
     print(f"\n## Kill and restart: {len(killed['kills'])} SIGKILLs of the Spark server mid-batch over {killed['fed']} "
           f"arrivals ({'; '.join(f'micro-batch {b} {w}' for b, w in killed['kills'])}): "
-          f"rows lost {killed['lost']}, rows duplicated {killed['duplicated']}")
+          f"rows lost {killed['lost']}, rows duplicated {killed['duplicated']}; in Kafka, records lost "
+          f"{killed['kafka_lost']}, records duplicated {killed['kafka_duplicated']}")
 
 
 def main() -> None:

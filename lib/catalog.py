@@ -167,6 +167,20 @@ class Lakehouse:
                     return stamp if isinstance(stamp, dict) else {}
         return {}
 
+    def has_txn(self, name: str, txn: tuple[str, int]) -> bool:
+        """Whether the table holds the idempotent write `write(..., txn=txn)`, read from its log
+        without Spark, newest commit first (an application's versions only grow, so an older one
+        ends the search)."""
+        log = self.path(name) / "_delta_log"
+        for commit in sorted(log.glob("*.json"), reverse=True):
+            for line in commit.read_text().splitlines():
+                if '"txn"' in line and (found := json.loads(line).get("txn")) and found["appId"] == txn[0]:
+                    if int(found["version"]) == txn[1]:
+                        return True
+                    if int(found["version"]) < txn[1]:
+                        return False
+        return False
+
     @contextlib.contextmanager
     def staged(self, table):
         """A DataFrame of an Arrow table, staged as a Parquet file under the warehouse (where the

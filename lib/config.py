@@ -262,9 +262,19 @@ def _check_features(cfg: dict[str, Any], path: Path) -> None:
         if clash:
             raise ConfigError(f"{where}: feature(s) {', '.join(sorted(clash))} already come from `keys` or an earlier lookup")
         provided |= set(lookup["features"])
+    from lib import on_demand
+
+    for i, feature in enumerate(on_demand.declared(cfg)):
+        where = f"{path}: on_demand_features[{i}]"
+        unknown = [c for c in feature.inputs.values() if c not in provided]
+        if unknown:
+            raise ConfigError(f"{where}: input(s) {', '.join(unknown)} come from no lookup and are not keys")
+        if feature.output in provided:
+            raise ConfigError(f"{where}: output {feature.output} already comes from `keys`, a lookup or another function")
+        provided.add(feature.output)
     missing = [c for c in features["categorical"] + features["numeric"] if c not in provided]
     if missing:
-        raise ConfigError(f"{path}: feature(s) {', '.join(missing)} come from no lookup and are not keys")
+        raise ConfigError(f"{path}: feature(s) {', '.join(missing)} come from no lookup, no on-demand function and are not keys")
 
 
 def _check_validation(validation: dict[str, Any], path: Path) -> None:

@@ -141,15 +141,32 @@ def problems(lakehouse: Lakehouse, feature_lookups: list[FeatureLookup]) -> list
     return _resolve(lakehouse, feature_lookups)[1]
 
 
+# (table folder, Delta version, its commit's mtime) -> (primary keys, timestamp key, columns): a
+# commit's properties and schema never change (the mtime tells a table deleted and rewritten up
+# to the same version apart), and a stream resolves its lookups every micro-batch.
+_DESCRIBED: dict[tuple[str, int, int], tuple[list[str], str, frozenset[str]]] = {}
+
+
+def _describe(lakehouse: Lakehouse, table: str) -> tuple[list[str], str, frozenset[str]]:
+    folder, version = lakehouse.path(table), lakehouse.version(table)
+    commit = folder / "_delta_log" / f"{version:020d}.json"
+    key = (str(folder), version, commit.stat().st_mtime_ns if commit.exists() else 0)
+    if key not in _DESCRIBED:
+        props = lakehouse.properties(table)
+        _DESCRIBED[key] = ([k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY) or "",
+                           frozenset(lakehouse.read(table).columns))
+    return _DESCRIBED[key]
+
+
 def _resolve(lakehouse: Lakehouse, feature_lookups: list[FeatureLookup]) -> tuple[dict[str, tuple[list[str], str]], list[str]]:
-    """Each table's (primary keys, timestamp key), read once per table, and what does not resolve."""
-    found, resolved = [], {}
+    """Each table's (primary keys, timestamp key), read once per table version, and what does not resolve."""
+    found, resolved, columns_of = [], {}, {}
     for table in dict.fromkeys(lookup.table for lookup in feature_lookups):
         if not lakehouse.exists(table):
             found.append(f"{table} does not exist")
             continue
-        props = lakehouse.properties(table)
-        resolved[table] = ([k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY) or "")
+        keys, ts, columns_of[table] = _describe(lakehouse, table)
+        resolved[table] = (keys, ts)
     for lookup in feature_lookups:
         if lookup.table not in resolved:
             continue
@@ -158,7 +175,7 @@ def _resolve(lakehouse: Lakehouse, feature_lookups: list[FeatureLookup]) -> tupl
             found.append(f"{lookup.table} has primary keys {keys} and timestamp key "
                          f"{ts or None!r}, not {len(lookup.lookup_key)} key(s) and a timestamp")
             continue
-        columns = set(lakehouse.read(lookup.table).columns)
+        columns = columns_of[lookup.table]
         missing = [c for c in [*keys, ts, *lookup.features] if c not in columns]
         if missing:
             found.append(f"{lookup.table} lacks column(s) {', '.join(missing)}")

@@ -51,8 +51,15 @@ class _Jdbc(_Switch):
     url: str | None = Field(None, pattern=r"^jdbc:postgresql://[^/]+/$")  # None: the lakehouse's own PostgreSQL
 
 
+class _Kafka(_Switch):
+    enabled: bool = False
+    # host:port[,host:port]; None: the lakehouse's own broker (lib/kafka.py)
+    bootstrap_servers: str | None = Field(None, pattern=r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$")
+
+
 class Destinations(BaseModel):
-    """Where a scored period is published (conf/environments.yml `publish`)."""
+    """Where predictions are published (conf/environments.yml `publish`): a scored period by
+    batch inference, the stream's micro-batches by streaming inference (`kafka`, and its Delta table)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,8 +67,10 @@ class Destinations(BaseModel):
     files: _Files = Field(default_factory=_Files)
     online: _Switch = Field(default_factory=_Switch)
     jdbc: _Jdbc = Field(default_factory=_Jdbc)
+    kafka: _Kafka = Field(default_factory=_Kafka)
 
     def enabled(self) -> list[str]:
+        """The batch destinations switched on."""
         return [name for name in ("delta", "files", "online", "jdbc") if getattr(self, name).enabled]
 
 
@@ -96,7 +105,8 @@ def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_thre
     """
     from mlflow.models import Model
 
-    info = Model.load(ref.uri)  # the MLmodel file: signature and packaged lookups
+    uri = registry.artifact_uri(ref)  # unique to this version of this lakehouse (see below)
+    info = Model.load(uri.removeprefix("file://"))  # the MLmodel file, read in place: signature and packaged lookups
     packaged = (info.metadata or {}).get("feature_lookups")
     if not packaged:
         raise ModelNotFoundError(f"{ref.uri} carries no feature lookups: it cannot score from keys")
@@ -111,7 +121,7 @@ def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_thre
     # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
     # A type object, not "double": parsing a type string needs the process's *active* session,
     # which need not be this lakehouse's.
-    udf = _udf(lakehouse.spark, registry.artifact_uri(ref))
+    udf = _udf(lakehouse.spark, uri)
     return (
         batch
         .withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns])))

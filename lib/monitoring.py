@@ -472,13 +472,14 @@ def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: 
     """Profile an endpoint's inference table into `<payload_table>_profile_metrics`: each answered
     prediction with the model's inputs (as sent, or looked up by key) and its label once it
     arrived, per served entity and window of request time; None if nothing was served."""
-    from lib import feature_store
+    from lib import feature_store, on_demand
 
     if not lakehouse.exists(payload_table):
         return None
     keys = list(model_cfg["keys"])
+    made = {f.output for f in on_demand.declared(model_cfg)}  # computed by the model, not sent or looked up
     types = {c: "string" for c in model_cfg["features"]["categorical"]}
-    types |= {c: "double" for c in model_cfg["features"]["numeric"]}
+    types |= {c: "double" for c in model_cfg["features"]["numeric"] if c not in made}
     served = served_predictions(lakehouse.read(payload_table), keys, types)
     served = with_looked_up_features(lakehouse, served, keys,
                                      feature_store.lookups(model_cfg, env.catalog, env.schema), list(types))

@@ -197,30 +197,9 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    import argparse
+    from lib.processes import service_main
 
-    from lib import config
-    from lib.errors import LakehouseError
-
-    parser = argparse.ArgumentParser(prog="python -m lib.postgres")
-    parser.add_argument("command", choices=["start", "stop", "status", "remove"])
-    parser.add_argument("--env", default="prod")
-    args = parser.parse_args(argv)
-    try:
-        home = config.load_env(args.env).home
-        if args.command == "start":
-            print(base_url(home))
-        elif args.command == "remove":
-            remove(home)
-        elif args.command == "stop":
-            if not stop(home):
-                print(f"no PostgreSQL server runs for {home}")
-        else:
-            print(running_url(home) or f"no PostgreSQL server runs for {home}")
-    except LakehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return service_main("lib.postgres", argv, "PostgreSQL server", base_url, stop, running_url, remove)
 
 
 if __name__ == "__main__":

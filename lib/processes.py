@@ -1,4 +1,5 @@
-"""Stopping the servers this project starts: SIGTERM, wait (reaping our own children), SIGKILL."""
+"""Stopping the servers this project starts (SIGTERM, wait, reaping our own children, SIGKILL),
+and the command line the lakehouse's own services share (PostgreSQL, Kafka)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,40 @@ def terminate(pid: int, timeout: float, kill: bool = True) -> bool:
             deadline = float("inf")  # SIGKILL cannot be ignored: wait for it
         time.sleep(0.1)
     return True
+
+
+def service_main(prog: str, argv: list[str], name: str, start, stop, status, remove, extra: dict | None = None) -> int:
+    """`python -m <prog> start|stop|status|remove [--env prod]` for a service run per lakehouse.
+
+    start(home) -> its address; stop(home) -> whether one ran; status(home) -> its address or
+    None; remove(home): stop it and delete its data. `extra` maps more commands to functions of
+    no argument. Errors are one line on stderr and exit code 1.
+    """
+    import argparse
+    import sys
+
+    from lib import config
+    from lib.errors import LakehouseError
+
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}")
+    parser.add_argument("command", choices=[*(extra or {}), "start", "stop", "status", "remove"])
+    parser.add_argument("--env", default="prod")
+    args = parser.parse_args(argv)
+    try:
+        if args.command in (extra or {}):
+            extra[args.command]()
+            return 0
+        home = config.load_env(args.env).home
+        if args.command == "start":
+            print(start(home))
+        elif args.command == "remove":
+            remove(home)
+        elif args.command == "stop":
+            if not stop(home):
+                print(f"no {name} runs for {home}")
+        else:
+            print(status(home) or f"no {name} runs for {home}")
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

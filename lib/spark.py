@@ -29,7 +29,8 @@ SPARK_BINARY = "4.2"
 SCALA_BINARY = "2.13"
 DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_BINARY}_{SCALA_BINARY}:{DELTA_VERSION}"
 POSTGRES_JDBC_PACKAGE = "org.postgresql:postgresql:42.7.14"  # the driver of the `jdbc` destination
-PACKAGES = (DELTA_PACKAGE, POSTGRES_JDBC_PACKAGE)  # what every Spark here runs with
+KAFKA_PACKAGE = f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:4.2.0"  # the stream's Kafka sink
+PACKAGES = (DELTA_PACKAGE, POSTGRES_JDBC_PACKAGE, KAFKA_PACKAGE)  # what every Spark here runs with
 SUPPORTED_JAVA = (17, 21)
 _JAR_NAME = f"io.delta_delta-spark_{SPARK_BINARY}_{SCALA_BINARY}-{DELTA_VERSION}.jar"
 REMOTE_ENV_VAR = "SPARK_REMOTE"  # sc://host:port of a Spark Connect server to attach to
@@ -130,7 +131,8 @@ def _not_shipped(jars: list[str]) -> list[str]:
 
 
 def spark_jars() -> list[str]:
-    """Delta Lake's jars and the JDBC driver: recorded from an earlier resolution, else resolved now (once)."""
+    """Delta Lake's jars, the JDBC driver and the Kafka connector: recorded from an earlier resolution,
+    else resolved now (once)."""
     return cached_jars() or fetch_jars()
 
 
@@ -161,7 +163,7 @@ def _resolve_in_child() -> None:
              .getOrCreate())
     resolved = spark.sparkContext.getConf().get("spark.jars", "")
     spark.stop()
-    for jar in (_JAR_NAME, "org.postgresql_postgresql-"):
+    for jar in (_JAR_NAME, "org.postgresql_postgresql-", "org.apache.spark_spark-sql-kafka"):
         if jar not in resolved:
             raise SystemExit(f"Spark resolved no {jar}: {resolved!r}")
     _manifest().write_text("\n".join(resolved.split(",")) + "\n")
@@ -312,7 +314,7 @@ def main(argv: list[str]) -> int:
         setup = _local("lakehouse-mlops-setup", None, spark_server.SparkSettings())
         setup.range(1).count()  # fetches the jars
         setup.stop()
-        print(f"Delta Lake {DELTA_VERSION} and the PostgreSQL JDBC driver: {len(spark_jars())} jars ready in "
+        print(f"Delta Lake {DELTA_VERSION}, the PostgreSQL JDBC driver and the Kafka connector: {len(spark_jars())} jars ready in "
               f"{ivy_dir() / 'jars'}")
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)

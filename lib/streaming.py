@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import inference, registry
+from lib import inference, kafka, registry
 from lib.catalog import Lakehouse
 from lib.config import CONF_DIR, EnvConfig, parse_model
 from lib.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
@@ -162,6 +162,7 @@ class MicroBatch:
     checkpoint: str
     decision_threshold: float
     known: dict[str, list[str]]
+    to_kafka: tuple[str, str] | None = None  # (bootstrap servers, topic): the predictions go there too
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
         check_columns(rows, self.env.table(INCOMING))
@@ -180,11 +181,26 @@ class MicroBatch:
             *FIELDS, ARRIVED, REASON, F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at"))
         if not bad.isEmpty():
             lakehouse.write(bad, self.env.table(QUARANTINE), mode="append", txn=txn)
+        table = self.env.table(PREDICTIONS)
+        if lakehouse.has_txn(table, txn):  # a replay of a micro-batch whose predictions were written
+            if self.to_kafka:  # the topic gets what the table holds, not a second scoring
+                written = lakehouse.read(table).where(F.col("batch_id") == batch_id).join(
+                    rows.select(KEY, ARRIVED), [KEY, ARRIVED], "left_semi")
+                kafka.publish(written, *self.to_kafka, KEY, txn, replay=True)
+            return
         good = checked.where(F.col(REASON).isNull()).select(KEY, "origin", F.col("_parsed").alias(TIMESTAMP), ARRIVED)
         champion = self._champion()
         scored = inference.predict(lakehouse, good, champion, self.decision_threshold, registry.CHAMPION, carry=(ARRIVED,))
-        lakehouse.write(scored.select("*", F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("scored_at")),
-                        self.env.table(PREDICTIONS), mode="append", txn=txn)
+        scored = scored.select("*", F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("scored_at"))
+        if self.to_kafka:
+            scored = scored.persist()  # the same rows, scored once, to the table and the topic
+        try:
+            lakehouse.write(scored, table, mode="append", txn=txn)
+            if self.to_kafka:
+                kafka.publish(scored, *self.to_kafka, KEY, txn, replay=False)
+        finally:
+            if self.to_kafka:
+                scored.unpersist()
         print(f"micro-batch {batch_id}: scored by {champion.name} v{champion.version} in "
               f"{time.monotonic() - started:.1f}s", flush=True)  # to the Spark server's log
 
@@ -218,6 +234,24 @@ def wait_for_champion(env: EnvConfig, say: Callable[[str], None] = print, poll_s
     return ref
 
 
+def kafka_target(env: EnvConfig, say: Callable[[str], None] = print) -> tuple[str, str] | None:
+    """(bootstrap servers, topic) if the environment publishes the stream to Kafka (`publish.kafka`),
+    its broker checked (the lakehouse's own is started if need be); else None."""
+    found = inference.destinations(env).kafka
+    if not found.enabled:
+        return None
+    bootstrap = found.bootstrap_servers or kafka.servers(env.home, say)
+    kafka.ensure_topic(bootstrap, kafka_topic(env))
+    return bootstrap, kafka_topic(env)
+
+
+def kafka_topic(env: EnvConfig) -> str:
+    """The Kafka topic of the environment's endpoint, where its stream publishes."""
+    from lib.serving import settings as serving_settings
+
+    return kafka.topic(env, serving_settings.load(env).endpoint)
+
+
 def start(lakehouse: Lakehouse, model_cfg: dict, trigger: str):
     """Start the query (incoming_flights -> streaming_predictions) and return it."""
     kwargs = check_trigger(trigger)
@@ -226,7 +260,8 @@ def start(lakehouse: Lakehouse, model_cfg: dict, trigger: str):
     checkpoint = checkpoint_path(lakehouse)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     found = settings(model_cfg)
-    batches = MicroBatch(env, str(checkpoint), float(model_cfg["inference"]["decision_threshold"]), found.known_values)
+    batches = MicroBatch(env, str(checkpoint), float(model_cfg["inference"]["decision_threshold"]), found.known_values,
+                         kafka_target(env))
     reader = lakehouse.spark.readStream.format("delta")
     if found.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", found.max_files_per_trigger)
@@ -259,7 +294,8 @@ def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str]
 
     try:  # from the start: a Ctrl-C just after it must stop the query too
         query = start(lakehouse, model_cfg, trigger)
-        say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)} with "
+        to_kafka = f" and Kafka topic {kafka_topic(lakehouse.env)}" if inference.destinations(lakehouse.env).kafka.enabled else ""
+        say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)}{to_kafka} with "
             f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, "
             f"checkpoint {checkpoint_path(lakehouse)}")
         while query.isActive:

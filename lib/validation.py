@@ -3,7 +3,7 @@
 Checks, each reported by name with its measured value, threshold and verdict (in MLflow, as
 `validation.<check>` tags on the version, and in the notebook):
   format          the version loads as a pyfunc model
-  signature       it has a signature whose inputs are the configured feature columns
+  signature       it has a signature whose inputs are the configured input columns (training.input_columns)
   input_example   it was logged with an input example
   feature_lookups its feature lookups resolve (tables, keys and columns exist)
   performance.*   mlflow.models.evaluate on the held-out window, judged by
@@ -98,13 +98,13 @@ def check_model(ref: ModelRef, expected_columns: list[str]):
     signature = model.metadata.signature
     inputs = signature.inputs.input_names() if signature is not None else None
     if inputs is None:
-        checks.append(Check("signature", "missing", f"inputs = {len(expected_columns)} feature columns", False))
+        checks.append(Check("signature", "missing", f"inputs = the {len(expected_columns)} input columns", False))
     else:
         missing = [c for c in expected_columns if c not in inputs]
         extra = [c for c in inputs if c not in expected_columns]
         value = (f"{len(inputs)} inputs match" if not missing and not extra
                  else f"missing {missing or 'none'}, unexpected {extra or 'none'}")
-        checks.append(Check("signature", value, f"inputs = {len(expected_columns)} feature columns",
+        checks.append(Check("signature", value, f"inputs = the {len(expected_columns)} input columns",
                             not missing and not extra))
     has_example = model.metadata.saved_input_example_info is not None
     checks.append(Check("input_example", "present" if has_example else "missing", "present", has_example))

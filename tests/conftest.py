@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
 
-from lib import deployment, feature_store, features, ingest, postgres, processes, registry, training, validation
+from lib import deployment, feature_store, features, ingest, kafka, postgres, processes, registry, training, validation
 from lib import spark as lspark
 from lib import spark_server as lspark_server
 from lib.catalog import Lakehouse
@@ -60,6 +60,28 @@ def postgres_server(tmp_path_factory):
     yield url
     postgres.remove(root)
     os.environ.pop(postgres.URL_ENV_VAR, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_broker(tmp_path_factory):
+    """One Kafka broker for the whole run (the stream's kafka destination, switched on in staging):
+    this process, every kernel and every run_pipeline.py subprocess use it through $LAKEHOUSE_KAFKA_SERVERS."""
+    os.environ.pop(kafka.SERVERS_ENV_VAR, None)
+    root = tmp_path_factory.mktemp("kafka")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(kafka.PORT_ENV_VAR, "0")
+        bootstrap = kafka.servers(root, say=lambda line: None)
+    os.environ[kafka.SERVERS_ENV_VAR] = bootstrap
+    yield bootstrap
+    kafka.remove(root)
+    os.environ.pop(kafka.SERVERS_ENV_VAR, None)
+
+
+@pytest.fixture
+def kafka_records(kafka_broker):
+    """records(topic, query): (key, value) of each record of the topic that a stream's query
+    wrote, read back with a Kafka client (librdkafka)."""
+    return lambda topic, query: kafka.read(kafka_broker, topic, query)
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +229,7 @@ def trained(featurized, mlflow_env, seed):
 
 def validate(ref, lakehouse, holdout, model_cfg, mode="enabled"):
     champion = registry.version_of(ref.name, registry.CHAMPION)
-    return validation.validate(ref, lakehouse, holdout, champion, model_cfg, training.feature_columns(model_cfg), mode)
+    return validation.validate(ref, lakehouse, holdout, champion, model_cfg, training.input_columns(model_cfg), mode)
 
 
 @pytest.fixture

@@ -3,14 +3,17 @@
 Real Spark, Delta and MLflow in subprocesses, exactly as a user or CI runs them.
 """
 
+import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
-from lib import ingest, postgres, registry, spark_server
+from lib import ingest, kafka, postgres, registry, spark_server, streaming
 from lib.catalog import Lakehouse
 from lib.config import PROJECT_DIR, load_env
 from lib.features import in_window
@@ -113,6 +116,26 @@ def test_a_failing_task_stops_the_job_and_notifies(home):
     assert not (home / "warehouse" / "staging" / "flights" / "predictions").exists()
 
 
+def _workers() -> int:
+    """The foreachBatch Python workers running on this machine (one per active query)."""
+    return int(subprocess.run(["pgrep", "-fc", "foreach_batch_worker"], capture_output=True, text=True).stdout or 0)
+
+
+def _wait_rows(lakehouse, table: str, rows: int, process, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+
+    def held() -> int:
+        try:
+            return lakehouse.read(table).count()
+        except Exception:  # noqa: BLE001 - not there yet (its folder may precede its first commit)
+            return -1
+
+    while held() != rows:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, f"{table} did not reach {rows} rows in {timeout:.0f} s"
+        time.sleep(1)
+
+
 def _postgres_rows() -> list[tuple[str, int]] | None:
     """(model_version, rows) in staging's PostgreSQL predictions; None when its database is gone."""
     url = os.environ[postgres.URL_ENV_VAR]
@@ -124,7 +147,7 @@ def _postgres_rows() -> list[tuple[str, int]] | None:
 
 
 @pytest.mark.slow
-def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
+def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, kafka_broker, kafka_records):
     staging = load_env("staging")
     lakehouse = Lakehouse(spark, staging)
     start, end = staging.data.split(staging.data.as_of).score
@@ -170,6 +193,39 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     tags = registry.require_version(v1).tags
     assert tags["model_validation_status"] == "PASSED" and tags["deployment.decision"] == "PROMOTED"
     assert registry.version_of(staging.model_name, CHAMPION) == v1
+
+    # 1b. The stream: `--job streaming` (a 1 s trigger) scores each feed commit as it lands, into
+    #     Delta and Kafka (on in staging), until Ctrl-C, which stops its query on the way out.
+    day, table = dt.datetime.combine(start, dt.time()), staging.table(streaming.PREDICTIONS)
+    before = _workers()
+    fed = streaming.feed(lakehouse, day, day + dt.timedelta(days=1), dt.timedelta(days=1), 0, say=lambda line: None)
+    # As from a terminal: SIGINT handled (a shell's background job would inherit it ignored).
+    job = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "streaming"],
+                           cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        _wait_rows(lakehouse, table, fed, job)
+        assert _workers() == before + 1  # the query's worker, in the Spark server
+        fed += streaming.feed(lakehouse, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1),
+                              0, say=lambda line: None)
+        _wait_rows(lakehouse, table, fed, job)  # picked up by the running stream
+        job.send_signal(signal.SIGINT)
+        out, _ = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, out
+    assert "Ctrl-C: letting streaming_inference stop cleanly ... stopped (Ctrl-C)" in out, out
+    assert out.rstrip().endswith("Job streaming stopped (Ctrl-C)") and "Traceback" not in out, out
+    deadline = time.monotonic() + 30
+    while _workers() != before:  # the query stopped, so its worker goes
+        assert time.monotonic() < deadline, "the stream's worker is still running after Ctrl-C"
+        time.sleep(0.5)
+    streamed = lakehouse.read(table).select("flight_id", "model_version").toPandas()
+    assert len(streamed) == streamed["flight_id"].nunique() == fed and set(streamed["model_version"]) == {"1"}
+    topic = streaming.kafka_topic(staging)
+    sent = kafka_records(topic, streaming.query_id(streaming.checkpoint_path(lakehouse)))
+    assert sorted(key for key, _ in sent) == sorted(streamed["flight_id"])
 
     # 2. Training again, on a real Spark cluster (a standalone master and worker): the same
     #    notebooks, through a Spark server of this lakehouse that submits to the cluster.
@@ -261,3 +317,5 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone):
     assert not (home / "serving" / "staging").exists() and not (home / "online" / "staging.db").exists()
     assert not (home / "exports" / "staging").exists()
     assert "PostgreSQL database staging" in result.stdout and _postgres_rows() is None
+    assert f"Kafka topic {topic}" in result.stdout and not kafka.delete_topic(kafka_broker, topic)  # gone already
+    assert not (home / "checkpoints" / "staging").exists()

@@ -51,7 +51,7 @@ def live(tmp_path_factory, seed, spark, model_cfg_session):
     online_store.publish_for(lakehouse, ref, online_store.store_path(env.home, env.catalog))
     running = server.start(env)
     holdout = seed["holdout"].head(200).reset_index(drop=True)
-    columns = training.feature_columns(model_cfg_session)
+    columns = training.input_columns(model_cfg_session)
     model = mlflow.pyfunc.load_model(ref.uri)
     expected = model.predict(holdout[columns])
     yield SimpleNamespace(env=env, url=running.url, api=Client(running.url, settings.load(env).token()),
@@ -67,11 +67,12 @@ def entity(live, version, name=None):
 
 def split(live, rows):
     frame = live.holdout.loc[rows, live.columns]
-    return {"dataframe_split": {"columns": live.columns, "data": json.loads(frame.to_json(orient="values"))}}
+    return {"dataframe_split": {"columns": live.columns,
+                                "data": json.loads(frame.to_json(orient="values", date_format="iso"))}}
 
 
 def records(live, rows):
-    return json.loads(live.holdout.loc[rows, live.columns].to_json(orient="records"))
+    return json.loads(live.holdout.loc[rows, live.columns].to_json(orient="records", date_format="iso"))
 
 
 def test_health_needs_no_token_and_the_api_needs_the_right_one(live):
@@ -94,7 +95,7 @@ def test_create_then_query_in_every_format(live):
     assert [e["name"] for e in live.api.list()] == [EP]
     rows = [0, 1, 2]
     bodies = [split(live, rows), {"dataframe_records": records(live, rows)}, {"instances": records(live, rows)},
-              {"inputs": {c: live.holdout.loc[rows, c].tolist() for c in live.columns}}]
+              {"inputs": {c: [r[c] for r in records(live, rows)] for c in live.columns}}]
     for body in bodies:
         status, headers, answer = live.api.query(EP, body)
         assert status == 200, answer

@@ -119,11 +119,15 @@ def test_deep_merge_keeps_sibling_keys():
     (("approval: not_required", "approval: maybe"), "`deployment.approval` must be one of not_required, required"),
     (("mode: enabled", "mode: strict"), "`validation.mode` must be one of enabled, dry_run, disabled"),
     (("categorical: [carrier, origin, dest]", "categorical: [carrier, origin, dest, tail]"),
-     "feature\\(s\\) tail come from no lookup and are not keys"),
+     "feature\\(s\\) tail come from no lookup, no on-demand function and are not keys"),
     (("  - table: weather_features", "  - table: climate"), "feature_lookups\\[1\\] must name a table of `feature_tables`"),
     (("lookup_key: [origin]", "lookup_key: [dest]"), "`lookup_key` and `timestamp_lookup_key` must be columns of `keys`"),
     (("lookback_hours: 3", "lookback_hours: -1"), "`lookback_hours` must be a positive number"),
     (("features: [temp, dewp,", "features: [carrier, temp, dewp,"), "feature\\(s\\) carrier already come from"),
+    (("inputs: {distance: distance}", "inputs: {distance: miles}"),
+     "on_demand_features\\[2\\]: input\\(s\\) miles come from no lookup and are not keys"),
+    (("output: hour_of_week}", "output: dep_hour}"), "on_demand_features\\[0\\]: output dep_hour already comes from"),
+    (("function: days_to_holiday,", "function: days_to_easter,"), "on_demand_features\\[1\\]: unknown function 'days_to_easter'"),
 ])
 def test_model_config_names_known_metrics(tmp_path, edit, message):
     text = (config.CONF_DIR / "model.yml").read_text()

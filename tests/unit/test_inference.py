@@ -83,7 +83,7 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
 @pytest.mark.parametrize("publish, words", [
     ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: Input should be 'parquet' or 'csv'"),
     ({"files": {"formats": []}}, "publish.files.formats: List should have at least 1 item"),
-    ({"kafka": {"enabled": True}}, "publish.kafka: Extra inputs are not permitted"),
+    ({"kafak": {"enabled": True}}, "publish.kafak: Extra inputs are not permitted"),
     ({"jdbc": {"url": "postgres://somewhere"}}, "publish.jdbc.url: String should match pattern"),
     ({"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
      "publish: every destination is switched off"),

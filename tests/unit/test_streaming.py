@@ -1,5 +1,7 @@
 import datetime as dt
+import json
 import time
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -46,7 +48,7 @@ def test_settings_refuse_misspelt_keys():
         streaming.settings({"inference": {"streaming": {"known_value": {}}}})
 
 
-def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, champion, model_cfg):
+def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, champion, model_cfg, kafka_records):
     day = dt.datetime.combine(staging.data.as_of, dt.time())
     with pytest.raises(TableNotFoundError, match="incoming_flights does not exist yet: feed it first"):
         streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
@@ -73,6 +75,14 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
     assert len(both) == fed
     assert np.allclose(both["prediction"], both["prediction_batch"], rtol=0, atol=1e-12)
     assert (both[inference.MISSES] == both[f"{inference.MISSES}_batch"]).all()
+    # Staging publishes the stream to Kafka too: one record per prediction, keyed by flight, the same values.
+    topic, query = streaming.kafka_topic(staging), streaming.query_id(streaming.checkpoint_path(featurized))
+    sent = pd.DataFrame([value for _, value in kafka_records(topic, query)])
+    assert [key for key, _ in kafka_records(topic, query)] == sent[KEY].tolist()
+    assert len(sent) == sent[KEY].nunique() == fed
+    both = out.merge(sent, on=KEY, suffixes=("", "_kafka"))
+    assert len(both) == fed and (both["prediction"] == both["prediction_kafka"]).all()
+    assert (both["model_version"] == both["model_version_kafka"]).all()
 
     # Nothing new: nothing written. New arrivals after a new Champion: scored by it.
     streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
@@ -86,21 +96,30 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
     out = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas()
     assert len(out) == out[KEY].nunique() == fed + more
     assert out.groupby("model_version").size().to_dict() == {champion.version: fed, v2.version: more}
+    sent = pd.DataFrame([value for _, value in kafka_records(topic, query)])
+    assert sent.groupby("model_version").size().to_dict() == {champion.version: fed, v2.version: more}
 
 
-def test_a_micro_batch_replayed_after_its_write_writes_nothing_twice(featurized, staging, champion, model_cfg, tmp_path):
-    """What a restart does after a crash between a micro-batch's writes and its checkpoint commit."""
+def test_a_micro_batch_replayed_after_its_write_writes_nothing_twice(featurized, staging, champion, model_cfg, tmp_path,
+                                                                    kafka_records):
+    """What a restart does after a crash between a micro-batch's writes and its checkpoint commit:
+    the tables are not written again, and Kafka gets the records it lacks, once."""
     day = dt.datetime.combine(staging.data.as_of, dt.time())
     fed = streaming.feed(featurized, day, day + dt.timedelta(hours=9), dt.timedelta(hours=9), 0, say=lambda line: None)
     streaming.append_arrivals(featurized, featurized.spark.createDataFrame(pd.DataFrame(
         [("x_JFK", "JFK", "noon")], columns=list(streaming.FIELDS))))
-    checkpoint = tmp_path / "checkpoint"
+    checkpoint, query = tmp_path / "checkpoint", f"query-{uuid.uuid4()}"
     checkpoint.mkdir()
-    (checkpoint / "metadata").write_text('{"id":"4f1c0f5e-query"}')  # what Spark writes when a query starts
-    batch = streaming.MicroBatch(staging, str(checkpoint), 0.5, streaming.settings(model_cfg).known_values)
+    (checkpoint / "metadata").write_text(json.dumps({"id": query}))  # what Spark writes when a query starts
+    known, topic = streaming.settings(model_cfg).known_values, streaming.kafka_topic(staging)
     rows = featurized.read(staging.table(streaming.INCOMING))
-    batch(rows, 0)
-    batch(rows, 0)  # replayed: Delta has (query, 0) in both tables' logs and skips both writes
+    streaming.MicroBatch(staging, str(checkpoint), 0.5, known)(rows, 0)  # crashed before its Kafka write
+    batch = streaming.MicroBatch(staging, str(checkpoint), 0.5, known, streaming.kafka_target(staging))
+    batch(rows, 0)  # replayed: Delta has (query, 0) in both tables' logs and skips both writes; Kafka gets them
+    assert len(kafka_records(topic, query)) == fed
+    batch(rows, 0)  # replayed again: Kafka holds them all already
+    sent = [key for key, _ in kafka_records(topic, query)]
+    assert len(sent) == len(set(sent)) == fed
     assert featurized.read(staging.table(streaming.PREDICTIONS)).count() == fed
     assert featurized.read(staging.table(streaming.QUARANTINE)).count() == 1
     assert featurized.version(staging.table(streaming.PREDICTIONS)) == 0

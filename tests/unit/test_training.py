@@ -24,6 +24,7 @@ def toy(model_cfg, n=400, seed=0):
     df = pd.DataFrame({c: rng.normal(size=n) for c in model_cfg["features"]["numeric"]})
     for c in model_cfg["features"]["categorical"]:
         df[c] = rng.choice(["A", "B", "C"], size=n)
+    df["sched_dep_ts"] = pd.Timestamp("2013-03-01") + pd.to_timedelta(rng.integers(0, 7 * 24 * 60, size=n), unit="min")
     df["delayed"] = (df["dep_hour"] + 0.3 * rng.normal(size=n) > 0).astype(int)
     return df
 
@@ -60,7 +61,7 @@ def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model
     assert mv.tags["model_validation_status"] == "PENDING" and mv.tags["as_of"] == "2013-03-01"
     assert mv.tags["git_commit"] == training.git_commit() and len(mv.tags["git_commit"].split("-")[0]) == 40
     assert mv.tags["feature_lookups"].startswith("staging.flights.flight_features by flight_id as of sched_dep_ts; ")
-    assert "hist_gradient_boosting on 16 features" in mv.description and "trained on a/b" in mv.description
+    assert "hist_gradient_boosting on 19 features (hour_of_week, days_to_holiday, distance_bucket computed on demand), looked up" in mv.description and "trained on a/b" in mv.description
     run = mlflow.get_run(mv.tags["run_id"])
     assert run.data.metrics["holdout_roc_auc"] > 0.9
     assert run.data.params["train_rows"] == "400" and run.data.params["algorithm"] == "hist_gradient_boosting"
@@ -68,9 +69,13 @@ def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model
     assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "calibration_curve.png",
             "feature_importance.png", "feature_importance.json"} <= artifacts
     loaded = mlflow.pyfunc.load_model(ref.uri)
-    assert loaded.metadata.get_input_schema().input_names() == training.feature_columns(model_cfg)
+    assert loaded.metadata.get_input_schema().input_names() == training.input_columns(model_cfg)
     assert [feature_store.FeatureLookup.from_dict(d) for d in loaded.metadata.metadata["feature_lookups"]] == lookups
     assert loaded.metadata.metadata["keys"] == ["flight_id", "origin", "sched_dep_ts"]
+    assert loaded.metadata.metadata["on_demand_features"] == [  # computed by the model, from its inputs
+        {"function": "hour_of_week", "inputs": {"ts": "sched_dep_ts"}, "output": "hour_of_week"},
+        {"function": "days_to_holiday", "inputs": {"ts": "sched_dep_ts"}, "output": "days_to_holiday"},
+        {"function": "distance_bucket", "inputs": {"distance": "distance"}, "output": "distance_bucket"}]
     sample = toy(model_cfg, n=5)
     assert np.allclose(loaded.predict(sample), model.predict(None, sample))
 

@@ -39,7 +39,7 @@ def test_format_and_metadata_checks_fail_on_a_bare_model(mlflow_env, featurized,
         info = mlflow.pyfunc.log_model(name="m", python_model=Bare(), registered_model_name=mlflow_env.model_name,
                                        pip_requirements=["mlflow"])
     ref = ModelRef(mlflow_env.model_name, str(info.registered_model_version))
-    model, checks = validation.check_model(ref, training.feature_columns(model_cfg))
+    model, checks = validation.check_model(ref, training.input_columns(model_cfg))
     assert [(c.name, c.passed) for c in checks] == [("format", True), ("signature", False), ("input_example", False)]
     assert validation.check_feature_lookups(model, featurized).value == "none packaged"
     broken = registry.client().create_model_version(mlflow_env.model_name, source="/nowhere/model")

@@ -1,0 +1,109 @@
+"""On-demand features: the functions, their declaration, and the four paths agreeing value by value."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import inference, on_demand, streaming
+from lib.errors import ConfigError
+from lib.features import KEY, TIMESTAMP
+
+WHEN = ["2013-07-04 06:00:00", "2013-07-01 23:59:00", "2013-12-23 10:00:00", "2013-01-01 00:00:00", None]
+
+
+@pytest.mark.parametrize("as_given", [
+    lambda values: pd.Series(pd.to_datetime(values)),                     # Spark and pandas: datetime64
+    lambda values: pd.Series(values, dtype=object),                       # text, as JSON brings it
+    lambda values: pd.Series([v and v.replace(" ", "T") for v in values], dtype=object),  # ISO with a T
+])
+def test_time_features_are_the_same_from_datetimes_and_from_text(as_given):
+    ts = as_given(WHEN)
+    # Thursday 06h; Monday 23h; Monday 10h; Tuesday 00h (Monday 00h is 0).
+    assert on_demand.hour_of_week(ts).tolist()[:4] == [78.0, 23.0, 10.0, 24.0]
+    # Independence Day itself; 3 days before it; 2 before Christmas; New Year's Day itself.
+    assert on_demand.days_to_holiday(ts).tolist()[:4] == [0.0, 3.0, 2.0, 0.0]
+    assert np.isnan(on_demand.hour_of_week(ts).iloc[4]) and np.isnan(on_demand.days_to_holiday(ts).iloc[4])
+
+
+def test_distance_buckets_and_missing_distances():
+    got = on_demand.distance_bucket(pd.Series([17, 499, 500, 999, 1000, 1999, 2000, 4983, None]))
+    assert got.tolist()[:8] == [0, 0, 1, 1, 2, 2, 3, 3] and np.isnan(got.iloc[8])
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"function": "hour_of_year", "inputs": {"ts": "sched_dep_ts"}, "output": "h"},
+     r"on_demand_features\[0\]: unknown function 'hour_of_year' \(lib/on_demand.py has days_to_holiday, distance_bucket, hour_of_week\)"),
+    ({"function": "hour_of_week", "inputs": {"when": "sched_dep_ts"}, "output": "h"},
+     r"on_demand_features\[0\]: hour_of_week takes inputs ts, not when"),
+    ({"function": "hour_of_week", "inputs": {"ts": "sched_dep_ts"}},
+     r"on_demand_features\[0\]: needs exactly function, inputs and output"),
+])
+def test_a_wrong_declaration_is_one_line(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        on_demand.declared({"on_demand_features": [spec]})
+
+
+def test_the_version_keeps_the_functions_it_was_trained_with(champion, monkeypatch):
+    """Packaged by value: a later change of lib/on_demand.py does not change a registered version."""
+    import mlflow
+
+    monkeypatch.setattr(on_demand, "hour_of_week", lambda ts: pd.Series(-1.0, index=ts.index))
+    model = mlflow.pyfunc.load_model(champion.uri).unwrap_python_model()
+    used = {f.output: f.function for f in model.on_demand}
+    assert set(used) == {"hour_of_week", "days_to_holiday", "distance_bucket"}
+    assert used["hour_of_week"](pd.Series(pd.to_datetime(WHEN[:1]))).tolist() == [78.0]
+
+
+def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, staging, champion, model_cfg):
+    """The on-demand features each path hands its model, and the predictions, are the same."""
+    import mlflow
+
+    from lib import feature_store
+    from lib.serving import online_store, payload
+    from lib.serving.contract import ServedEntity
+    from lib.serving.entity import Served
+
+    model = mlflow.pyfunc.load_model(champion.uri).unwrap_python_model()
+    made = [f.output for f in model.on_demand]
+    day = dt.datetime.combine(staging.data.as_of, dt.time())
+    spine = (featurized.read(staging.table("flight_features")).where(
+        f"{TIMESTAMP} >= TIMESTAMP_NTZ'{day:%Y-%m-%d}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{day:%Y-%m-%d} 12:00:00'")
+        .select(KEY, "origin", TIMESTAMP).orderBy(KEY).limit(40))
+    keys = spine.toPandas()
+
+    # Training: the training set's rows (Spark -> pandas), through the model's functions.
+    lookups = feature_store.lookups(model_cfg, staging.catalog, staging.schema)
+    trained = feature_store.lookup_features(featurized, spine, lookups).toPandas().set_index(KEY).loc[keys[KEY]]
+    expected = model.features(trained)[made]
+    expected_prediction = model.predict(None, trained)
+
+    # Batch: what batch inference scored and published, model inputs included.
+    batch = inference.predict(featurized, spine, champion, 0.5).toPandas().set_index(KEY).loc[keys[KEY]]
+
+    # Streaming: the same flights arriving.
+    streaming.append_arrivals(featurized, spine)
+    streaming.run(featurized, model_cfg, streaming.AVAILABLE_NOW, say=lambda line: None)
+    streamed = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas().set_index(KEY).loc[keys[KEY]]
+
+    # Serving: a request of keys (ISO text, as JSON brings them), looked up in the online store.
+    store = online_store.store_path(staging.home, staging.catalog)
+    online_store.publish_for(featurized, champion, store)
+    served = Served(ServedEntity(f"{champion.name}-{champion.version}", champion.name, champion.version), store, 100)
+    served.load()
+    body = {"dataframe_records": keys.assign(**{TIMESTAMP: keys[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")})
+            .to_dict(orient="records")}
+    item = served.check(payload.parse(json.dumps(body).encode()))
+    frame, _ = served._features(item)
+    served_prediction = served.predict([item])[0].predictions
+
+    for name, got in [("batch", model.features(batch)), ("streaming", model.features(streamed)),
+                      ("serving", model.features(frame))]:
+        pd.testing.assert_frame_equal(got[made].reset_index(drop=True), expected.reset_index(drop=True),
+                                      check_exact=True, obj=f"on-demand features of {name}")
+    for name, got in [("batch", batch["prediction"]), ("streaming", streamed["prediction"]),
+                      ("serving", served_prediction)]:
+        assert np.allclose(np.asarray(got, dtype=float), expected_prediction, rtol=0, atol=1e-12), name
+    assert expected["hour_of_week"].nunique() > 3 and expected["distance_bucket"].nunique() > 1  # not a constant
