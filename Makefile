@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # resolves Kafka's broker jars once into ~/.m2. Later runs reuse both offline.
 $(VENV)/.jars: $(VENV)/.installed
 	$(PY) -m lib.spark
-	$(PY) -m lib.kafka jars
+	$(PY) -m lib.kafka_server jars
 	touch $@
 
 jars: $(VENV)/.jars
@@ -50,5 +50,5 @@ clean: ## stop the lakehouse's servers (Spark, serving, PostgreSQL, Kafka), dele
 	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.serving stop --env $$env; done
 	-test -x $(PY) && $(PY) -m lib.spark stop
 	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.postgres remove --env $$env; done
-	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.kafka remove --env $$env; done
+	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.kafka_server remove --env $$env; done
 	rm -rf .venv .lakehouse

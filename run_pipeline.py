@@ -70,7 +70,7 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    from lib import inference, kafka, postgres
+    from lib import inference, kafka, kafka_server, postgres
     from lib.serving import online_store, server, settings
 
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
@@ -82,8 +82,8 @@ def wipe(env: config.EnvConfig) -> None:
     targets = inference.destinations(env)
     jdbc, topic = targets.jdbc, None
     if targets.kafka.enabled:  # the lakehouse's own broker is started if it holds topics but is down
-        bootstrap = targets.kafka.bootstrap_servers or kafka.running_servers(env.home) or (
-            kafka.servers(env.home) if kafka.has_data(env.home) else None)
+        bootstrap = targets.kafka.bootstrap_servers or kafka_server.running_servers(env.home) or (
+            kafka_server.servers(env.home) if kafka_server.has_data(env.home) else None)
         if bootstrap and kafka.delete_topic(bootstrap, kafka.topic(env, settings.load(env).endpoint)):
             topic = kafka.topic(env, settings.load(env).endpoint)
     url = None

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib import config, inference, kafka, registry, spark_server, streaming
+from lib import config, feed, inference, kafka, kafka_server, registry, spark_server, streaming
 from lib import spark as lspark
 from lib.catalog import Lakehouse
 from lib.features import KEY
@@ -60,7 +60,7 @@ def throughput(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, days: 
     champion = registry.require_alias(env.model_name, registry.CHAMPION)
     for label, cap in (("stream, availableNow, 1 day per micro-batch", 1), ("stream, availableNow, one micro-batch", None)):
         _reset(lakehouse)
-        rows = streaming.feed(lakehouse, start, start + dt.timedelta(days=days), dt.timedelta(days=1), 0, say=lambda l: None)
+        rows = feed.replay(lakehouse, start, start + dt.timedelta(days=days), dt.timedelta(days=1), 0, say=lambda l: None)
         began = time.monotonic()
         streaming.run(lakehouse, _cfg(model_cfg, cap), streaming.AVAILABLE_NOW, say=lambda l: None)
         out.append((label, rows, time.monotonic() - began))
@@ -75,13 +75,13 @@ def throughput(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, days: 
 
 def latency(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, hours: int) -> dict:
     _reset(lakehouse)
-    streaming.feed(lakehouse, start, start + dt.timedelta(hours=1), dt.timedelta(hours=1), 0, say=lambda l: None)
+    feed.replay(lakehouse, start, start + dt.timedelta(hours=1), dt.timedelta(hours=1), 0, say=lambda l: None)
     query = streaming.start(lakehouse, model_cfg, "1 second")
     try:
         while not lakehouse.exists(lakehouse.env.table(streaming.PREDICTIONS)):
             time.sleep(0.5)  # the first micro-batch (the model loaded in the server's workers)
         warm = time.monotonic()
-        rows = streaming.feed(lakehouse, start + dt.timedelta(hours=1), start + dt.timedelta(hours=1 + hours),
+        rows = feed.replay(lakehouse, start + dt.timedelta(hours=1), start + dt.timedelta(hours=1 + hours),
                               dt.timedelta(hours=1), 0, say=lambda l: None)
         table = lakehouse.env.table(streaming.PREDICTIONS)
         while lakehouse.read(table).count() < rows + _count(lakehouse, start, start + dt.timedelta(hours=1)):
@@ -95,7 +95,7 @@ def latency(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, hours: in
 
 
 def _count(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime) -> int:
-    return streaming.arrivals(lakehouse.read(lakehouse.env.table("flight_features")), start, end).count()
+    return feed.scheduled(lakehouse.read(lakehouse.env.table("flight_features")), start, end).count()
 
 
 def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int) -> dict:
@@ -111,7 +111,7 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
         lakehouse = Lakehouse(lspark.attach(running.url), env)
         if i == 0:
             _reset(lakehouse)
-            fed = streaming.feed(lakehouse, start, start + dt.timedelta(days=2), dt.timedelta(hours=4), 0, say=lambda l: None)
+            fed = feed.replay(lakehouse, start, start + dt.timedelta(days=2), dt.timedelta(hours=4), 0, say=lambda l: None)
         checkpoint = streaming.checkpoint_path(lakehouse)
         streaming.start(lakehouse, capped, streaming.AVAILABLE_NOW)
         after_write, target = i % 2 == 1, i // 2  # micro-batch 0 as it starts, then after its write; then 1, ...
@@ -139,7 +139,7 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
     bootstrap, topic = streaming.kafka_target(env, say=lambda l: None)
     sent = pd.Series([key for key, _ in kafka.read(bootstrap, topic, streaming.query_id(checkpoint))], dtype=object)
     spark_server.stop(doomed.home, say=lambda l: None)
-    kafka.stop(env.home, say=lambda l: None)
+    kafka_server.stop(env.home, say=lambda l: None)
     return {"fed": fed, "kills": landed, "lost": len(incoming - set(out)), "duplicated": len(out) - out.nunique(),
             "kafka_lost": len(set(out) - set(sent)), "kafka_duplicated": len(sent) - sent.nunique()}
 

@@ -20,11 +20,11 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from lib import processes
 from lib.errors import SetupError
 
 URL_ENV_VAR = "LAKEHOUSE_JDBC_URL"  # jdbc:postgresql://host:port/ of a server to use instead
@@ -66,18 +66,6 @@ def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def base_url(home: Path, say=print) -> str:
     """`jdbc:postgresql://127.0.0.1:<port>/` of the lakehouse's server (started if it is not
     running), or $LAKEHOUSE_JDBC_URL."""
@@ -92,7 +80,7 @@ def running_url(home: Path) -> str | None:
         return os.environ[URL_ENV_VAR]
     state = _state(home)
     port = json.loads(state.read_text())["port"] if state.exists() else None
-    return f"jdbc:postgresql://127.0.0.1:{port}/" if port and _answers(port) else None
+    return f"jdbc:postgresql://127.0.0.1:{port}/" if port and processes.answers(port) else None
 
 
 def drop_database(url: str, database: str) -> None:
@@ -126,7 +114,7 @@ def _ensure(home: Path, say) -> int:
     state = _state(home)
     if state.exists():
         port = json.loads(state.read_text())["port"]
-        if _answers(port):
+        if processes.answers(port):
             return port
     data, binaries = _data(home), bin_dir()
     if os.geteuid() == 0:
@@ -138,7 +126,7 @@ def _ensure(home: Path, say) -> int:
     if (data / "postmaster.pid").exists():  # a server whose state file went missing: stop it first
         _run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False)
     wanted = int(os.environ.get(PORT_ENV_VAR, DEFAULT_PORT))
-    port = wanted if wanted and not _answers(wanted) else _free_port()
+    port = wanted if wanted and not processes.answers(wanted) else processes.free_port()
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -197,9 +185,7 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    from lib.processes import service_main
-
-    return service_main("lib.postgres", argv, "PostgreSQL server", base_url, stop, running_url, remove)
+    return processes.service_main("lib.postgres", argv, "PostgreSQL server", base_url, stop, running_url, remove)
 
 
 if __name__ == "__main__":

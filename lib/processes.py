@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 
 
@@ -38,6 +39,20 @@ def terminate(pid: int, timeout: float, kill: bool = True) -> bool:
             deadline = float("inf")  # SIGKILL cannot be ignored: wait for it
         time.sleep(0.1)
     return True
+
+
+def answers(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def service_main(prog: str, argv: list[str], name: str, start, stop, status, remove, extra: dict | None = None) -> int:

@@ -1,7 +1,7 @@
 """Streaming inference: score flights as they arrive, each exactly once, with the Champion of the moment.
 
-Arriving flights land in the Delta table `incoming_flights` (`feed` replays 2013's scheduled
-flights there in schedule order, at a chosen speed). A Structured Streaming query reads it and,
+Arriving flights land in the Delta table `incoming_flights` (lib/feed.py replays 2013's
+scheduled flights there in schedule order, at a chosen speed). A Structured Streaming query reads it and,
 per micro-batch (`foreachBatch`: the point-in-time lookup is a window function, which a stream
 itself cannot run):
 
@@ -20,7 +20,6 @@ function in a Python worker the server starts); the client starts, watches and s
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import time
@@ -32,20 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import inference, kafka, registry
+from lib import inference, kafka, kafka_server, registry
 from lib.catalog import Lakehouse
 from lib.config import CONF_DIR, EnvConfig, parse_model
 from lib.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
-from lib.features import KEY, TIMESTAMP, in_window
-from lib.spark import to_pandas
+from lib.feed import ARRIVED, FIELDS, INCOMING
+from lib.features import KEY, TIMESTAMP
 
-INCOMING = "incoming_flights"
 PREDICTIONS = "streaming_predictions"
 QUARANTINE = "incoming_flights_quarantine"
-ARRIVED = "arrived_at"  # when the row landed in incoming_flights (the event time of latency)
 REASON = "reason"
-FIELDS = (KEY, "origin", TIMESTAMP)  # what an arriving flight carries, as text
-_TEXT_TIME = "yyyy-MM-dd HH:mm:ss"
 AVAILABLE_NOW = "availableNow"
 _INTERVAL = re.compile(r"^\d+(\.\d+)? (second|seconds|minute|minutes)$")
 WAIT_S = 10.0  # how often a stream without a Champion looks again
@@ -69,47 +64,6 @@ class StreamingError(LakehouseError):
     """The stream cannot start or stopped on an error; the message names what and where."""
 
 
-def arrivals(flight_features: DataFrame, start: dt.datetime, end: dt.datetime) -> DataFrame:
-    """The flights scheduled in [start, end) as a feed delivers them: their keys, as text."""
-    return in_window(flight_features, start, end).select(
-        F.col(KEY).cast("string").alias(KEY), F.col("origin").cast("string").alias("origin"),
-        F.date_format(TIMESTAMP, _TEXT_TIME).alias(TIMESTAMP))
-
-
-def feed(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime, every: dt.timedelta, speed: float,
-         say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Append the flights scheduled in [start, end) to incoming_flights in schedule order, one
-    commit per `every` of schedule; returns the rows appended.
-
-    speed: schedule seconds per real second (3600: an hour of departures each second); 0 appends
-    as fast as Spark commits.
-    """
-    if every <= dt.timedelta(0) or speed < 0 or end <= start:
-        raise ConfigError(f"feed: need start < end, every > 0 and speed >= 0 (got {start} .. {end}, {every}, {speed})")
-    env = lakehouse.env
-    rows = to_pandas(arrivals(lakehouse.read(env.table("flight_features")), start, end).orderBy(TIMESTAMP))
-    began, appended, at = time.monotonic(), 0, start
-    while at < end:
-        upto = min(at + every, end)
-        chunk = rows[(rows[TIMESTAMP] >= f"{at:%Y-%m-%d %H:%M:%S}") & (rows[TIMESTAMP] < f"{upto:%Y-%m-%d %H:%M:%S}")]
-        if speed:
-            sleep(max(0.0, (upto - start).total_seconds() / speed - (time.monotonic() - began)))
-        if len(chunk):
-            append_arrivals(lakehouse, lakehouse.spark.createDataFrame(chunk))
-            appended += len(chunk)
-        say(f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
-            f"({appended} in all, {time.monotonic() - began:.1f}s)")
-        at = upto
-    return appended
-
-
-def append_arrivals(lakehouse: Lakehouse, rows: DataFrame) -> None:
-    """Append rows (the FIELDS, as text) to incoming_flights, stamped with their arrival time."""
-    text = [F.col(c).cast("string").alias(c) for c in FIELDS]
-    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(INCOMING),
-                    mode="append")
-
-
 def triage(rows: DataFrame, known: dict[str, list[str]]) -> DataFrame:
     """The rows with their scheduled time parsed and REASON: null for a row fit to score, else
     why it is not (a missing key, an unparseable time, a value the model does not know)."""
@@ -128,7 +82,7 @@ def check_source(lakehouse: Lakehouse) -> None:
     table = lakehouse.env.table(INCOMING)
     if not lakehouse.exists(table):
         raise TableNotFoundError(f"{table} does not exist yet: feed it first "
-                                 f"(python -m lib.streaming feed --env {lakehouse.env.name} ...)")
+                                 f"(python -m lib.feed --env {lakehouse.env.name} --from ... --to ...)")
     check_columns(lakehouse.read(table), table)
 
 
@@ -240,7 +194,7 @@ def kafka_target(env: EnvConfig, say: Callable[[str], None] = print) -> tuple[st
     found = inference.destinations(env).kafka
     if not found.enabled:
         return None
-    bootstrap = found.bootstrap_servers or kafka.servers(env.home, say)
+    bootstrap = found.bootstrap_servers or kafka_server.servers(env.home, say)
     kafka.ensure_topic(bootstrap, kafka_topic(env))
     return bootstrap, kafka_topic(env)
 
@@ -338,56 +292,3 @@ def totals(lakehouse: Lakehouse) -> dict[str, int]:
     env = lakehouse.env
     return {name: lakehouse.read(env.table(name)).count() if lakehouse.exists(env.table(name)) else 0
             for name in (PREDICTIONS, QUARANTINE)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lib.streaming feed --env prod --from 2013-10-01 --to 2013-10-02 [--every 1h] [--speed 3600]`:
-    append 2013's scheduled flights to incoming_flights in schedule order (a replay source for the stream)."""
-    import argparse
-    import sys
-
-    from lib import config
-    from lib.spark import get_spark
-
-    parser = argparse.ArgumentParser(prog="python -m lib.streaming", description=main.__doc__)
-    parser.add_argument("command", choices=["feed"])
-    parser.add_argument("--env", default="prod")
-    parser.add_argument("--from", dest="start", required=True, help="first scheduled day, YYYY-MM-DD")
-    parser.add_argument("--to", dest="end", required=True, help="first day not fed, YYYY-MM-DD")
-    parser.add_argument("--every", default="1h", help="schedule time per commit: Nm, Nh or Nd (default 1h)")
-    parser.add_argument("--speed", type=float, default=0.0,
-                        help="schedule seconds per real second, e.g. 3600; 0 (default) as fast as it can")
-    args = parser.parse_args(argv)
-    registry.no_telemetry()
-    try:
-        env = config.load_env(args.env)
-        start_day, end_day = _day(args.start, "--from"), _day(args.end, "--to")
-        every = _duration(args.every)
-        lakehouse = Lakehouse(get_spark("feed", env=env), env)
-        feed(lakehouse, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()),
-             every, args.speed)
-    except LakehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("feed: stopped (every commit made is whole)")
-        return 130
-    return 0
-
-
-def _day(text: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not a date: use YYYY-MM-DD") from None
-
-
-def _duration(text: str) -> dt.timedelta:
-    match = re.fullmatch(r"(\d+)([mhd])", text)
-    if not match or int(match.group(1)) == 0:
-        raise ConfigError(f"--every must look like 30m, 1h or 1d, not {text!r}")
-    return dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]: int(match.group(1))})
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

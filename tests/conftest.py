@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
 
-from lib import deployment, feature_store, features, ingest, kafka, postgres, processes, registry, training, validation
+from lib import deployment, feature_store, features, ingest, kafka, kafka_server, postgres, processes, registry, training, validation
 from lib import spark as lspark
 from lib import spark_server as lspark_server
 from lib.catalog import Lakehouse
@@ -66,15 +66,15 @@ def postgres_server(tmp_path_factory):
 def kafka_broker(tmp_path_factory):
     """One Kafka broker for the whole run (the stream's kafka destination, switched on in staging):
     this process, every kernel and every run_pipeline.py subprocess use it through $LAKEHOUSE_KAFKA_SERVERS."""
-    os.environ.pop(kafka.SERVERS_ENV_VAR, None)
+    os.environ.pop(kafka_server.SERVERS_ENV_VAR, None)
     root = tmp_path_factory.mktemp("kafka")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(kafka.PORT_ENV_VAR, "0")
-        bootstrap = kafka.servers(root, say=lambda line: None)
-    os.environ[kafka.SERVERS_ENV_VAR] = bootstrap
+        mp.setenv(kafka_server.PORT_ENV_VAR, "0")
+        bootstrap = kafka_server.servers(root, say=lambda line: None)
+    os.environ[kafka_server.SERVERS_ENV_VAR] = bootstrap
     yield bootstrap
-    kafka.remove(root)
-    os.environ.pop(kafka.SERVERS_ENV_VAR, None)
+    kafka_server.remove(root)
+    os.environ.pop(kafka_server.SERVERS_ENV_VAR, None)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from lib import spark as lspark
-from lib import spark_server, streaming
+from lib import feed, spark_server, streaming
 from lib.catalog import Lakehouse
 from lib.features import KEY
 
@@ -47,10 +47,10 @@ def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(featurized,
     flights = featurized.read(staging.table("flight_features"))
     fed = 0
     for hours in (0, 8, 16):  # three commits, each one file: 8 hours of flights and one bad row
-        chunk = streaming.arrivals(flights, day + dt.timedelta(hours=hours), day + dt.timedelta(hours=hours + 8))
+        chunk = feed.scheduled(flights, day + dt.timedelta(hours=hours), day + dt.timedelta(hours=hours + 8))
         bad = featurized.spark.createDataFrame(pd.DataFrame([(f"bad-{hours}", "JFK", "soon")], columns=list(streaming.FIELDS)))
         fed += chunk.count()
-        streaming.append_arrivals(featurized, chunk.unionByName(bad).coalesce(1))
+        feed.append(featurized, chunk.unionByName(bad).coalesce(1))
     checkpoint = streaming.checkpoint_path(featurized)
     doomed = dataclasses.replace(staging, home=tmp_path / "doomed-server")
     kills = []

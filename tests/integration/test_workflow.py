@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lib import ingest, kafka, postgres, registry, spark_server, streaming
+from lib import feed, ingest, kafka, postgres, registry, spark_server, streaming
 from lib.catalog import Lakehouse
 from lib.config import PROJECT_DIR, load_env
 from lib.features import in_window
@@ -198,7 +198,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     #     Delta and Kafka (on in staging), until Ctrl-C, which stops its query on the way out.
     day, table = dt.datetime.combine(start, dt.time()), staging.table(streaming.PREDICTIONS)
     before = _workers()
-    fed = streaming.feed(lakehouse, day, day + dt.timedelta(days=1), dt.timedelta(days=1), 0, say=lambda line: None)
+    fed = feed.replay(lakehouse, day, day + dt.timedelta(days=1), dt.timedelta(days=1), 0, say=lambda line: None)
     # As from a terminal: SIGINT handled (a shell's background job would inherit it ignored).
     job = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "streaming"],
                            cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -206,7 +206,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     try:
         _wait_rows(lakehouse, table, fed, job)
         assert _workers() == before + 1  # the query's worker, in the Spark server
-        fed += streaming.feed(lakehouse, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1),
+        fed += feed.replay(lakehouse, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1),
                               0, say=lambda line: None)
         _wait_rows(lakehouse, table, fed, job)  # picked up by the running stream
         job.send_signal(signal.SIGINT)

@@ -3,7 +3,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lib import streaming
+from lib import feed, streaming
 from lib.features import KEY
 
 pytestmark = pytest.mark.slow
@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 def test_streaming_inference_scores_what_arrived_and_sets_bad_rows_aside(executed, champion, featurized, staging,
                                                                        task_values):
     day = dt.datetime.combine(staging.data.as_of, dt.time())
-    fed = streaming.feed(featurized, day, day + dt.timedelta(hours=12), dt.timedelta(hours=12), 0, say=lambda line: None)
-    streaming.append_arrivals(featurized, featurized.spark.createDataFrame(pd.DataFrame(
+    fed = feed.replay(featurized, day, day + dt.timedelta(hours=12), dt.timedelta(hours=12), 0, say=lambda line: None)
+    feed.append(featurized, featurized.spark.createDataFrame(pd.DataFrame(
         [("2013-03-01_ZZ1_SFO", "SFO", "2013-03-01 08:00:00")], columns=list(streaming.FIELDS))))
     with executed("pipelines/06_streaming_inference.ipynb", env="staging", trigger="availableNow"):
         pass

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import inference, on_demand, streaming
+from lib import feed, inference, on_demand, streaming
 from lib.errors import ConfigError
 from lib.features import KEY, TIMESTAMP
 
@@ -83,9 +83,14 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     # Batch: what batch inference scored and published, model inputs included.
     batch = inference.predict(featurized, spine, champion, 0.5).toPandas().set_index(KEY).loc[keys[KEY]]
 
-    # Streaming: the same flights arriving.
-    streaming.append_arrivals(featurized, spine)
-    streaming.run(featurized, model_cfg, streaming.AVAILABLE_NOW, say=lambda line: None)
+    # Streaming: the same flights arriving as text, through a micro-batch of the stream (what the
+    # query's foreachBatch runs: parse, triage, score, append).
+    feed.append(featurized, spine)
+    checkpoint = featurized.checkpoint_path(staging.table(streaming.PREDICTIONS))
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "metadata").write_text(json.dumps({"id": "on-demand-test"}))
+    streaming.MicroBatch(staging, str(checkpoint), 0.5, streaming.settings(model_cfg).known_values)(
+        featurized.read(staging.table(streaming.INCOMING)), 0)
     streamed = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas().set_index(KEY).loc[keys[KEY]]
 
     # Serving: a request of keys (ISO text, as JSON brings them), looked up in the online store.

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import inference, registry, streaming
+from lib import feed, inference, registry, streaming
 from lib.errors import ConfigError, TableNotFoundError
 from lib.features import KEY, TIMESTAMP
 
@@ -53,11 +53,11 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
     with pytest.raises(TableNotFoundError, match="incoming_flights does not exist yet: feed it first"):
         streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
     lines = []
-    fed = streaming.feed(featurized, day, day + dt.timedelta(days=1), dt.timedelta(hours=12), 0, say=lines.append)
+    fed = feed.replay(featurized, day, day + dt.timedelta(days=1), dt.timedelta(hours=12), 0, say=lines.append)
     assert len(lines) == 2 and fed > 500
     broken = pd.DataFrame([(None, "JFK", "2013-10-01 07:00:00"), ("x_BOS", "BOS", "2013-10-01 07:00:00"),
                            ("x_JFK", "JFK", "soon")], columns=list(streaming.FIELDS))
-    streaming.append_arrivals(featurized, featurized.spark.createDataFrame(broken))
+    feed.append(featurized, featurized.spark.createDataFrame(broken))
 
     said = []
     summary = streaming.run(featurized, model_cfg, "availableNow", say=said.append)
@@ -90,7 +90,7 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
     source = registry.client().get_model_version_download_uri(champion.name, champion.version)
     v2 = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
     registry.move_alias(v2, registry.CHAMPION, "test")
-    more = streaming.feed(featurized, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0,
+    more = feed.replay(featurized, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0,
                           say=lambda line: None)
     streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
     out = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas()
@@ -105,8 +105,8 @@ def test_a_micro_batch_replayed_after_its_write_writes_nothing_twice(featurized,
     """What a restart does after a crash between a micro-batch's writes and its checkpoint commit:
     the tables are not written again, and Kafka gets the records it lacks, once."""
     day = dt.datetime.combine(staging.data.as_of, dt.time())
-    fed = streaming.feed(featurized, day, day + dt.timedelta(hours=9), dt.timedelta(hours=9), 0, say=lambda line: None)
-    streaming.append_arrivals(featurized, featurized.spark.createDataFrame(pd.DataFrame(
+    fed = feed.replay(featurized, day, day + dt.timedelta(hours=9), dt.timedelta(hours=9), 0, say=lambda line: None)
+    feed.append(featurized, featurized.spark.createDataFrame(pd.DataFrame(
         [("x_JFK", "JFK", "noon")], columns=list(streaming.FIELDS))))
     checkpoint, query = tmp_path / "checkpoint", f"query-{uuid.uuid4()}"
     checkpoint.mkdir()
@@ -178,3 +178,12 @@ def test_a_broken_registry_is_raised_not_taken_for_no_champion(staging, trained,
     monkeypatch.setattr(registry.client().__class__, "get_model_version_by_alias", broken)
     with pytest.raises(MlflowException, match="database is locked"):
         streaming.wait_for_champion(staging, lambda line: None, 0.1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from", "2013-13-01", "--to", "2013-10-02"], "error: --from '2013-13-01' is not a date: use YYYY-MM-DD"),
+    (["--from", "2013-10-01", "--to", "2013-10-02", "--every", "0h"], "error: --every must look like 30m, 1h or 1d, not '0h'"),
+])
+def test_the_feed_command_refuses_bad_arguments_in_one_line(home, capsys, args, message):
+    assert feed.main(["--env", "staging", *args]) == 1
+    assert capsys.readouterr().err.strip() == message
