@@ -80,17 +80,21 @@ def wipe(env: config.EnvConfig) -> None:
     shutil.rmtree(settings.load(env).folder, ignore_errors=True)
     online_store.store_path(env.home, env.catalog).unlink(missing_ok=True)
     targets = inference.destinations(env)
-    jdbc, topic = targets.jdbc, None
-    if targets.kafka.enabled:  # the lakehouse's own broker is started if it holds topics but is down
-        bootstrap = targets.kafka.bootstrap_servers or kafka_server.running_servers(env.home) or (
-            kafka_server.servers(env.home) if kafka_server.has_data(env.home) else None)
-        if bootstrap and kafka.delete_topic(bootstrap, kafka.topic(env, settings.load(env).endpoint)):
-            topic = kafka.topic(env, settings.load(env).endpoint)
     url = None
-    if jdbc.enabled:  # the lakehouse's own server is started if it holds data but is down
-        url = jdbc.url or postgres.running_url(env.home) or (postgres.base_url(env.home) if postgres.has_data(env.home) else None)
+    if targets.jdbc.enabled:  # the lakehouse's own server is started if it holds data but is down
+        url = targets.jdbc.url or postgres.running_url(env.home) or (
+            postgres.base_url(env.home) if postgres.has_data(env.home) else None)
     if url:
         postgres.drop_database(url, env.catalog)
+    topic = None
+    if targets.kafka.enabled:  # the lakehouse's own broker is started if it holds topics but is down
+        name = kafka.topic(env, settings.load(env).endpoint)
+        try:
+            bootstrap = targets.kafka.bootstrap_servers or kafka_server.running_servers(env.home) or (
+                kafka_server.servers(env.home) if kafka_server.has_data(env.home) else None)
+            topic = name if bootstrap and kafka.delete_topic(bootstrap, name) else None
+        except LakehouseError as exc:  # the rest is wiped already: say what is left, do not stop here
+            print(f"warning: Kafka topic {name} was not deleted: {exc}", file=sys.stderr)
     print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}"
           + (f", PostgreSQL database {env.catalog}" if url else "") + (f", Kafka topic {topic}" if topic else ""))
 

@@ -26,7 +26,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -102,6 +101,7 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
     """Kill a Spark server of its own `times` times mid-batch, publishing to Kafka too (the
     lakehouse's own broker); then finish and count, in Delta and in the topic."""
     env = dataclasses.replace(env, publish={**env.publish, "kafka": {"enabled": True}})
+    was_running = kafka_server.running_servers(env.home) is not None
     doomed = dataclasses.replace(env, home=env.home / "bench-doomed-server")
     os.environ[spark_server.PORT_ENV_VAR] = "0"
     capped = _cfg(model_cfg, 1)
@@ -139,7 +139,8 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
     bootstrap, topic = streaming.kafka_target(env, say=lambda l: None)
     sent = pd.Series([key for key, _ in kafka.read(bootstrap, topic, streaming.query_id(checkpoint))], dtype=object)
     spark_server.stop(doomed.home, say=lambda l: None)
-    kafka_server.stop(env.home, say=lambda l: None)
+    if not was_running:
+        kafka_server.stop(env.home, say=lambda l: None)  # the broker this benchmark started
     return {"fed": fed, "kills": landed, "lost": len(incoming - set(out)), "duplicated": len(out) - out.nunique(),
             "kafka_lost": len(set(out) - set(sent)), "kafka_duplicated": len(sent) - sent.nunique()}
 

@@ -53,7 +53,7 @@ class _Jdbc(_Switch):
 
 class _Kafka(_Switch):
     enabled: bool = False
-    # host:port[,host:port]; None: the lakehouse's own broker (lib/kafka.py)
+    # host:port[,host:port]; None: the lakehouse's own broker (lib/kafka_server.py)
     bootstrap_servers: str | None = Field(None, pattern=r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$")
 
 

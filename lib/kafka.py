@@ -15,6 +15,7 @@ import uuid
 from lib.errors import PublishError, first_line
 
 TXN_HEADER = "lakehouse.txn"  # <query id>:<micro-batch id> on every record the stream writes
+ROW_HEADER = "lakehouse.row"  # the record's row, by its identity columns (flight_id|arrived_at)
 
 
 def ready(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -68,24 +69,29 @@ def topic(env, endpoint: str) -> str:
     return f"{env.catalog}.{env.schema}.{endpoint}.predictions"
 
 
-def publish(rows, bootstrap: str, name: str, key: str, txn: tuple[str, int], replay: bool) -> None:
+def publish(rows, bootstrap: str, name: str, key: str, identity: tuple[str, ...], txn: tuple[str, int],
+            replay: bool) -> None:
     """Write rows to topic `name`, one JSON record each keyed by `key`, with the TXN_HEADER of
-    their micro-batch; on a replay, only the rows whose key that micro-batch's earlier attempts
-    did not already write. A failure is one PublishError line naming the destination."""
+    their micro-batch and a ROW_HEADER of their `identity` columns; on a replay, only the rows
+    that micro-batch's earlier attempts did not already write. A failure is one PublishError
+    line naming the destination."""
     from pyspark.sql import functions as F
 
     marker = f"{txn[0]}:{txn[1]}"
     options = {"kafka.bootstrap.servers": bootstrap, "kafka.max.block.ms": "15000",
                "kafka.request.timeout.ms": "10000", "kafka.delivery.timeout.ms": "30000"}
+    row = F.concat_ws("|", *[F.col(c).cast("string") for c in identity])
     try:
         if replay:
             written = (rows.sparkSession.read.format("kafka").options(**options).option("subscribe", name)
                        .option("startingOffsets", "earliest").option("includeHeaders", "true").load()
                        .where(F.exists("headers", lambda h: (h["key"] == TXN_HEADER) & (h["value"].cast("string") == marker)))
-                       .select(F.col("key").cast("string").alias("_written")))
-            rows = rows.join(written, rows[key].cast("string") == written["_written"], "left_anti")
+                       .select(F.filter("headers", lambda h: h["key"] == ROW_HEADER)[0]["value"].cast("string")
+                               .alias("_written")))
+            rows = rows.join(written, row == written["_written"], "left_anti")
+        headers = [(TXN_HEADER, F.lit(marker)), (ROW_HEADER, row)]
         (rows.select(F.col(key).cast("string").alias("key"), F.to_json(F.struct("*")).alias("value"),
-                     F.array(F.struct(F.lit(TXN_HEADER).alias("key"), F.lit(marker).cast("binary").alias("value")))
+                     F.array(*[F.struct(F.lit(h).alias("key"), v.cast("binary").alias("value")) for h, v in headers])
                      .alias("headers"))
          .write.format("kafka").options(**options).option("topic", name).save())
     except Exception as exc:  # noqa: BLE001 - Spark's Kafka errors come in many types; say which destination

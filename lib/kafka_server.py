@@ -122,14 +122,16 @@ def ensure(home: Path, say=print) -> int:
 
 
 def _ports(home: Path) -> dict[str, int]:
-    """The broker's and controller's ports, chosen when its storage is formatted and kept: the
-    controller's address is part of the formatted metadata."""
+    """The broker's and controller's ports (by default 9192 and 9193), chosen when its storage is
+    formatted and kept: the controller's address is part of the formatted metadata, so
+    $LAKEHOUSE_KAFKA_PORT counts at the first start only."""
     path = _folder(home) / "ports.json"
     if path.exists():
         return json.loads(path.read_text())
     wanted = int(os.environ.get(PORT_ENV_VAR, DEFAULT_PORT))
     port = wanted if wanted and not processes.answers(wanted) else processes.free_port()
-    ports = {"port": port, "controller_port": processes.free_port()}
+    controller = port + 1 if wanted and port == wanted and not processes.answers(port + 1) else processes.free_port()
+    ports = {"port": port, "controller_port": controller}
     path.write_text(json.dumps(ports))
     return ports
 
@@ -164,9 +166,11 @@ def _ensure(home: Path, say) -> int:
     state = _state(home)
     if state.exists():
         running = json.loads(state.read_text())
-        if processes.alive(running["pid"]) and processes.answers(running["port"]):
+        if _ours(running["pid"], home) and processes.answers(running["port"]):
             return running["port"]
-        processes.terminate(running["pid"], timeout=10)  # half started, or its state went stale
+        if _ours(running["pid"], home):
+            processes.terminate(running["pid"], timeout=10)  # half started
+        state.unlink()  # stale (a pid may since belong to another program: it is left alone)
     classpath, ports = broker_classpath(), _ports(home)
     for name in ("port", "controller_port"):
         if processes.answers(ports[name]):
@@ -183,16 +187,29 @@ def _ensure(home: Path, say) -> int:
     with open(log, "w") as out:
         process = subprocess.Popen(_java(classpath, "kafka.Kafka", str(properties)), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    state.write_text(json.dumps({"pid": process.pid, **ports}))  # now: stop and remove find it, whatever happens
     deadline = time.monotonic() + READY_S
-    while not ready(f"127.0.0.1:{ports['port']}"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            processes.terminate(process.pid, timeout=10)
-            lines = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line or "Exception" in line]
-            raise SetupError(f"Kafka's broker did not start (log {log}): {(lines or ['no error logged'])[-1][:200]}")
-        time.sleep(0.2)
-    state.write_text(json.dumps({"pid": process.pid, **ports}))
+    try:
+        while not ready(f"127.0.0.1:{ports['port']}"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                lines = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line or "Exception" in line]
+                raise SetupError(f"Kafka's broker did not start (log {log}): {(lines or ['no error logged'])[-1][:200]}")
+            time.sleep(0.2)
+    except BaseException:  # a failed start or a Ctrl-C while waiting: no broker left behind
+        processes.terminate(process.pid, timeout=10)
+        state.unlink(missing_ok=True)
+        raise
     say(f"started Kafka {KAFKA_VERSION} on 127.0.0.1:{ports['port']} (data {_folder(home) / 'data'})")
     return ports["port"]
+
+
+def _ours(pid: int, home: Path) -> bool:
+    """Whether pid is this lakehouse's broker (not a program that got its pid after a reboot)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"kafka.Kafka" in command and str(_folder(home) / "server.properties").encode() in command
 
 
 def has_data(home: Path) -> bool:
@@ -207,7 +224,7 @@ def stop(home: Path, say=print) -> bool:
         return False
     with _lock(home):
         pid = json.loads(state.read_text())["pid"]
-        if not processes.terminate(pid, timeout=30):
+        if _ours(pid, home) and not processes.terminate(pid, timeout=30):
             raise SetupError(f"Kafka's broker (pid {pid}) did not stop")
         state.unlink(missing_ok=True)
     say(f"stopped Kafka (pid {pid})")

@@ -18,6 +18,7 @@ from pandas.tseries.holiday import USFederalHolidayCalendar
 
 from lib.errors import ConfigError
 
+EARLIEST, LATEST = pd.Timestamp("1970-01-01"), pd.Timestamp("2200-01-01")  # days_to_holiday's range
 DISTANCE_EDGES = (500, 1000, 2000)  # miles: short-haul < 500 <= medium < 1000 <= long < 2000 <= very long
 
 
@@ -34,8 +35,10 @@ def hour_of_week(ts: pd.Series) -> pd.Series:
 
 
 def days_to_holiday(ts: pd.Series) -> pd.Series:
-    """Days from the scheduled departure's date to the nearest US federal holiday (0 on one)."""
+    """Days from the scheduled departure's date to the nearest US federal holiday as observed
+    (0 on one; a Saturday holiday is observed the Friday before); missing outside 1970..2199."""
     days = _times(ts).dt.normalize()
+    days = days.where((days >= EARLIEST) & (days < LATEST))  # the calendar's years; outside: missing
     lo, hi = days.min(), days.max()
     if pd.isna(lo):
         return pd.Series(np.nan, index=days.index)

@@ -9,12 +9,15 @@ itself cannot run):
 2. resolves `@Champion` (a new Champion scores from the next micro-batch; with none, the batch
    waits and says so);
 3. looks the features up point in time and scores, as batch inference does (`inference.predict`);
-4. appends the predictions to `streaming_predictions`.
+4. appends the predictions to `streaming_predictions`;
+5. with `publish.kafka` on, sends the same rows to the endpoint's Kafka topic (lib/kafka.py).
 
-Both appends are idempotent per micro-batch (Delta's txnAppId/txnVersion, keyed by the
-checkpoint's query id), and the checkpoint replays a micro-batch that was not committed: after a
-crash (the Spark server killed mid-batch) and a restart, every arriving flight is scored exactly
-once. Over Spark Connect the query and its foreachBatch function run in the Spark server (the
+The Delta appends are idempotent per micro-batch (Delta's txnAppId/txnVersion, keyed by the
+checkpoint's query id), and the checkpoint replays a micro-batch that was not committed. A
+micro-batch whose predictions Delta already holds is a replay: it scores nothing again and
+sends Kafka, from the table, only the rows the topic lacks. So after a crash (the Spark server
+killed mid-batch) and a restart, every arriving flight is scored exactly once, in Delta and in
+Kafka. Over Spark Connect the query and its foreachBatch function run in the Spark server (the
 function in a Python worker the server starts); the client starts, watches and stops it.
 """
 
@@ -41,6 +44,8 @@ from lib.features import KEY, TIMESTAMP
 PREDICTIONS = "streaming_predictions"
 QUARANTINE = "incoming_flights_quarantine"
 REASON = "reason"
+EARLIEST, LATEST = "1970-01-01", "2200-01-01"  # a time outside: quarantined (pandas and the holiday calendar stop)
+QUERY = "query_id"  # per prediction: the stream's query (its checkpoint) that wrote it, with batch_id
 AVAILABLE_NOW = "availableNow"
 _INTERVAL = re.compile(r"^\d+(\.\d+)? (second|seconds|minute|minutes)$")
 WAIT_S = 10.0  # how often a stream without a Champion looks again
@@ -69,8 +74,10 @@ def triage(rows: DataFrame, known: dict[str, list[str]]) -> DataFrame:
     why it is not (a missing key, an unparseable time, a value the model does not know)."""
     parsed = F.col(TIMESTAMP).try_cast("timestamp_ntz")
     reason = F.lit(None).cast("string")
+    outside = (parsed < F.lit(EARLIEST).cast("timestamp_ntz")) | (parsed >= F.lit(LATEST).cast("timestamp_ntz"))
     checks = [*[(F.col(c).isNull() | (F.trim(F.col(c)) == ""), F.lit(f"missing {c}")) for c in FIELDS],
               (parsed.isNull(), F.concat(F.lit(f"unparseable {TIMESTAMP}: "), F.col(TIMESTAMP))),
+              (outside, F.concat(F.lit(f"{TIMESTAMP} out of range ({EARLIEST} .. {LATEST}): "), F.col(TIMESTAMP))),
               *[(~F.col(c).isin(values), F.concat(F.lit(f"unknown {c}: "), F.col(c))) for c, values in known.items()]]
     for broken, why in reversed(checks):  # the first failing check names the row's reason
         reason = F.when(broken, why).otherwise(reason)
@@ -138,20 +145,20 @@ class MicroBatch:
         table = self.env.table(PREDICTIONS)
         if lakehouse.has_txn(table, txn):  # a replay of a micro-batch whose predictions were written
             if self.to_kafka:  # the topic gets what the table holds, not a second scoring
-                written = lakehouse.read(table).where(F.col("batch_id") == batch_id).join(
-                    rows.select(KEY, ARRIVED), [KEY, ARRIVED], "left_semi")
-                kafka.publish(written, *self.to_kafka, KEY, txn, replay=True)
+                written = lakehouse.read(table).where((F.col(QUERY) == txn[0]) & (F.col("batch_id") == batch_id))
+                kafka.publish(written, *self.to_kafka, KEY, (KEY, ARRIVED), txn, replay=True)
             return
         good = checked.where(F.col(REASON).isNull()).select(KEY, "origin", F.col("_parsed").alias(TIMESTAMP), ARRIVED)
         champion = self._champion()
         scored = inference.predict(lakehouse, good, champion, self.decision_threshold, registry.CHAMPION, carry=(ARRIVED,))
-        scored = scored.select("*", F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("scored_at"))
+        scored = scored.select("*", F.lit(txn[0]).alias(QUERY), F.lit(batch_id).alias("batch_id"),
+                               F.current_timestamp().alias("scored_at"))
         if self.to_kafka:
             scored = scored.persist()  # the same rows, scored once, to the table and the topic
         try:
             lakehouse.write(scored, table, mode="append", txn=txn)
             if self.to_kafka:
-                kafka.publish(scored, *self.to_kafka, KEY, txn, replay=False)
+                kafka.publish(scored, *self.to_kafka, KEY, (KEY, ARRIVED), txn, replay=False)
         finally:
             if self.to_kafka:
                 scored.unpersist()

@@ -28,6 +28,11 @@ def test_time_features_are_the_same_from_datetimes_and_from_text(as_given):
     assert np.isnan(on_demand.hour_of_week(ts).iloc[4]) and np.isnan(on_demand.days_to_holiday(ts).iloc[4])
 
 
+def test_days_to_holiday_is_missing_outside_the_calendar_years():
+    got = on_demand.days_to_holiday(pd.Series(["1969-12-31 10:00:00", "2261-01-01 00:00:00", "2013-12-24 08:00:00"]))
+    assert np.isnan(got.iloc[0]) and np.isnan(got.iloc[1]) and got.iloc[2] == 1.0
+
+
 def test_distance_buckets_and_missing_distances():
     got = on_demand.distance_bucket(pd.Series([17, 499, 500, 999, 1000, 1999, 2000, 4983, None]))
     assert got.tolist()[:8] == [0, 0, 1, 1, 2, 2, 3, 3] and np.isnan(got.iloc[8])

@@ -23,6 +23,8 @@ def test_triage_names_the_first_reason_a_row_cannot_be_scored(spark):
         ("2013-10-01_AA4_JFK", "JFK", "yesterday at six", "unparseable sched_dep_ts: yesterday at six"),
         ("2013-10-01_AA5_BOS", "BOS", "2013-10-01 06:00:00", "unknown origin: BOS"),
         ("2013-10-01_AA6_BOS", "BOS", "13 o'clock", "unparseable sched_dep_ts: 13 o'clock"),
+        ("2013-10-01_AA7_JFK", "JFK", "2261-01-01 00:00:00",
+         "sched_dep_ts out of range (1970-01-01 .. 2200-01-01): 2261-01-01 00:00:00"),
     ], columns=[KEY, "origin", TIMESTAMP, "expected"]))
     got = streaming.triage(rows, KNOWN).toPandas()
     assert got[streaming.REASON].tolist() == got["expected"].tolist()
