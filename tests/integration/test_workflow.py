@@ -199,10 +199,15 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     day, table = dt.datetime.combine(start, dt.time()), staging.table(streaming.PREDICTIONS)
     before = _workers()
     fed = feed.replay(lakehouse, day, day + dt.timedelta(days=1), dt.timedelta(days=1), 0, say=lambda line: None)
-    # As from a terminal: SIGINT handled (a shell's background job would inherit it ignored).
-    job = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "streaming"],
-                           cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # As from a terminal: SIGINT handled (a shell's background job would inherit it ignored). Set
+    # here around the start, not in a preexec_fn: that forces a fork, whose handlers in this
+    # process's gRPC (the Spark Connect client) can abort the child before it execs.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        job = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "streaming"],
+                               cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        signal.signal(signal.SIGINT, handler)
     try:
         _wait_rows(lakehouse, table, fed, job)
         assert _workers() == before + 1  # the query's worker, in the Spark server
