@@ -20,20 +20,18 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import psutil
 
-from lib import config, feature_store, inference, registry
+from lib import feature_store, inference, registry
 from lib import spark as lspark
 from lib.catalog import Lakehouse
+from prod_lakehouse import prod_lakehouse
 from lib.features import KEY, TIMESTAMP
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _tree_rss(pids: list[int]) -> int:
@@ -119,16 +117,8 @@ def main() -> None:
     parser.add_argument("--home", default="/tmp/lakehouse-bench-batch")
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     args = parser.parse_args()
-    os.environ["LAKEHOUSE_HOME"] = args.home
-    os.environ.pop("SPARK_REMOTE", None)
-    registry.no_telemetry()
-    env = config.load_env("prod")
-    registry.configure(env)
-    if registry.version_of(env.model_name, registry.CHAMPION) is None:
-        print("no Champion in", args.home, ": running the prod workflow once (unmeasured)...", flush=True)
-        subprocess.run([sys.executable, "run_pipeline.py", "--env", "prod"], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
-    lakehouse = Lakehouse(lspark.get_spark("bench-batch", env=env), env)
+    lakehouse = prod_lakehouse(args.home, "bench-batch")
+    env = lakehouse.env
     champion = registry.require_alias(env.model_name, registry.CHAMPION)
     server_pid = json.loads((env.home / "spark" / "server.json").read_text())["pid"]
     ours(lakehouse, champion, 100_000, server_pid)  # warm: the model loaded in the server's workers

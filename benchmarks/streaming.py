@@ -26,19 +26,16 @@ import datetime as dt
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from lib import config, feed, inference, kafka, kafka_server, registry, spark_server, streaming
 from lib import spark as lspark
 from lib.catalog import Lakehouse
+from prod_lakehouse import prod_lakehouse
 from lib.features import KEY
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _reset(lakehouse: Lakehouse) -> None:
@@ -179,17 +176,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["throughput", "latency", "kills"],
                         default=["throughput", "latency", "kills"])
     args = parser.parse_args()
-    os.environ["LAKEHOUSE_HOME"] = args.home
-    os.environ.pop("SPARK_REMOTE", None)
-    registry.no_telemetry()
-    env = config.load_env("prod")
-    registry.configure(env)
-    if registry.version_of(env.model_name, registry.CHAMPION) is None:
-        print("no Champion in", args.home, ": running the prod workflow once (unmeasured)...", flush=True)
-        subprocess.run([sys.executable, "run_pipeline.py", "--env", "prod"], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
+    lakehouse = prod_lakehouse(args.home, "bench-streaming")
+    env = lakehouse.env
     model_cfg = config.load_model_config()
-    lakehouse = Lakehouse(lspark.get_spark("bench-streaming", env=env), env)
     start = dt.datetime(2013, 10, 1)
 
     if "throughput" in args.parts:

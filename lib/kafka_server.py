@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -101,23 +100,13 @@ def running_servers(home: Path) -> str | None:
     """Like servers(), but None instead of starting a broker."""
     if os.environ.get(SERVERS_ENV_VAR):
         return os.environ[SERVERS_ENV_VAR]
-    state = _state(home)
-    port = json.loads(state.read_text())["port"] if state.exists() else None
-    return f"127.0.0.1:{port}" if port and processes.answers(port) else None
-
-
-@contextlib.contextmanager
-def _lock(home: Path):
-    """One process at a time sets up, starts or stops the lakehouse's broker."""
-    _folder(home).mkdir(parents=True, exist_ok=True)
-    with open(_folder(home) / "lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    port = processes.running_port(_state(home))
+    return f"127.0.0.1:{port}" if port else None
 
 
 def ensure(home: Path, say=print) -> int:
     """Start the lakehouse's Kafka broker unless it runs; returns its port."""
-    with _lock(home):
+    with processes.locked(_folder(home)):
         return _ensure(home, say)
 
 
@@ -222,7 +211,7 @@ def stop(home: Path, say=print) -> bool:
     state = _state(home)
     if not state.exists():
         return False
-    with _lock(home):
+    with processes.locked(_folder(home)):
         pid = json.loads(state.read_text())["pid"]
         if _ours(pid, home) and not processes.terminate(pid, timeout=30):
             raise SetupError(f"Kafka's broker (pid {pid}) did not stop")

@@ -99,6 +99,13 @@ def inputs(features: list[OnDemandFeature]) -> list[str]:
     return list(dict.fromkeys(c for f in features for c in f.inputs.values()))
 
 
+def model_inputs(columns: list[str], features: list[OnDemandFeature]) -> list[str]:
+    """What a model that computes `features` itself is given: its `columns` but the on-demand
+    ones, and the columns those are computed from."""
+    made = {f.output for f in features}
+    return list(dict.fromkeys([*[c for c in columns if c not in made], *inputs(features)]))
+
+
 def compute(frame: pd.DataFrame, features: list[OnDemandFeature]) -> pd.DataFrame:
     """The frame with each on-demand feature added (a copy; the frame is not changed)."""
     out = frame.copy()

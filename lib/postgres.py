@@ -13,8 +13,6 @@ PostgreSQL refuses to run as root; as root, the data folder belongs to the `post
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -78,9 +76,8 @@ def running_url(home: Path) -> str | None:
     """Like base_url, but None instead of starting a server."""
     if os.environ.get(URL_ENV_VAR):
         return os.environ[URL_ENV_VAR]
-    state = _state(home)
-    port = json.loads(state.read_text())["port"] if state.exists() else None
-    return f"jdbc:postgresql://127.0.0.1:{port}/" if port and processes.answers(port) else None
+    port = processes.running_port(_state(home))
+    return f"jdbc:postgresql://127.0.0.1:{port}/" if port else None
 
 
 def drop_database(url: str, database: str) -> None:
@@ -95,18 +92,9 @@ def has_data(home: Path) -> bool:
     return (_data(home) / "PG_VERSION").exists()
 
 
-@contextlib.contextmanager
-def _lock(home: Path):
-    """One process at a time sets up, starts or stops the lakehouse's server."""
-    _state(home).parent.mkdir(parents=True, exist_ok=True)
-    with open(_state(home).parent / "lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def ensure(home: Path, say=print) -> int:
     """Start the lakehouse's PostgreSQL server unless it runs; returns its port."""
-    with _lock(home):
+    with processes.locked(_state(home).parent):
         return _ensure(home, say)
 
 
@@ -146,7 +134,7 @@ def stop(home: Path, say=print) -> bool:
     state = _state(home)
     if not state.exists():
         return False
-    with _lock(home):
+    with processes.locked(_state(home).parent):
         data = json.loads(state.read_text())["data"]
         done = _run([str(bin_dir() / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], check=False)
         if done.returncode != 0 and (Path(data) / "postmaster.pid").exists():

@@ -4,10 +4,13 @@ and the command line the lakehouse's own services share (PostgreSQL, Kafka)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
@@ -53,6 +56,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """One process at a time sets up, starts or stops the service whose files are in folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def running_port(state: Path) -> int | None:
+    """The port a service's state file records, if something answers on it."""
+    port = json.loads(state.read_text())["port"] if state.exists() else None
+    return port if port and answers(port) else None
 
 
 def service_main(prog: str, argv: list[str], name: str, start, stop, status, remove, extra: dict | None = None) -> int:

@@ -48,8 +48,7 @@ class DelayModel(mlflow.pyfunc.PythonModel):
     @property
     def inputs(self) -> list[str]:
         """What the model is given: its columns but the on-demand ones, and what those are computed from."""
-        made = {f.output for f in self.on_demand}
-        return list(dict.fromkeys([*[c for c in self.columns if c not in made], *on_demand.inputs(list(self.on_demand))]))
+        return on_demand.model_inputs(self.columns, list(self.on_demand))
 
     def features(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """The estimator's input: model_input with the on-demand features computed."""
@@ -67,9 +66,7 @@ def feature_columns(model_cfg: dict[str, Any]) -> list[str]:
 def input_columns(model_cfg: dict[str, Any]) -> list[str]:
     """What the logged model is given (its signature): the feature columns but the on-demand
     ones, and the columns those are computed from."""
-    features = on_demand.declared(model_cfg)
-    made = {f.output for f in features}
-    return list(dict.fromkeys([*[c for c in feature_columns(model_cfg) if c not in made], *on_demand.inputs(features)]))
+    return on_demand.model_inputs(feature_columns(model_cfg), on_demand.declared(model_cfg))
 
 
 def make_pipeline(model_cfg: dict[str, Any], hyper: dict[str, Any]) -> Pipeline:

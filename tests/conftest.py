@@ -47,34 +47,32 @@ def spark_server(tmp_path_factory):
     os.environ.pop(lspark.REMOTE_ENV_VAR, None)
 
 
+def _session_service(tmp_path_factory, name: str, port_var: str, address_var: str, start, remove):
+    """A service of the project's own for the whole run, on a free port: this process, every
+    kernel and every run_pipeline.py subprocess use it through $<address_var>."""
+    os.environ.pop(address_var, None)
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(port_var, "0")
+        address = start(root, say=lambda line: None)
+    os.environ[address_var] = address
+    yield address
+    remove(root)
+    os.environ.pop(address_var, None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def postgres_server(tmp_path_factory):
-    """One PostgreSQL server for the whole run (the jdbc destination, switched on in staging):
-    this process, every kernel and every run_pipeline.py subprocess use it through $LAKEHOUSE_JDBC_URL."""
-    os.environ.pop(postgres.URL_ENV_VAR, None)
-    root = tmp_path_factory.mktemp("postgres")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(postgres.PORT_ENV_VAR, "0")
-        url = postgres.base_url(root, say=lambda line: None)
-    os.environ[postgres.URL_ENV_VAR] = url
-    yield url
-    postgres.remove(root)
-    os.environ.pop(postgres.URL_ENV_VAR, None)
+    """One PostgreSQL server (the jdbc destination, switched on in staging)."""
+    yield from _session_service(tmp_path_factory, "postgres", postgres.PORT_ENV_VAR, postgres.URL_ENV_VAR,
+                                postgres.base_url, postgres.remove)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def kafka_broker(tmp_path_factory):
-    """One Kafka broker for the whole run (the stream's kafka destination, switched on in staging):
-    this process, every kernel and every run_pipeline.py subprocess use it through $LAKEHOUSE_KAFKA_SERVERS."""
-    os.environ.pop(kafka_server.SERVERS_ENV_VAR, None)
-    root = tmp_path_factory.mktemp("kafka")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(kafka_server.PORT_ENV_VAR, "0")
-        bootstrap = kafka_server.servers(root, say=lambda line: None)
-    os.environ[kafka_server.SERVERS_ENV_VAR] = bootstrap
-    yield bootstrap
-    kafka_server.remove(root)
-    os.environ.pop(kafka_server.SERVERS_ENV_VAR, None)
+    """One Kafka broker (the stream's kafka destination, switched on in staging)."""
+    yield from _session_service(tmp_path_factory, "kafka", kafka_server.PORT_ENV_VAR, kafka_server.SERVERS_ENV_VAR,
+                                kafka_server.servers, kafka_server.remove)
 
 
 @pytest.fixture
