@@ -8,10 +8,14 @@ The lakehouse at --home needs prod's feature tables and a Champion (a first `run
 
 - **ours**: `inference.predict` on the Spark server (point-in-time lookups of every feature,
   the Champion as a Spark UDF), written to a Delta table: rows/s end to end from the keys,
-  and the peak RSS of this process plus the Spark server and its Python workers.
-- **pandas**: the same rows' features already in one pandas frame (the lookups done once for
-  the 336,776 keys, then repeated), scored by the Champion's pyfunc `predict` on the whole
-  frame, in a child process: rows/s of the predict call alone, and the child's peak RSS.
+  and the peak RSS of this process plus the Spark server and its Python workers. Where the
+  time goes: the same plan run to Spark's `noop` sink after the lookups, and after scoring.
+- **pandas from keys** (the issue's reference): in a child process, the same spine as one
+  pandas frame, its features looked up point in time with `pandas.merge_asof` (the same rule:
+  the newest row at or before the flight's time, weather no older than 3 hours), then the
+  Champion's pyfunc `predict` on the whole frame: rows/s of lookups plus predict, the
+  child's peak RSS.
+- **pandas predict only**: the same, with the features given (looked up before the clock starts).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from lib import spark as lspark
 from lib.catalog import Lakehouse
 from prod_lakehouse import prod_lakehouse
 from lib.features import KEY, TIMESTAMP
-
 
 
 def _tree_rss(pids: list[int]) -> int:
@@ -67,43 +70,72 @@ class Peak:
         self._thread.join()
 
 
-def ours(lakehouse: Lakehouse, champion, rows: int, server_pid: int) -> tuple[float, float]:
+def _lookups(lakehouse: Lakehouse, champion) -> list[feature_store.FeatureLookup]:
+    from mlflow.models import Model
+
+    info = Model.load(registry.artifact_uri(champion).removeprefix("file://"))
+    return [feature_store.FeatureLookup.from_dict(d) for d in info.metadata["feature_lookups"]]
+
+
+def ours(lakehouse: Lakehouse, champion, rows: int, server_pid: int) -> dict[str, float]:
+    """Rows/s and peak GiB end to end, and the seconds of the lookups alone and with scoring."""
     keys = lakehouse.read(lakehouse.env.table("flight_features")).select(KEY, "origin", TIMESTAMP)
     copies = -(-rows // keys.count())
     spine = keys.crossJoin(lakehouse.spark.range(copies).withColumnRenamed("id", "_copy")).limit(rows).drop("_copy")
+    out: dict[str, float] = {}
+    for part, plan in [("lookups_s", lambda: feature_store.lookup_features(lakehouse, spine, _lookups(lakehouse, champion),
+                                                                          inference.MISSES)),
+                       ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, registry.CHAMPION))]:
+        began = time.monotonic()
+        plan().write.format("noop").mode("overwrite").save()
+        out[part] = time.monotonic() - began
     with Peak([os.getpid(), server_pid]) as peak:
         began = time.monotonic()
         lakehouse.write(inference.predict(lakehouse, spine, champion, 0.5, registry.CHAMPION),
                         lakehouse.env.table("bench_scores"))
         elapsed = time.monotonic() - began
     assert lakehouse.read(lakehouse.env.table("bench_scores")).count() == rows
-    return rows / elapsed, peak.peak / 2**30
+    return {**out, "total_s": elapsed, "rows_s": rows / elapsed, "peak": peak.peak / 2**30}
 
 
-def _pandas_child(frame_path: str, uri: str, rows: int, out) -> None:
+def _pandas_child(folder: str, uri: str, rows: int, from_keys: bool, out) -> None:
     import mlflow
     import pandas as pd
 
     model = mlflow.pyfunc.load_model(uri)
-    base = pd.read_parquet(frame_path)
-    frame = pd.concat([base] * -(-rows // len(base)), ignore_index=True).iloc[:rows]
+    flights = pd.read_parquet(Path(folder) / "flight_features.parquet")
+    weather = pd.read_parquet(Path(folder) / "weather_features.parquet")
+    if from_keys:
+        keys = flights[[KEY, "origin", TIMESTAMP]]
+        spine = pd.concat([keys] * -(-rows // len(keys)), ignore_index=True).iloc[:rows]
+    else:
+        base = _pandas_lookups(flights[[KEY, "origin", TIMESTAMP]], flights, weather)
+        frame = pd.concat([base] * -(-rows // len(base)), ignore_index=True).iloc[:rows]
     began = time.monotonic()
+    if from_keys:
+        frame = _pandas_lookups(spine, flights, weather)
     predictions = model.predict(frame)
     out.put((len(predictions), time.monotonic() - began))
 
 
-def reference(lakehouse: Lakehouse, champion, rows: int, folder: Path) -> tuple[float, float]:
-    from mlflow.models import Model
+def _pandas_lookups(spine, flights, weather):
+    """The features point in time, as `feature_store.lookup_features` finds them, by merge_asof."""
+    import pandas as pd
 
-    frame_path = folder / "features.parquet"
-    if not frame_path.exists():
-        info = Model.load(champion.uri)
-        lookups = [feature_store.FeatureLookup.from_dict(d) for d in info.metadata["feature_lookups"]]
-        keys = lakehouse.read(lakehouse.env.table("flight_features")).select(KEY, "origin", TIMESTAMP)
-        lspark.to_pandas(feature_store.lookup_features(lakehouse, keys, lookups)).to_parquet(frame_path)
+    frame = pd.merge_asof(spine.sort_values(TIMESTAMP, kind="stable"),
+                          flights.drop(columns="origin").rename(columns={TIMESTAMP: "_at"}).sort_values("_at"),
+                          left_on=TIMESTAMP, right_on="_at", by=KEY)
+    return pd.merge_asof(frame, weather.sort_values("observed_at"), left_on=TIMESTAMP, right_on="observed_at",
+                         by="origin", tolerance=pd.Timedelta(hours=3))
+
+
+def reference(lakehouse: Lakehouse, champion, rows: int, folder: Path, from_keys: bool) -> tuple[float, float]:
+    for table in ("flight_features", "weather_features"):
+        if not (folder / f"{table}.parquet").exists():
+            lspark.to_pandas(lakehouse.read(lakehouse.env.table(table))).to_parquet(folder / f"{table}.parquet")
     queue = multiprocessing.get_context("spawn").Queue()
     child = multiprocessing.get_context("spawn").Process(
-        target=_pandas_child, args=(str(frame_path), registry.artifact_uri(champion), rows, queue))
+        target=_pandas_child, args=(str(folder), registry.artifact_uri(champion), rows, from_keys, queue))
     child.start()
     with Peak([child.pid]) as peak:
         scored, elapsed = queue.get()
@@ -122,12 +154,19 @@ def main() -> None:
     champion = registry.require_alias(env.model_name, registry.CHAMPION)
     server_pid = json.loads((env.home / "spark" / "server.json").read_text())["pid"]
     ours(lakehouse, champion, 100_000, server_pid)  # warm: the model loaded in the server's workers
-    print("| rows | ours rows/s | ours peak GiB | pandas rows/s | pandas peak GiB | ratio (rows/s) |\n|---:|---:|---:|---:|---:|---:|")
+    print("| rows | ours rows/s | ours peak GiB | ours: lookups s / +scoring s / +Delta write s "
+          "| pandas from keys rows/s | its peak GiB | pandas predict only rows/s | its peak GiB "
+          "| ratio to pandas from keys | ratio to predict only |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for rows in args.rows:
-        ours_rate, ours_peak = ours(lakehouse, champion, rows, server_pid)
-        ref_rate, ref_peak = reference(lakehouse, champion, rows, Path(args.home))
-        print(f"| {rows:,} | {ours_rate:,.0f} | {ours_peak:.2f} | {ref_rate:,.0f} | {ref_peak:.2f} | "
-              f"{ours_rate / ref_rate:.2f} |", flush=True)
+        mine = ours(lakehouse, champion, rows, server_pid)
+        keyed_rate, keyed_peak = reference(lakehouse, champion, rows, Path(args.home), from_keys=True)
+        only_rate, only_peak = reference(lakehouse, champion, rows, Path(args.home), from_keys=False)
+        print(f"| {rows:,} | {mine['rows_s']:,.0f} | {mine['peak']:.2f} | {mine['lookups_s']:.1f} / "
+              f"{mine['scored_s']:.1f} / {mine['total_s']:.1f} | {keyed_rate:,.0f} | {keyed_peak:.2f} | "
+              f"{only_rate:,.0f} | {only_peak:.2f} | {mine['rows_s'] / keyed_rate:.2f} | "
+              f"{mine['rows_s'] / only_rate:.2f} |", flush=True)
+    print("after the runs, RSS GiB:", {f"{p.name()} {p.pid}": round(p.memory_info().rss / 2**30, 2)
+                                       for p in [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]})
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int
             offsets = {int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")}
             commits = {int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")}
             under_way = {b for b in offsets - commits if b >= target}
-            if under_way and (not after_write or lakehouse.has_txn(env.table(streaming.PREDICTIONS), (streaming.query_id(checkpoint), max(under_way)))):
+            if under_way and (not after_write or lakehouse.txn_time(env.table(streaming.PREDICTIONS), (streaming.query_id(checkpoint), max(under_way))) is not None):
                 break
             if time.monotonic() > deadline:
                 raise SystemExit(f"kill {i + 1}: no micro-batch >= {target} to kill within 300 s")

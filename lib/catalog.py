@@ -167,19 +167,20 @@ class Lakehouse:
                     return stamp if isinstance(stamp, dict) else {}
         return {}
 
-    def has_txn(self, name: str, txn: tuple[str, int]) -> bool:
-        """Whether the table holds the idempotent write `write(..., txn=txn)`, read from its log
-        without Spark, newest commit first (an application's versions only grow, so an older one
-        ends the search)."""
+    def txn_time(self, name: str, txn: tuple[str, int]) -> int | None:
+        """When (ms since the epoch, the commit's own timestamp) the table took the idempotent
+        write `write(..., txn=txn)`; None if it holds none. Read from its log without Spark,
+        newest commit first (an application's versions only grow, so an older one ends the search)."""
         log = self.path(name) / "_delta_log"
         for commit in sorted(log.glob("*.json"), reverse=True):
-            for line in commit.read_text().splitlines():
-                if '"txn"' in line and (found := json.loads(line).get("txn")) and found["appId"] == txn[0]:
-                    if int(found["version"]) == txn[1]:
-                        return True
-                    if int(found["version"]) < txn[1]:
-                        return False
-        return False
+            actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
+            for found in (a["txn"] for a in actions if "txn" in a):
+                if found["appId"] == txn[0] and int(found["version"]) == txn[1]:
+                    return next((int(a["commitInfo"]["timestamp"]) for a in actions if "commitInfo" in a),
+                                int(commit.stat().st_mtime * 1000))
+                if found["appId"] == txn[0] and int(found["version"]) < txn[1]:
+                    return None
+        return None
 
     @contextlib.contextmanager
     def staged(self, table):

@@ -16,6 +16,9 @@ from lib.errors import PublishError, first_line
 
 TXN_HEADER = "lakehouse.txn"  # <query id>:<micro-batch id> on every record the stream writes
 ROW_HEADER = "lakehouse.row"  # the record's row, by its identity columns (flight_id|arrived_at)
+# A replayed micro-batch's records were sent after its Delta commit; they are looked for from
+# that commit's time less this, for a producer's (or broker's) clock behind the driver's.
+REPLAY_SKEW_MS = 10 * 60 * 1000
 
 
 def ready(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -70,11 +73,13 @@ def topic(env, endpoint: str) -> str:
 
 
 def publish(rows, bootstrap: str, name: str, key: str, identity: tuple[str, ...], txn: tuple[str, int],
-            replay: bool) -> None:
+            written_since: int | None = None) -> None:
     """Write rows to topic `name`, one JSON record each keyed by `key`, with the TXN_HEADER of
-    their micro-batch and a ROW_HEADER of their `identity` columns; on a replay, only the rows
-    that micro-batch's earlier attempts did not already write. A failure is one PublishError
-    line naming the destination."""
+    their micro-batch and a ROW_HEADER of their `identity` columns. On a replay, `written_since`
+    (ms since the epoch) is when that micro-batch's earlier attempts may have started writing:
+    only the rows they did not write are written, found among the records from then on (less
+    REPLAY_SKEW_MS for clocks that differ), not by reading the whole topic. A failure is one
+    PublishError line naming the destination."""
     from pyspark.sql import functions as F
 
     marker = f"{txn[0]}:{txn[1]}"
@@ -82,9 +87,11 @@ def publish(rows, bootstrap: str, name: str, key: str, identity: tuple[str, ...]
                "kafka.request.timeout.ms": "10000", "kafka.delivery.timeout.ms": "30000"}
     row = F.concat_ws("|", *[F.col(c).cast("string") for c in identity])
     try:
-        if replay:
+        if written_since is not None:
             written = (rows.sparkSession.read.format("kafka").options(**options).option("subscribe", name)
-                       .option("startingOffsets", "earliest").option("includeHeaders", "true").load()
+                       .option("startingTimestamp", str(written_since - REPLAY_SKEW_MS))
+                       .option("startingOffsetsByTimestampStrategy", "latest")  # none since then: nothing to read
+                       .option("includeHeaders", "true").load()
                        .where(F.exists("headers", lambda h: (h["key"] == TXN_HEADER) & (h["value"].cast("string") == marker)))
                        .select(F.filter("headers", lambda h: h["key"] == ROW_HEADER)[0]["value"].cast("string")
                                .alias("_written")))

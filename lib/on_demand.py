@@ -95,8 +95,13 @@ def declared(model_cfg: dict[str, Any]) -> list[OnDemandFeature]:
 
 
 def inputs(features: list[OnDemandFeature]) -> list[str]:
-    """The columns the functions read."""
-    return list(dict.fromkeys(c for f in features for c in f.inputs.values()))
+    """The columns the functions read but do not make: a function may read an earlier one's output."""
+    made: set[str] = set()
+    read = []
+    for feature in features:
+        read += [c for c in feature.inputs.values() if c not in made]
+        made.add(feature.output)
+    return list(dict.fromkeys(read))
 
 
 def model_inputs(columns: list[str], features: list[OnDemandFeature]) -> list[str]:

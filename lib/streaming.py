@@ -143,10 +143,11 @@ class MicroBatch:
         if not bad.isEmpty():
             lakehouse.write(bad, self.env.table(QUARANTINE), mode="append", txn=txn)
         table = self.env.table(PREDICTIONS)
-        if lakehouse.has_txn(table, txn):  # a replay of a micro-batch whose predictions were written
+        committed = lakehouse.txn_time(table, txn)
+        if committed is not None:  # a replay of a micro-batch whose predictions were written
             if self.to_kafka:  # the topic gets what the table holds, not a second scoring
                 written = lakehouse.read(table).where((F.col(QUERY) == txn[0]) & (F.col("batch_id") == batch_id))
-                kafka.publish(written, *self.to_kafka, KEY, (KEY, ARRIVED), txn, replay=True)
+                kafka.publish(written, *self.to_kafka, KEY, (KEY, ARRIVED), txn, written_since=committed)
             return
         good = checked.where(F.col(REASON).isNull()).select(KEY, "origin", F.col("_parsed").alias(TIMESTAMP), ARRIVED)
         champion = self._champion()
@@ -158,7 +159,7 @@ class MicroBatch:
         try:
             lakehouse.write(scored, table, mode="append", txn=txn)
             if self.to_kafka:
-                kafka.publish(scored, *self.to_kafka, KEY, (KEY, ARRIVED), txn, replay=False)
+                kafka.publish(scored, *self.to_kafka, KEY, (KEY, ARRIVED), txn)
         finally:
             if self.to_kafka:
                 scored.unpersist()

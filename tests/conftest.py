@@ -68,9 +68,10 @@ def postgres_server(tmp_path_factory):
                                 postgres.base_url, postgres.remove)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
-    """One Kafka broker (the stream's kafka destination, switched on in staging)."""
+    """One Kafka broker (the stream's kafka destination, switched on in staging), started by
+    the first test that asks for it: a test that streams in staging must (`make unit` needs none)."""
     yield from _session_service(tmp_path_factory, "kafka", kafka_server.PORT_ENV_VAR, kafka_server.SERVERS_ENV_VAR,
                                 kafka_server.servers, kafka_server.remove)
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_streaming_inference_scores_what_arrived_and_sets_bad_rows_aside(executed, champion, featurized, staging,
-                                                                       task_values):
+                                                                       task_values, kafka_broker):
     day = dt.datetime.combine(staging.data.as_of, dt.time())
     fed = feed.replay(featurized, day, day + dt.timedelta(hours=12), dt.timedelta(hours=12), 0, say=lambda line: None)
     feed.append(featurized, featurized.spark.createDataFrame(pd.DataFrame(

@@ -15,6 +15,7 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # a JVM from Maven's jars: out of `make unit`, which needs no Maven
 def test_a_broker_of_its_own_keeps_its_topics_across_a_restart(tmp_path, monkeypatch):
     monkeypatch.delenv(kafka_server.SERVERS_ENV_VAR, raising=False)
     monkeypatch.setenv(kafka_server.PORT_ENV_VAR, "0")

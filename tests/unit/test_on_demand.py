@@ -51,6 +51,30 @@ def test_a_wrong_declaration_is_one_line(spec, message):
         on_demand.declared({"on_demand_features": [spec]})
 
 
+def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scoring(tmp_path):
+    """Chained: the model is given what the first function reads, not what it makes."""
+    from lib import config, training
+
+    text = (config.CONF_DIR / "model.yml").read_text()
+    chained = "  - {function: distance_bucket, inputs: {distance: hour_of_week}, output: week_bucket}\n"
+    text = text.replace("\n# What the model sees", chained + "\n# What the model sees")
+    (tmp_path / "model.yml").write_text(text.replace("distance_bucket]", "distance_bucket, week_bucket]"))
+    cfg = config.load_model_config(tmp_path)
+    assert "hour_of_week" not in training.input_columns(cfg) and "sched_dep_ts" in training.input_columns(cfg)
+    rng = np.random.default_rng(0)
+    rows = 400
+    train = pd.DataFrame({c: rng.normal(size=rows) for c in cfg["features"]["numeric"]}).assign(
+        carrier=rng.choice(["AA", "UA"], rows), origin=rng.choice(["JFK", "EWR"], rows), dest="BOS", distance=300.0,
+        sched_dep_ts=pd.Timestamp("2013-07-01") + pd.to_timedelta(rng.integers(0, 24 * 14, rows), unit="h"),
+        delayed=rng.integers(0, 2, rows))
+    model = training.fit(train, cfg, {"algorithm": "logistic_regression", "params": {}})
+    assert model.inputs == training.input_columns(cfg)
+    features = model.features(train[model.inputs])
+    expected = on_demand.distance_bucket(on_demand.hour_of_week(train["sched_dep_ts"]))
+    assert features["week_bucket"].tolist() == expected.tolist() and features["week_bucket"].nunique() == 1  # hours < 500
+    assert model.predict(None, train[model.inputs]).shape == (rows,)
+
+
 def test_the_version_keeps_the_functions_it_was_trained_with(champion, monkeypatch):
     """Packaged by value: a later change of lib/on_demand.py does not change a registered version."""
     import mlflow
