@@ -24,6 +24,7 @@ _NAME = re.compile(rf"^({_PART})\.({_PART})\.({_PART})$")
 _LOG_FILE = re.compile(r"^(\d{20})\.(?:json|checkpoint(?:\.[^.]+)*\.(?:parquet|json))$")
 # The commit's userMetadata for SQL commands, which take no writer options.
 _COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+_COMMIT_FILE = re.compile(r"\d{20}\.json")  # a commit in _delta_log (not a checkpoint's JSON)
 
 
 def parse_name(name: str) -> tuple[str, str, str]:
@@ -171,15 +172,17 @@ class Lakehouse:
         """When (ms since the epoch, the commit's own timestamp) the table took the idempotent
         write `write(..., txn=txn)`; None if it holds none. Read from its log without Spark,
         newest commit first (an application's versions only grow, so an older one ends the search)."""
-        log = self.path(name) / "_delta_log"
-        for commit in sorted(log.glob("*.json"), reverse=True):
-            actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
-            for found in (a["txn"] for a in actions if "txn" in a):
-                if found["appId"] == txn[0] and int(found["version"]) == txn[1]:
-                    return next((int(a["commitInfo"]["timestamp"]) for a in actions if "commitInfo" in a),
-                                int(commit.stat().st_mtime * 1000))
-                if found["appId"] == txn[0] and int(found["version"]) < txn[1]:
+        commits = [p for p in (self.path(name) / "_delta_log").glob("*.json") if _COMMIT_FILE.fullmatch(p.name)]
+        for commit in sorted(commits, reverse=True):
+            lines = commit.read_text().splitlines()
+            for line in lines:
+                if '"txn"' not in line or (found := json.loads(line).get("txn")) is None or found["appId"] != txn[0]:
+                    continue
+                if int(found["version"]) < txn[1]:
                     return None
+                if int(found["version"]) == txn[1]:
+                    infos = [json.loads(line)["commitInfo"] for line in lines if '"commitInfo"' in line]
+                    return int(infos[0]["timestamp"]) if infos else int(commit.stat().st_mtime * 1000)
         return None
 
     @contextlib.contextmanager

@@ -115,6 +115,7 @@ def home(tmp_path, monkeypatch, mlflow_template):
     for state in root.glob("serving/*/server.json"):
         processes.terminate(json.loads(state.read_text())["pid"], timeout=120)
     lspark_server.stop(root, say=lambda line: None)  # one a test's run_pipeline.py started there
+    kafka_server.stop(root, say=lambda line: None)  # one a test that forgot `kafka_broker` started
 
 
 @pytest.fixture
