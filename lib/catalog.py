@@ -181,7 +181,7 @@ class Lakehouse:
                 if int(found["version"]) < txn[1]:
                     return None
                 if int(found["version"]) == txn[1]:
-                    infos = [json.loads(line)["commitInfo"] for line in lines if '"commitInfo"' in line]
+                    infos = [info for line in lines if '"commitInfo"' in line and (info := json.loads(line).get("commitInfo"))]
                     return int(infos[0]["timestamp"]) if infos else int(commit.stat().st_mtime * 1000)
         return None
 
