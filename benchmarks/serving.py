@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,12 +40,6 @@ def sh(cmd: list[str], env: dict[str, str], log: Path) -> None:
             sys.exit(f"failed: {' '.join(cmd)} (see {log})")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -65,7 +58,7 @@ def main() -> None:
         for job in ("ingest", "training", "deployment"):
             sh([sys.executable, "run_pipeline.py", "--env", "staging", "--job", job], env, log)
 
-    from lib import features, registry, training
+    from lib import features, processes, registry, training
     from lib.catalog import Lakehouse
     from lib.config import load_env, load_model_config
     from lib.serving import rollout, server, settings
@@ -110,7 +103,7 @@ def main() -> None:
     assert api.wait("bench")["state"]["config_update"] == "NOT_UPDATING"
     ours = f"{running.url}/serving-endpoints/bench/invocations"
 
-    port = free_port()
+    port = processes.free_port()
     mlflow_log = open(home.parent / "mlflow_serve.log", "w")
     mlflow_proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", champion.uri, "-p", str(port),
                                     "--env-manager", "local", "-w", "1"], env={**env, "MLFLOW_TRACKING_URI": staging.tracking_uri},

@@ -131,9 +131,7 @@ def _pick_port(wanted: int) -> tuple[int, str]:
     """The configured port if free, else a free one (and a line saying so)."""
     if wanted and _free(wanted):
         return wanted, ""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = processes.free_port()
     note = f"port {wanted} is taken by another program: the Spark server uses port {port}" if wanted else ""
     return port, note
 

@@ -1,19 +1,13 @@
 """Fixtures of the integration tests: a real Spark cluster on localhost."""
 
 import contextlib
-import socket
 import subprocess
 import time
 
 import pytest
 
+from lib.processes import answers, free_port
 from lib.spark import server_environment, spark_home
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(check, what: str, log, timeout: float = 120) -> None:
@@ -45,7 +39,7 @@ def standalone(tmp_path):
                 processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                                   cwd=tmp_path, start_new_session=True))
             if log is logs[0]:
-                wait_for(lambda: _answers(port), "the master listens", log)
+                wait_for(lambda: answers(port), "the master listens", log)
         wait_for(lambda: "Registering worker" in logs[0].read_text(), "the worker registers", logs[0])
         yield url, work
     finally:
@@ -56,9 +50,3 @@ def standalone(tmp_path):
                 process.wait(30)
             if process.poll() is None:
                 process.kill()
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import spark, spark_server
+from lib import processes, spark, spark_server
 from lib.config import load_env
 from lib.errors import ConfigError, SetupError
 
@@ -81,9 +81,7 @@ def test_a_misspelt_setting_is_named(staging):
 
 
 def test_attaching_to_nothing_is_one_line():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = processes.free_port()
     with pytest.raises(SetupError) as nobody:
         spark.attach(f"sc://127.0.0.1:{port}")
     assert str(nobody.value) == (f"cannot attach to the Spark server at sc://127.0.0.1:{port}: nobody answers "

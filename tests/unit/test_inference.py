@@ -1,14 +1,13 @@
 import dataclasses
 import datetime as dt
 import os
-import socket
 
 import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from lib import inference, postgres
+from lib import inference, postgres, processes
 from lib.errors import ConfigError, PublishError, TableNotFoundError
 from lib.serving import online_store
 from lib.features import in_window
@@ -162,9 +161,7 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
 
 def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_period(featurized, staging, champion,
                                                                                    tmp_path):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        nobody = probe.getsockname()[1]
+    nobody = processes.free_port()  # a port nobody listens on
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table = staging.table("predictions")

@@ -1,18 +1,11 @@
 """The lakehouse's own Kafka broker: started, stopped, restarted with its topics; bad setups are one line."""
 
 import dataclasses
-import socket
 
 import pytest
 
-from lib import inference, kafka, kafka_server
+from lib import inference, kafka, kafka_server, processes
 from lib.errors import ConfigError, PublishError, SetupError
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow  # a JVM from Maven's jars: out of `make unit`, which needs no Maven
@@ -35,7 +28,7 @@ def test_a_broker_of_its_own_keeps_its_topics_across_a_restart(tmp_path, monkeyp
 
 
 def test_no_broker_is_one_line_naming_the_destination():
-    port = _closed_port()
+    port = processes.free_port()
     with pytest.raises(PublishError, match=rf"^kafka destination: no broker answers at 127.0.0.1:{port} \(.*\): "
                                            r"start it \(python -m lib.kafka_server start\)"):
         kafka.ensure_topic(f"127.0.0.1:{port}", "some.topic", timeout=1)
