@@ -28,8 +28,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # Spark resolves the Delta Lake jars once (Maven Central, or ~/.m2 / the Ivy cache); Maven
 # resolves Kafka's broker jars once into ~/.m2. Later runs reuse both offline.
 $(VENV)/.jars: $(VENV)/.installed
-	$(PY) -m lib.spark
-	@if command -v mvn >/dev/null 2>&1; then $(PY) -m lib.kafka_server jars; else \
+	$(PY) -m lib.platform.spark
+	@if command -v mvn >/dev/null 2>&1; then $(PY) -m lib.platform.services.kafka_server jars; else \
 	  echo "note: no Maven (mvn): Kafka's broker jars are fetched the first time a stream publishes to Kafka (make test does: apt-get install maven)"; fi
 	touch $@
 
@@ -38,18 +38,18 @@ jars: $(VENV)/.jars
 # The Spark server's classes, archived once by the JDK (class data sharing): each server then
 # starts, and runs its first Delta write, in about half the time. Without one it still runs.
 $(VENV)/.class-archive: $(VENV)/.jars
-	$(PY) -m lib.spark archive
+	$(PY) -m lib.platform.spark archive
 	touch $@
 
 wipe-staging: install ## delete staging's tables, models and runs
 	$(PY) run_pipeline.py --env staging --wipe
 
 mlflow-ui: install ## browse runs and registered models at http://127.0.0.1:5000
-	$(PY) -m mlflow ui --backend-store-uri "$$($(PY) -c 'from lib.config import load_env; print(load_env("$(ENV)").tracking_uri)')"
+	$(PY) -m mlflow ui --backend-store-uri "$$($(PY) -c 'from lib.core.config import load_env; print(load_env("$(ENV)").tracking_uri)')"
 
 clean: ## stop the lakehouse's servers (Spark, serving, PostgreSQL, Kafka), delete the project's .venv and its local lakehouse (never a conda env)
 	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.serving stop --env $$env; done
-	-test -x $(PY) && $(PY) -m lib.spark stop
-	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.postgres remove --env $$env; done
-	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.kafka_server remove --env $$env; done
+	-test -x $(PY) && $(PY) -m lib.platform.spark stop
+	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.platform.services.postgres remove --env $$env; done
+	-test -x $(PY) && for env in dev staging prod; do $(PY) -m lib.platform.services.kafka_server remove --env $$env; done
 	rm -rf .venv .lakehouse

@@ -23,9 +23,17 @@ import sys
 import time
 import traceback
 
-from lib import config, jobs, registry, spark, spark_server
-from lib.catalog import Lakehouse
-from lib.errors import LakehouseError
+from lib.core import config
+from lib.platform.workflows import runner as jobs
+from lib.platform import registry
+from lib.platform.services import java
+from lib.platform.spark import builder as spark, server as spark_server
+from lib.platform.catalog import Lakehouse
+from lib.core.errors import LakehouseError
+from lib.core import names
+from lib.monitoring import monitors
+from lib.platform.spark import session
+from lib.platform.workflows import spec
 
 DEFAULT_JOB = "workflow"
 TRAIN_NOTEBOOK = config.PROJECT_DIR / "notebooks" / "pipelines" / "03_train.ipynb"
@@ -56,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def list_jobs(all_jobs: dict[str, jobs.Job]) -> None:
+def list_jobs(all_jobs: dict[str, spec.Job]) -> None:
     for job in all_jobs.values():
         print(f"{job.name}: {job.description}")
         for task in job.tasks:
@@ -70,7 +78,8 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    from lib import inference, kafka, kafka_server, postgres
+    from lib.inference import batch as inference
+    from lib.platform.services import kafka_client as kafka, kafka_server, postgres
     from lib.serving import online_store, server, settings
 
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
@@ -88,7 +97,7 @@ def wipe(env: config.EnvConfig) -> None:
         postgres.drop_database(url, env.catalog)
     topic = None
     if targets.kafka.enabled:  # the lakehouse's own broker is started if it holds topics but is down
-        name = kafka.topic(env, settings.load(env).endpoint)
+        name = env.topic
         try:
             bootstrap = targets.kafka.bootstrap_servers or kafka_server.running_servers(env.home) or (
                 kafka_server.servers(env.home) if kafka_server.has_data(env.home) else None)
@@ -105,7 +114,6 @@ def _short(commit: str) -> str:
 
 def show_history(env: config.EnvConfig) -> None:
     """Every version of the environment's model: status, decision, aliases and why they moved."""
-    from lib import deployment
 
     registry.configure(env)
     rows = registry.history(env.model_name)
@@ -118,26 +126,24 @@ def show_history(env: config.EnvConfig) -> None:
         aliases = f" [{', '.join(row['aliases'])}]" if row["aliases"] else ""
         print(f"v{row['version']}{aliases}  created {row['created']}  {tags.get('algorithm', '?')} "
               f"({tags.get('hyperparameters_file', '?')})  commit {_short(tags.get('git_commit', '?'))}")
-        print(f"    validation: {tags.get(registry.VALIDATION_STATUS, '-')} ({tags.get('validation.mode', 'enabled')})"
-              f"  deployment: {tags.get(deployment.DECISION, '-')}  approval: {tags.get('approval.status', '-')}")
-        failed = [f"{k[len('validation.'):]}: {v}" for k, v in sorted(tags.items())
-                  if k.startswith("validation.") and v.startswith("FAIL")]
+        print(f"    validation: {tags.get(names.VALIDATION_STATUS, '-')} ({tags.get(names.VALIDATION_MODE, 'enabled')})"
+              f"  deployment: {tags.get(names.DECISION, '-')}  approval: {tags.get(names.APPROVAL, '-')}")
+        failed = [f"{k[len(names.VALIDATION_PREFIX):]}: {v}" for k, v in sorted(tags.items())
+                  if k.startswith(names.VALIDATION_PREFIX) and v.startswith("FAIL")]
         for line in failed:
             print(f"    failed {line}")
-        if deployment.REASON in tags:
-            print(f"    decision: {tags[deployment.REASON]}")
+        if names.REASON in tags:
+            print(f"    decision: {tags[names.REASON]}")
         moves = []
-        for key in (k for k in tags if k.startswith("alias.") and k.endswith((".at", ".removed_at"))):
-            alias, removed = key.split(".")[1], key.endswith(".removed_at")
-            prefix = f"alias.{alias}.removed_" if removed else f"alias.{alias}."
-            moves.append((tags[key], "lost" if removed else "got", alias,
-                          tags.get(prefix + "by", "?"), tags.get(prefix + "reason", "?")))
+        for alias, at, removed in names.alias_events(tags):
+            _, by_tag, reason_tag = names.alias_tags(alias, removed)
+            moves.append((at, "lost" if removed else "got", alias, tags.get(by_tag, "?"), tags.get(reason_tag, "?")))
         for at, verb, alias, by, reason in sorted(moves):
             print(f"    {at} {verb} {alias} by {by}: {reason}")
 
 
 def approve(env: config.EnvConfig, version: str) -> None:
-    from lib import deployment
+    from lib.lifecycle import deployment
 
     if not version.isdigit():
         raise config.ConfigError(f"--approve takes a version number, got {version!r}")
@@ -149,7 +155,7 @@ def approve(env: config.EnvConfig, version: str) -> None:
 
 
 def rollback(env: config.EnvConfig) -> None:
-    from lib import deployment
+    from lib.lifecycle import deployment
 
     registry.configure(env)
     new, old = deployment.rollback(env.model_name)
@@ -184,7 +190,7 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     if exports.is_dir():
         print(f"Exported files (Parquet, CSV per scored period): {exports}")
     print(f"Executed notebooks: {run_dir}")
-    for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS):
+    for alias in (names.CHAMPION, names.CHALLENGER, names.PREVIOUS):
         print(f"{alias}: {registry.ModelRef(env.model_name, held[alias]).uri if alias in held else 'none'}")
     print(f"History: python run_pipeline.py --env {env.name} --history")
     for page in sorted((env.home / "dashboards" / env.name).glob("*.html")):
@@ -199,13 +205,13 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     found = spark_server.find(env.home)
     if found is not None and found[0].url == spark_url:
         print(f"Spark server: {spark_url} (pid {found[0].pid}, log {found[0].log}; kept for the next run; "
-              f"stop: {shlex.quote(sys.executable)} -m lib.spark stop)")
+              f"stop: {shlex.quote(sys.executable)} -m lib.platform.spark stop)")
     elif spark_url:
         print(f"Spark: attached to {spark_url} ($SPARK_REMOTE)")
     print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
-def run_job(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], job: str, as_of, hyperparameters: str = "",
+def run_job(env: config.EnvConfig, all_jobs: dict[str, spec.Job], job: str, as_of, hyperparameters: str = "",
             follow_triggers: bool = True, stream=None):
     """Run one job (in a new run folder) on the lakehouse's Spark; returns (task values, run folder,
     Spark URL). Raises JobFailedError."""
@@ -227,13 +233,13 @@ def run_job(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], job: str, as_o
     return runner.run(job, params, follow_triggers=follow_triggers), run_dir, spark_url
 
 
-def run_scheduler(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argparse.Namespace) -> None:
+def run_scheduler(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: argparse.Namespace) -> None:
     """Run the jobs of conf/jobs.yml whose schedules come due, in the foreground (Ctrl-C stops it).
 
     With --clock the clock is simulated: it starts there, jumps to each fire time, runs each
     job as of its fire date, and stops at --until.
     """
-    from lib import scheduler
+    from lib.platform.workflows import scheduler
 
     schedules = {name: job.schedule for name, job in all_jobs.items() if job.schedule}
     if args.clock:
@@ -270,12 +276,12 @@ def run_scheduler(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: ar
     print(f"scheduler: {runs} run(s) made")
 
 
-def run_replay(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argparse.Namespace) -> None:
-    """`--replay START:END --every Nd`: production through those days on a simulated clock (lib/replay.py),
+def run_replay(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: argparse.Namespace) -> None:
+    """`--replay START:END --every Nd`: production through those days on a simulated clock (lib/platform/workflows/replay.py),
     in a lakehouse of its own under <lakehouse>/replays/, attached to the lakehouse's Spark server."""
     import shutil
 
-    from lib import replay, scheduler
+    from lib.platform.workflows import replay, scheduler
     from lib.serving import server, settings
 
     start, end = replay.parse_span(args.replay)
@@ -303,16 +309,16 @@ def run_replay(env: config.EnvConfig, all_jobs: dict[str, jobs.Job], args: argpa
 
         try:
             replay.replay(renv.model_name, days, run_one, clock, jobs.triggered,
-                          lambda job: jobs.notebooks(all_jobs, job), events)
+                          lambda job: spec.notebooks(all_jobs, job), events)
         finally:
             if events:
-                from lib.catalog import Lakehouse
+                from lib.platform.catalog import Lakehouse
 
-                from lib import dashboard, monitoring
+                from lib.monitoring import dashboard
 
-                lakehouse = Lakehouse(spark.get_spark("replay", env=renv), renv)
+                lakehouse = Lakehouse(session.get_spark("replay", env=renv), renv)
                 table = replay.write(lakehouse, renv, events)
-                pages = [dashboard.publish(lakehouse, renv, m) for m in monitoring.load_monitors().values()]
+                pages = [dashboard.publish(lakehouse, renv, m) for m in monitors.load_monitors().values()]
                 print(f"replay: timeline in {table} ({len(events)} rows); dashboard {', '.join(map(str, pages))}")
             server.stop(renv)  # the replay's endpoint; the Spark server stays for the next run
     print(f"replay finished in {(time.monotonic() - started) / 60:.1f} min:")
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     registry.no_telemetry()  # for this process and the kernels and servers it starts
     try:
-        all_jobs = jobs.load_jobs()
+        all_jobs = spec.load_jobs()
         if args.list:
             list_jobs(all_jobs)
             return 0
@@ -354,15 +360,15 @@ def main(argv: list[str] | None = None) -> int:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
         model_cfg = config.load_model_config()  # a bad conf/model.yml fails here, not mid-job
-        if TRAIN_NOTEBOOK in jobs.notebooks(all_jobs, args.job):
+        if TRAIN_NOTEBOOK in spec.notebooks(all_jobs, args.job):
             # So does a bad hyperparameters file: unknown names fail when the estimator is built.
-            from lib import training
+            from lib.lifecycle import training
 
             training.make_pipeline(model_cfg, config.load_hyperparameters(args.hyperparameters, model_cfg)[1])
         elif args.hyperparameters:
             raise config.ConfigError(f"--hyperparameters applies to jobs that train; job {args.job} does not")
         if not os.environ.get(spark.REMOTE_ENV_VAR):
-            spark.check_java()  # fail in a second, not inside the first notebook
+            java.check_java()  # fail in a second, not inside the first notebook
             spark.spark_jars()  # resolved here once, not by every notebook kernel at the same time
         if args.replay:
             run_replay(env, all_jobs, args)

@@ -31,11 +31,14 @@ from pathlib import Path
 
 import psutil
 
-from lib import feature_store, inference, registry
-from lib import spark as lspark
-from lib.catalog import Lakehouse
+from lib.features import store as feature_store
+from lib.inference import batch as inference
+from lib.platform import registry
+from lib.platform.spark import builder as lspark
+from lib.platform.catalog import Lakehouse
 from prod_lakehouse import prod_lakehouse
-from lib.features import KEY, TIMESTAMP
+from lib.features.tables import KEY, TIMESTAMP
+from lib.core import names
 
 
 def _tree_rss(pids: list[int]) -> int:
@@ -86,13 +89,13 @@ def ours(lakehouse: Lakehouse, champion, rows: int, server_pid: int) -> dict[str
     out: dict[str, float] = {}
     for part, plan in [("lookups_s", lambda: feature_store.lookup_features(lakehouse, spine, _lookups(lakehouse, champion),
                                                                           inference.MISSES)),
-                       ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, registry.CHAMPION))]:
+                       ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION))]:
         began = time.monotonic()
         plan().write.format("noop").mode("overwrite").save()
         out[part] = time.monotonic() - began
     with Peak([os.getpid(), server_pid]) as peak:
         began = time.monotonic()
-        lakehouse.write(inference.predict(lakehouse, spine, champion, 0.5, registry.CHAMPION),
+        lakehouse.write(inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION),
                         lakehouse.env.table("bench_scores"))
         elapsed = time.monotonic() - began
     assert lakehouse.read(lakehouse.env.table("bench_scores")).count() == rows
@@ -152,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     lakehouse = prod_lakehouse(args.home, "bench-batch")
     env = lakehouse.env
-    champion = registry.require_alias(env.model_name, registry.CHAMPION)
+    champion = registry.require_alias(env.model_name, names.CHAMPION)
     server_pid = json.loads((env.home / "spark" / "server.json").read_text())["pid"]
     ours(lakehouse, champion, 100_000, server_pid)  # warm: the model loaded in the server's workers
     print("| rows | ours rows/s | ours peak GiB | ours s: to the lookups / to scoring / end to end "

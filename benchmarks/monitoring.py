@@ -17,7 +17,7 @@ score of the inputs (no trained model is needed to monitor one).
 Measured side by side, each in a fresh Python process whose peak RSS (VmHWM) is read at its
 end, while this process samples the Spark server's RSS (its process tree):
 - **cold**: the lakehouse's Spark server stopped first; the child starts it, then runs a full
-  `lib.monitoring.refresh` (the issue's "including Spark start where it is not attached");
+  `lib.monitoring.refresh.refresh` (the issue's "including Spark start where it is not attached");
 - **warm**: a full refresh attached to the running server;
 - **new day**: one day of predictions appended (31 Dec), then an incremental refresh;
 - **late labels**: the labels of an old day (29 Dec) arrive, then an incremental refresh;
@@ -176,8 +176,8 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
 def _session(env, start: bool):
     """A Spark Connect session to the lakehouse's server: started if asked, else the running one
     (attached by its URL: `ensure` would restart it whenever lib/ changes under our feet)."""
-    from lib import spark as lspark
-    from lib import spark_server
+    from lib.platform.spark import builder as lspark
+    from lib.platform.spark import server as spark_server
 
     found = spark_server.find(env.home)
     url = spark_server.ensure(env, say=lambda line: None).url if found is None or start else found[0].url
@@ -191,7 +191,7 @@ def _monitor():
     """The monitor measured: `features` (the issue's line: the 13 numeric model inputs and the
     two categorical ones, days and weeks, slices, the baseline) or `full` (also the prediction,
     and the labels joined for model quality: conf/monitors.yml's monitor)."""
-    from lib.monitoring import Monitor
+    from lib.monitoring.monitors import Monitor
 
     if os.environ.get("BENCH_MONITOR", "features") == "full":
         return Monitor(**MONITOR)
@@ -201,14 +201,14 @@ def _monitor():
 
 def load_tables(folder: Path) -> dict[str, int]:
     """Write the Parquet files into the lakehouse's Delta tables; returns their Delta versions."""
-    from lib.catalog import Lakehouse
-    from lib.config import load_env
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env
     from pyspark.sql import functions as F
 
     env = load_env(ENV_NAME)
     # Started by a child that exits: a server that were this process's child would linger as a
-    # zombie once stopped, and `lib.spark stop` would wait for it forever.
-    subprocess.run([sys.executable, "-m", "lib.spark", "start", "--env", ENV_NAME], cwd=REPO, check=True,
+    # zombie once stopped, and `lib.platform.spark.builder stop` would wait for it forever.
+    subprocess.run([sys.executable, "-m", "lib.platform.spark.builder", "start", "--env", ENV_NAME], cwd=REPO, check=True,
                    capture_output=True)
     lakehouse = Lakehouse(_session(env, start=False), env)
     monitor = _monitor()
@@ -230,8 +230,8 @@ def load_tables(folder: Path) -> dict[str, int]:
 
 
 def restore(versions: dict[str, int]) -> None:
-    from lib.catalog import Lakehouse
-    from lib.config import load_env
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env
 
     env = load_env(ENV_NAME)
     lakehouse = Lakehouse(_session(env, start=False), env)
@@ -241,8 +241,8 @@ def restore(versions: dict[str, int]) -> None:
 
 
 def append(folder: Path, part: str, table: str) -> None:
-    from lib.catalog import Lakehouse
-    from lib.config import load_env
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env
     from pyspark.sql import functions as F
 
     env = load_env(ENV_NAME)
@@ -253,7 +253,7 @@ def append(folder: Path, part: str, table: str) -> None:
 
 
 def stop_server(home: Path) -> None:
-    subprocess.run([sys.executable, "-m", "lib.spark", "stop", "--env", ENV_NAME], cwd=REPO,
+    subprocess.run([sys.executable, "-m", "lib.platform.spark.builder", "stop", "--env", ENV_NAME], cwd=REPO,
                    env={**os.environ, "LAKEHOUSE_HOME": str(home)}, capture_output=True, check=True)
 
 
@@ -286,9 +286,9 @@ def _timed(module, name: str, label: str, size=None) -> None:
 def child_refresh(args) -> None:
     """One refresh in this (fresh) process; prints a JSON line with its times and peak RSS."""
     started = time.monotonic()
-    from lib import monitor_metrics, monitoring
-    from lib.catalog import Lakehouse
-    from lib.config import load_env
+    from lib.monitoring import metrics as monitor_metrics, refresh as monitoring
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env
 
     env = load_env(ENV_NAME)
     imported = time.monotonic()
@@ -536,8 +536,8 @@ def main() -> None:
     os.environ.pop("SPARK_REMOTE", None)
     os.environ.setdefault("LAKEHOUSE_SPARK_PORT", "15099")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--short", "lib/monitoring.py", "lib/monitor_metrics.py", "lib/drift.py",
-                            "lib/sketch.py"],
+    dirty = subprocess.run(["git", "status", "--short", "lib/monitoring/refresh.py", "lib/monitoring/metrics.py", "lib/monitoring/drift.py",
+                            "lib/monitoring/sketch.py"],
                            cwd=REPO, capture_output=True, text=True).stdout.split()
     say(f"commit {commit}{' (monitoring code modified in the work tree)' if dirty else ''}; lakehouse {args.home}, "
         f"Spark port {os.environ['LAKEHOUSE_SPARK_PORT']}")
@@ -549,7 +549,7 @@ def main() -> None:
         if not args.keep_server and not args.skip_ours:
             stop_server(args.home)
         else:  # this process's session would keep it from exiting while the server runs
-            from lib import spark as lspark
+            from lib.platform.spark import builder as lspark
 
             for session in lspark._attached.values():
                 session.stop()

@@ -41,7 +41,7 @@ def reference_module(commit: str) -> types.ModuleType:
 def write_table(lakehouse, rows: int) -> None:
     from pyspark.sql import functions as F
 
-    from lib.feature_store import PRIMARY_KEYS, TIMESTAMP_KEY
+    from lib.features.store import PRIMARY_KEYS, TIMESTAMP_KEY
 
     spark, i = lakehouse.spark, F.col("id")
     ts = F.timestamp_add("MINUTE", i, F.expr("TIMESTAMP_NTZ'2013-01-01 05:00:00'"))
@@ -73,12 +73,12 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="lakehouse-online-bench-")) / "lakehouse"
     os.environ.update({"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_SPARK_PORT": "0"})
     os.environ.pop("SPARK_REMOTE", None)  # this lakehouse's own server, not a caller's
-    from lib import spark_server
-    from lib.catalog import Lakehouse
-    from lib.config import load_env
-    from lib.feature_store import FeatureLookup
+    from lib.platform.spark import server as spark_server
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env
+    from lib.features.store import FeatureLookup
     from lib.serving import online_store
-    from lib.spark import get_spark
+    from lib.platform.spark.session import get_spark
 
     env = load_env("staging")
     reference = reference_module(args.reference)

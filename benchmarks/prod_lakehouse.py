@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib import config, registry
-from lib import spark as lspark
-from lib.catalog import Lakehouse
+from lib.core import config
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.core import names
+from lib.platform.spark import session
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,8 +24,8 @@ def prod_lakehouse(home: str, app: str) -> Lakehouse:
     registry.no_telemetry()
     env = config.load_env("prod")
     registry.configure(env)
-    if registry.version_of(env.model_name, registry.CHAMPION) is None:
+    if registry.version_of(env.model_name, names.CHAMPION) is None:
         print("no Champion in", home, ": running the prod workflow once (unmeasured)...", flush=True)
         subprocess.run([sys.executable, "run_pipeline.py", "--env", "prod"], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
-    return Lakehouse(lspark.get_spark(app, env=env), env)
+    return Lakehouse(session.get_spark(app, env=env), env)

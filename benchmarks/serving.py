@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen  # noqa: E402  (a sibling script, not a package)
+from lib.core import names
 
 
 def sh(cmd: list[str], env: dict[str, str], log: Path) -> None:
@@ -58,16 +59,20 @@ def main() -> None:
         for job in ("ingest", "training", "deployment"):
             sh([sys.executable, "run_pipeline.py", "--env", "staging", "--job", job], env, log)
 
-    from lib import features, processes, registry, training
-    from lib.catalog import Lakehouse
-    from lib.config import load_env, load_model_config
-    from lib.serving import rollout, server, settings
+    from lib.features import tables as features
+    from lib.platform.services import processes
+    from lib.platform import registry
+    from lib.lifecycle import training
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env, load_model_config
+    from lib.serving import server, settings
+    from lib.serving import rollout
     from lib.serving.client import Client
-    from lib.spark import get_spark
+    from lib.platform.spark.session import get_spark
 
     staging = load_env("staging")
     registry.configure(staging)
-    champion = registry.require_alias(staging.model_name, registry.CHAMPION)
+    champion = registry.require_alias(staging.model_name, names.CHAMPION)
     source = registry.client().get_model_version_download_uri(champion.name, champion.version)
     twin = str(registry.client().create_model_version(champion.name, source=source).version)
     broken_dir = home / "broken_model"

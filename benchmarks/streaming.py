@@ -30,11 +30,16 @@ import time
 
 import pandas as pd
 
-from lib import config, feed, inference, kafka, kafka_server, registry, spark_server, streaming
-from lib import spark as lspark
-from lib.catalog import Lakehouse
+from lib.core import config
+from lib.inference import feed, batch as inference, streaming
+from lib.platform.services import kafka_client as kafka, kafka_server
+from lib.platform import registry
+from lib.platform.spark import server as spark_server
+from lib.platform.spark import builder as lspark
+from lib.platform.catalog import Lakehouse
 from prod_lakehouse import prod_lakehouse
-from lib.features import KEY
+from lib.features.tables import KEY
+from lib.core import names
 
 
 
@@ -53,7 +58,7 @@ def _cfg(model_cfg: dict, cap: int | None) -> dict:
 
 def throughput(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, days: int) -> list[tuple[str, int, float]]:
     env, out = lakehouse.env, []
-    champion = registry.require_alias(env.model_name, registry.CHAMPION)
+    champion = registry.require_alias(env.model_name, names.CHAMPION)
     for label, cap in (("stream, availableNow, 1 day per micro-batch", 1), ("stream, availableNow, one micro-batch", None)):
         _reset(lakehouse)
         rows = feed.replay(lakehouse, start, start + dt.timedelta(days=days), dt.timedelta(days=1), 0, say=lambda l: None)
@@ -62,7 +67,7 @@ def throughput(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, days: 
         out.append((label, rows, time.monotonic() - began))
     began = time.monotonic()
     scored = inference.score(lakehouse, lakehouse.read(env.table("flight_features")), champion, start.date(),
-                             (start + dt.timedelta(days=days)).date(), 0.5, registry.CHAMPION)
+                             (start + dt.timedelta(days=days)).date(), 0.5, names.CHAMPION)
     lakehouse.write(scored, env.table("bench_batch_predictions"))
     out.append(("batch inference (score + one Delta write)", lakehouse.read(env.table("bench_batch_predictions")).count(),
                 time.monotonic() - began))

@@ -38,8 +38,10 @@ import pandas as pd
 
 import mlflow
 from batch_scoring import Peak, _pandas_child, _pandas_lookups
-from lib import config, registry
-from lib.features import KEY, TIMESTAMP
+from lib.core import config
+from lib.platform import registry
+from lib.features.tables import KEY, TIMESTAMP
+from lib.core import names
 
 CHUNK = 500_000
 
@@ -107,7 +109,7 @@ def main() -> None:
     registry.no_telemetry()
     env = config.load_env("prod")
     registry.configure(env)
-    uri = registry.artifact_uri(registry.require_alias(env.model_name, registry.CHAMPION))
+    uri = registry.artifact_uri(registry.require_alias(env.model_name, names.CHAMPION))
     delay = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     flights = pd.read_parquet(home / "flight_features.parquet")
     base = _pandas_lookups(flights[[KEY, "origin", TIMESTAMP]], flights, pd.read_parquet(home / "weather_features.parquet"))

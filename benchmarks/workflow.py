@@ -73,7 +73,7 @@ def run_once(mode: str, env_name: str, home: Path) -> dict:
     if mode == "local":
         env["LAKEHOUSE_SPARK_MODE"] = "local"
     elif mode == "attached, cold":
-        subprocess.run([sys.executable, "-m", "lib.spark", "stop", "--env", env_name], cwd=REPO, env=env,
+        subprocess.run([sys.executable, "-m", "lib.platform.spark.builder", "stop", "--env", env_name], cwd=REPO, env=env,
                        capture_output=True, check=True)
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", env_name], cwd=REPO, env=env,

@@ -12,12 +12,16 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
 
-from lib import deployment, feature_store, features, ingest, kafka, kafka_server, postgres, processes, registry, training, validation
-from lib import spark as lspark
-from lib import spark_server as lspark_server
-from lib.catalog import Lakehouse
-from lib.config import load_env, load_hyperparameters, load_model_config
-from lib.registry import CHALLENGER
+from lib.lifecycle import deployment, training, validation
+from lib.features import store as feature_store, tables as features, ingest
+from lib.platform.services import kafka_client as kafka, kafka_server, postgres, processes
+from lib.platform import registry
+from lib.platform.spark import builder as lspark
+from lib.platform.spark import server as lspark_server
+from lib.platform.catalog import Lakehouse
+from lib.core.config import load_env, load_hyperparameters, load_model_config
+from lib.core.names import CHALLENGER
+from lib.core import names
 
 
 def pytest_collection_modifyitems(items):
@@ -228,7 +232,7 @@ def trained(featurized, mlflow_env, seed):
 
 
 def validate(ref, lakehouse, holdout, model_cfg, mode="enabled"):
-    champion = registry.version_of(ref.name, registry.CHAMPION)
+    champion = registry.version_of(ref.name, names.CHAMPION)
     return validation.validate(ref, lakehouse, holdout, champion, model_cfg, training.input_columns(model_cfg), mode)
 
 

@@ -6,9 +6,11 @@ import argparse
 import logging
 import sys
 
-from lib import config, registry
-from lib.errors import LakehouseError
+from lib.core import config
+from lib.platform import registry
+from lib.core.errors import LakehouseError
 from lib.serving import server
+from lib.serving import settings
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +31,6 @@ def main(argv: list[str]) -> int:
             stopped = server.stop(env)
             print(f"stopped {env.name} server (pid {stopped.pid})" if stopped else f"no {env.name} server running")
         else:
-            from lib.serving import settings
             running = server.find(settings.load(env))
             print(f"{env.name} server at {running.url} (pid {running.pid})" if running else f"no {env.name} server running")
     except LakehouseError as exc:

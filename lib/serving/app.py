@@ -26,8 +26,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from lib.serving import capture, payload
-from lib.serving.contract import ApiError
+from lib.serving import capture
+from lib.core import payload
+from lib.core.errors import ApiError
 from lib.serving.endpoints import Manager
 from lib.serving.entity import ModelFailed
 

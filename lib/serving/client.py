@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from lib.errors import LakehouseError
+from lib.core.errors import LakehouseError
 
 
 class ServingError(LakehouseError):

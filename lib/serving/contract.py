@@ -6,27 +6,20 @@ says what is wrong before anything is loaded.
 
 from __future__ import annotations
 
+
 import re
 from dataclasses import dataclass
 from typing import Any
+from lib.core import names
+from lib.core.errors import ApiError, bad
+
 
 WORKLOAD_SIZES = ("Small", "Medium", "Large")
+
+
+
 _ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
-
-class ApiError(Exception):
-    """An HTTP error answered as Databricks does: status, error_code and a message."""
-
-    def __init__(self, status: int, error_code: str, message: str):
-        super().__init__(message)
-        self.status, self.error_code, self.message = status, error_code, message
-
-    def body(self) -> dict[str, str]:
-        return {"error_code": self.error_code, "message": self.message}
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, "INVALID_PARAMETER_VALUE", message)
 
 
 @dataclass(frozen=True)
@@ -48,6 +41,7 @@ class ServedEntity:
                 "environment_vars": dict(self.environment_vars)}
 
 
+
 @dataclass(frozen=True)
 class AutoCapture:
     catalog_name: str
@@ -57,12 +51,13 @@ class AutoCapture:
 
     @property
     def table(self) -> str:
-        return f"{self.catalog_name}.{self.schema_name}.{self.table_name_prefix}_payload"
+        return names.payload_of_prefix(self.catalog_name, self.schema_name, self.table_name_prefix)
 
     def to_dict(self) -> dict[str, Any]:
         return {"catalog_name": self.catalog_name, "schema_name": self.schema_name,
                 "table_name_prefix": self.table_name_prefix, "enabled": self.enabled,
                 "state": {"payload_table": {"name": self.table}}}
+
 
 
 @dataclass(frozen=True)
@@ -82,10 +77,12 @@ class EndpointConfig:
         return out
 
 
+
 def check_endpoint_name(name: Any) -> str:
     if not isinstance(name, str) or not _ENDPOINT_NAME.match(name):
         raise bad(f"endpoint name must be 1-63 letters, digits, - or _ (starting with a letter or digit), got {name!r}")
     return name
+
 
 
 def parse_config(body: Any, own_catalog: str, endpoint_name: str) -> EndpointConfig:
@@ -103,6 +100,7 @@ def parse_config(body: Any, own_catalog: str, endpoint_name: str) -> EndpointCon
     routes = _routes(body.get("traffic_config"), names)
     capture = _capture(body.get("auto_capture_config"), own_catalog, endpoint_name)
     return EndpointConfig(entities, routes, capture)
+
 
 
 def _entity(raw: Any, i: int) -> ServedEntity:
@@ -125,6 +123,7 @@ def _entity(raw: Any, i: int) -> ServedEntity:
         raise bad(f"{where}.name must be a string")
     return ServedEntity(served_name, name, str(int(version)), size, bool(raw.get("scale_to_zero_enabled", False)),
                         tuple(sorted(env_vars.items())))
+
 
 
 def _routes(raw: Any, names: list[str]) -> tuple[tuple[str, int], ...]:
@@ -154,6 +153,7 @@ def _routes(raw: Any, names: list[str]) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+
 def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | None:
     if raw is None:
         return None
@@ -173,3 +173,4 @@ def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | No
         raise ApiError(403, "PERMISSION_DENIED",
                        f"auto_capture_config.catalog_name {catalog!r}: this server writes only catalog {own_catalog!r}")
     return AutoCapture(catalog, schema, prefix, True)
+

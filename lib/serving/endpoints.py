@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from lib.serving.capture import CaptureWriter
-from lib.serving.contract import ApiError, EndpointConfig, check_endpoint_name, parse_config
+from lib.core.errors import ApiError
+from lib.serving.contract import EndpointConfig, check_endpoint_name, parse_config
 from lib.serving.entity import Served
 from lib.serving.metrics import Registry
 

@@ -20,9 +20,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from lib.feature_store import FeatureLookup
-from lib.serving import payload
-from lib.serving.contract import ApiError, ServedEntity
+from lib.features.store import FeatureLookup
+from lib.core import payload
+from lib.core.errors import ApiError
+from lib.serving.contract import ServedEntity
 from lib.serving.online_store import MISSES, OnlineStore
 
 RETIRE_AFTER_S = 30.0  # a replaced entity keeps its thread this long for requests already routed to it

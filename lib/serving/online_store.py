@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lib.errors import LakehouseError
-from lib.feature_store import PRIMARY_KEYS, TIMESTAMP_KEY, FeatureLookup
+from lib.core.errors import LakehouseError
+from lib.features.store import PRIMARY_KEYS, TIMESTAMP_KEY, FeatureLookup
 
 MISSES = "_lookup_misses"  # a column lookup() adds: per row, the lookups that found nothing
 _TS = "%Y-%m-%d %H:%M:%S"  # lookups compare these strings, so every stored timestamp has this form

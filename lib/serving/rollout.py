@@ -8,19 +8,22 @@ limit, or a config that fails to load, puts all traffic back on the old version 
 
 from __future__ import annotations
 
+
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lib.errors import LakehouseError
-from lib.registry import ModelRef
+from lib.core.errors import LakehouseError
+from lib.platform.registry import ModelRef
 from lib.serving import metrics
 from lib.serving.client import Client, failure_reason
 from lib.serving.settings import Rollout, Settings
+from lib.serving import server, settings
 
 
 class RolloutFailedError(LakehouseError):
     """The new version failed to load or broke a live limit; the old version serves again."""
+
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Step:
     errors: int
     p99_ms: float
     verdict: str  # ok | not judged | failed
+
 
 
 @dataclass
@@ -48,8 +52,10 @@ class Outcome:
             + (f"; steps {steps}" if steps else "")
 
 
+
 def served_name(ref: ModelRef) -> str:
     return f"{ref.name}-{ref.version}"
+
 
 
 def endpoint_config(routes: list[tuple[dict, int]], capture: dict | None) -> dict:
@@ -61,9 +67,11 @@ def endpoint_config(routes: list[tuple[dict, int]], capture: dict | None) -> dic
     return out
 
 
+
 def _entity(ref: ModelRef) -> dict:
     return {"name": served_name(ref), "entity_name": ref.name, "entity_version": ref.version,
             "workload_size": "Small", "scale_to_zero_enabled": False}
+
 
 
 def deploy(client: Client, name: str, champion: ModelRef, cfg: Settings, capture: dict | None,
@@ -111,6 +119,7 @@ def deploy(client: Client, name: str, champion: ModelRef, cfg: Settings, capture
     return outcome
 
 
+
 def _update(client: Client, name: str, routes: list[tuple[dict, int]], capture: dict | None, outcome: Outcome) -> Outcome:
     client.update(name, endpoint_config(routes, capture))
     endpoint = client.wait(name)
@@ -119,12 +128,14 @@ def _update(client: Client, name: str, routes: list[tuple[dict, int]], capture: 
     return outcome
 
 
+
 def _observe(client: Client, name: str, entity: str, percent: int, cfg: Settings,
              wait: Callable[[float], None]) -> Step:
     before = metrics.parse(client.metrics(name)).get(entity, metrics.Snapshot())
     wait(cfg.rollout.step_seconds)
     seen = metrics.parse(client.metrics(name)).get(entity, metrics.Snapshot()).since(before)
     return judge(percent, seen, cfg.rollout)
+
 
 
 def judge(percent: int, seen: metrics.Snapshot, limits: Rollout) -> Step:
@@ -139,6 +150,7 @@ def judge(percent: int, seen: metrics.Snapshot, limits: Rollout) -> Step:
     return Step(percent, seen.requests, seen.errors, p99_ms, verdict)
 
 
+
 def capture_config(env, name: str, cfg: Settings) -> dict | None:
     """Inference table <catalog>.<schema>.<endpoint>_payload in the environment's own catalog."""
     if not cfg.capture:
@@ -147,35 +159,11 @@ def capture_config(env, name: str, cfg: Settings) -> dict | None:
             "table_name_prefix": name.replace("-", "_"), "enabled": True}  # <prefix>_payload
 
 
+
 def connect(env, champion: ModelRef | None) -> Client | None:
     """A client of the environment's server, started if need be (None: nothing to serve yet)."""
-    from lib.serving import server, settings
-
     if champion is None:
         return None
     running = server.start(env)
     return Client(running.url, settings.load(env).token())
 
-
-def serve_champion(client: Client | None, name: str, champion: ModelRef | None, cfg: Settings, env,
-                   run: str | None = None, wait: Callable[[float], None] = time.sleep) -> Outcome:
-    """deploy(), and if the rollout fails, give Champion back to the version still serving."""
-    from lib import deployment, registry
-
-    if champion is None or client is None:
-        return Outcome("skipped", "")
-    try:
-        return deploy(client, name, champion, cfg, capture_config(env, name, cfg), wait)
-    except RolloutFailedError as exc:
-        previous = registry.version_of(champion.name, registry.PREVIOUS)
-        serving = client.get(name) or {}
-        routes = (serving.get("config") or {}).get("traffic_config", {}).get("routes", [])
-        if previous is not None and [r["served_model_name"] for r in routes] == [served_name(previous)]:
-            deployment.rollback(champion.name, by=run)
-            raise RolloutFailedError(f"{exc}; Champion moved back to v{previous.version}") from None
-        raise
-
-
-def payload_table(env, cfg: Settings) -> str:
-    """The inference table of the environment's endpoint (what capture_config names)."""
-    return f"{env.catalog}.{env.schema}.{cfg.endpoint.replace('-', '_')}_payload"

@@ -22,11 +22,21 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from lib import processes
-from lib.config import EnvConfig
-from lib.errors import LakehouseError
+from lib.platform.services import processes
+from lib.core.config import EnvConfig
+from lib.core.errors import LakehouseError
 from lib.serving import settings as serving_settings
 from lib.serving.settings import Settings
+from lib.core.errors import ApiError
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.platform.registry import ModelRef
+from lib.platform.spark.session import get_spark
+from lib.serving import app as serving_app
+from lib.serving.capture import CaptureWriter
+from lib.serving.endpoints import Manager
+from lib.serving.entity import Served
+from lib.serving.online_store import store_path
 
 log = logging.getLogger("lib.serving")
 START_TIMEOUT_S = 120.0
@@ -45,14 +55,6 @@ def serve(env: EnvConfig) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import uvicorn
 
-    from lib import registry
-    from lib.registry import ModelRef
-    from lib.serving import app as serving_app
-    from lib.serving.capture import CaptureWriter
-    from lib.serving.contract import ApiError
-    from lib.serving.endpoints import Manager
-    from lib.serving.entity import Served
-    from lib.serving.online_store import store_path
 
     cfg = serving_settings.load(env)
     running = find(cfg)
@@ -133,8 +135,6 @@ class _LazyLakehouse:
 
     def __call__(self):
         if self._lakehouse is None:
-            from lib.catalog import Lakehouse
-            from lib.spark import get_spark
             self._lakehouse = Lakehouse(get_spark("serving-capture", env=self.env), self.env)
         return self._lakehouse
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.config import EnvConfig
-from lib.errors import ConfigError
+from lib.core.config import EnvConfig
+from lib.core.errors import ConfigError
 
 PORT_ENV_VAR = "LAKEHOUSE_SERVING_PORT"
 TOKEN_ENV_VAR = "LAKEHOUSE_SERVING_TOKEN"

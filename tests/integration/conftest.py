@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from lib.processes import answers, free_port
-from lib.spark import server_environment, spark_home
+from lib.platform.services.processes import answers, free_port
+from lib.platform.spark.builder import server_environment, spark_home
 
 
 def wait_for(check, what: str, log, timeout: float = 120) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lib import processes, spark, spark_server
-from lib.config import load_env
-from lib.errors import ConfigError, SetupError
+from lib.platform.services import processes
+from lib.platform.spark import builder as spark, server as spark_server
+from lib.core.config import load_env
+from lib.core.errors import ConfigError, SetupError
 
 
 @pytest.fixture
@@ -85,13 +86,13 @@ def test_attaching_to_nothing_is_one_line():
     with pytest.raises(SetupError) as nobody:
         spark.attach(f"sc://127.0.0.1:{port}")
     assert str(nobody.value) == (f"cannot attach to the Spark server at sc://127.0.0.1:{port}: nobody answers "
-                                 "(start one with `python -m lib.spark start`, or unset SPARK_REMOTE)")
+                                 "(start one with `python -m lib.platform.spark start`, or unset SPARK_REMOTE)")
 
 
 def test_the_server_maps_the_class_archive_made_at_set_up(request):
-    """`make install` archived the server JVM's classes (`python -m lib.spark archive`); the
+    """`make install` archived the server JVM's classes (`python -m lib.platform.spark archive`); the
     session's server maps that archive instead of loading each class from the jars."""
     running = request.getfixturevalue("spark_server")
     archive = spark_server.class_archive()
-    assert archive.exists(), "no class archive: run `python -m lib.spark archive` (make install does)"
+    assert archive.exists(), "no class archive: run `python -m lib.platform.spark archive` (make install does)"
     assert str(archive) in Path(f"/proc/{running.pid}/maps").read_text()

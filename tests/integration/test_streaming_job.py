@@ -13,10 +13,11 @@ import time
 import pandas as pd
 import pytest
 
-from lib import spark as lspark
-from lib import feed, spark_server, streaming
-from lib.catalog import Lakehouse
-from lib.features import KEY
+from lib.platform.spark import builder as lspark
+from lib.inference import feed, streaming
+from lib.platform.spark import server as spark_server
+from lib.platform.catalog import Lakehouse
+from lib.features.tables import KEY
 
 
 def _server(env):

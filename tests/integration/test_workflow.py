@@ -13,13 +13,18 @@ import time
 
 import pytest
 
-from lib import feed, ingest, kafka, postgres, registry, spark_server, streaming
-from lib.catalog import Lakehouse
-from lib.config import PROJECT_DIR, load_env
-from lib.features import in_window
-from lib.registry import CHALLENGER, CHAMPION, PREVIOUS
+from lib.inference import feed, streaming
+from lib.features import ingest
+from lib.platform.services import kafka_client as kafka, postgres
+from lib.platform import registry
+from lib.platform.spark import server as spark_server
+from lib.platform.catalog import Lakehouse
+from lib.core.config import PROJECT_DIR, load_env
+from lib.features.tables import in_window
+from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
 from lib.serving import server, settings
 from lib.serving.client import Client
+from lib.core import names
 
 
 def run(*args, **env):
@@ -263,7 +268,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     assert approved.returncode == 0 and registry.require_version(v2).tags["approval.status"] == "APPROVED"
     assert cli("--env", "staging", "--rollback").stderr.strip() == (
         "error: staging.flights.delay_model has no Previous version to roll back to (Champion v1 is the only one deployed)")
-    registry.move_alias(v2, registry.PREVIOUS, "test: as if v2 had been Champion before v1")
+    registry.move_alias(v2, names.PREVIOUS, "test: as if v2 had been Champion before v1")
     rolled = cli("--env", "staging", "--rollback")
     assert rolled.returncode == 0 and "Champion is v2 again, v1 is Previous" in rolled.stdout
     assert registry.aliases(staging.model_name) == {CHAMPION: "2", PREVIOUS: "1", CHALLENGER: "2"}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from testbook import testbook
 
-from lib.config import PROJECT_DIR
-from lib.kernels import KernelPool
+from lib.core.config import PROJECT_DIR
+from lib.platform.workflows.kernels import KernelPool
 
 NOTEBOOKS = PROJECT_DIR / "notebooks"
 
@@ -26,7 +26,7 @@ def kernels(tmp_path_factory):
 @pytest.fixture
 def task_values(tmp_path, monkeypatch):
     """Where the notebook's task values land; call it to read them."""
-    from lib import task_values as tv
+    from lib.platform.workflows import task_values as tv
 
     path = tmp_path / "values.json"
     monkeypatch.setenv(tv.ENV_VAR, str(path))

@@ -1,8 +1,9 @@
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib import ingest, spark_server
-from lib.spark import REMOTE_ENV_VAR
+from lib.features import ingest
+from lib.platform.spark import server as spark_server
+from lib.platform.spark.builder import REMOTE_ENV_VAR
 
 pytestmark = pytest.mark.slow
 

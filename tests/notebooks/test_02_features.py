@@ -1,7 +1,7 @@
 import pytest
 from pyspark.sql import functions as F
 
-from lib import feature_store
+from lib.features import store as feature_store
 
 pytestmark = pytest.mark.slow
 

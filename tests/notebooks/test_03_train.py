@@ -2,9 +2,10 @@ import mlflow
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib import monitoring, registry
-from lib.config import PROJECT_DIR
-from lib.registry import ModelRef
+from lib.platform import registry
+from lib.core.config import PROJECT_DIR
+from lib.platform.registry import ModelRef
+from lib.monitoring import monitors
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def test_train_registers_a_pending_version_with_its_hyperparameters_file(execute
             "feature_importance.png"} <= artifacts
     # The training set with the version's predictions is its monitoring baseline.
     baseline = featurized.read(staging.table("delay_model_baseline"))
-    assert baseline.count() == min(train_rows, monitoring.load_monitors()["predictions"].baseline_max_rows)
+    assert baseline.count() == min(train_rows, monitors.load_monitors()["predictions"].baseline_max_rows)
     assert {r["model_version"] for r in baseline.select("model_version").distinct().collect()} == {"1"}
     assert {"flight_id", "sched_dep_ts", "origin", "temp", "carrier", "delayed", "prediction"} <= set(baseline.columns)
     assert baseline.where("prediction < 0 OR prediction > 1 OR prediction IS NULL").count() == 0

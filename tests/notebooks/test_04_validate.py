@@ -3,8 +3,8 @@ import re
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib import registry
-from lib.registry import CHALLENGER, CHAMPION
+from lib.platform import registry
+from lib.core.names import CHALLENGER, CHAMPION
 
 pytestmark = pytest.mark.slow
 

@@ -3,10 +3,11 @@ import time
 
 import pytest
 
-from lib import registry
-from lib.config import load_env
+from lib.platform import registry
+from lib.core.config import load_env
 from lib.serving import server, settings
 from lib.serving.client import Client
+from lib.core import names
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +37,8 @@ def test_creates_the_endpoint_then_moves_it_to_a_new_champion_without_a_failed_r
     # the new version, so the step is "not judged" (the ok/failed verdicts: test_serving_rollout).
     source = registry.client().get_model_version_download_uri(champion.name, champion.version)
     v2 = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
-    registry.move_alias(v2, registry.CHAMPION, "test: a new Champion")
-    registry.move_alias(champion, registry.PREVIOUS, "test: replaced")
+    registry.move_alias(v2, names.CHAMPION, "test: a new Champion")
+    registry.move_alias(champion, names.PREVIOUS, "test: replaced")
     second = f"{champion.name}-{v2.version}"
     statuses, served, stop = [], set(), threading.Event()
 

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from lib import postgres
-from lib.features import in_window
+from lib.platform.services import postgres
+from lib.features.tables import in_window
 from lib.serving import online_store
 
 pytestmark = pytest.mark.slow

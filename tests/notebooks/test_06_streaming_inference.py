@@ -3,8 +3,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lib import feed, streaming
-from lib.features import KEY
+from lib.inference import feed, streaming
+from lib.features.tables import KEY
 
 pytestmark = pytest.mark.slow
 

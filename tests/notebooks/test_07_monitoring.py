@@ -4,7 +4,8 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from lib import inference, monitoring
+from lib.inference import batch as inference
+from lib.monitoring import refresh as monitoring
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def test_monitoring_profiles_drift_and_arrived_labels(executed, champion, featur
     monitoring.write_baseline(featurized, staging, train_set.assign(prediction=model.predict(train_set)), champion.version)
     later = start + dt.timedelta(days=2)  # labels of the first two scored days have arrived
     with executed("monitoring/07_monitoring.ipynb", env="staging", as_of=later.isoformat()) as tb:
-        assert tb.value("type(monitoring.heatmap(drift, 't')).__name__") == "Figure"
+        assert tb.value("type(views.heatmap(drift, 't')).__name__") == "Figure"
     values = task_values()
     assert {k: values[k] for k in ("metrics_table", "drift_table", "windows", "served_metrics_table")} == {
         "metrics_table": "staging.flights.predictions_profile_metrics",

@@ -8,12 +8,14 @@ import pytest
 import yaml
 from testbook.exceptions import TestbookRuntimeError
 
-from lib import features, registry
-from lib.catalog import Lakehouse
-from lib.config import load_env
-from lib.evaluation import classification_metrics
-from lib.exploration import CANDIDATES
-from lib.monitor_metrics import PROFILE_FIELDS, to_arrow
+from lib.features import tables as features
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.core.config import load_env
+from lib.lifecycle.evaluation import classification_metrics
+from lib.lifecycle.exploration import CANDIDATES
+from lib.monitoring.metrics import PROFILE_FIELDS, to_arrow
+from lib.core import names
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +38,7 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
     registry.client().create_registered_model(prod_env.model_name)
     mv = registry.client().create_model_version(prod_env.model_name, source=seed["source"], tags=seed["tags"])
     champion = registry.ModelRef(prod_env.model_name, str(mv.version))
-    registry.move_alias(champion, registry.CHAMPION, "the test's production Champion", by="test")
+    registry.move_alias(champion, names.CHAMPION, "the test's production Champion", by="test")
     registry_before = registry.history(prod_env.model_name)
     window = {"start": dt.datetime(2013, 3, 1), "end": dt.datetime(2013, 3, 2)}
     metric_rows = [{"window": window, "granularity": "1 day", "model_id": "1", "column_name": ":table",

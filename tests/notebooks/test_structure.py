@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lib.config import PROJECT_DIR
+from lib.core.config import PROJECT_DIR
 
 NOTEBOOKS = sorted((PROJECT_DIR / "notebooks").rglob("*.ipynb"))
 STAGES = [p for p in NOTEBOOKS if p.parent.name in ("pipelines", "monitoring")]

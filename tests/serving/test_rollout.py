@@ -7,10 +7,12 @@ import shutil
 
 import pytest
 
-from lib import registry
-from lib.config import load_env
-from lib.serving import online_store, rollout, server, settings
-from lib.serving.client import Client
+from lib.platform import registry
+from lib.core.config import load_env
+from lib.serving import online_store, server, settings
+from lib.serving import rollout
+from lib.core import names
+from lib.lifecycle import deployment
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +23,15 @@ def serving(champion, featurized, home):
     online_store.publish_for(featurized, champion, online_store.store_path(env.home, env.catalog))
     cfg = settings.load(env)
     api = rollout.connect(env, champion)
-    assert rollout.serve_champion(api, "ep", champion, cfg, env).action == "created"
+    assert deployment.serve_champion(api, "ep", champion, cfg, env).action == "created"
     yield env, cfg, api
     server.stop(env)
 
 
 def promote(champion, source):
     new = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
-    registry.move_alias(new, registry.CHAMPION, "test: promoted")
-    registry.move_alias(champion, registry.PREVIOUS, "test: replaced")
+    registry.move_alias(new, names.CHAMPION, "test: promoted")
+    registry.move_alias(champion, names.PREVIOUS, "test: replaced")
     return new
 
 
@@ -46,13 +48,13 @@ def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, h
     def traffic(_seconds):  # the step's live traffic: 100 requests, exactly 20 reach the new version
         assert {api.query("ep", body)[0] for _ in range(100)} == {200}
 
-    outcome = rollout.serve_champion(api, "ep", new, limits, env, wait=traffic)
+    outcome = deployment.serve_champion(api, "ep", new, limits, env, wait=traffic)
     assert [(s.percent, s.requests, s.errors, s.verdict) for s in outcome.steps] == [(20, 20, 0, verdict)]
     assert (outcome.action, outcome.serving, outcome.replaced) == ("updated", f"{champion.name}-{new.version}",
                                                                    f"{champion.name}-1")
     routes = api.get("ep")["config"]["traffic_config"]["routes"]
     assert [(r["served_model_name"], r["traffic_percentage"]) for r in routes] == [(f"{champion.name}-{new.version}", 100)]
-    assert registry.aliases(champion.name) == {registry.CHAMPION: new.version, registry.PREVIOUS: "1"}
+    assert registry.aliases(champion.name) == {names.CHAMPION: new.version, names.PREVIOUS: "1"}
 
 
 def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):
@@ -67,11 +69,11 @@ def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):
         codes.extend(api.query("ep", body)[0] for _ in range(100))
 
     with pytest.raises(rollout.RolloutFailedError, match=r"stopped at 20%: 0/2\d 5xx.*Champion moved back to v1"):
-        rollout.serve_champion(api, "ep", new, strict, env, run="job-9", wait=traffic)
+        deployment.serve_champion(api, "ep", new, strict, env, run="job-9", wait=traffic)
     assert set(codes) == {200}
     routes = api.get("ep")["config"]["traffic_config"]["routes"]
     assert [(r["served_model_name"], r["traffic_percentage"]) for r in routes] == [(f"{champion.name}-1", 100)]
-    assert registry.aliases(champion.name) == {registry.CHAMPION: "1", registry.PREVIOUS: new.version}
+    assert registry.aliases(champion.name) == {names.CHAMPION: "1", names.PREVIOUS: new.version}
     assert registry.require_version(champion).tags["alias.Champion.by"] == "job-9"
 
 
@@ -83,8 +85,8 @@ def test_a_champion_that_fails_to_load_never_takes_traffic(serving, champion, ho
     (broken / "python_model.pkl").write_bytes(b"garbage")
     new = promote(champion, str(broken))
     with pytest.raises(rollout.RolloutFailedError, match="failed to load.*Champion moved back to v1"):
-        rollout.serve_champion(api, "ep", new, cfg, env)
+        deployment.serve_champion(api, "ep", new, cfg, env)
     endpoint = api.get("ep")
     assert endpoint["state"] == {"ready": "READY", "config_update": "UPDATE_FAILED"}
     assert [e["entity_version"] for e in endpoint["config"]["served_entities"]] == ["1"]
-    assert registry.version_of(champion.name, registry.CHAMPION) == champion
+    assert registry.version_of(champion.name, names.CHAMPION) == champion

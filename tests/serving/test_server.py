@@ -11,7 +11,6 @@ import json
 import shutil
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
@@ -19,9 +18,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from lib import registry, training
-from lib.catalog import Lakehouse
-from lib.config import load_env
+from lib.platform import registry
+from lib.lifecycle import training
+from lib.platform.catalog import Lakehouse
+from lib.core.config import load_env
 from lib.serving import metrics, online_store, server, settings
 from lib.serving.client import Client, ServingError
 

@@ -4,9 +4,12 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lib import alerts, jobs
-from lib.alerts import ERROR, OK, TRIGGERED, Rule
-from lib.errors import ConfigError
+from lib.monitoring import alerts
+from lib.monitoring.alerts import ERROR, OK, TRIGGERED, Rule
+from lib.core.errors import ConfigError
+from lib.monitoring import monitors
+from lib.monitoring import views
+from lib.platform.workflows import spec
 
 DAYS = [dt.date(2013, 10, d) for d in range(1, 6)]
 
@@ -93,15 +96,14 @@ def test_bad_rules_are_one_line_naming_their_path(tmp_path):
         load(base + "    actions: [{run_job: retrain}]\n")
     with pytest.raises(ConfigError, match=r"alerts\.0\.severity: Input should be 'info', 'warning' or 'critical'"):
         load(base + "    severity: loud\n")
-    shipped = alerts.load_rules(known_jobs=set(jobs.load_jobs()))
+    shipped = alerts.load_rules(known_jobs=set(spec.load_jobs()))
     assert [r.name for r in shipped] == ["temperature_drift", "prediction_drift", "model_quality"]
 
 
 def test_a_rule_on_an_unknown_metric_fails_at_load_against_the_tables_schemas(spark, staging, tmp_path):
-    from lib import monitoring
 
-    schemas = monitoring.metric_schemas(staging, monitoring.load_monitors())
-    alerts.check(spark, alerts.load_rules(known_jobs=set(jobs.load_jobs())), schemas)  # the shipped rules compile
+    schemas = views.metric_schemas(staging, monitors.load_monitors())
+    alerts.check(spark, alerts.load_rules(known_jobs=set(spec.load_jobs())), schemas)  # the shipped rules compile
 
     def rules(query: str):
         (tmp_path / "alerts.yml").write_text(

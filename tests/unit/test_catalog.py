@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
-from lib.catalog import Lakehouse, parse_name
-from lib.config import load_env
-from lib.errors import AccessDeniedError, ConfigError, TableNotFoundError
+from lib.platform.catalog import Lakehouse, parse_name
+from lib.core.config import load_env
+from lib.core.errors import AccessDeniedError, ConfigError, TableNotFoundError
 
 
 @pytest.mark.parametrize("bad", ["flights", "a.b", "a.b.c.d", "1a.b.c", "a.b.c;", "", None])

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from lib import dashboard
-from lib.errors import ConfigError
+from lib.monitoring import dashboard
+from lib.core.errors import ConfigError
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium, headless; the last flags stop its background connections (none reach out here).

@@ -5,10 +5,13 @@ import mlflow
 import pandas as pd
 import pytest
 
-from lib import deployment, registry, validation
-from lib.deployment import Approval, Decision
-from lib.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
-from lib.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRef
+from lib.lifecycle import deployment, validation
+from lib.platform import registry
+from lib.lifecycle.deployment import Approval, Decision
+from lib.core.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
+from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
+from lib.platform.registry import ModelRef
+from lib.core import names
 
 NO_APPROVAL = Approval(required=False, approved=False, detail="approval not required")
 
@@ -59,7 +62,7 @@ def test_win_moves_champion_and_keeps_previous_then_rollback_swaps(champion, hol
     weak = make_version(train_set.assign(delayed=train_set["delayed"].sample(frac=1.0, random_state=0).to_numpy()))
     registry.move_alias(weak, CHAMPION, "test setup")
     good = copy_of(champion)
-    registry.set_tags(good, {registry.VALIDATION_STATUS: "PASSED"})
+    registry.set_tags(good, {names.VALIDATION_STATUS: "PASSED"})
     registry.move_alias(good, CHALLENGER, "test setup")
     decision = deployment.compare(deployment.require_challenger(good), weak, holdout, model_cfg)
     assert decision.promote and decision.incumbent_name == f"Champion v{weak.version}"
@@ -114,7 +117,7 @@ def test_approval_missing_then_present(challenger, holdout, model_cfg):
 def test_only_the_challenger_can_be_approved_or_deployed(trained):
     with pytest.raises(ValidationFailedError, match="model_validation_status=PENDING: only PASSED"):
         deployment.approve(trained)
-    registry.set_tags(trained, {registry.VALIDATION_STATUS: "PASSED"})
+    registry.set_tags(trained, {names.VALIDATION_STATUS: "PASSED"})
     with pytest.raises(ValidationFailedError, match=r"is not the Challenger \(.*@Challenger is no version\)"):
         deployment.require_challenger(trained)
     assert "approval.status" not in registry.require_version(trained).tags

@@ -5,8 +5,9 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from lib import drift, ingest
-from lib.drift import Distribution
+from lib.monitoring import drift
+from lib.features import ingest
+from lib.monitoring.drift import Distribution
 
 import datetime as dt
 

@@ -1,7 +1,7 @@
 import pytest
 
-from lib import exploration
-from lib.errors import ConfigError
+from lib.lifecycle import exploration
+from lib.core.errors import ConfigError
 
 
 def test_delay_rates_ignore_flights_that_never_arrived(spark):
@@ -14,7 +14,7 @@ def test_delay_rates_ignore_flights_that_never_arrived(spark):
 def test_windows_hold_out_the_last_days():
     import datetime as dt
 
-    from lib import exploration
+    from lib.lifecycle import exploration
 
     assert exploration.windows("2013-07-01", "2013-10-01", 14) == (
         (dt.date(2013, 7, 1), dt.date(2013, 9, 17)), (dt.date(2013, 9, 17), dt.date(2013, 10, 1)))
@@ -27,7 +27,8 @@ def test_windows_hold_out_the_last_days():
 
 
 def test_written_hyperparameters_load_back(tmp_path):
-    from lib import config, exploration
+    from lib.core import config
+    from lib.lifecycle import exploration
 
     path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], tmp_path / "h.yml", "a note")
     assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])

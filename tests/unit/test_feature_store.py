@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
-from lib import feature_store
-from lib.errors import LakehouseError
-from lib.feature_store import FeatureLookup
+from lib.features import store as feature_store
+from lib.core.errors import LakehouseError
+from lib.features.store import FeatureLookup
 
 t = dt.datetime
 WEATHER = [("EWR", t(2013, 1, 1, 5), 1.0), ("EWR", t(2013, 1, 1, 6), 2.0), ("EWR", t(2013, 1, 1, 9), 3.0),
@@ -65,7 +65,7 @@ def test_lookup_features_reads_keys_from_table_properties(lakehouse, staging):
 
 
 def test_a_bad_key_in_one_table_writes_no_table(lakehouse, staging, model_cfg):
-    from lib import features
+    from lib.features import tables as features
 
     flights = lakehouse.spark.createDataFrame([("x", "EWR", t(2013, 1, 1, 6))], "flight_id string, origin string, sched_dep_ts timestamp_ntz")
     dup = lakehouse.spark.createDataFrame(WEATHER + [WEATHER[0]], weather(lakehouse.spark).schema)

@@ -1,7 +1,7 @@
 import datetime as dt
 import math
 
-from lib import features
+from lib.features import tables as features
 
 FLIGHTS = ("year int, month int, day int, sched_dep_time int, arr_delay double, carrier string, "
            "flight int, origin string, dest string, distance double, time_hour timestamp_ntz")

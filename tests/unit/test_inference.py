@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from lib import inference, postgres, processes
-from lib.errors import ConfigError, PublishError, TableNotFoundError
+from lib.inference import batch as inference
+from lib.platform.services import postgres, processes
+from lib.core.errors import ConfigError, PublishError, TableNotFoundError
 from lib.serving import online_store
-from lib.features import in_window
+from lib.features.tables import in_window
 
 
 def test_score_and_publish_each_period_once(featurized, staging, champion, model_cfg):
@@ -52,8 +53,9 @@ def test_score_needs_only_the_keys(featurized, staging, champion):
     full = featurized.read(staging.table("flight_features"))
     assert len(scored) == in_window(keys, start, start + dt.timedelta(days=1)).count() > 0
     # The same predictions as the model on the training-style lookup of those flights.
-    from lib import features, registry
-    from lib.config import load_model_config
+    from lib.features import tables as features
+    from lib.platform import registry
+    from lib.core.config import load_model_config
 
     window = (start, start + dt.timedelta(days=1))
     expected = features.load_labelled(featurized, staging, load_model_config(), window)

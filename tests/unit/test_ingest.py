@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from lib import ingest
-from lib.errors import TableNotFoundError
+from lib.features import ingest
+from lib.core.errors import TableNotFoundError
 
 
 def test_source_is_the_bundled_package():
@@ -43,8 +43,8 @@ def test_ingest_writes_raw_tables_idempotently(lakehouse, staging, capsys):
 
 
 def test_dev_reads_prod_raw_tables_and_never_writes_them(spark, home):
-    from lib.catalog import Lakehouse
-    from lib.config import load_env
+    from lib.platform.catalog import Lakehouse
+    from lib.core.config import load_env
 
     dev = Lakehouse(spark, load_env("dev"))
     with pytest.raises(TableNotFoundError, match=r"prod.raw.flights, prod.raw.weather not found: dev reads raw "

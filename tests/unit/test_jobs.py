@@ -5,13 +5,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from lib import jobs
-from lib.config import load_env
-from lib.errors import ConfigError, JobFailedError
+from lib.platform.workflows import runner as jobs
+from lib.core.config import load_env
+from lib.core.errors import ConfigError, JobFailedError
+from lib.platform.workflows import notify
+from lib.platform.workflows import spec
 
 
 def test_the_project_jobs_load():
-    all_jobs = jobs.load_jobs()
+    all_jobs = spec.load_jobs()
     assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "retraining", "serving", "batch_inference",
                              "score_and_monitor", "monitoring", "streaming", "streaming_catchup"}
     # One notebook, two triggers: until stopped, and what has arrived (then stop).
@@ -42,7 +44,7 @@ def test_job_run_id_resolves():
 
 def load(tmp_path, text):
     (tmp_path / "jobs.yml").write_text(text)
-    return jobs.load_jobs(tmp_path / "jobs.yml")
+    return spec.load_jobs(tmp_path / "jobs.yml")
 
 
 NB = "notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}"
@@ -122,19 +124,19 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
     later = notebook(tmp_path / "later.ipynb", "open(x, 'a').write('ran\\n')")
     broken = notebook(tmp_path / "broken.ipynb", "raise ValueError(f'bad input {x}')")
     never = notebook(tmp_path / "never.ipynb", "open('ran', 'w')")
-    job = jobs.Job("j", "", (
-        jobs.Task("first", notebook=first, parameters={"x": "{{job.parameters.env}}"}),
-        jobs.Task("second", notebook=second, parameters={"x": "{{tasks.first.values.uri}}"}, depends_on=("first",)),
+    job = spec.Job("j", "", (
+        spec.Task("first", notebook=first, parameters={"x": "{{job.parameters.env}}"}),
+        spec.Task("second", notebook=second, parameters={"x": "{{tasks.first.values.uri}}"}, depends_on=("first",)),
     ))
     # After a failure, what does not need it still runs; the job fails at the end.
-    failing = jobs.Job("f", "", (jobs.Task("broken", notebook=broken, parameters={"x": "42"}),
-                                 jobs.Task("never", notebook=never, depends_on=("broken",)),
-                                 jobs.Task("anyway", notebook=later, parameters={"x": str(tmp_path / "anyway.txt")},
+    failing = spec.Job("f", "", (spec.Task("broken", notebook=broken, parameters={"x": "42"}),
+                                 spec.Task("never", notebook=never, depends_on=("broken",)),
+                                 spec.Task("anyway", notebook=later, parameters={"x": str(tmp_path / "anyway.txt")},
                                            depends_on=("broken", "never"), run_if="ALL_DONE"),
-                                 jobs.Task("also_never", notebook=never, depends_on=("anyway",), run_if="ALL_FAILED")))
+                                 spec.Task("also_never", notebook=never, depends_on=("anyway",), run_if="ALL_FAILED")))
     out = io.StringIO()
-    triggered = jobs.Job("k", "", (jobs.Task("later", notebook=later, parameters={"x": str(tmp_path / "k.txt")}),))
-    again = jobs.Job("again", "", (jobs.Task("first", notebook=first, parameters={"x": "again"}),))
+    triggered = spec.Job("k", "", (spec.Task("later", notebook=later, parameters={"x": str(tmp_path / "k.txt")}),))
+    again = spec.Job("again", "", (spec.Task("first", notebook=first, parameters={"x": "again"}),))
     runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing, "k": triggered, "again": again},
                          tmp_path / "run", stream=out)
     values = runner.run("j", {"env": "staging", "as_of": "2013-03-01"})
@@ -162,7 +164,7 @@ def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
 @pytest.mark.slow
 def test_a_task_that_failed_because_spark_is_gone_says_so(tmp_path, home):
     broken = notebook(tmp_path / "broken.ipynb", "raise ConnectionError('grpc: UNAVAILABLE')")
-    job = jobs.Job("f", "", (jobs.Task("broken", notebook=broken),))
+    job = spec.Job("f", "", (spec.Task("broken", notebook=broken),))
     gone = "the Spark server at sc://127.0.0.1:1 is gone (log: /x/server.log); the next run starts a fresh one"
     runner = jobs.Runner(load_env("staging"), {"f": job}, tmp_path / "run", stream=io.StringIO(), health=lambda: gone)
     with pytest.raises(JobFailedError) as failed:
@@ -174,7 +176,7 @@ def test_notify_posts_to_the_webhook(home, webhook):
     url, received = webhook
     env = dataclasses.replace(load_env("prod"), webhook_url=url)
     lines = []
-    jobs.notify(env, "job workflow failed: task validate", lines.append)
+    notify.notify(env, "job workflow failed: task validate", lines.append)
     assert received == [{"environment": "prod", "text": "job workflow failed: task validate"}]
     assert lines == ["NOTIFY [prod] job workflow failed: task validate"]
 
@@ -182,12 +184,12 @@ def test_notify_posts_to_the_webhook(home, webhook):
 def test_unreachable_webhook_is_reported_not_raised(home):
     env = dataclasses.replace(load_env("prod"), webhook_url="http://127.0.0.1:9/hook")
     lines = []
-    jobs.notify(env, "boom", lines.append)
+    notify.notify(env, "boom", lines.append)
     assert lines[0] == "NOTIFY [prod] boom" and "webhook http://127.0.0.1:9/hook failed" in lines[1]
 
 
 def test_task_values_outside_a_job_only_print(monkeypatch, capsys, tmp_path):
-    from lib import task_values
+    from lib.platform.workflows import task_values
 
     monkeypatch.delenv(task_values.ENV_VAR, raising=False)
     task_values.set("k", 1)

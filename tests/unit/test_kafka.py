@@ -4,8 +4,10 @@ import dataclasses
 
 import pytest
 
-from lib import inference, kafka, kafka_server, processes
-from lib.errors import ConfigError, PublishError, SetupError
+from lib.inference import batch as inference
+from lib.platform.services import kafka_client as kafka, kafka_server, processes
+from lib.core.errors import ConfigError, PublishError, SetupError
+from lib.core import names
 
 
 @pytest.mark.slow  # a JVM from Maven's jars: out of `make unit`, which needs no Maven
@@ -30,7 +32,7 @@ def test_a_broker_of_its_own_keeps_its_topics_across_a_restart(tmp_path, monkeyp
 def test_no_broker_is_one_line_naming_the_destination():
     port = processes.free_port()
     with pytest.raises(PublishError, match=rf"^kafka destination: no broker answers at 127.0.0.1:{port} \(.*\): "
-                                           r"start it \(python -m lib.kafka_server start\)"):
+                                           r"start it \(python -m lib.platform.services.kafka_server start\)"):
         kafka.ensure_topic(f"127.0.0.1:{port}", "some.topic", timeout=1)
 
 
@@ -42,7 +44,7 @@ def test_fetching_the_broker_without_maven_says_what_to_install(tmp_path, monkey
 
 
 def test_the_topic_is_named_by_endpoint_and_servers_are_checked(staging):
-    assert kafka.topic(staging, "delay-model") == "staging.flights.delay-model.predictions"
+    assert names.topic(staging.catalog, staging.schema, "delay-model") == "staging.flights.delay-model.predictions"
     env = dataclasses.replace(staging, publish={"kafka": {"enabled": True, "bootstrap_servers": "broker 9092"}})
     with pytest.raises(ConfigError, match=r"publish.kafka.bootstrap_servers: String should match pattern"):
         inference.destinations(env)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from lib import processes
-from lib.kernels import KernelPool
+from lib.platform.services import processes
+from lib.platform.workflows.kernels import KernelPool
 
 pytestmark = pytest.mark.slow
 

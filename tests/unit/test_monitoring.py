@@ -7,11 +7,13 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from lib import monitoring
-from lib.errors import ConfigError
+from lib.monitoring import refresh as monitoring
+from lib.core.errors import ConfigError
+from lib.monitoring import monitors
+from lib.monitoring import served
 
 T = dt.datetime
-MONITOR = monitoring.Monitor(
+MONITOR = monitors.Monitor(
     table_name="predictions", timestamp_col="sched_dep_ts", granularities=["1 day", "1 week"],
     model_id_col="model_version", prediction_col="prediction", label_col="delayed", labels_table="labels",
     label_key=["flight_id"], slicing_exprs=["origin"], baseline_table_name="baseline", exclude_columns=["flight_id"])
@@ -115,7 +117,7 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     ks = stats.ks_2samp(on[5]["temp"], on[4]["temp"])
     assert consecutive["window_cmp"]["start"] == T(2013, 3, 4)
     assert consecutive["ks_test"]["statistic"] == pytest.approx(ks.statistic, abs=1e-9)
-    n, m = len(on[5]), len(on[4])  # the asymptotic p-value (lib/drift.py)
+    n, m = len(on[5]), len(on[4])  # the asymptotic p-value (lib/monitoring/drift.py)
     assert consecutive["ks_test"]["pvalue"] == pytest.approx(stats.kstwobign.sf(np.sqrt(n * m / (n + m)) * ks.statistic))
     assert consecutive["avg_delta"] == pytest.approx(on[5]["temp"].mean() - on[4]["temp"].mean())
     assert consecutive["wasserstein_distance"] == pytest.approx(stats.wasserstein_distance(on[5]["temp"], on[4]["temp"]))
@@ -188,13 +190,13 @@ def test_a_bad_monitor_is_one_line_naming_its_path(tmp_path):
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['2 days']\n"
         "    model_id_col: m\n    prediction_col: p\n")
     with pytest.raises(ConfigError, match=r"monitors.yml monitors\.predictions\.granularities\.0: Input should be '5 minutes'"):
-        monitoring.load_monitors(tmp_path)
+        monitors.load_monitors(tmp_path)
     (tmp_path / "monitors.yml").write_text(
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['1 day']\n"
         "    model_id_col: m\n    prediction_col: p\n    slicing_expr: [origin]\n")
     with pytest.raises(ConfigError, match=r"monitors\.predictions\.slicing_expr: Extra inputs are not permitted"):
-        monitoring.load_monitors(tmp_path)
-    assert set(monitoring.load_monitors()) == {"predictions"}  # the shipped file is valid
+        monitors.load_monitors(tmp_path)
+    assert set(monitors.load_monitors()) == {"predictions"}  # the shipped file is valid
 
 
 def test_served_requests_become_one_prediction_row_each_with_their_features_and_labels(featurized, staging, model_cfg):
@@ -219,16 +221,16 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
         req([{"carrier": "UA", "origin": "EWR", "temp": 50.0}], preds=[0.7], entity="m-3", at=T(2026, 11, 30, 1)),
     ], capture.SCHEMA)
     types = {"carrier": "string", "origin": "string", "temp": "double"}
-    served = monitoring.served_predictions(payload, ["flight_id", "origin", "sched_dep_ts"], types).orderBy("prediction")
-    assert [(r["flight_id"], r["prediction"], r["model_version"], r["carrier"], r["temp"]) for r in served.collect()] == [
+    rows = served.served_predictions(payload, ["flight_id", "origin", "sched_dep_ts"], types).orderBy("prediction")
+    assert [(r["flight_id"], r["prediction"], r["model_version"], r["carrier"], r["temp"]) for r in rows.collect()] == [
         (f2["flight_id"], 0.2, "m-2", None, None), (None, 0.7, "m-3", "UA", 50.0), (f1["flight_id"], 0.9, "m-2", None, None)]
 
     lakehouse.write(payload, staging.table("delay_model_payload"))
     lakehouse.write(spark.createDataFrame([(f1["flight_id"], f1["sched_dep_ts"], 1), (f2["flight_id"], f2["sched_dep_ts"], 0)],
                                           "flight_id string, sched_dep_ts timestamp_ntz, delayed int"),
                     staging.table("labels"))
-    monitor = monitoring.load_monitors()["predictions"].model_copy(update={"granularities": ["1 day"]})
-    table = monitoring.refresh_served(lakehouse, staging, staging.table("delay_model_payload"), monitor,
+    monitor = monitors.load_monitors()["predictions"].model_copy(update={"granularities": ["1 day"]})
+    table = served.refresh_served(lakehouse, staging, staging.table("delay_model_payload"), monitor,
                                       dt.date(2013, 4, 1), 0.5, model_cfg)
     profile = lakehouse.read(table)
     rows = profile.where("column_name = ':table'").orderBy("window.start").collect()
@@ -260,7 +262,7 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
 @pytest.mark.slow  # a whole refresh: ~10 s
 def test_custom_metrics_aggregate_derive_and_drift(lakehouse, staging, monitored):
     rows, baseline = monitored
-    shipped = monitoring.load_monitors()["predictions"].custom_metrics  # mean_predicted, delayed_share, gap, delta
+    shipped = monitors.load_monitors()["predictions"].custom_metrics  # mean_predicted, delayed_share, gap, delta
     squares = monitoring.custom_metrics.CustomMetric(name="mean_square", type="AGGREGATE", input_columns=["temp"],
                                                      definition="avg({{input_column}} * {{input_column}})")
     monitor = MONITOR.model_copy(update={"custom_metrics": [*shipped, squares]})

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import feed, inference, on_demand, streaming
-from lib.errors import ConfigError
-from lib.features import KEY, TIMESTAMP
+from lib.inference import feed, batch as inference, streaming
+from lib.features import on_demand
+from lib.core.errors import ConfigError
+from lib.features.tables import KEY, TIMESTAMP
 
 WHEN = ["2013-07-04 06:00:00", "2013-07-01 23:59:00", "2013-12-23 10:00:00", "2013-01-01 00:00:00", None]
 
@@ -40,7 +41,7 @@ def test_distance_buckets_and_missing_distances():
 
 @pytest.mark.parametrize("spec, message", [
     ({"function": "hour_of_year", "inputs": {"ts": "sched_dep_ts"}, "output": "h"},
-     r"on_demand_features\[0\]: unknown function 'hour_of_year' \(lib/on_demand.py has days_to_holiday, distance_bucket, hour_of_week\)"),
+     r"on_demand_features\[0\]: unknown function 'hour_of_year' \(lib/features/on_demand.py has days_to_holiday, distance_bucket, hour_of_week\)"),
     ({"function": "hour_of_week", "inputs": {"when": "sched_dep_ts"}, "output": "h"},
      r"on_demand_features\[0\]: hour_of_week takes inputs ts, not when"),
     ({"function": "hour_of_week", "inputs": {"ts": "sched_dep_ts"}},
@@ -53,7 +54,8 @@ def test_a_wrong_declaration_is_one_line(spec, message):
 
 def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scoring(tmp_path):
     """Chained: the model is given what the first function reads, not what it makes."""
-    from lib import config, training
+    from lib.core import config
+    from lib.lifecycle import training
 
     text = (config.CONF_DIR / "model.yml").read_text()
     chained = "  - {function: distance_bucket, inputs: {distance: hour_of_week}, output: week_bucket}\n"
@@ -76,7 +78,7 @@ def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scori
 
 
 def test_the_version_keeps_the_functions_it_was_trained_with(champion, monkeypatch):
-    """Packaged by value: a later change of lib/on_demand.py does not change a registered version."""
+    """Packaged by value: a later change of lib/features/on_demand.py does not change a registered version."""
     import mlflow
 
     monkeypatch.setattr(on_demand, "hour_of_week", lambda ts: pd.Series(-1.0, index=ts.index))
@@ -90,8 +92,9 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     """The on-demand features each path hands its model, and the predictions, are the same."""
     import mlflow
 
-    from lib import feature_store
-    from lib.serving import online_store, payload
+    from lib.features import store as feature_store
+    from lib.serving import online_store
+    from lib.core import payload
     from lib.serving.contract import ServedEntity
     from lib.serving.entity import Served
 

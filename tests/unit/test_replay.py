@@ -10,11 +10,13 @@ import datetime as dt
 
 import pytest
 
-from lib import registry, replay
-from lib.config import DataWindow
-from lib.deployment import DECISION, REASON
-from lib.errors import ConfigError, JobFailedError, LakehouseError
-from lib.scheduler import Schedule, Scheduler
+from lib.platform import registry
+from lib.platform.workflows import replay
+from lib.core.config import DataWindow
+from lib.core.names import DECISION, REASON
+from lib.core.errors import ConfigError, JobFailedError, LakehouseError
+from lib.platform.workflows.scheduler import Schedule, Scheduler
+from lib.core import names
 
 D = dt.date
 WINDOW = DataWindow(start=D(2013, 1, 1), end=D(2014, 1, 1), as_of=D(2013, 10, 1), train_days=120,
@@ -64,13 +66,13 @@ class Jobs:
             c = registry.client()
             if not c.search_registered_models(f"name = '{self.model}'"):
                 c.create_registered_model(self.model)
-            mv = c.create_model_version(self.model, source="file:///nowhere", tags={registry.VALIDATION_STATUS: "PASSED"})
+            mv = c.create_model_version(self.model, source="file:///nowhere", tags={names.VALIDATION_STATUS: "PASSED"})
             ref = registry.ModelRef(self.model, str(mv.version))
             won = job == "workflow" or as_of in self.promote
             registry.set_tags(ref, {DECISION: "PROMOTED" if won else "REJECTED",
                                     REASON: f"challenger roc_auc {0.8 if won else 0.7} vs Champion"})
             if won:
-                registry.move_alias(ref, registry.CHAMPION, "won", by="test")
+                registry.move_alias(ref, names.CHAMPION, "won", by="test")
         if job in ("workflow", "score_and_monitor"):
             fired = as_of in self.fire_on
             values["monitoring"] = {"alerts": {"temperature_drift": "TRIGGERED" if fired else "OK"},

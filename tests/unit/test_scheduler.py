@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from lib import jobs
-from lib.errors import ConfigError
-from lib.scheduler import Schedule, Scheduler, run
+from lib.core.errors import ConfigError
+from lib.platform.workflows.scheduler import Schedule, Scheduler, run
+from lib.platform.workflows import spec
 
 T = dt.datetime
 
@@ -63,7 +63,7 @@ def test_a_bad_schedule_is_one_line_naming_the_job(tmp_path, schedule, message):
                 notebook_task: {{notebook_path: notebooks/pipelines/01_ingest.ipynb}}
         """))
     with pytest.raises(ConfigError) as err:
-        jobs.load_jobs(path)
+        spec.load_jobs(path)
     assert "jobs.nightly.schedule" in str(err.value) and message in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -73,11 +73,11 @@ def test_a_misspelt_job_setting_is_refused(tmp_path):
     path.write_text("jobs:\n  nightly:\n    schedul: {}\n    tasks:\n      - task_key: a\n"
                     "        notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}\n")
     with pytest.raises(ConfigError, match="job nightly: unknown setting.*schedul"):
-        jobs.load_jobs(path)
+        spec.load_jobs(path)
 
 
 def test_the_shipped_schedules_parse():
-    scheduled = {name: job.schedule for name, job in jobs.load_jobs().items() if job.schedule}
+    scheduled = {name: job.schedule for name, job in spec.load_jobs().items() if job.schedule}
     assert scheduled, "conf/jobs.yml declares at least one schedule"
     for schedule in scheduled.values():
         assert schedule.next_after(T(2013, 6, 1)) > T(2013, 6, 1)

@@ -1,8 +1,8 @@
 import datetime as dt
 import time
 
-from lib.catalog import Lakehouse
-from lib.config import load_env
+from lib.platform.catalog import Lakehouse
+from lib.core.config import load_env
 from lib.serving.capture import CaptureWriter, row
 
 TABLE = "staging.flights.ep_payload"

@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from lib.config import load_env
-from lib.errors import ConfigError
-from lib.serving import metrics, payload, settings
-from lib.serving.contract import ApiError, parse_config
+from lib.core.config import load_env
+from lib.core.errors import ConfigError
+from lib.serving import metrics, settings
+from lib.core import payload
+from lib.core.errors import ApiError
+from lib.serving.contract import parse_config
 from lib.serving.endpoints import Router
 
 MODEL = "staging.flights.delay_model"

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from lib import feature_store
-from lib.errors import LakehouseError
+from lib.features import store as feature_store
+from lib.core.errors import LakehouseError
 from lib.serving.online_store import MISSES, OnlineStore, Published, _to_sqlite, publish
 
 FLIGHTS, WEATHER = "staging.flights.flight_features", "staging.flights.weather_features"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from lib.serving import metrics, rollout
+from lib.serving import metrics
+from lib.serving import rollout
 from lib.serving.settings import Rollout
 
 # conf/environments.yml's defaults: 1% 5xx, p99 <= 1000 ms, judged from 50 requests on.

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from lib import drift, sketch
-from lib import monitor_metrics as metrics
+from lib.monitoring import drift, sketch
+from lib.monitoring import metrics
 
 
 def rows(n: int, seed: int, continuous: bool = False) -> pd.DataFrame:

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from lib import spark as lspark
-from lib.errors import SetupError
+from lib.platform.services import java
+from lib.platform.spark import builder as lspark
+from lib.core.errors import SetupError
 
 
 def fake_java(tmp_path, version_line, modules="java.base\njdk.incubator.vector\n"):
@@ -22,38 +23,38 @@ if [ "$1" = "--list-modules" ]; then printf '{modules}'; else echo '{version_lin
 
 def test_the_machine_java_major_version_is_read_right():
     """check_java parses `java -version`; the JVM's own java.specification.version must agree."""
-    shown = subprocess.run([lspark.java_executable(), "-XshowSettings:properties", "-version"],
+    shown = subprocess.run([java.java_executable(), "-XshowSettings:properties", "-version"],
                            capture_output=True, text=True, timeout=30).stderr
     spec = [line.split("=", 1)[1].strip() for line in shown.splitlines()
             if line.strip().startswith("java.specification.version =")]
     assert len(spec) == 1, shown
-    assert lspark.check_java() == int(spec[0])
+    assert java.check_java() == int(spec[0])
 
 
 def test_missing_java_home(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
     with pytest.raises(SetupError, match="has no bin/java"):
-        lspark.check_java()
+        java.check_java()
 
 
 def test_no_java_on_path(monkeypatch):
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SetupError, match="Java not found: install a JDK 17"):
-        lspark.check_java()
+        java.check_java()
 
 
 @pytest.mark.parametrize("line,major", [('openjdk version "11.0.2" 2019-01-15', 11), ('java version "1.8.0_292"', 8)])
 def test_wrong_java_version(monkeypatch, tmp_path, line, major):
     monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path, line)))
-    with pytest.raises(SetupError, match=f"is Java {major}; Spark 4.2 needs Java 17 or 21"):
-        lspark.check_java()
+    with pytest.raises(SetupError, match=f"is Java {major}; Spark needs Java 17 or 21"):
+        java.check_java()
 
 
 def test_trimmed_runtime_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path, 'openjdk version "17.0.9"', modules="java.base\\n")))
     with pytest.raises(SetupError, match="without jdk.incubator.vector"):
-        lspark.check_java()
+        java.check_java()
 
 
 def test_jar_manifest_is_used_only_when_every_jar_exists(monkeypatch, tmp_path):
@@ -84,7 +85,7 @@ def can_unshare_network() -> bool:
 def test_jars_that_cannot_be_had_are_one_line(tmp_path):
     """With no network and empty caches, resolution fails fast with one line, no Java trace."""
     env = {**os.environ, "LAKEHOUSE_IVY_DIR": str(tmp_path / "ivy"), "HOME": str(tmp_path)}
-    result = subprocess.run(["unshare", "-n", sys.executable, "-m", "lib.spark"], capture_output=True,
+    result = subprocess.run(["unshare", "-n", sys.executable, "-m", "lib.platform.spark"], capture_output=True,
                             text=True, env=env, timeout=300)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

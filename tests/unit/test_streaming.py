@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import feed, inference, registry, streaming
-from lib.errors import ConfigError, TableNotFoundError
-from lib.features import KEY, TIMESTAMP
+from lib.inference import feed, batch as inference, streaming
+from lib.platform import registry
+from lib.core.errors import ConfigError, TableNotFoundError
+from lib.features.tables import KEY, TIMESTAMP
+from lib.core import names
 
 KNOWN = {"origin": ["EWR", "JFK", "LGA"]}
 
@@ -91,7 +93,7 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
     assert featurized.read(staging.table(streaming.PREDICTIONS)).count() == fed
     source = registry.client().get_model_version_download_uri(champion.name, champion.version)
     v2 = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
-    registry.move_alias(v2, registry.CHAMPION, "test")
+    registry.move_alias(v2, names.CHAMPION, "test")
     more = feed.replay(featurized, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0,
                           say=lambda line: None)
     streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
@@ -137,7 +139,7 @@ def test_without_a_champion_the_stream_waits_and_says_so(staging, trained):
     assert waiter.is_alive() and said == [
         "staging.flights.delay_model has no Champion yet: the stream waits for one (run the deployment job); "
         "looking again every 0.2s"]
-    registry.move_alias(trained, registry.CHAMPION, "test")
+    registry.move_alias(trained, names.CHAMPION, "test")
     waiter.join(10)
     assert found == [trained] and len(said) == 1
 
@@ -157,8 +159,8 @@ def test_a_changed_source_schema_is_one_line_naming_the_column(featurized, stagi
 @pytest.mark.parametrize("message, expected", [
     ("[STREAMING_QUERY_EXCEPTION] Query q terminated with exception: [FOREACH_BATCH_USER_FUNCTION_ERROR] An error "
      "occurred in the user provided function in foreach batch sink. Reason: Traceback (most recent call last):\n"
-     '  File "/lib/streaming.py", line 150, in __call__\n    check_columns(rows, self.env.table(INCOMING))\n'
-     "lib.streaming.StreamingError: prod.flights.incoming_flights has no column origin (string): its schema changed\n"
+     '  File "/lib/inference/streaming.py", line 150, in __call__\n    check_columns(rows, self.env.table(INCOMING))\n'
+     "lib.inference.streaming.StreamingError: prod.flights.incoming_flights has no column origin (string): its schema changed\n"
      " SQLSTATE: 39000\n\tat org.apache.spark.sql.execution.streaming.StreamExecution.run",
      "StreamingError: prod.flights.incoming_flights has no column origin (string): its schema changed"),
     ("[DELTA_SCHEMA_CHANGED] Detected schema change:\nstreaming source schema: ...",
@@ -171,8 +173,8 @@ def test_a_failed_query_is_quoted_by_its_cause(message, expected):
 def test_a_broken_registry_is_raised_not_taken_for_no_champion(staging, trained, monkeypatch):
     from mlflow.exceptions import MlflowException
 
-    assert registry.version_of(trained.name, registry.CHAMPION) is None  # no alias yet: None
-    assert registry.version_of("staging.flights.no_such_model", registry.CHAMPION) is None
+    assert registry.version_of(trained.name, names.CHAMPION) is None  # no alias yet: None
+    assert registry.version_of("staging.flights.no_such_model", names.CHAMPION) is None
 
     def broken(*args, **kwargs):
         raise MlflowException("database is locked", error_code="INTERNAL_ERROR")

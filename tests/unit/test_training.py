@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import evaluation, feature_store, registry, training
-from lib.errors import ConfigError, LakehouseError
+from lib.lifecycle import evaluation, training
+from lib.features import store as feature_store
+from lib.platform import registry
+from lib.core.errors import ConfigError, LakehouseError
 
 
 def test_metrics_on_a_known_case():

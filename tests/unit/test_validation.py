@@ -3,9 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import registry, training, validation
-from lib.errors import ValidationFailedError
-from lib.registry import CHALLENGER, ModelRef
+from lib.platform import registry
+from lib.lifecycle import training, validation
+from lib.core.errors import ValidationFailedError
+from lib.core.names import CHALLENGER
+from lib.platform.registry import ModelRef
 
 
 def by_name(report):
@@ -143,7 +145,7 @@ def test_run_mode(model_cfg, override, expected):
 
 
 def test_unknown_run_mode_is_one_line(model_cfg):
-    from lib.errors import ConfigError
+    from lib.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="run_mode must be one of enabled, dry_run, disabled or '', got 'strict'"):
         validation.run_mode("strict", model_cfg)
@@ -158,15 +160,15 @@ def test_degraded_model_fails(make_version, run_validation, model_cfg, train_set
 
 
 def test_unknown_version_is_named(mlflow_env):
-    from lib.errors import ModelNotFoundError
+    from lib.core.errors import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="models:/staging.flights.delay_model/7 is not registered"):
         registry.require_version(ModelRef("staging.flights.delay_model", "7"))
 
 
 def test_an_environment_validates_only_its_own_model(trained, staging):
-    from lib.errors import AccessDeniedError
-    from lib.session import Session
+    from lib.core.errors import AccessDeniedError
+    from lib.platform.session import Session
 
     session = Session(staging, staging.data.as_of, staging.data.split(staging.data.as_of), {}, lakehouse=None)
     assert session.own_model(trained.uri) == trained

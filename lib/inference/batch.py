@@ -1,0 +1,243 @@
+"""Batch inference: score a period with the Champion on Spark and publish it.
+
+The model is loaded by alias, but the version behind the alias is resolved once first, at
+every run, so every row of a run names the model, the exact version that scored it and the
+alias it was resolved from: a new Champion scores from the next run on.
+
+Publishing goes to the destinations of conf/environments.yml `publish`, each replacing the
+period whole, so a re-run (or a run whose period overlaps an earlier one) never holds a
+flight twice: the Delta table (one transaction), files (Parquet, CSV; a new set swapped in
+with one rename), the online store (one SQLite transaction; read by key with
+`lib.serving.online_store.prediction`) and PostgreSQL over JDBC (one transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType
+
+from lib.features import store as feature_store
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse, parse_name
+from lib.core.config import CONF_DIR, parse_model
+from lib.core.errors import ConfigError, ModelNotFoundError, PublishError, TableNotFoundError, first_line
+from lib.features.tables import KEY, TIMESTAMP, in_window
+from lib.platform.registry import ModelRef
+from lib.platform.services import postgres
+from lib.serving import online_store
+
+MISSES = "feature_lookup_misses"  # per row: the lookups that found no feature row (scored from nulls)
+
+
+class _Switch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+
+
+class _Files(_Switch):
+    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+
+
+class _Jdbc(_Switch):
+    enabled: bool = False
+    url: str | None = Field(None, pattern=r"^jdbc:postgresql://[^/]+/$")  # None: the lakehouse's own PostgreSQL
+
+
+class _Kafka(_Switch):
+    enabled: bool = False
+    # host:port[,host:port]; None: the lakehouse's own broker (lib/platform/services/kafka_server.py)
+    bootstrap_servers: str | None = Field(None, pattern=r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$")
+
+
+class Destinations(BaseModel):
+    """Where predictions are published (conf/environments.yml `publish`): a scored period by
+    batch inference, the stream's micro-batches by streaming inference (`kafka`, and its Delta table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delta: _Switch = Field(default_factory=_Switch)
+    files: _Files = Field(default_factory=_Files)
+    online: _Switch = Field(default_factory=_Switch)
+    jdbc: _Jdbc = Field(default_factory=_Jdbc)
+    kafka: _Kafka = Field(default_factory=_Kafka)
+
+    def enabled(self) -> list[str]:
+        """The batch destinations switched on."""
+        return [name for name in ("delta", "files", "online", "jdbc") if getattr(self, name).enabled]
+
+
+def destinations(env) -> Destinations:
+    """The environment's destinations, checked: a wrong key or value is one ConfigError line."""
+    source = str(CONF_DIR / "environments.yml")
+    found = parse_model(Destinations, env.publish, source, "environments", env.name, "publish")
+    if not found.enabled():
+        raise ConfigError(f"{source} environments.{env.name}.publish: every destination is switched off, "
+                          "so nothing would be published")
+    return found
+
+
+def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
+          decision_threshold: float, alias: str | None = None) -> DataFrame:
+    """Predictions for the flights of the spine scheduled in [start, end) (see `predict`), with
+    the period and the time they were scored."""
+    return predict(lakehouse, in_window(spine, start, end), ref, decision_threshold, alias).select(
+        "*", F.lit(start).alias("period_start"), F.lit(end).alias("period_end"),
+        F.current_timestamp().alias("scored_at"))
+
+
+def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_threshold: float,
+            alias: str | None = None, carry: tuple[str, ...] = ()) -> DataFrame:
+    """A prediction per spine row, with the model's inputs next to it (what monitoring profiles),
+    the model's name and version, the `alias` `ref` was resolved from, per row how many feature
+    lookups found nothing (MISSES: scored anyway, from nulls), and the spine's `carry` columns.
+
+    The spine needs only the keys the model was logged with; the features come from the
+    model's own feature lookups, point in time (Feature Store `score_batch`). Batch and
+    streaming inference both score here.
+    """
+    from mlflow.models import Model
+
+    uri = registry.artifact_uri(ref)  # unique to this version of this lakehouse (see below)
+    info = Model.load(uri.removeprefix("file://"))  # the MLmodel file, read in place: signature and packaged lookups
+    packaged = (info.metadata or {}).get("feature_lookups")
+    if not packaged:
+        raise ModelNotFoundError(f"{ref.uri} carries no feature lookups: it cannot score from keys")
+    keys = info.metadata.get("keys") or []
+    missing = [k for k in keys if k not in spine.columns]
+    if missing:
+        raise TableNotFoundError(f"the rows to score lack key column(s) {', '.join(missing)} needed by {ref.uri}")
+    batch = feature_store.lookup_features(lakehouse, spine.select(*dict.fromkeys([*keys, *carry])),
+                                          [feature_store.FeatureLookup.from_dict(d) for d in packaged], MISSES)
+    columns = info.signature.inputs.input_names()
+    # Spark's Python workers load the model themselves; over Spark Connect they cache it by the
+    # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
+    # A type object, not "double": parsing a type string needs the process's *active* session,
+    # which need not be this lakehouse's.
+    udf = _udf(lakehouse.spark, uri)
+    return (
+        batch
+        .withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns])))
+        .select(
+            KEY, TIMESTAMP, *[c for c in columns if c not in (KEY, TIMESTAMP)], "prediction",
+            (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
+            F.lit(ref.name).alias("model_name"),
+            F.lit(ref.version).alias("model_version"),
+            F.lit(alias).cast("string").alias("model_alias"),
+            MISSES,
+            *[c for c in carry if c not in (KEY, TIMESTAMP, *columns)],
+        )
+    )
+
+
+_UDFS: dict[tuple[str, str], object] = {}  # (Spark session, model URI) -> its spark_udf
+
+
+def _udf(spark, uri: str):
+    """The model as a Spark UDF, made once per session and version: each spark_udf call
+    downloads the model into a new temporary folder (a stream would do so every micro-batch)."""
+    import mlflow
+
+    key = (str(getattr(spark, "session_id", id(spark))), uri)
+    if key not in _UDFS:
+        _UDFS[key] = mlflow.pyfunc.spark_udf(spark, uri, result_type=DoubleType(), env_manager="local")
+    return _UDFS[key]
+
+
+def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date) -> int:
+    """Replace the predictions of the flights scheduled in [start, end); returns their count."""
+    period = f"{TIMESTAMP} >= TIMESTAMP_NTZ'{start.isoformat()}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{end.isoformat()}'"
+    lakehouse.write(predictions, table, mode="overwrite", replace_where=period)
+    return lakehouse.read(table).where(period).count()
+
+
+def publish_everywhere(lakehouse: Lakehouse, predictions: DataFrame, table: str, targets: Destinations,
+                       start: dt.date, end: dt.date, store: Path) -> dict[str, object]:
+    """Publish the period to each enabled destination, the Delta table first (the others then
+    copy what it holds, so every destination holds the same rows); returns, per destination,
+    the rows it holds for the period (files: the folder)."""
+    lakehouse.check_writable(table)
+    out: dict[str, object] = {}
+    source = predictions
+    if targets.delta.enabled:
+        out["delta"] = publish(lakehouse, predictions, table, start, end)
+        source = in_window(lakehouse.read(table), start, end)
+    # With Delta off, each destination scores the period itself (a rare setting; no cache to leak).
+    if targets.files.enabled:
+        out["files"] = export_files(source, lakehouse.export_path(table), targets.files.formats, start, end)
+    if targets.online.enabled:
+        out["online"] = online_store.publish_predictions(store, source.toPandas(), KEY, TIMESTAMP, start, end)
+    if targets.jdbc.enabled:
+        out["jdbc"] = export_jdbc(source, table, targets.jdbc.url, lakehouse.env.home, start, end)
+    return out
+
+
+def export_jdbc(predictions: DataFrame, table: str, url: str | None, home: Path, start: dt.date, end: dt.date) -> int:
+    """Replace the period in PostgreSQL (database = catalog, then schema and table, as named) on
+    the server at url (None: the lakehouse's own, started if need be); returns the rows it holds
+    for the period.
+
+    Spark writes the rows over JDBC into a staging table; then one transaction deletes the
+    period's rows, inserts the staged ones and drops the staging table. A failure at any point
+    leaves the table as it was, and is one PublishError line naming the destination.
+    """
+    catalog, schema, name = parse_name(table)
+    stage = f"{name}_stage_{uuid.uuid4().hex[:12]}"
+    where = f"{url}{catalog}" if url else "the lakehouse's PostgreSQL"
+    try:
+        url = url or postgres.base_url(home)
+        where = f"{url}{catalog}"
+        with postgres.connect(url, catalog) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        (predictions.write.format("jdbc").mode("overwrite").option("url", where).option("user", postgres.USER)
+         .option("driver", "org.postgresql.Driver").option("dbtable", f'"{schema}"."{stage}"').save())
+        with postgres.connect(url, catalog) as conn:  # one transaction: committed at the end of the block
+            columns = ", ".join(f'"{c}"' for c in predictions.columns)
+            conn.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" (LIKE "{schema}"."{stage}")')
+            conn.execute(f'DELETE FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s', (start, end))
+            conn.execute(f'INSERT INTO "{schema}"."{name}" ({columns}) SELECT {columns} FROM "{schema}"."{stage}"')
+            conn.execute(f'DROP TABLE "{schema}"."{stage}"')
+            held = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s',
+                                (start, end)).fetchone()[0]
+    except Exception as exc:  # Spark's JDBC writer, psycopg and the server raise many types
+        if url:
+            with contextlib.suppress(Exception), postgres.connect(url, catalog) as conn:
+                conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{stage}"')
+        raise PublishError(f"destination jdbc ({where}, table {schema}.{name}) failed; it still holds what it "
+                           f"held: {first_line(exc)[:300]}") from exc
+    return int(held)
+
+
+def export_files(predictions: DataFrame, folder: Path, formats: list[str], start: dt.date, end: dt.date) -> Path:
+    """Write the period as one folder per format (`<folder>/<start>_<end>/<format>/`).
+
+    The new set is written beside the old one and swapped in with one rename of a symbolic
+    link, so a reader sees the old set or the new one, never half of either; a failed write
+    leaves the old set as it was.
+    """
+    period = folder / f"{start}_{end}"
+    version = folder / ".versions" / f"{start}_{end}-{uuid.uuid4().hex[:12]}"
+    try:
+        for fmt in formats:
+            writer = predictions.coalesce(1).write.mode("overwrite").format(fmt)  # a new folder each time
+            writer.save(str(version / fmt), **({"header": True} if fmt == "csv" else {}))
+        link = folder / f".{version.name}.link"
+        link.symlink_to(version.relative_to(folder))
+    except BaseException:
+        shutil.rmtree(version, ignore_errors=True)
+        raise
+    old = period.resolve() if period.is_symlink() else None
+    os.replace(link, period)  # atomic: the old set or the new one
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return period

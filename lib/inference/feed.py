@@ -1,0 +1,122 @@
+"""The replay source of streaming inference: 2013's scheduled flights arriving in
+`incoming_flights`, in schedule order, at a chosen speed.
+
+An arriving flight carries its keys as text (as a feed delivers them: `FIELDS`), stamped with
+the time it landed (`arrived_at`, the event time of the stream's latency).
+
+    python -m lib.inference.feed --env prod --from 2013-10-01 --to 2013-10-08 --every 1h --speed 3600
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from typing import Callable
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.core.errors import ConfigError, LakehouseError
+from lib.features.tables import KEY, TIMESTAMP, in_window
+from lib.platform.spark.builder import to_pandas
+from lib.core import config
+from lib.platform.spark.session import get_spark
+
+INCOMING = "incoming_flights"
+ARRIVED = "arrived_at"  # when the row landed in incoming_flights (the event time of latency)
+FIELDS = (KEY, "origin", TIMESTAMP)  # what an arriving flight carries, as text
+_TEXT_TIME = "yyyy-MM-dd HH:mm:ss"
+
+
+def scheduled(flight_features: DataFrame, start: dt.datetime, end: dt.datetime) -> DataFrame:
+    """The flights scheduled in [start, end) as a feed delivers them: their keys, as text."""
+    return in_window(flight_features, start, end).select(
+        F.col(KEY).cast("string").alias(KEY), F.col("origin").cast("string").alias("origin"),
+        F.date_format(TIMESTAMP, _TEXT_TIME).alias(TIMESTAMP))
+
+
+def replay(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime, every: dt.timedelta, speed: float,
+         say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Append the flights scheduled in [start, end) to incoming_flights in schedule order, one
+    commit per `every` of schedule; returns the rows appended.
+
+    speed: schedule seconds per real second (3600: an hour of departures each second); 0 appends
+    as fast as Spark commits.
+    """
+    if every <= dt.timedelta(0) or speed < 0 or end <= start:
+        raise ConfigError(f"feed: need start < end, every > 0 and speed >= 0 (got {start} .. {end}, {every}, {speed})")
+    env = lakehouse.env
+    rows = to_pandas(scheduled(lakehouse.read(env.table("flight_features")), start, end).orderBy(TIMESTAMP))
+    began, appended, at = time.monotonic(), 0, start
+    while at < end:
+        upto = min(at + every, end)
+        chunk = rows[(rows[TIMESTAMP] >= f"{at:%Y-%m-%d %H:%M:%S}") & (rows[TIMESTAMP] < f"{upto:%Y-%m-%d %H:%M:%S}")]
+        if speed:
+            sleep(max(0.0, (upto - start).total_seconds() / speed - (time.monotonic() - began)))
+        if len(chunk):
+            append(lakehouse, lakehouse.spark.createDataFrame(chunk))
+            appended += len(chunk)
+        say(f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
+            f"({appended} in all, {time.monotonic() - began:.1f}s)")
+        at = upto
+    return appended
+
+
+def append(lakehouse: Lakehouse, rows: DataFrame) -> None:
+    """Append rows (the FIELDS, as text) to incoming_flights, stamped with their arrival time."""
+    text = [F.col(c).cast("string").alias(c) for c in FIELDS]
+    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(INCOMING),
+                    mode="append")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lib.inference.feed --env prod --from 2013-10-01 --to 2013-10-02 [--every 1h] [--speed 3600]`:
+    append 2013's scheduled flights to incoming_flights in schedule order (a replay source for the stream)."""
+    import argparse
+    import sys
+
+
+    parser = argparse.ArgumentParser(prog="python -m lib.inference.feed", description=main.__doc__)
+    parser.add_argument("--env", default="prod")
+    parser.add_argument("--from", dest="start", required=True, help="first scheduled day, YYYY-MM-DD")
+    parser.add_argument("--to", dest="end", required=True, help="first day not fed, YYYY-MM-DD")
+    parser.add_argument("--every", default="1h", help="schedule time per commit: Nm, Nh or Nd (default 1h)")
+    parser.add_argument("--speed", type=float, default=0.0,
+                        help="schedule seconds per real second, e.g. 3600; 0 (default) as fast as it can")
+    args = parser.parse_args(argv)
+    registry.no_telemetry()
+    try:
+        env = config.load_env(args.env)
+        start_day, end_day = _day(args.start, "--from"), _day(args.end, "--to")
+        every = _duration(args.every)
+        lakehouse = Lakehouse(get_spark("feed", env=env), env)
+        replay(lakehouse, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()),
+             every, args.speed)
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("feed: stopped (every commit made is whole)")
+        return 130
+    return 0
+
+
+def _day(text: str, flag: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _duration(text: str) -> dt.timedelta:
+    match = re.fullmatch(r"(\d+)([mhd])", text)
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"--every must look like 30m, 1h or 1d, not {text!r}")
+    return dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]: int(match.group(1))})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""Exploration helpers for the dev notebooks: quick looks at production data, read-only,
+and a small search over algorithms and hyperparameters whose winner goes to the config file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lib.lifecycle import training
+from lib.core.config import PROJECT_DIR, ConfigError
+from lib.lifecycle.evaluation import classification_metrics
+from lib.features.tables import DELAY_MINUTES
+from lib.core import names
+from lib.monitoring import monitors
+from lib.monitoring import views
+from lib.platform import registry
+
+# What the exploration notebook tries: name -> hyperparameters file content.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "hgb_default": {"algorithm": "hist_gradient_boosting",
+                    "params": {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31,
+                               "l2_regularization": 0.0, "random_state": 42}},
+    "hgb_slow_deep": {"algorithm": "hist_gradient_boosting",
+                      "params": {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63,
+                                 "l2_regularization": 1.0, "random_state": 42}},
+    "logistic_regression": {"algorithm": "logistic_regression", "params": {"C": 1.0}},
+}
+
+
+def delay_rates(flights: DataFrame, by: str) -> DataFrame:
+    """Per value of `by`: arrived flights and the share delayed by more than 15 minutes."""
+    arrived = flights.where(F.col("arr_delay").isNotNull())
+    return (
+        arrived.groupBy(by)
+        .agg(F.count("*").alias("flights"),
+             F.round(F.avg((F.col("arr_delay") > DELAY_MINUTES).cast("double")), 4).alias("delayed_share"))
+        .orderBy(by)
+    )
+
+
+def windows(start: str, end: str, holdout_days: int,
+            before: dt.date | None = None) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+    """Split [start, end) into a training window and the last holdout_days held out.
+
+    `before` is where production's held-out window starts: exploring on it would tune the
+    hyperparameters on the very data the validation gates and the Champion comparison use.
+    """
+    try:
+        lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except (TypeError, ValueError):
+        raise ConfigError(f"explore_from/explore_to must be YYYY-MM-DD dates, got {start!r} and {end!r}") from None
+    if before is not None and hi > before:
+        raise ConfigError(f"explore_to {hi} reaches into production's held-out window (from {before}), "
+                          "which the validation gates judge: end the exploration by then")
+    split = hi - dt.timedelta(days=holdout_days)
+    if not lo < split < hi:
+        raise ConfigError(f"explore window {lo}..{hi} is too short to hold out {holdout_days} days")
+    return (lo, split), (split, hi)
+
+
+def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[str, Any],
+                   candidates: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Fit each candidate, log it as an MLflow run, and rank them by held-out ROC AUC."""
+    import mlflow
+
+    label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
+    rows = []
+    for name, hyper in candidates.items():
+        with mlflow.start_run(run_name=f"explore {name}") as run:
+            model = training.fit(train, model_cfg, hyper)
+            m = classification_metrics(holdout[label], model.predict(None, holdout), threshold)
+            mlflow.log_params({**hyper["params"], "algorithm": hyper["algorithm"], "train_rows": len(train)})
+            mlflow.log_metrics({f"holdout_{k}": v for k, v in m.items() if pd.notna(v)})
+        rows.append({"candidate": name, "algorithm": hyper["algorithm"], "roc_auc": m["roc_auc"],
+                     "accuracy": m["accuracy"], "f1": m["f1"], "run_id": run.info.run_id})
+    return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, ignore_index=True)
+
+
+def write_best(results: pd.DataFrame, path: str) -> Path | None:
+    """Write the best-ranked candidate to `path` (nothing if path is ""); returns where."""
+    if not path:
+        return None
+    best = results.iloc[0]
+    return write_hyperparameters(CANDIDATES[best["candidate"]], path,
+                                 f"{best['candidate']}, held-out ROC AUC {best['roc_auc']:.4f} (run {best['run_id']})")
+
+
+def write_hyperparameters(hyper: dict[str, Any], path: str | Path, note: str) -> Path:
+    """Write the chosen hyperparameters where the training pipeline reads them."""
+    target = Path(path)
+    if not target.is_absolute():
+        target = PROJECT_DIR / target
+    header = ("# Production hyperparameters, read by the training task (conf/model.yml "
+              "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "
+              f"{note}\n# Review the diff before committing it.\n")
+    body = yaml.safe_dump({"algorithm": hyper["algorithm"], "params": hyper["params"]}, sort_keys=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(header + body)
+    return target
+
+
+def production_quality(lakehouse, env, monitor_name: str = "predictions") -> pd.DataFrame:
+    """Production's model quality per window, read from the metric tables of the catalog this
+    environment reads (`raw_catalog`: prod for dev); empty, with a line saying why, before the
+    production workflow has monitored anything."""
+
+    monitor = monitors.load_monitors()[monitor_name]
+    table = names.profile_metrics_table(names.full_name(env.raw_catalog, env.schema, monitor.table_name))
+    if not lakehouse.exists(table):
+        print(f"{table} does not exist yet: run the production workflow (make pipeline) first")
+        return pd.DataFrame(columns=["window", "model_id", "count", "labelled_count", "accuracy", "roc_auc"])
+    return views.quality_over_time(lakehouse, table, monitor.granularities[0])
+
+
+def production_champion(env, holdout: pd.DataFrame, model_cfg: dict[str, Any]) -> pd.DataFrame:
+    """Production's Champion (the model of `raw_catalog`), loaded read-only, scored on a held-out
+    frame: one row with its URI and held-out metrics; empty before production has a Champion.
+
+    Read-only: the model is loaded as a pyfunc to predict with; nothing here tags it or moves
+    an alias.
+    """
+    name = f"{env.raw_catalog}.{env.schema}.{env.model}"
+    ref = registry.version_of(name, names.CHAMPION)
+    if ref is None:
+        print(f"{name} has no Champion yet: run the production workflow (make pipeline) first")
+        return pd.DataFrame(columns=["model", "roc_auc", "accuracy", "f1"])
+    m = classification_metrics(holdout[model_cfg["label"]], registry.predict(ref, holdout),
+                               model_cfg["inference"]["decision_threshold"])
+    return pd.DataFrame([{"model": ref.uri, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "f1": m["f1"]}])

@@ -1,0 +1,203 @@
+"""Training: fit the delay classifier, evaluate it, log it to MLflow and register it.
+
+The registered version carries everything needed to trust and use it: its run, data
+windows, git commit, hyperparameters file, a description, and the feature lookups that
+turn keys into features (in the model's metadata, so scoring needs only the keys).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+import mlflow
+from lib.lifecycle import evaluation
+from lib.features import on_demand
+from lib.platform import registry
+from lib.core.config import PROJECT_DIR
+from lib.core.errors import ConfigError, LakehouseError
+from lib.features.store import FeatureLookup
+from lib.features.on_demand import OnDemandFeature
+from lib.core.names import VALIDATION_STATUS
+from lib.platform.registry import ModelRef
+
+# Pinned so that log_model skips its slow requirement inference (~4 s).
+_REQUIREMENTS = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
+
+
+class DelayModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc that is logged: features in, probability that the flight is delayed out.
+
+    It computes its on-demand features itself, with the functions it was trained with.
+    """
+
+    on_demand: tuple[OnDemandFeature, ...] = ()  # versions logged before on-demand features have none
+
+    def __init__(self, pipeline: Pipeline, columns: list[str], features: tuple[OnDemandFeature, ...] = ()):
+        self.pipeline = pipeline
+        self.columns = columns  # what the estimator sees, on-demand features included
+        self.on_demand = tuple(features)
+
+    @property
+    def inputs(self) -> list[str]:
+        """What the model is given: its columns but the on-demand ones, and what those are computed from."""
+        return on_demand.model_inputs(self.columns, list(self.on_demand))
+
+    def features(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """The estimator's input: model_input with the on-demand features computed."""
+        return on_demand.compute(model_input, list(self.on_demand))[self.columns]
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        return self.pipeline.predict_proba(self.features(model_input))[:, 1]
+
+
+def feature_columns(model_cfg: dict[str, Any]) -> list[str]:
+    """What the estimator sees, on-demand features included."""
+    return list(model_cfg["features"]["categorical"]) + list(model_cfg["features"]["numeric"])
+
+
+def input_columns(model_cfg: dict[str, Any]) -> list[str]:
+    """What the logged model is given (its signature): the feature columns but the on-demand
+    ones, and the columns those are computed from."""
+    return on_demand.model_inputs(feature_columns(model_cfg), on_demand.declared(model_cfg))
+
+
+def make_pipeline(model_cfg: dict[str, Any], hyper: dict[str, Any]) -> Pipeline:
+    """The estimator named by hyper["algorithm"], with its encoding, built from hyper["params"]."""
+    categorical = list(model_cfg["features"]["categorical"])
+    numeric = list(model_cfg["features"]["numeric"])
+    params = hyper["params"]
+    try:
+        if hyper["algorithm"] == "hist_gradient_boosting":
+            encode = ColumnTransformer(
+                [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                                encoded_missing_value=-1), categorical)],
+                remainder="passthrough", verbose_feature_names_out=False)
+            classifier = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), **params)
+        elif hyper["algorithm"] == "logistic_regression":
+            encode = ColumnTransformer([
+                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+                ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+            ])
+            classifier = LogisticRegression(**{"max_iter": 1000, **params})
+        else:
+            raise ConfigError(f"unknown algorithm {hyper['algorithm']!r}")
+    except TypeError as exc:
+        raise ConfigError(f"hyperparameters for {hyper['algorithm']}: {exc}") from None
+    return Pipeline([("encode", encode), ("classify", classifier)])
+
+
+def fit(train: pd.DataFrame, model_cfg: dict[str, Any], hyper: dict[str, Any]) -> DelayModel:
+    """Fit on a labelled pandas frame; refuses an empty or one-class training set."""
+    label = model_cfg["label"]
+    if len(train) == 0:
+        raise LakehouseError("the training window holds no labelled flights: check the as-of date and ingestion")
+    if train[label].nunique() < 2:
+        raise LakehouseError(f"the training window has only one class of {label}: widen train_days")
+    columns = feature_columns(model_cfg)
+    features = on_demand.declared(model_cfg)
+    missing = [c for c in on_demand.inputs(features) if c not in train.columns]
+    if missing:
+        raise ConfigError(f"on-demand features need column(s) {', '.join(missing)}, which the training set lacks")
+    pipeline = make_pipeline(model_cfg, hyper)
+    try:
+        pipeline.fit(on_demand.compute(train, features)[columns], train[label])
+    except ValueError as exc:
+        raise ConfigError(f"training failed, check the hyperparameters: {exc}") from None
+    return DelayModel(pipeline, columns, tuple(features))
+
+
+def scored(model: DelayModel, frame: pd.DataFrame, model_cfg: dict[str, Any]) -> pd.DataFrame:
+    """The keys, features and label of a labelled frame with the model's predictions: what
+    batch inference publishes, so monitoring can compare the two (the model's baseline)."""
+    columns = [*model_cfg["keys"], *[c for c in model.inputs if c not in model_cfg["keys"]], model_cfg["label"]]
+    return frame[columns].assign(prediction=model.predict(None, frame))
+
+
+def git_commit() -> str:
+    """The project's commit, `-dirty` if tracked files changed; `unknown` outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def describe(model_cfg: dict[str, Any], hyper: dict[str, Any], tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
+    """The model version's description: what it predicts, from what, trained how, how good."""
+    return (f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg['label']}). "
+            f"{hyper['algorithm']} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
+            f"{tags.get('feature_lookups', 'the feature tables')}; trained on {tags.get('train_window', '?')}, "
+            f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f} on {tags.get('holdout_window', '?')}.")
+
+
+def _on_demand_note(model_cfg: dict[str, Any]) -> str:
+    made = [f.output for f in on_demand.declared(model_cfg)]
+    return f" ({', '.join(made)} computed on demand)" if made else ""
+
+
+def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[str, Any],
+                     hyper: dict[str, Any], lookups: list[FeatureLookup], model_name: str,
+                     tags: dict[str, str]) -> ModelRef:
+    """Log params, held-out metrics, plots and the model to MLflow; register it PENDING.
+
+    Args:
+        tags: run facts to put on the run and the version (as_of, windows, hyperparameters_file).
+    Returns:
+        The new version, tagged model_validation_status=PENDING, with run, git commit and lookups.
+    """
+    from mlflow.models import infer_signature
+
+    import cloudpickle
+
+    label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
+    columns = model.columns
+    proba = model.predict(None, holdout)
+    holdout_metrics = evaluation.classification_metrics(holdout[label], proba, threshold)
+    example = train[model.inputs].head(5)
+    signature = infer_signature(example, model.predict(None, example))
+    tags = {**tags, "git_commit": git_commit(), "algorithm": hyper["algorithm"],
+            "feature_lookups": "; ".join(f"{lk.table} by {','.join(lk.lookup_key)} as of {lk.timestamp_lookup_key}"
+                                         for lk in lookups)}
+    with mlflow.start_run(run_name=f"train {tags.get('as_of', '')}".strip()) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params({**hyper["params"], "algorithm": hyper["algorithm"], "features": ",".join(columns),
+                           "train_rows": len(train), "holdout_rows": len(holdout)})
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items() if np.isfinite(v)})
+        if holdout[label].nunique() == 2:
+            importance = evaluation.feature_importance(model.pipeline, model.features(holdout), holdout[label].to_numpy(), columns)
+            mlflow.log_dict(importance.round(5).to_dict(), "feature_importance.json")
+            for name, figure in evaluation.figures(holdout[label], proba, threshold, importance).items():
+                mlflow.log_figure(figure, name)
+        cloudpickle.register_pickle_by_value(on_demand)  # the version carries its functions' code
+        try:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=signature,
+                input_example=example,
+                metadata={"feature_lookups": [lk.to_dict() for lk in lookups], "keys": list(model_cfg["keys"]),
+                          "on_demand_features": [f.to_dict() for f in model.on_demand]},
+                registered_model_name=model_name,
+                pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in _REQUIREMENTS],
+            )
+        finally:
+            cloudpickle.unregister_pickle_by_value(on_demand)
+    ref = ModelRef(model_name, str(info.registered_model_version))
+    registry.set_tags(ref, {**tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"})
+    registry.client().update_model_version(ref.name, ref.version,
+                                           description=describe(model_cfg, hyper, tags, holdout_metrics))
+    return ref

@@ -1,0 +1,180 @@
+"""The lakehouse's own PostgreSQL server: where the `jdbc` destination publishes by default.
+
+Debian's PostgreSQL (`apt-get install postgresql`; `.ci/run` installs it) runs one server per
+lakehouse, started on demand like the Spark server, on 127.0.0.1 only, trusting local
+connections (it is this machine's own). A catalog is a database (`prod`, `staging`), a schema
+a schema: `prod.flights.predictions` is table `flights.predictions` of database `prod`.
+PostgreSQL refuses to run as root; as root, the data folder belongs to the `postgres` user, in
+`/var/tmp/lakehouse-mlops-postgres/` (a path that user can reach), and its commands run as it.
+`$LAKEHOUSE_JDBC_URL` (`jdbc:postgresql://host:port/`) names a server someone else runs.
+
+    python -m lib.platform.services.postgres start|stop|status|remove [--env prod]   # remove: stop, delete the data
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lib.platform.services import processes
+from lib.core.errors import SetupError
+
+URL_ENV_VAR = "LAKEHOUSE_JDBC_URL"  # jdbc:postgresql://host:port/ of a server to use instead
+PORT_ENV_VAR = "LAKEHOUSE_POSTGRES_PORT"  # overrides the default port; 0 picks a free one
+DEFAULT_PORT = 5442
+USER = "lakehouse"
+_ROOT_DATA = Path("/var/tmp/lakehouse-mlops-postgres")
+
+
+def bin_dir() -> Path:
+    """The folder of PostgreSQL's server programs (the newest installed), or one SetupError line."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    which = shutil.which("initdb")
+    if which:
+        return Path(which).parent
+    raise SetupError("PostgreSQL's server programs are not installed (the jdbc destination needs them): "
+                     "apt-get install postgresql, or set LAKEHOUSE_JDBC_URL, or switch publish.jdbc off")
+
+
+def _state(home: Path) -> Path:
+    return home / "postgres" / "server.json"
+
+
+def _data(home: Path) -> Path:
+    if os.geteuid() != 0:
+        return home / "postgres" / "data"
+    return _ROOT_DATA / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
+
+
+def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    """A PostgreSQL program, as the `postgres` user when we are root (PostgreSQL refuses root)."""
+    command = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if check and done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
+        raise SetupError(f"PostgreSQL: {Path(args[0]).name} failed: {why[-1]}")
+    return done
+
+
+def base_url(home: Path, say=print) -> str:
+    """`jdbc:postgresql://127.0.0.1:<port>/` of the lakehouse's server (started if it is not
+    running), or $LAKEHOUSE_JDBC_URL."""
+    if os.environ.get(URL_ENV_VAR):
+        return os.environ[URL_ENV_VAR]
+    return f"jdbc:postgresql://127.0.0.1:{ensure(home, say)}/"
+
+
+def running_url(home: Path) -> str | None:
+    """Like base_url, but None instead of starting a server."""
+    if os.environ.get(URL_ENV_VAR):
+        return os.environ[URL_ENV_VAR]
+    port = processes.running_port(_state(home))
+    return f"jdbc:postgresql://127.0.0.1:{port}/" if port else None
+
+
+def drop_database(url: str, database: str) -> None:
+    """Drop a catalog's database (a temporary environment's wipe)."""
+    with connect(url, "postgres") as admin:
+        admin.autocommit = True
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def has_data(home: Path) -> bool:
+    """Whether the lakehouse's own server was ever set up (it may hold published periods)."""
+    return (_data(home) / "PG_VERSION").exists()
+
+
+def ensure(home: Path, say=print) -> int:
+    """Start the lakehouse's PostgreSQL server unless it runs; returns its port."""
+    with processes.locked(_state(home).parent):
+        return _ensure(home, say)
+
+
+def _ensure(home: Path, say) -> int:
+    state = _state(home)
+    if state.exists():
+        port = json.loads(state.read_text())["port"]
+        if processes.answers(port):
+            return port
+    data, binaries = _data(home), bin_dir()
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise SetupError("PostgreSQL refuses to run as root, and this machine has no `postgres` user to run it "
+                             "as: run as another user, or set LAKEHOUSE_JDBC_URL to a server you run") from None
+    if (data / "postmaster.pid").exists():  # a server whose state file went missing: stop it first
+        _run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False)
+    wanted = int(os.environ.get(PORT_ENV_VAR, DEFAULT_PORT))
+    port = wanted if wanted and not processes.answers(wanted) else processes.free_port()
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+            data.chmod(0o700)
+        _run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-instructions"])
+    _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
+          "-o", f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", "start"])
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"port": port, "data": str(data)}))
+    say(f"started PostgreSQL on 127.0.0.1:{port} (data {data})")
+    return port
+
+
+def stop(home: Path, say=print) -> bool:
+    """Stop the lakehouse's PostgreSQL server; returns whether one ran."""
+    state = _state(home)
+    if not state.exists():
+        return False
+    with processes.locked(_state(home).parent):
+        data = json.loads(state.read_text())["data"]
+        done = _run([str(bin_dir() / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], check=False)
+        if done.returncode != 0 and (Path(data) / "postmaster.pid").exists():
+            raise SetupError(f"PostgreSQL (data {data}) did not stop: {(done.stderr or done.stdout).strip()[-200:]}")
+        state.unlink(missing_ok=True)
+    say(f"stopped PostgreSQL (data {data})")
+    return True
+
+
+def remove(home: Path) -> None:
+    """Stop the server and delete its data (`make clean`, a test run's clean-up)."""
+    stop(home, say=lambda line: None)  # raises, keeping the data, if the server would not stop
+    shutil.rmtree(_data(home), ignore_errors=True)
+
+
+def connect(url: str, database: str):
+    """A psycopg connection to `database` on the server at url (jdbc:postgresql://host:port/),
+    creating the database first if it does not exist."""
+    import psycopg
+
+    host, port = _host_port(url)
+    try:
+        with psycopg.connect(host=host, port=port, user=USER, dbname="postgres", autocommit=True,
+                             connect_timeout=10) as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+                admin.execute(f'CREATE DATABASE "{database}"')
+        return psycopg.connect(host=host, port=port, user=USER, dbname=database, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise SetupError(f"PostgreSQL at {url} is unreachable: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url.removeprefix("jdbc:postgresql://").split("/")[0]
+    host, _, port = rest.partition(":")
+    return host, int(port or 5432)
+
+
+def main(argv: list[str]) -> int:
+    return processes.service_main("lib.platform.services.postgres", argv, "PostgreSQL server", base_url, stop, running_url, remove)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
