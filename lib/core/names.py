@@ -6,6 +6,8 @@ Names follow Unity Catalog's three levels, `<catalog>.<schema>.<name>`.
 
 from __future__ import annotations
 
+from lib.core.errors import AccessDeniedError
+
 # Model aliases (Unity Catalog's free-form aliases, as the guide names them).
 CHAMPION = "Champion"
 CHALLENGER = "Challenger"
@@ -95,6 +97,14 @@ def catalog_of(name: str) -> str:
     return name.split(".", 1)[0]
 
 
-def owns(own_catalog: str, name: str) -> bool:
-    """The own-catalog rule: an environment writes only tables and models of its own catalog."""
-    return catalog_of(name) == own_catalog
+def check_own(own_catalog: str, name: str, who: str, action: str = "write") -> None:
+    """The own-catalog rule: an environment writes only tables and models of its own catalog
+    (it may read others', as dev reads prod's data). Raises AccessDeniedError otherwise.
+
+    Args:
+        who: the writer, for the message: "environment dev", "the staging server".
+    """
+    catalog = catalog_of(name)
+    if catalog != own_catalog:
+        raise AccessDeniedError(f"{who} may not {action} {name}: catalog {catalog} is read-only "
+                                f"here ({who} writes only catalog {own_catalog})")

@@ -163,6 +163,7 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
 
     import cloudpickle
 
+    registry.check_writable(model_name)  # before anything is logged: a version only in this environment's catalog
     label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
     columns = model.columns
     proba = model.predict(None, holdout)

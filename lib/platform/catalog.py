@@ -14,6 +14,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from lib.core import names
 from lib.core.config import EnvConfig
 from lib.core.errors import AccessDeniedError, ConfigError, TableNotFoundError
 
@@ -94,12 +95,8 @@ class Lakehouse:
         return max(found)
 
     def check_writable(self, name: str) -> None:
-        catalog, _, _ = parse_name(name)
-        if catalog != self.env.catalog:
-            raise AccessDeniedError(
-                f"environment {self.env.name} may not write {name}: catalog {catalog} is read-only "
-                f"here (environment {self.env.name} writes only catalog {self.env.catalog})"
-            )
+        parse_name(name)
+        names.check_own(self.env.catalog, name, f"environment {self.env.name}")
 
     def create_schema(self, catalog: str, schema: str) -> Path:
         """Create `catalog.schema` (a folder) if missing; writes need the catalog writable."""

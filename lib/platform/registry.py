@@ -15,13 +15,11 @@ from typing import Iterator
 
 from lib.core import names
 from lib.core.config import EnvConfig
-from lib.core.errors import ModelNotFoundError
+from lib.core.errors import AccessDeniedError, ConfigError, LakehouseError, ModelNotFoundError
 from lib.core.names import CHALLENGER, CHAMPION
-from lib.core.errors import ConfigError
-from lib.core.errors import LakehouseError
-
 
 LOCK_TIMEOUT_S = 300.0
+_writer: tuple[str, str] | None = None  # (catalog, who) of configure(): what this process may write
 
 
 
@@ -58,7 +56,9 @@ def configure(env: EnvConfig) -> str:
     """Point MLflow at the environment's stores and experiment; returns the experiment id."""
     import mlflow
 
+    global _writer
     env.home.mkdir(parents=True, exist_ok=True)
+    _writer = (env.catalog, f"environment {env.name}")
     mlflow.set_tracking_uri(env.tracking_uri)
     mlflow.set_registry_uri(env.registry_uri)
     client = mlflow.MlflowClient()
@@ -142,7 +142,17 @@ def predict(ref: ModelRef, frame):
 
 
 
+def check_writable(name: str) -> None:
+    """The own-catalog rule, in the registry itself: a process registers versions, sets tags and
+    moves aliases only on models of the catalog of the environment it was configured for."""
+    if _writer is None:
+        raise AccessDeniedError(f"may not write model {name}: the registry is not configured for an environment "
+                                "(registry.configure(env) first)")
+    names.check_own(_writer[0], name, _writer[1])
+
+
 def set_tags(ref: ModelRef, tags: dict[str, object]) -> None:
+    check_writable(ref.name)
     c = client()
     for key, value in tags.items():
         c.set_model_version_tag(ref.name, ref.version, key, str(value))
@@ -168,6 +178,7 @@ def move_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) ->
     The version that held the alias before records that it lost it. Call this holding
     alias_lock(ref.name) when the move depends on where aliases point.
     """
+    check_writable(ref.name)
     before = version_of(ref.name, alias)
     client().set_registered_model_alias(ref.name, alias, ref.version)
     at, by_tag, reason_tag = names.alias_tags(alias)
@@ -185,6 +196,7 @@ def _record_loss(ref: ModelRef, alias: str, reason: str, by: str | None) -> None
 
 def remove_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
     """Delete `alias` if it still points at ref, recording on the version when, by whom and why."""
+    check_writable(ref.name)
     if version_of(ref.name, alias) == ref:
         client().delete_registered_model_alias(ref.name, alias)
         _record_loss(ref, alias, reason, by)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 from lib.core import names
-from lib.core.errors import ApiError, bad
+from lib.core.errors import AccessDeniedError, ApiError, bad
 
 
 WORKLOAD_SIZES = ("Small", "Medium", "Large")
@@ -169,8 +169,9 @@ def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | No
     for key, value in (("catalog_name", catalog), ("schema_name", schema), ("table_name_prefix", prefix)):
         if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
             raise bad(f"auto_capture_config.{key} must be an identifier, got {value!r}")
-    if catalog != own_catalog:
-        raise ApiError(403, "PERMISSION_DENIED",
-                       f"auto_capture_config.catalog_name {catalog!r}: this server writes only catalog {own_catalog!r}")
+    try:
+        names.check_own(own_catalog, names.payload_of_prefix(catalog, schema, prefix), "this server", "capture into")
+    except AccessDeniedError as exc:
+        raise ApiError(403, "PERMISSION_DENIED", f"auto_capture_config.catalog_name: {exc}") from None
     return AutoCapture(catalog, schema, prefix, True)
 

@@ -27,7 +27,8 @@ from lib.core.config import EnvConfig
 from lib.core.errors import LakehouseError
 from lib.serving import settings as serving_settings
 from lib.serving.settings import Settings
-from lib.core.errors import ApiError
+from lib.core import names
+from lib.core.errors import AccessDeniedError, ApiError
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
 from lib.platform.registry import ModelRef
@@ -65,8 +66,10 @@ def serve(env: EnvConfig) -> None:
     lakehouse = _LazyLakehouse(env)
 
     def check_version(name: str, version: str) -> None:
-        if name.split(".")[0] != env.catalog:
-            raise ApiError(403, "PERMISSION_DENIED", f"this server serves models of catalog {env.catalog!r}, not {name}")
+        try:
+            names.check_own(env.catalog, name, f"the {env.name} server", "serve")
+        except AccessDeniedError as exc:
+            raise ApiError(403, "PERMISSION_DENIED", str(exc)) from None
         try:
             registry.require_version(ModelRef(name, version))
         except LakehouseError as exc:

@@ -59,7 +59,7 @@ def test_a_traffic_split_and_capture_are_kept():
     ({"served_entities": [entity(1, name="a"), entity(2, name="a")],
       "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 100}]}}, 400, "unique"),
     ({"served_entities": [entity(1)], "auto_capture_config": {"catalog_name": "prod", "schema_name": "flights"}},
-     403, "writes only catalog 'staging'"),
+     403, "this server may not capture into prod.flights.delay_model_payload: catalog prod is read-only here (this server writes only catalog staging)"),
 ])
 def test_bad_configs_are_refused_with_what_is_wrong(body, status, words):
     with pytest.raises(ApiError) as error:
