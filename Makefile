@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ENV    ?= prod
 
-.PHONY: pipeline test install jars unit wipe-staging mlflow-ui clean
+.PHONY: pipeline test install jars lint unit wipe-staging mlflow-ui clean
 
 pipeline: install ## build the environment, then run the production workflow
 	$(PY) run_pipeline.py --env $(ENV)
@@ -13,7 +13,13 @@ pipeline: install ## build the environment, then run the production workflow
 test: install ## the whole suite: unit, notebook and integration tests
 	$(PY) -m pytest
 
-unit: install ## the fast lane: unit tests that need no kernel and no trained model (under 2 minutes)
+lint: install ## ruff (lint, format), the layers of lib/ (import-linter) and mypy
+	$(VENV)/bin/ruff check lib tests benchmarks run_pipeline.py
+	$(VENV)/bin/ruff format --check lib tests benchmarks run_pipeline.py
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+unit: lint ## the fast lane: lint, then the unit tests that need no kernel and no trained model (under 2 minutes)
 	$(PY) -m pytest tests/unit -m "not slow"
 
 install: $(VENV)/.installed $(VENV)/.jars $(VENV)/.class-archive
