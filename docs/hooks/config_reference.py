@@ -69,6 +69,12 @@ _BOUNDS = {"minimum": "≥ {}", "exclusiveMinimum": "> {}", "maximum": "≤ {}",
            "minItems": "at least {} items", "maxItems": "at most {} items"}
 
 
+def _bound(key: str, value: Any) -> str:
+    if value == 1 and key in ("minLength", "minItems"):
+        return "not empty"
+    return _BOUNDS[key].format(value)
+
+
 def _allowed(node: dict, defs: dict) -> list[str]:
     """Allowed values and constraints, as short phrases (values in code spans)."""
     phrases: list[str] = []
@@ -79,7 +85,7 @@ def _allowed(node: dict, defs: dict) -> list[str]:
             phrases.append(_code(variant["const"]))
         if "enum" in variant:
             phrases.append(", ".join(_code(value) for value in variant["enum"]))
-        phrases.extend(bound.format(variant[key]) for key, bound in _BOUNDS.items() if key in variant)
+        phrases.extend(_bound(key, variant[key]) for key in _BOUNDS if key in variant)
         if "pattern" in variant:
             phrases.append(f"matches {_code(variant['pattern'], raw=True)}")
         items = variant.get("items")
@@ -110,11 +116,20 @@ def _children(node: dict, path: str, defs: dict, seen: tuple[str, ...]) -> list[
 
 def _rows(prop: dict, path: str, required: bool, defs: dict, seen: tuple[str, ...]) -> list[dict]:
     target = _resolve(prop, defs)
-    description = prop.get("description") or target.get("description") or ""
-    default = "required" if required else (_code(prop["default"]) if "default" in prop else "")
+    description = prop.get("description") or target.get("description") or _element_description(target, defs)
+    default = "required" if required else (_code(prop["default"]) if "default" in prop else "optional")
     row = {"path": path, "type": _type(prop, defs), "default": default,
            "description": " ".join(description.split()), "allowed": "; ".join(_allowed(prop, defs))}
     return [row, *_children(prop, path, defs, seen)]
+
+
+def _element_description(node: dict, defs: dict) -> str:
+    """A list's or a map's description, from what it holds (`One custom_metrics entry ...`)."""
+    for variant in _variants(node, defs):
+        element = variant.get("items") or variant.get("additionalProperties")
+        if isinstance(element, dict) and (text := _resolve(element, defs).get("description")):
+            return text
+    return ""
 
 
 def flatten(schema: dict) -> list[dict]:
@@ -125,7 +140,8 @@ def flatten(schema: dict) -> list[dict]:
 # --- markdown --------------------------------------------------------------------------------
 
 def _code(value: Any, raw: bool = False) -> str:
-    text = value if raw and isinstance(value, str) else json.dumps(value)
+    """A value as YAML shows it (a string bare unless empty), in a code span safe in a table."""
+    text = value if isinstance(value, str) and (raw or value) else json.dumps(value)
     return f"<code>{html.escape(text)}</code>".replace("|", "&#124;")
 
 
@@ -133,30 +149,41 @@ def _cell(text: str) -> str:
     return text.replace("|", "&#124;").replace("\n", " ")
 
 
+_PAGE_INTRO = (
+    "Generated from `{path}` (`make schemas` writes it from the typed config models). A key not "
+    "listed here is an error when the file is loaded. `<name>` stands for a key you choose; `[]` "
+    "for each item of a list."
+)
+_INDEX_INTRO = (
+    "Every file under `conf/` is parsed when a run starts into typed models that refuse an unknown "
+    "key, a wrong type or a value out of range, naming the file and the key's path. The pages below "
+    "are generated from those models' JSON Schemas."
+)
+_NO_SCHEMAS = (
+    "No schema files are in `{folder}/` yet: `make schemas` generates them, and the next "
+    "`make docs` renders a page per file."
+)
+
+
 def render_page(kind: str, schema: dict) -> str:
     """The reference page of one config file's schema."""
     lines = [f"# {kind}", ""]
     if schema.get("description"):
         lines += [" ".join(schema["description"].split()), ""]
-    lines += [f"Generated from `{SCHEMA_DIR}/{kind}.json` (`make schemas` writes it from the typed "
-              "config models). A key not listed here is an error when the file is loaded.", "",
+    lines += [_PAGE_INTRO.format(path=f"{SCHEMA_DIR}/{kind}.json"), "",
               "| key | type | default | description | allowed values |", "|---|---|---|---|---|"]
     for row in flatten(schema):
-        lines.append("| " + " | ".join([f"<code>{html.escape(row['path'])}</code>", _cell(row["type"]),
-                                        row["default"], _cell(html.escape(row["description"])),
-                                        row["allowed"]]) + " |")
+        cells = [f"<code>{html.escape(row['path'])}</code>", _cell(row["type"]), row["default"],
+                 _cell(html.escape(row["description"])), row["allowed"]]
+        lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
 def render_index(kinds: list[str]) -> str:
     """The reference's first page: the list of schemas, or how to generate them."""
-    lines = ["# Config reference", "",
-             "Every file under `conf/` is parsed when a run starts into typed models that refuse an "
-             "unknown key, a wrong type or a value out of range, naming the file and the key's path. "
-             "The pages below are generated from those models' JSON Schemas.", ""]
+    lines = ["# Config reference", "", _INDEX_INTRO, ""]
     if not kinds:
-        return "\n".join(lines + [f"No schema files are in `{SCHEMA_DIR}/` yet: `make schemas` "
-                                  "generates them, and the next `make docs` renders a page per file."]) + "\n"
+        lines.append(_NO_SCHEMAS.format(folder=SCHEMA_DIR))
     lines += [f"- [{kind}]({kind}.md): `conf/{kind}.yml`" for kind in kinds]
     return "\n".join(lines) + "\n"
 
