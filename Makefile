@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ENV    ?= prod
 
-.PHONY: pipeline test install jars lint unit wipe-staging mlflow-ui clean
+.PHONY: pipeline test install jars lint unit docs wipe-staging mlflow-ui clean
 
 pipeline: install ## build the environment, then run the production workflow
 	$(PY) run_pipeline.py --env $(ENV)
@@ -22,13 +22,18 @@ lint: install ## ruff (lint, format), the layers of lib/ (import-linter) and myp
 unit: lint ## the fast lane: lint, then the unit tests that need no kernel and no trained model (under 2 minutes)
 	$(PY) -m pytest tests/unit -m "not slow"
 
+# The docs site, from docs/ and the notebooks, into site/ (--strict: a broken link or a missing
+# page fails the build). Nothing is fetched at build time and no notebook is executed.
+docs: $(VENV)/.installed ## build the docs site into site/ (open site/index.html)
+	$(PY) -m mkdocs build --strict
+
 install: $(VENV)/.installed $(VENV)/.jars $(VENV)/.class-archive
 
 # The lock pins the whole dependency tree, so pip never backtracks.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed, $(PYTHON) is " + sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev,docs]"
 	touch $@
 
 # Spark resolves the Delta Lake jars once (Maven Central, or ~/.m2 / the Ivy cache); Maven
