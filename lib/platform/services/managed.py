@@ -74,11 +74,9 @@ class Service:
             text = self.state_file.read_text()
         except FileNotFoundError:
             return None
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            state = json.loads(text)
-            pid = int(state["pid"])
-            if processes.alive(pid) and state.get("pid_start") and processes.start_token(pid) == state["pid_start"]:
-                return state
+        state = _parse(text)
+        if state is not None and processes.alive(state["pid"]) and processes.start_token(state["pid"]) == state["pid_start"]:
+            return state
         with contextlib.suppress(FileNotFoundError):
             if self.state_file.read_text() == text:  # not one a starter wrote meanwhile
                 self.state_file.unlink()
@@ -124,10 +122,14 @@ class Service:
             if record:
                 self.record(process.pid, **fields)
             started = time.monotonic()
-            while (state := self.read()) is None or state["pid"] != process.pid or not ready(state):
-                if process.poll() is not None:
+            while True:
+                if process.poll() is not None:  # before anything else reaps it: its exit code is said
                     raise SetupError(f"{self.name} exited at start (code {process.returncode}): "
                                      f"{processes.last_error(log, since)} (log: {log})")
+                with contextlib.suppress(FileNotFoundError):
+                    state = _parse(self.state_file.read_text())
+                    if state is not None and state["pid"] == process.pid and ready(state):
+                        break
                 if time.monotonic() - started > timeout:
                     raise SetupError(f"{self.name} did not get ready within {timeout:.0f} s: "
                                      f"{processes.last_error(log, since)} (log: {log})")
@@ -167,3 +169,13 @@ class Service:
         if not processes.terminate(pid, timeout, kill=self.kill_late, sig=self.stop_signal):
             raise SetupError(f"{self.name} (pid {pid}) did not stop within {timeout:.0f} s")
         self.forget(pid)
+
+
+def _parse(text: str) -> dict | None:
+    """A state file's state: None for one that is half written or names no pid's start."""
+    try:
+        state = json.loads(text)
+        state["pid"] = int(state["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return state if state.get("pid_start") else None

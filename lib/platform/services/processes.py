@@ -23,7 +23,9 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's: it runs
-        return True
+        pass
+    with contextlib.suppress(OSError):  # exited, but not yet reaped by its parent (or by an init that never reaps)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
