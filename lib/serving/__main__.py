@@ -8,8 +8,7 @@ import sys
 from lib.core.config import EnvConfig
 from lib.platform import registry
 from lib.platform.services import cli
-from lib.serving import server
-from lib.serving import settings
+from lib.serving import server, settings
 
 
 def _start(env: EnvConfig) -> None:

@@ -114,7 +114,7 @@ def test_a_pid_that_is_not_ours_is_never_signalled(service, state):
         service.folder.mkdir(parents=True)
         text = {"token": json.dumps({"pid": sleeper.pid, "pid_start": "another-boot:1", "port": 1}),
                 "no-token": json.dumps({"pid": sleeper.pid, "port": 1}),
-                "not-json": '{"pid": %d, "po' % sleeper.pid}[state]
+                "not-json": f'{{"pid": {sleeper.pid}, "po'}[state]
         service.state_file.write_text(text)
         assert service.stop() is None and not service.state_file.exists()
         time.sleep(0.2)

@@ -25,7 +25,7 @@ def main(prog: str, argv: list[str], commands: dict[str, Command], *, plain: dic
     """
     plain = plain or {}
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
-    parser.add_argument("command", choices=[*plain, *commands], **({"nargs": "?", "default": default} if default else {}))
+    parser.add_argument("command", choices=[*plain, *commands], nargs="?" if default else None, default=default)
     parser.add_argument("--env", default=env_default, help="environment in conf/environments.yml")
     args = parser.parse_args(argv)
     try:

@@ -161,7 +161,8 @@ def _start(home: Path, say) -> dict:
         if done.returncode != 0:
             raise SetupError(f"Kafka could not format its storage: {(done.stderr or done.stdout).strip()[-200:]}")
     state = _service(home).start(_java(classpath, "kafka.Kafka", str(properties)),
-                                 lambda state: ready(f"127.0.0.1:{state['port']}"), READY_S, fresh_log=True, **ports)
+                                 lambda state: ready(f"127.0.0.1:{state['port']}"), READY_S, fresh_log=True,
+                                 port=ports["port"], controller_port=ports["controller_port"])
     say(f"started Kafka {KAFKA_VERSION} on 127.0.0.1:{ports['port']} (data {_folder(home) / 'data'})")
     return state
 

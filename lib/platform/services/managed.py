@@ -113,11 +113,11 @@ class Service:
         """
         log = self.log_file
         log.parent.mkdir(parents=True, exist_ok=True)
-        as_user = {"user": user, "group": user, "extra_groups": []} if user else {}
         with open(log, "wb" if fresh_log else "ab") as out:
             since = out.tell()
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=env, cwd=cwd, **as_user)
+                                       start_new_session=True, env=env, cwd=cwd, user=user, group=user,
+                                       extra_groups=[] if user else None)
         try:
             if record:
                 self.record(process.pid, **fields)

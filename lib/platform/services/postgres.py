@@ -117,8 +117,8 @@ def _start(home: Path, say) -> dict:
             shutil.chown(data, owner, owner)
             data.chmod(0o700)
         done = subprocess.run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
-                               "--no-instructions"], capture_output=True, text=True, timeout=120, cwd=data,
-                              **({"user": owner, "group": owner, "extra_groups": []} if owner else {}))
+                               "--no-instructions"], check=False, capture_output=True, text=True, timeout=120, cwd=data,
+                              user=owner, group=owner, extra_groups=[] if owner else None)
         if done.returncode != 0:
             why = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
             raise SetupError(f"PostgreSQL: initdb failed: {why[-1]}")

@@ -24,8 +24,11 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:  # another user's: it runs
         pass
-    with contextlib.suppress(OSError):  # exited, but not yet reaped by its parent (or by an init that never reaps)
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # A zombie: exited, not yet reaped by its parent (or by an init that never reaps). A
+        # leader that is a zombie while other threads still run (a JVM shutting down) runs.
+        return not (fields[0] == "Z" and int(fields[17]) <= 1)
     return True
 
 

@@ -28,7 +28,6 @@ from lib.platform.services import java, processes
 from lib.platform.services.managed import Service
 from lib.platform.spark import builder as spark
 from lib.core.config import PROJECT_DIR, EnvConfig, parse_model
-from lib.core.errors import SetupError
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MODE_ENV_VAR = "LAKEHOUSE_SPARK_MODE"  # overrides spark.mode: connect or local
