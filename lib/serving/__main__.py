@@ -2,41 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from lib.core import config
+from lib.core.config import EnvConfig
 from lib.platform import registry
-from lib.core.errors import LakehouseError
-from lib.serving import server
-from lib.serving import settings
+from lib.platform.services import cli
+from lib.serving import server, settings
+
+
+def _start(env: EnvConfig) -> None:
+    running = server.start(env)
+    print(f"{env.name} server at {running.url} (pid {running.pid})")
+
+
+def _stop(env: EnvConfig) -> None:
+    stopped = server.stop(env)
+    print(f"stopped {env.name} server (pid {stopped.pid})" if stopped else f"no {env.name} server running")
+
+
+def _status(env: EnvConfig) -> None:
+    running = server.find(settings.load(env))
+    print(f"{env.name} server at {running.url} (pid {running.pid})" if running else f"no {env.name} server running")
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.serving", description=__doc__)
-    parser.add_argument("command", choices=["serve", "start", "stop", "status"])
-    parser.add_argument("--env", default="dev", help="environment in conf/environments.yml")
-    args = parser.parse_args(argv)
     registry.no_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        env = config.load_env(args.env)
-        if args.command == "serve":
-            server.serve(env)
-        elif args.command == "start":
-            running = server.start(env)
-            print(f"{env.name} server at {running.url} (pid {running.pid})")
-        elif args.command == "stop":
-            stopped = server.stop(env)
-            print(f"stopped {env.name} server (pid {stopped.pid})" if stopped else f"no {env.name} server running")
-        else:
-            running = server.find(settings.load(env))
-            print(f"{env.name} server at {running.url} (pid {running.pid})" if running else f"no {env.name} server running")
-    except LakehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return cli.main("lib.serving", argv, {"serve": server.serve, "start": _start, "stop": _stop, "status": _status},
+                    env_default="dev", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -10,19 +10,17 @@ then writes every queued inference-table row before it exits.
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from lib.platform.services import processes
+from lib.platform.services.managed import Service
 from lib.core.config import EnvConfig
 from lib.core.errors import LakehouseError
 from lib.serving import settings as serving_settings
@@ -95,8 +93,7 @@ def serve(env: EnvConfig) -> None:
     url = f"http://{host}:{port}"
     server = _server_class()(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30,
                                            access_log=False, lifespan="off"))
-    cfg.folder.mkdir(parents=True, exist_ok=True)
-    cfg.state_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "env": env.name}))
+    _service(cfg).record(os.getpid(), url=url, env=env.name)
     restored = manager.restore()
     log.info("serving %s at %s (%d saved endpoint(s) restored)", env.name, url, len(restored))
     print(f"serving {env.name} at {url}; token in {cfg.folder / 'token'}; Ctrl-C stops", flush=True)
@@ -106,8 +103,7 @@ def serve(env: EnvConfig) -> None:
         app.app.state.serving["draining"] = True
         manager.close()  # requests have drained: write what capture still holds
         lakehouse.stop()
-        if cfg.state_file.exists() and json.loads(cfg.state_file.read_text()).get("pid") == os.getpid():
-            cfg.state_file.unlink()
+        _service(cfg).forget(os.getpid())
         print(f"{env.name} server stopped", flush=True)
 
 
@@ -152,17 +148,16 @@ class _LazyLakehouse:
                 self._lakehouse.spark.stop()
 
 
+def _service(cfg: Settings) -> Service:
+    # SIGTERM drains: requests in flight finish and queued inference-table rows are written, so
+    # one that does not stop in time is an error, not a SIGKILL.
+    return Service(f"the {cfg.folder.name} serving server", cfg.folder, stop_timeout=120.0, kill_late=False)
+
+
 def find(cfg: Settings) -> Running | None:
     """The environment's running server, or None (a stale state file is removed)."""
-    try:
-        state = json.loads(cfg.state_file.read_text())
-        os.kill(int(state["pid"]), 0)
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, json.JSONDecodeError):
-        cfg.state_file.unlink(missing_ok=True)
-        return None
-    except PermissionError:
-        pass
-    return Running(int(state["pid"]), state["url"])
+    state = _service(cfg).read()
+    return Running(int(state["pid"]), state["url"]) if state is not None else None
 
 
 def _answers(url: str, route: str = "/health") -> bool:
@@ -173,37 +168,20 @@ def _answers(url: str, route: str = "/health") -> bool:
         return False
 
 
-def start(env: EnvConfig) -> Running:
+def start(env: EnvConfig, say=print) -> Running:
     """The environment's server, started in the background if it is not running; returns once ready."""
     cfg = serving_settings.load(env)
-    running = find(cfg)
-    if running is not None and _answers(running.url):
-        return running
-    cfg.folder.mkdir(parents=True, exist_ok=True)
-    with open(cfg.log_file, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "lib.serving", "serve", "--env", env.name],
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env=os.environ.copy())
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = cfg.log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise LakehouseError(f"the {env.name} serving server exited at start: {tail[0]} (log: {cfg.log_file})")
-        running = find(cfg)
-        # Ready, not just alive: the saved endpoints are loaded again, so no caller gets a 503.
-        if running is not None and running.pid == process.pid and _answers(running.url, "/ready"):
-            return running
-        time.sleep(0.2)
-    process.terminate()
-    raise LakehouseError(f"the {env.name} serving server did not answer within {START_TIMEOUT_S:.0f} s (log: {cfg.log_file})")
+    service = _service(cfg)
+    # Ready, not just alive: the saved endpoints are loaded again, so no caller gets a 503. The
+    # server writes its state itself, once it listens (its port may be a free one).
+    launch = functools.partial(service.start, [sys.executable, "-m", "lib.serving", "serve", "--env", env.name],
+                               lambda state: _answers(state["url"], "/ready"), START_TIMEOUT_S,
+                               env=os.environ.copy(), record=False)
+    state = service.ensure(launch, lambda state: _answers(state["url"]), say)
+    return Running(int(state["pid"]), state["url"])
 
 
 def stop(env: EnvConfig, timeout: float = 120.0) -> Running | None:
     """Stop the environment's server gracefully (SIGTERM, then wait); returns what was stopped."""
-    cfg = serving_settings.load(env)
-    running = find(cfg)
-    if running is None:
-        return None
-    if processes.terminate(running.pid, timeout, kill=False):
-        return running
-    raise LakehouseError(f"the {env.name} server (pid {running.pid}) did not stop within {timeout:.0f} s")
+    stopped = _service(serving_settings.load(env)).stop(timeout=timeout)
+    return Running(int(stopped["pid"]), stopped["url"]) if stopped is not None else None

@@ -21,15 +21,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-from lib.platform.services import processes
 from lib.core.errors import SetupError
-from lib.platform.services.kafka_client import ready
-from lib.platform.services.processes import service_main
+from lib.platform.services import cli, processes
 from lib.platform.services.java import check_java, ivy_dir, java_executable
+from lib.platform.services.kafka_client import ready
+from lib.platform.services.managed import Service
 
 KAFKA_VERSION = "4.1.1"
 BROKER_PACKAGES = (f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", "org.slf4j:slf4j-simple:2.0.17")
@@ -85,8 +84,8 @@ def _folder(home: Path) -> Path:
     return home / "kafka"
 
 
-def _state(home: Path) -> Path:
-    return _folder(home) / "server.json"
+def _service(home: Path) -> Service:
+    return Service("Kafka's broker", _folder(home), stop_timeout=30.0)
 
 
 def servers(home: Path, say=print) -> str:
@@ -100,14 +99,13 @@ def running_servers(home: Path) -> str | None:
     """Like servers(), but None instead of starting a broker."""
     if os.environ.get(SERVERS_ENV_VAR):
         return os.environ[SERVERS_ENV_VAR]
-    port = processes.running_port(_state(home))
-    return f"127.0.0.1:{port}" if port else None
+    state = _service(home).read()
+    return f"127.0.0.1:{state['port']}" if state and processes.answers(state["port"]) else None
 
 
 def ensure(home: Path, say=print) -> int:
     """Start the lakehouse's Kafka broker unless it runs; returns its port."""
-    with processes.locked(_folder(home)):
-        return _ensure(home, say)
+    return _service(home).ensure(lambda: _start(home, say), lambda state: processes.answers(state["port"]), say)["port"]
 
 
 def _ports(home: Path) -> dict[str, int]:
@@ -149,15 +147,7 @@ def _java(classpath: str, *args: str) -> list[str]:
     return [java_executable(), "-Xmx512m", "-cp", classpath, *args]
 
 
-def _ensure(home: Path, say) -> int:
-    state = _state(home)
-    if state.exists():
-        running = json.loads(state.read_text())
-        if _ours(running["pid"], home) and processes.answers(running["port"]):
-            return running["port"]
-        if _ours(running["pid"], home):
-            processes.terminate(running["pid"], timeout=10)  # half started
-        state.unlink()  # stale (a pid may since belong to another program: it is left alone)
+def _start(home: Path, say) -> dict:
     classpath, ports = broker_classpath(), _ports(home)
     for name in ("port", "controller_port"):
         if processes.answers(ports[name]):
@@ -170,33 +160,11 @@ def _ensure(home: Path, say) -> int:
                                     str(properties), "--standalone"), capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise SetupError(f"Kafka could not format its storage: {(done.stderr or done.stdout).strip()[-200:]}")
-    log = _folder(home) / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(_java(classpath, "kafka.Kafka", str(properties)), stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    state.write_text(json.dumps({"pid": process.pid, **ports}))  # now: stop and remove find it, whatever happens
-    deadline = time.monotonic() + READY_S
-    try:
-        while not ready(f"127.0.0.1:{ports['port']}"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                lines = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line or "Exception" in line]
-                raise SetupError(f"Kafka's broker did not start (log {log}): {(lines or ['no error logged'])[-1][:200]}")
-            time.sleep(0.2)
-    except BaseException:  # a failed start or a Ctrl-C while waiting: no broker left behind
-        processes.terminate(process.pid, timeout=10)
-        state.unlink(missing_ok=True)
-        raise
+    state = _service(home).start(_java(classpath, "kafka.Kafka", str(properties)),
+                                 lambda state: ready(f"127.0.0.1:{state['port']}"), READY_S, fresh_log=True,
+                                 port=ports["port"], controller_port=ports["controller_port"])
     say(f"started Kafka {KAFKA_VERSION} on 127.0.0.1:{ports['port']} (data {_folder(home) / 'data'})")
-    return ports["port"]
-
-
-def _ours(pid: int, home: Path) -> bool:
-    """Whether pid is this lakehouse's broker (not a program that got its pid after a reboot)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"kafka.Kafka" in command and str(_folder(home) / "server.properties").encode() in command
+    return state
 
 
 def has_data(home: Path) -> bool:
@@ -206,16 +174,10 @@ def has_data(home: Path) -> bool:
 
 def stop(home: Path, say=print) -> bool:
     """Stop the lakehouse's broker; returns whether one ran."""
-    state = _state(home)
-    if not state.exists():
-        return False
-    with processes.locked(_folder(home)):
-        pid = json.loads(state.read_text())["pid"]
-        if _ours(pid, home) and not processes.terminate(pid, timeout=30):
-            raise SetupError(f"Kafka's broker (pid {pid}) did not stop")
-        state.unlink(missing_ok=True)
-    say(f"stopped Kafka (pid {pid})")
-    return True
+    stopped = _service(home).stop()
+    if stopped is not None:
+        say(f"stopped Kafka (pid {stopped['pid']})")
+    return stopped is not None
 
 
 def remove(home: Path) -> None:
@@ -228,7 +190,8 @@ def main(argv: list[str]) -> int:
     def jars() -> None:
         print(f"Kafka {KAFKA_VERSION}'s broker: {len(broker_classpath().split(os.pathsep))} jars ready in ~/.m2")
 
-    return service_main("lib.platform.services.kafka_server", argv, "Kafka broker", servers, stop, running_servers, remove, {"jars": jars})
+    return cli.main("lib.platform.services.kafka_server", argv,
+                    cli.lakehouse_commands("Kafka broker", servers, stop, running_servers, remove), plain={"jars": jars})
 
 
 if __name__ == "__main__":

@@ -14,20 +14,22 @@ PostgreSQL refuses to run as root; as root, the data folder belongs to the `post
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from lib.platform.services import processes
 from lib.core.errors import SetupError
+from lib.platform.services import cli, processes
+from lib.platform.services.managed import Service
 
 URL_ENV_VAR = "LAKEHOUSE_JDBC_URL"  # jdbc:postgresql://host:port/ of a server to use instead
 PORT_ENV_VAR = "LAKEHOUSE_POSTGRES_PORT"  # overrides the default port; 0 picks a free one
 DEFAULT_PORT = 5442
+START_TIMEOUT_S = 60.0
 USER = "lakehouse"
 _ROOT_DATA = Path("/var/tmp/lakehouse-mlops-postgres")
 
@@ -44,8 +46,11 @@ def bin_dir() -> Path:
                      "apt-get install postgresql, or set LAKEHOUSE_JDBC_URL, or switch publish.jdbc off")
 
 
-def _state(home: Path) -> Path:
-    return home / "postgres" / "server.json"
+def _service(home: Path) -> Service:
+    # SIGINT is PostgreSQL's fast shutdown (SIGTERM's smart one waits for every client to leave);
+    # one that does not stop is an error, not a SIGKILL: its data is kept.
+    return Service("PostgreSQL", home / "postgres", log=_data(home) / "server.log", stop_signal=signal.SIGINT,
+                   kill_late=False)
 
 
 def _data(home: Path) -> Path:
@@ -54,14 +59,17 @@ def _data(home: Path) -> Path:
     return _ROOT_DATA / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
 
 
-def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    """A PostgreSQL program, as the `postgres` user when we are root (PostgreSQL refuses root)."""
-    command = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    if check and done.returncode != 0:
-        why = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
-        raise SetupError(f"PostgreSQL: {Path(args[0]).name} failed: {why[-1]}")
-    return done
+def _owner() -> str | None:
+    """Who runs PostgreSQL's programs: the `postgres` user when we are root (PostgreSQL refuses
+    root), else we (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise SetupError("PostgreSQL refuses to run as root, and this machine has no `postgres` user to run it "
+                         "as: run as another user, or set LAKEHOUSE_JDBC_URL to a server you run") from None
+    return "postgres"
 
 
 def base_url(home: Path, say=print) -> str:
@@ -76,8 +84,8 @@ def running_url(home: Path) -> str | None:
     """Like base_url, but None instead of starting a server."""
     if os.environ.get(URL_ENV_VAR):
         return os.environ[URL_ENV_VAR]
-    port = processes.running_port(_state(home))
-    return f"jdbc:postgresql://127.0.0.1:{port}/" if port else None
+    state = _service(home).read()
+    return f"jdbc:postgresql://127.0.0.1:{state['port']}/" if state and processes.answers(state["port"]) else None
 
 
 def drop_database(url: str, database: str) -> None:
@@ -94,54 +102,62 @@ def has_data(home: Path) -> bool:
 
 def ensure(home: Path, say=print) -> int:
     """Start the lakehouse's PostgreSQL server unless it runs; returns its port."""
-    with processes.locked(_state(home).parent):
-        return _ensure(home, say)
+    return _service(home).ensure(lambda: _start(home, say), lambda state: _ready(Path(state["data"]), state["port"]),
+                                 say)["port"]
 
 
-def _ensure(home: Path, say) -> int:
-    state = _state(home)
-    if state.exists():
-        port = json.loads(state.read_text())["port"]
-        if processes.answers(port):
-            return port
-    data, binaries = _data(home), bin_dir()
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            raise SetupError("PostgreSQL refuses to run as root, and this machine has no `postgres` user to run it "
-                             "as: run as another user, or set LAKEHOUSE_JDBC_URL to a server you run") from None
-    if (data / "postmaster.pid").exists():  # a server whose state file went missing: stop it first
-        _run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False)
+def _start(home: Path, say) -> dict:
+    data, binaries, owner = _data(home), bin_dir(), _owner()
+    _stop_orphan(data)
     wanted = int(os.environ.get(PORT_ENV_VAR, DEFAULT_PORT))
     port = wanted if wanted and not processes.answers(wanted) else processes.free_port()
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(data, "postgres", "postgres")
+        if owner:
+            shutil.chown(data, owner, owner)
             data.chmod(0o700)
-        _run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-instructions"])
-    _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
-          "-o", f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", "start"])
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"port": port, "data": str(data)}))
+        done = subprocess.run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
+                               "--no-instructions"], check=False, capture_output=True, text=True, timeout=120, cwd=data,
+                              user=owner, group=owner, extra_groups=[] if owner else None)
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
+            raise SetupError(f"PostgreSQL: initdb failed: {why[-1]}")
+    command = [str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+               "-c", "unix_socket_directories="]
+    state = _service(home).start(command, lambda state: _ready(data, state["port"]), START_TIMEOUT_S, cwd=data, user=owner,
+                                 port=port, data=str(data))
     say(f"started PostgreSQL on 127.0.0.1:{port} (data {data})")
-    return port
+    return state
+
+
+def _ready(data: Path, port: int) -> bool:
+    """Whether the server accepts connections: its postmaster.pid says `ready` (what pg_ctl waits for)."""
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) > 7 and lines[7].strip() == "ready" and processes.answers(port)
+
+
+def _stop_orphan(data: Path) -> None:
+    """Stop a server on this data folder that no state file names (its state file went missing,
+    or an earlier version of this module started it with pg_ctl); a pid that is not PostgreSQL
+    on this folder is left alone."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        runs_here = Path(f"/proc/{pid}/cwd").resolve() == data.resolve()  # the postmaster works in its data folder
+    except (OSError, ValueError, IndexError):
+        return
+    if runs_here and not processes.terminate(pid, timeout=60, kill=False, sig=signal.SIGINT):
+        raise SetupError(f"a PostgreSQL server on {data} (pid {pid}) that no state file names did not stop")
 
 
 def stop(home: Path, say=print) -> bool:
     """Stop the lakehouse's PostgreSQL server; returns whether one ran."""
-    state = _state(home)
-    if not state.exists():
-        return False
-    with processes.locked(_state(home).parent):
-        data = json.loads(state.read_text())["data"]
-        done = _run([str(bin_dir() / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], check=False)
-        if done.returncode != 0 and (Path(data) / "postmaster.pid").exists():
-            raise SetupError(f"PostgreSQL (data {data}) did not stop: {(done.stderr or done.stdout).strip()[-200:]}")
-        state.unlink(missing_ok=True)
-    say(f"stopped PostgreSQL (data {data})")
-    return True
+    stopped = _service(home).stop()
+    if stopped is not None:
+        say(f"stopped PostgreSQL (data {stopped['data']})")
+    return stopped is not None
 
 
 def remove(home: Path) -> None:
@@ -173,7 +189,8 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    return processes.service_main("lib.platform.services.postgres", argv, "PostgreSQL server", base_url, stop, running_url, remove)
+    return cli.main("lib.platform.services.postgres", argv,
+                    cli.lakehouse_commands("PostgreSQL server", base_url, stop, running_url, remove))
 
 
 if __name__ == "__main__":

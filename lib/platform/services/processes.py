@@ -1,18 +1,16 @@
-"""Stopping the servers this project starts (SIGTERM, wait, reaping our own children, SIGKILL),
-and the command line the lakehouse's own services share (PostgreSQL, Kafka)."""
+"""The processes behind the lakehouse's servers: whether a pid runs and which start of it that is,
+stopping one (SIGTERM, wait, reaping our own children, SIGKILL), ports, and a log's last error."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import signal
 import socket
 import time
 from pathlib import Path
-from lib.core import config
-from lib.core.errors import LakehouseError
+
+_ERROR_WORDS = ("Exception", "Error", "ERROR", "FATAL", "error:")
 
 
 def alive(pid: int) -> bool:
@@ -24,25 +22,58 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:  # another user's: it runs
+        pass
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # A zombie: exited, not yet reaped by its parent (or by an init that never reaps). A
+        # leader that is a zombie while other threads still run (a JVM shutting down) runs.
+        return not (fields[0] == "Z" and int(fields[17]) <= 1)
     return True
 
 
-def terminate(pid: int, timeout: float, kill: bool = True) -> bool:
-    """SIGTERM pid and wait up to timeout for it to exit; then SIGKILL it if `kill`.
+def start_token(pid: int) -> str | None:
+    """When pid started: this boot's id and the clock tick it started at (None if it does not run).
 
-    Returns whether it is gone.
+    A pid that names another program later (after the server died, or a reboot) has another
+    token, so a state file's pid is signalled only while the token it recorded still matches.
     """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, starttime; the name may hold spaces
+
+
+def terminate(pid: int, timeout: float, kill: bool = True, sig: int = signal.SIGTERM) -> bool:
+    """Send pid `sig` (SIGTERM) and wait up to timeout for it to exit; then SIGKILL it if `kill`.
+
+    A pid that leads its process group (a server started in a session of its own) is signalled
+    alone, since it shuts its own children down; on SIGKILL, and once it has exited, the rest
+    of its group is killed too (a Spark server's Python workers). Returns whether it is gone.
+    """
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        leads = False
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while alive(pid):
         if time.monotonic() > deadline:
             if not kill:
                 return False
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if leads:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
             deadline = float("inf")  # SIGKILL cannot be ignored: wait for it
         time.sleep(0.1)
+    if leads:  # what it left of its group: a streaming query's worker outlives a JVM stopped mid-query
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
     return True
 
 
@@ -60,51 +91,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextlib.contextmanager
-def locked(folder: Path):
-    """One process at a time sets up, starts or stops the service whose files are in folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def running_port(state: Path) -> int | None:
-    """The port a service's state file records, if something answers on it."""
-    port = json.loads(state.read_text())["port"] if state.exists() else None
-    return port if port and answers(port) else None
-
-
-def service_main(prog: str, argv: list[str], name: str, start, stop, status, remove, extra: dict | None = None) -> int:
-    """`python -m <prog> start|stop|status|remove [--env prod]` for a service run per lakehouse.
-
-    start(home) -> its address; stop(home) -> whether one ran; status(home) -> its address or
-    None; remove(home): stop it and delete its data. `extra` maps more commands to functions of
-    no argument. Errors are one line on stderr and exit code 1.
-    """
-    import argparse
-    import sys
-
-
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}")
-    parser.add_argument("command", choices=[*(extra or {}), "start", "stop", "status", "remove"])
-    parser.add_argument("--env", default="prod")
-    args = parser.parse_args(argv)
+def last_error(log: Path, since: int = 0) -> str:
+    """The last line of the log (from byte `since` on) that reports an error, else its last line."""
     try:
-        if args.command in (extra or {}):
-            extra[args.command]()
-            return 0
-        home = config.load_env(args.env).home
-        if args.command == "start":
-            print(start(home))
-        elif args.command == "remove":
-            remove(home)
-        elif args.command == "stop":
-            if not stop(home):
-                print(f"no {name} runs for {home}")
-        else:
-            print(status(home) or f"no {name} runs for {home}")
-    except LakehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        with open(log, "rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if any(word in line for word in _ERROR_WORDS)]
+    return (errors or lines or ["(no output)"])[-1][:300]

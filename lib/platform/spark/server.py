@@ -12,25 +12,22 @@ reuses it), and restarts it when it runs stale code or settings: its Python work
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lib.platform.services import java, processes
+from lib.platform.services.managed import Service
 from lib.platform.spark import builder as spark
 from lib.core.config import PROJECT_DIR, EnvConfig, parse_model
-from lib.core.errors import SetupError
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MODE_ENV_VAR = "LAKEHOUSE_SPARK_MODE"  # overrides spark.mode: connect or local
@@ -75,12 +72,16 @@ def folder(home: Path) -> Path:
     return home / "spark"
 
 
-def _state_file(home: Path) -> Path:
-    return folder(home) / "server.json"
-
-
 def log_file(home: Path) -> Path:
     return folder(home) / "server.log"
+
+
+def _service(home: Path) -> Service:
+    return Service("the Spark server", folder(home))
+
+
+def _running(state: dict, home: Path) -> Running:
+    return Running(int(state["pid"]), state["url"], log_file(home), float(state["started_at"]))
 
 
 def server_confs(cfg: SparkSettings, warehouse: Path) -> dict[str, str]:
@@ -99,17 +100,8 @@ def fingerprint(cfg: SparkSettings, jars: list[str], confs: dict[str, str]) -> s
 
 def find(home: Path) -> tuple[Running, dict] | None:
     """The running server of this lakehouse and its state, or None (a stale state file is removed)."""
-    path = _state_file(home)
-    try:
-        state = json.loads(path.read_text())
-        pid = int(state["pid"])
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, json.JSONDecodeError):
-        path.unlink(missing_ok=True)
-        return None
-    except PermissionError:
-        pid = int(state["pid"])
-    return Running(pid, state["url"], log_file(home), float(state.get("started_at", 0))), state
+    state = _service(home).read()
+    return (_running(state, home), state) if state is not None else None
 
 
 def _answers(url: str) -> bool:
@@ -137,22 +129,6 @@ def _pick_port(wanted: int) -> tuple[int, str]:
     return port, note
 
 
-@contextlib.contextmanager
-def _lock(home: Path, say) -> Iterator[None]:
-    """One process at a time starts, restarts or stops the lakehouse's server; others wait."""
-    folder(home).mkdir(parents=True, exist_ok=True)
-    with open(folder(home) / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("waiting: another run is starting or stopping this lakehouse's Spark server")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure(env: EnvConfig, say=print) -> Running:
     """The lakehouse's Spark server, started if it is not running and restarted if it is stale."""
     cfg = settings(env)
@@ -160,17 +136,10 @@ def ensure(env: EnvConfig, say=print) -> Running:
     jars = spark.spark_jars()
     confs = server_confs(cfg, env.home / "spark-warehouse")
     wanted = fingerprint(cfg, jars, confs)
-    with _lock(env.home, say):
-        found = find(env.home)
-        if found is not None:
-            running, state = found
-            if state.get("fingerprint") == wanted and _answers(running.url):
-                return running
-            why = ("it does not answer" if state.get("fingerprint") == wanted
-                   else "lib/ or its settings changed since it started")
-            say(f"restarting the Spark server (pid {running.pid}): {why}")
-            _stop(running, env.home)
-        return _start(env.home, cfg, jars, confs, wanted, say)
+    state = _service(env.home).ensure(lambda: _start(env.home, cfg, jars, confs, wanted, say),
+                                      lambda state: _answers(state["url"]), say, fingerprint=wanted,
+                                      changed="lib/ or its settings changed since it started")
+    return _running(state, env.home)
 
 
 def class_archive() -> Path:
@@ -211,21 +180,21 @@ def build_class_archive(say=print) -> Path | None:
         folder(home).mkdir()
         cfg = SparkSettings(port=0)
         confs = server_confs(cfg, home / "spark-warehouse")
-        running = _start(home, cfg, spark.spark_jars(), confs, "class-archive", say=lambda line: None,
-                         archive_to=partial)
+        state = _start(home, cfg, spark.spark_jars(), confs, "class-archive", say=lambda line: None,
+                       archive_to=partial)
         try:
-            session = spark.attach(running.url)
+            session = spark.attach(state["url"])
             _warm_up(session, home / "warm-up")
             session.stop()
         except Exception as exc:  # an archive of what loaded so far still helps: go on, and say so
             say(f"the class archive's warm-up stopped early ({type(exc).__name__}: {str(exc).strip()[:200]})")
         finally:
-            exited = processes.terminate(running.pid, timeout=120, kill=False)
+            exited = processes.terminate(state["pid"], timeout=120, kill=False)
             if not exited:
-                processes.terminate(running.pid, timeout=10)
+                processes.terminate(state["pid"], timeout=10)
         if not exited or not partial.exists() or partial.stat().st_size == 0:
             partial.unlink(missing_ok=True)
-            say(f"no class archive was made ({_last_error(log_file(home))}): the Spark server starts without one")
+            say(f"no class archive was made ({processes.last_error(log_file(home))}): the Spark server starts without one")
             return None
     partial.replace(target)
     say(f"archived the Spark server's classes in {target} ({time.monotonic() - started:.0f}s)")
@@ -256,61 +225,24 @@ def _warm_up(session, path: Path) -> None:
 
 
 def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str], fingerprint_: str, say,
-           archive_to: Path | None = None) -> Running:
+           archive_to: Path | None = None) -> dict:
     port, note = _pick_port(cfg.port)
     if note:
         say(note)
     url = f"sc://127.0.0.1:{port}"
-    log = log_file(home)
     started = time.monotonic()
-    with open(log, "ab") as out:
-        # Its own session: Ctrl-C in a run does not stop the server that other runs share.
-        process = subprocess.Popen(_command(cfg, jars, confs, port, archive_to), stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=home,
-                                   env={**spark.server_environment(), **spark.worker_environment()})
-    deadline = started + START_TIMEOUT_S
-    while not _answers(url):
-        if process.poll() is not None:
-            raise SetupError(f"the Spark server exited at start (code {process.returncode}): {_last_error(log)} "
-                             f"(log: {log})")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise SetupError(f"the Spark server did not answer on {url} within {START_TIMEOUT_S:.0f} s (log: {log})")
-        time.sleep(0.2)
-    state = {"pid": process.pid, "url": url, "started_at": time.time(), "fingerprint": fingerprint_,
-             "master": cfg.master, "python": sys.executable}
-    _state_file(home).write_text(json.dumps(state, indent=2))
-    say(f"started the Spark server at {url} in {time.monotonic() - started:.1f}s (pid {process.pid}, log {log})")
-    return Running(process.pid, url, log, state["started_at"])
-
-
-def _last_error(log: Path) -> str:
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "Exception" in line or "Error" in line]
-    return (errors or lines or ["(no output)"])[-1].strip()[:300]
-
-
-def _stop(running: Running, home: Path, timeout: float = 60.0) -> None:
-    try:  # the server leads a session of its own: its process group is its pid
-        leads = os.getpgid(running.pid) == running.pid
-    except ProcessLookupError:
-        leads = False
-    processes.terminate(running.pid, timeout)
-    if leads:  # its Python workers too: a streaming query's foreachBatch worker outlives a JVM stopped mid-query
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(running.pid, signal.SIGKILL)
-    _state_file(home).unlink(missing_ok=True)
+    state = _service(home).start(_command(cfg, jars, confs, port, archive_to), lambda state: _answers(state["url"]), START_TIMEOUT_S,
+                                 cwd=home, env={**spark.server_environment(), **spark.worker_environment()},
+                                 url=url, fingerprint=fingerprint_, master=cfg.master, python=sys.executable)
+    say(f"started the Spark server at {url} in {time.monotonic() - started:.1f}s (pid {state['pid']}, "
+        f"log {log_file(home)})")
+    return state
 
 
 def stop(home: Path, say=print) -> Running | None:
     """Stop the lakehouse's server (SIGTERM, then wait); returns what was stopped."""
-    if not _state_file(home).exists():
-        return None
-    with _lock(home, say):
-        found = find(home)
-        if found is not None:
-            _stop(found[0], home)
-        return found[0] if found else None
+    stopped = _service(home).stop(say)
+    return _running(stopped, home) if stopped is not None else None
 
 
 def died(home: Path, url: str) -> str | None:
