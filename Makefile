@@ -13,8 +13,9 @@ pipeline: install ## build the environment, then run the production workflow
 test: install ## the whole suite: unit, notebook and integration tests
 	$(PY) -m pytest
 
-unit: install ## the fast lane: unit tests that need no kernel and no trained model (under 2 minutes)
-	$(PY) -m pytest tests/unit -m "not slow"
+# No JVM, PostgreSQL or Kafka: it needs no Java and no jars (.ci/without-java make unit).
+unit: $(VENV)/.installed ## the fast lane: unit tests that start no service, no kernel and no trained model (under 2 minutes)
+	$(PY) -m pytest tests/unit -m "not slow and not spark and not postgres and not kafka"
 
 install: $(VENV)/.installed $(VENV)/.jars $(VENV)/.class-archive
 
