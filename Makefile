@@ -13,14 +13,15 @@ pipeline: install ## build the environment, then run the production workflow
 test: install ## the whole suite: unit, notebook and integration tests
 	$(PY) -m pytest
 
-lint: install ## ruff (lint, format), the layers of lib/ (import-linter) and mypy
-	$(VENV)/bin/ruff check lib tests benchmarks run_pipeline.py
-	$(VENV)/bin/ruff format --check lib tests benchmarks run_pipeline.py
+lint: $(VENV)/.installed ## ruff (lint, format), the layers of lib/ (import-linter) and mypy
+	$(VENV)/bin/ruff check lib tests benchmarks docs/hooks run_pipeline.py
+	$(VENV)/bin/ruff format --check lib tests benchmarks docs/hooks run_pipeline.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-unit: lint ## the fast lane: lint, then the unit tests that need no kernel and no trained model (under 2 minutes)
-	$(PY) -m pytest tests/unit -m "not slow"
+# No JVM, PostgreSQL or Kafka: it needs no Java and no jars (.ci/without-java make unit).
+unit: lint ## the fast lane: lint, then the unit tests that start no service, no kernel and no trained model (under 2 minutes)
+	$(PY) -m pytest tests/unit -m "not slow and not spark and not postgres and not kafka"
 
 # The docs site, from docs/ and the notebooks, into site/ (--strict: a broken link or a missing
 # page fails the build). Nothing is fetched at build time and no notebook is executed.

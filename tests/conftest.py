@@ -24,22 +24,41 @@ from lib.core.names import CHALLENGER
 from lib.core import names
 
 
+# The services a test needs, told by its fixtures: `make unit` leaves out the tests marked with
+# any of them, so it starts no JVM, PostgreSQL or Kafka and runs on a machine without Java.
+SERVICE_MARKERS = {"spark_server": "spark", "postgres_server": "postgres", "kafka_broker": "kafka"}
+
+
 def pytest_collection_modifyitems(items):
-    """A test that needs the `seed` waits for a whole ingest-and-train run first: it is slow
-    (left out of `make unit`), like the tests that start kernels or run jobs."""
+    """Mark each test by the services its fixtures start (`spark`, `postgres`, `kafka`).
+
+    A test that needs the `seed` waits for a whole ingest-and-train run first: it is slow
+    (left out of `make unit`), like the tests that start kernels or run jobs.
+    """
     for item in items:
-        if "seed" in getattr(item, "fixturenames", ()):
+        needs = getattr(item, "fixturenames", ())
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in needs:
+                item.add_marker(marker)
+        if "seed" in needs:
             item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)
+def services_environment():
+    """No service of the developer's shell leaks into the run: a test reaches Spark, PostgreSQL
+    or Kafka only through the session fixture it asks for; serving servers take free ports."""
+    os.environ["LAKEHOUSE_SERVING_PORT"] = "0"
+    for name in ("LAKEHOUSE_SERVING_TOKEN", lspark.REMOTE_ENV_VAR, lspark_server.MODE_ENV_VAR,
+                 postgres.URL_ENV_VAR, kafka_server.SERVERS_ENV_VAR):
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="session")
 def spark_server(tmp_path_factory):
     """One Spark Connect server for the whole run, as a cluster: this process, every notebook
-    kernel and every run_pipeline.py subprocess attach to it through $SPARK_REMOTE."""
-    os.environ["LAKEHOUSE_SERVING_PORT"] = "0"  # serving servers started by tests: free ports
-    os.environ.pop("LAKEHOUSE_SERVING_TOKEN", None)
-    os.environ.pop(lspark.REMOTE_ENV_VAR, None)
-    os.environ.pop(lspark_server.MODE_ENV_VAR, None)
+    kernel and every run_pipeline.py subprocess attach to it through $SPARK_REMOTE, from the
+    first test that asks for it (directly or through `spark`, `lakehouse`, `seed`...) on."""
     root = tmp_path_factory.mktemp("spark-server")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_HOME", str(root))
@@ -65,9 +84,10 @@ def _session_service(tmp_path_factory, name: str, port_var: str, address_var: st
     os.environ.pop(address_var, None)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
-    """One PostgreSQL server (the jdbc destination, switched on in staging)."""
+    """One PostgreSQL server (the jdbc destination, switched on in staging), started by the
+    first test that asks for it: a test that publishes in staging, or runs a job that does, must."""
     yield from _session_service(tmp_path_factory, "postgres", postgres.PORT_ENV_VAR, postgres.URL_ENV_VAR,
                                 postgres.base_url, postgres.remove)
 
@@ -105,11 +125,13 @@ def mlflow_template(tmp_path_factory):
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch, mlflow_template):
+def home(tmp_path, monkeypatch, mlflow_template, request):
     """A fresh lakehouse root for this test (inherited by notebook kernels and subprocesses).
 
     It starts with an empty, migrated MLflow database. A serving server that the test started
-    there (e.g. by the deployment job) is stopped after it.
+    there (e.g. by the deployment job) is stopped after it. A PostgreSQL server started there
+    is removed, and fails the test unless it is marked `postgres`: a test that publishes to
+    the jdbc destination asks for `postgres_server` (else `make unit` would start one).
     """
     root = tmp_path / "lakehouse"
     root.mkdir()
@@ -120,6 +142,10 @@ def home(tmp_path, monkeypatch, mlflow_template):
         processes.terminate(json.loads(state.read_text())["pid"], timeout=120)
     lspark_server.stop(root, say=lambda line: None)  # one a test's run_pipeline.py started there
     kafka_server.stop(root, say=lambda line: None)  # one a test that forgot `kafka_broker` started
+    if postgres.has_data(root):
+        postgres.remove(root)
+        if request.node.get_closest_marker("postgres") is None:
+            pytest.fail("this test started a PostgreSQL server of its own: ask for the `postgres_server` fixture")
 
 
 @pytest.fixture

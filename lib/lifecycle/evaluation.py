@@ -14,7 +14,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
     """roc_auc, accuracy, precision, recall, f1, log_loss, positive_rate and count.
 
     `weights` counts each row that many times (e.g. distinct (label, prediction) pairs and how
-    often each occurred).
+    often each occurred). No rows: every metric but the count is NaN (scikit-learn refuses them).
     """
     y_true = np.asarray(y_true).astype(int)
     proba = np.asarray(proba, dtype=float)
@@ -23,9 +23,10 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
     some = len(y_true) > 0
     out = {
         "accuracy": skm.accuracy_score(y_true, predicted, sample_weight=w) if some else float("nan"),
-        "precision": skm.precision_score(y_true, predicted, zero_division=0, sample_weight=w),
-        "recall": skm.recall_score(y_true, predicted, zero_division=0, sample_weight=w),
-        "f1": skm.f1_score(y_true, predicted, zero_division=0, sample_weight=w),
+        "precision": (skm.precision_score(y_true, predicted, zero_division=0, sample_weight=w)
+                      if some else float("nan")),
+        "recall": skm.recall_score(y_true, predicted, zero_division=0, sample_weight=w) if some else float("nan"),
+        "f1": skm.f1_score(y_true, predicted, zero_division=0, sample_weight=w) if some else float("nan"),
         "positive_rate": float(np.average(y_true, weights=w)) if some else float("nan"),
         "count": float(w.sum()),
     }

@@ -89,8 +89,8 @@ class Spec:
 def window_starts(seconds: np.ndarray, granularity: str) -> np.ndarray:
     """Each timestamp's window start (epoch seconds), aligned as Databricks aligns windows:
     days at midnight, weeks on Mondays, months on the 1st (UTC)."""
-    number, unit = granularity.split()
-    number, unit = int(number), unit.rstrip("s")
+    count, unit = granularity.split()
+    number, unit = int(count), unit.rstrip("s")
     if unit in ("month", "year"):
         months = seconds.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
         step = number * (12 if unit == "year" else 1)
@@ -124,8 +124,8 @@ def _nests(finer: str, coarser: str) -> bool:
 
 
 def window_ends(starts: np.ndarray, granularity: str) -> np.ndarray:
-    number, unit = granularity.split()
-    number, unit = int(number), unit.rstrip("s")
+    count, unit = granularity.split()
+    number, unit = int(count), unit.rstrip("s")
     if unit in ("month", "year"):
         months = starts.astype("datetime64[s]").astype("datetime64[M]")
         return (months + number * (12 if unit == "year" else 1)).astype("datetime64[s]").astype(np.int64)

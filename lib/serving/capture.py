@@ -59,7 +59,7 @@ class CaptureWriter:
             self.counters["capture_rows_dropped"] += 1
 
     def _take(self, limit: int) -> list[tuple]:
-        rows = []
+        rows: list[tuple] = []
         while len(rows) < limit:
             try:
                 rows.append(self._queue.get_nowait())

@@ -169,6 +169,7 @@ def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | No
     for key, value in (("catalog_name", catalog), ("schema_name", schema), ("table_name_prefix", prefix)):
         if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
             raise bad(f"auto_capture_config.{key} must be an identifier, got {value!r}")
+    assert isinstance(catalog, str) and isinstance(schema, str)  # checked just above
     try:
         names.check_own(own_catalog, names.payload_of_prefix(catalog, schema, prefix), "this server", "capture into")
     except AccessDeniedError as exc:

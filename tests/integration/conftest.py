@@ -10,6 +10,13 @@ from lib.platform.services.processes import answers, free_port
 from lib.platform.spark.builder import server_environment, spark_home
 
 
+@pytest.fixture(autouse=True)
+def services(spark_server, postgres_server):
+    """Every integration test runs jobs (run_pipeline.py subprocesses and their kernels) that
+    find the session's Spark server and PostgreSQL through $SPARK_REMOTE and $LAKEHOUSE_JDBC_URL."""
+    return spark_server, postgres_server
+
+
 def wait_for(check, what: str, log, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -34,12 +34,13 @@ def task_values(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def executed(kernels, tmp_path):
+def executed(kernels, tmp_path, spark_server, postgres_server):
     """`with executed("pipelines/01_ingest.ipynb", env="staging") as tb:` runs a notebook.
 
     The notebook runs with `params` injected after its parameters cell, as papermill does, in
     a kernel of its own with this process's environment as it is then (LAKEHOUSE_HOME from
-    the `home` fixture). Yields the testbook client while the kernel is alive, for tb.ref /
+    the `home` fixture; the session's Spark server and PostgreSQL through $SPARK_REMOTE and
+    $LAKEHOUSE_JDBC_URL, which is why it asks for them). Yields the testbook client while the kernel is alive, for tb.ref /
     tb.value; the kernel's stderr goes to `<notebook>.log` in the test's tmp_path.
     """
     @contextlib.contextmanager

@@ -1,6 +1,5 @@
 import dataclasses
 import datetime as dt
-import os
 
 import numpy as np
 import pandas as pd
@@ -95,7 +94,8 @@ def test_bad_destinations_are_one_line(staging, publish, words):
     assert "environments.yml environments.staging." in str(error.value) and words in str(error.value)
 
 
-def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(featurized, staging, champion, tmp_path):
+def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(featurized, staging, champion, tmp_path,
+                                                                            postgres_server):
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
@@ -106,7 +106,7 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(fea
     first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
     delta = in_window(featurized.read(table), start, end).toPandas().set_index("flight_id").sort_index()
     assert first["delta"] == first["online"] == first["jdbc"] == len(delta) > 0
-    with postgres.connect(os.environ[postgres.URL_ENV_VAR], "staging") as conn:
+    with postgres.connect(postgres_server, "staging") as conn:
         held = pd.DataFrame(conn.execute('SELECT flight_id, prediction, model_version FROM flights.predictions '
                                          'WHERE sched_dep_ts >= %s AND sched_dep_ts < %s', (start, end)).fetchall(),
                             columns=["flight_id", "prediction", "model_version"]).set_index("flight_id").sort_index()

@@ -10,7 +10,8 @@ from lib.core.errors import ConfigError, PublishError, SetupError
 from lib.core import names
 
 
-@pytest.mark.slow  # a JVM from Maven's jars: out of `make unit`, which needs no Maven
+@pytest.mark.slow
+@pytest.mark.kafka  # a broker of its own, a JVM from Maven's jars: out of `make unit`, which needs no Java or Maven
 def test_a_broker_of_its_own_keeps_its_topics_across_a_restart(tmp_path, monkeypatch):
     monkeypatch.delenv(kafka_server.SERVERS_ENV_VAR, raising=False)
     monkeypatch.setenv(kafka_server.PORT_ENV_VAR, "0")

@@ -21,6 +21,7 @@ if [ "$1" = "--list-modules" ]; then printf '{modules}'; else echo '{version_lin
     return tmp_path / "jdk"
 
 
+@pytest.mark.spark  # runs the machine's java: out of `make unit`, which needs no Java
 def test_the_machine_java_major_version_is_read_right():
     """check_java parses `java -version`; the JVM's own java.specification.version must agree."""
     shown = subprocess.run([java.java_executable(), "-XshowSettings:properties", "-version"],
@@ -81,6 +82,7 @@ def can_unshare_network() -> bool:
     return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.spark  # resolves the jars with spark-submit, a JVM: out of `make unit`
 @pytest.mark.skipif(not can_unshare_network(), reason="needs `unshare -n` (root) to cut the network")
 def test_jars_that_cannot_be_had_are_one_line(tmp_path):
     """With no network and empty caches, resolution fails fast with one line, no Java trace."""
