@@ -179,10 +179,11 @@ def move_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) ->
     alias_lock(ref.name) when the move depends on where aliases point.
     """
     check_writable(ref.name)
+    who = actor(by)  # a bad run id fails here, before the alias moves
     before = version_of(ref.name, alias)
     client().set_registered_model_alias(ref.name, alias, ref.version)
     at, by_tag, reason_tag = names.alias_tags(alias)
-    set_tags(ref, {at: _now(), by_tag: actor(by), reason_tag: reason})
+    set_tags(ref, {at: _now(), by_tag: who, reason_tag: reason})
     if before is not None and before != ref:
         _record_loss(before, alias, f"moved to v{ref.version}: {reason}", by)
 
