@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lib.core.config import conf_dir, display_path, parse_model, read_yaml
+from lib.core.config.loading import invalid
 from lib.core.errors import ConfigError, first_line
 from lib.platform.spark.builder import to_pandas
 from lib.platform.workflows import notify
@@ -84,7 +85,7 @@ class AlertsFile(_Strict):
     def _unique(self) -> "AlertsFile":
         names = [r.name for r in self.alerts]
         if len(set(names)) != len(names):
-            raise ValueError("alert names must be unique")
+            raise invalid("alerts", "alert names must be unique")
         return self
 
 

@@ -90,7 +90,7 @@ def test_bad_rules_are_one_line_naming_their_path(tmp_path):
     base = "alerts:\n  - name: a\n    query: SELECT 1\n    condition: {op: '>', threshold: 1}\n"
     with pytest.raises(ConfigError, match=r"alerts.yml: alerts\.0\.trigger: m \(3\) cannot exceed n \(2\)$"):
         load(base + "    trigger: {m: 3, n: 2}\n")
-    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.op: must be one of >, >=, <, <=, ==, !=, got '=>'$"):
+    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.op: must be one of >, >=, <, <=, ==, !=, got '=>' \(did you mean >\?\)$"):
         load(base.replace("op: '>'", "op: '=>'"))
     with pytest.raises(ConfigError, match=r"alerts\.0\.actions \(a\): run_job names unknown job 'retrain'$"):
         load(base + "    actions: [{run_job: retrain}]\n")

@@ -88,7 +88,7 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
     ({"kafak": {"enabled": True}}, "publish.kafak: unknown key (did you mean kafka?)"),
     ({"jdbc": {"url": "postgres://somewhere"}}, "publish.jdbc.url: must match pattern '^jdbc:postgresql://[^/]+/$', got 'postgres://somewhere'"),
     ({"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
-     "publish: every destination is switched off"),
+     "publish: every destination is switched off, so nothing would be published"),
 ])
 def test_bad_destinations_are_one_line(staging, publish, words):
     with pytest.raises(ConfigError) as error:
