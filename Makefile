@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ENV    ?= prod
 
-.PHONY: pipeline test install jars lint unit docs wipe-staging mlflow-ui clean
+.PHONY: pipeline test install jars lint unit docs schemas wipe-staging mlflow-ui clean
 
 pipeline: install ## build the environment, then run the production workflow
 	$(PY) run_pipeline.py --env $(ENV)
@@ -52,6 +52,9 @@ jars: $(VENV)/.jars
 $(VENV)/.class-archive: $(VENV)/.jars
 	$(PY) -m lib.platform.spark archive
 	touch $@
+
+schemas: install ## regenerate conf/schemas/*.json from the config models (a test fails when they are stale)
+	$(PY) -m lib.bundle.schemas
 
 wipe-staging: install ## delete staging's tables, models and runs
 	$(PY) run_pipeline.py --env staging --wipe

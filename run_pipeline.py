@@ -3,6 +3,7 @@
     python run_pipeline.py --env prod                  # the full production workflow
     python run_pipeline.py --env prod --job training --as-of 2013-11-01
     python run_pipeline.py --list                      # jobs and their tasks
+    python run_pipeline.py --validate --env prod       # check every config file, run nothing
     python run_pipeline.py --env staging --wipe        # delete staging's tables and models
     python run_pipeline.py --env prod --job training --hyperparameters conf/examples/weak_model.yml
     python run_pipeline.py --env prod --history        # every model version: status, decision, aliases
@@ -23,6 +24,7 @@ import sys
 import time
 import traceback
 
+from lib.bundle import validate
 from lib.core import config
 from lib.platform.workflows import runner as jobs
 from lib.platform import registry
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--job", default=DEFAULT_JOB, help=f"job to run (default: {DEFAULT_JOB}, the whole workflow)")
     parser.add_argument("--as-of", default="", help="run date YYYY-MM-DD (default: the environment's data.as_of)")
     parser.add_argument("--list", action="store_true", help="list the jobs and their tasks, then exit")
+    parser.add_argument("--validate", action="store_true",
+                        help="check every config file (and the jobs' notebooks and parameters), run nothing, then exit")
     parser.add_argument("--wipe", action="store_true", help="delete a temporary environment's tables, models and runs")
     parser.add_argument("--hyperparameters", default="",
                         help="hyperparameters YAML for the train task (default: conf/hyperparameters.yml)")
@@ -78,7 +82,6 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    from lib.inference import batch as inference
     from lib.platform.services import kafka_client as kafka, kafka_server, postgres
     from lib.serving import online_store, server, settings
 
@@ -88,7 +91,7 @@ def wipe(env: config.EnvConfig) -> None:
     shutil.rmtree(env.home / "runs" / env.name, ignore_errors=True)
     shutil.rmtree(settings.load(env).folder, ignore_errors=True)
     online_store.store_path(env.home, env.catalog).unlink(missing_ok=True)
-    targets = inference.destinations(env)
+    targets = env.publish
     url = None
     if targets.jdbc.enabled:  # the lakehouse's own server is started if it holds data but is down
         url = targets.jdbc.url or postgres.running_url(env.home) or (
@@ -337,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     registry.no_telemetry()  # for this process and the kernels and servers it starts
     try:
+        if args.validate:  # like `databricks bundle validate`: one line per file, then `config OK`
+            validate.validate(args.env)
+            return 0
+        if not args.list:  # every run checks all the config first: a typo fails here, in a second or two
+            validate.validate(args.env, say=lambda line: None)
         all_jobs = spec.load_jobs()
         if args.list:
             list_jobs(all_jobs)
@@ -359,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.job not in all_jobs:
             raise config.ConfigError(f"unknown job {args.job!r}: choose one of {', '.join(all_jobs)} (see --list)")
         as_of = config.parse_as_of(args.as_of, env)
-        model_cfg = config.load_model_config()  # a bad conf/model.yml fails here, not mid-job
+        model_cfg = config.load_model_config()
         if TRAIN_NOTEBOOK in spec.notebooks(all_jobs, args.job):
-            # So does a bad hyperparameters file: unknown names fail when the estimator is built.
+            # A bad --hyperparameters file fails here too: unknown names fail when the estimator is built.
             from lib.lifecycle import training
 
             training.make_pipeline(model_cfg, config.load_hyperparameters(args.hyperparameters, model_cfg)[1])

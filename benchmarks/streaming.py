@@ -51,12 +51,13 @@ def _reset(lakehouse: Lakehouse) -> None:
     shutil.rmtree(streaming.checkpoint_path(lakehouse), ignore_errors=True)
 
 
-def _cfg(model_cfg: dict, cap: int | None) -> dict:
-    return {**model_cfg, "inference": {**model_cfg["inference"], "streaming": {
-        **model_cfg["inference"].get("streaming", {}), "max_files_per_trigger": cap}}}
+def _cfg(model_cfg: config.ModelConfig, cap: int | None) -> config.ModelConfig:
+    inference = model_cfg.inference
+    return model_cfg.model_copy(update={"inference": inference.model_copy(update={
+        "streaming": inference.streaming.model_copy(update={"max_files_per_trigger": cap})})})
 
 
-def throughput(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, days: int) -> list[tuple[str, int, float]]:
+def throughput(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datetime, days: int) -> list[tuple[str, int, float]]:
     env, out = lakehouse.env, []
     champion = registry.require_alias(env.model_name, names.CHAMPION)
     for label, cap in (("stream, availableNow, 1 day per micro-batch", 1), ("stream, availableNow, one micro-batch", None)):
@@ -74,7 +75,7 @@ def throughput(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, days: 
     return out
 
 
-def latency(lakehouse: Lakehouse, model_cfg: dict, start: dt.datetime, hours: int) -> dict:
+def latency(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datetime, hours: int) -> dict:
     _reset(lakehouse)
     feed.replay(lakehouse, start, start + dt.timedelta(hours=1), dt.timedelta(hours=1), 0, say=lambda l: None)
     query = streaming.start(lakehouse, model_cfg, "1 second")
@@ -99,10 +100,11 @@ def _count(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime) -> int:
     return feed.scheduled(lakehouse.read(lakehouse.env.table("flight_features")), start, end).count()
 
 
-def kills(env: config.EnvConfig, model_cfg: dict, start: dt.datetime, times: int) -> dict:
+def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.datetime, times: int) -> dict:
     """Kill a Spark server of its own `times` times mid-batch, publishing to Kafka too (the
     lakehouse's own broker); then finish and count, in Delta and in the topic."""
-    env = dataclasses.replace(env, publish={**env.publish, "kafka": {"enabled": True}})
+    env = dataclasses.replace(env, publish=env.publish.model_copy(update={"kafka": env.publish.kafka.model_copy(
+        update={"enabled": True})}))
     was_running = kafka_server.running_servers(env.home) is not None
     doomed = dataclasses.replace(env, home=env.home / "bench-doomed-server")
     os.environ[spark_server.PORT_ENV_VAR] = "0"

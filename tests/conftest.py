@@ -245,7 +245,7 @@ def register(env, model_cfg, hyper, train, holdout, **tags):
     tags = {"as_of": str(env.data.as_of), "train_window": "/".join(map(str, windows.train)),
             "holdout_window": "/".join(map(str, windows.holdout)), "hyperparameters_file": "test", **tags}
     return training.log_and_register(training.fit(train, model_cfg, hyper), train, holdout, model_cfg, hyper,
-                                     feature_store.lookups(model_cfg, env.catalog, env.schema), env.model_name, tags)
+                                     feature_store.lookups(model_cfg.feature_lookups, env.catalog, env.schema), env.model_name, tags)
 
 
 @pytest.fixture

@@ -9,13 +9,16 @@ lib/features/on_demand.py says later. Each function takes pandas Series and retu
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.holiday import USFederalHolidayCalendar
 
+from lib.core.config.loading import suggest
+from lib.core.config.model import OnDemand
 from lib.core.errors import ConfigError
 
 EARLIEST, LATEST = pd.Timestamp("1970-01-01"), pd.Timestamp("2200-01-01")  # days_to_holiday's range
@@ -73,24 +76,21 @@ class OnDemandFeature:
         return {"function": self.function.__name__, "inputs": dict(self.inputs), "output": self.output}
 
 
-def declared(model_cfg: dict[str, Any]) -> list[OnDemandFeature]:
-    """conf/model.yml `on_demand_features`, checked: an unknown function or a wrong parameter is one line."""
-    import inspect
-
+def declared(specs: Sequence[OnDemand], source: str = "conf/model.yml") -> list[OnDemandFeature]:
+    """conf/model.yml `on_demand_features` (shape checked at load), resolved: an unknown function
+    or a wrong parameter is one ConfigError line naming `source` and the key's path."""
     found = []
-    for i, spec in enumerate(model_cfg.get("on_demand_features") or []):
-        where = f"conf/model.yml on_demand_features[{i}]"
-        if not isinstance(spec, dict) or set(spec) != {"function", "inputs", "output"}:
-            raise ConfigError(f"{where}: needs exactly function, inputs and output")
-        function = FUNCTIONS.get(spec["function"])
+    for i, spec in enumerate(specs):
+        where = f"{source}: on_demand_features.{i}"
+        function = FUNCTIONS.get(spec.function)
         if function is None:
-            raise ConfigError(f"{where}: unknown function {spec['function']!r} (lib/features/on_demand.py has "
-                              f"{', '.join(sorted(FUNCTIONS))})")
+            raise ConfigError(f"{where}.function: unknown function {spec.function!r} (lib/features/on_demand.py has "
+                              f"{', '.join(sorted(FUNCTIONS))}){suggest(spec.function, list(FUNCTIONS))}")
         wanted = set(inspect.signature(function).parameters)
-        if not isinstance(spec["inputs"], dict) or set(spec["inputs"]) != wanted:
-            raise ConfigError(f"{where}: {spec['function']} takes inputs {', '.join(sorted(wanted))}, "
-                              f"not {', '.join(sorted(spec['inputs'] or {}))}")
-        found.append(OnDemandFeature(function, {str(k): str(v) for k, v in spec["inputs"].items()}, str(spec["output"])))
+        if set(spec.inputs) != wanted:
+            raise ConfigError(f"{where}.inputs: {spec.function} takes inputs {', '.join(sorted(wanted))}, "
+                              f"not {', '.join(sorted(spec.inputs)) or 'none'}")
+        found.append(OnDemandFeature(function, dict(spec.inputs), spec.output))
     return found
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import operator
 from dataclasses import asdict, dataclass
 from functools import reduce
-from typing import Any
+from typing import Any, Sequence
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from lib.platform.catalog import Lakehouse
+from lib.core.config.model import FeatureTable, Lookup
 from lib.core.errors import LakehouseError
 
 PRIMARY_KEYS = "feature.primary_keys"
@@ -44,19 +45,18 @@ class FeatureLookup:
                              tuple(d["features"]), d.get("lookback_hours"))
 
 
-def lookups(model_cfg: dict[str, Any], catalog: str, schema: str) -> list[FeatureLookup]:
-    """The configured lookups, their tables named in `catalog.schema`."""
-    return [FeatureLookup(f"{catalog}.{schema}.{spec['table']}", tuple(spec["lookup_key"]),
-                          spec["timestamp_lookup_key"], tuple(spec["features"]), spec.get("lookback_hours"))
-            for spec in model_cfg["feature_lookups"]]
+def lookups(specs: Sequence[Lookup], catalog: str, schema: str) -> list[FeatureLookup]:
+    """The configured lookups (conf/model.yml `feature_lookups`), their tables named in `catalog.schema`."""
+    return [FeatureLookup(f"{catalog}.{schema}.{spec.table}", tuple(spec.lookup_key), spec.timestamp_lookup_key,
+                          tuple(spec.features), spec.lookback_hours) for spec in specs]
 
 
-def check_key(df: DataFrame, name: str, spec: dict[str, Any]) -> int:
+def check_key(df: DataFrame, name: str, spec: FeatureTable) -> int:
     """Check that a feature table's key (primary keys + timestamp key) is non-null and unique.
 
     Returns the row count; raises LakehouseError naming how many rows break the key.
     """
-    key = [*spec["primary_keys"], spec["timestamp_key"]]
+    key = [*spec.primary_keys, spec.timestamp_key]
     stats = df.groupBy(*key).count().agg(
         F.sum(F.when(F.col("count") > 1, F.col("count")).otherwise(0)).alias("duplicated"),
         F.sum(F.when(reduce(operator.or_, [F.col(k).isNull() for k in key]), F.col("count")).otherwise(0)).alias("nulls"),
@@ -68,13 +68,13 @@ def check_key(df: DataFrame, name: str, spec: dict[str, Any]) -> int:
     return int(stats["rows"] or 0)
 
 
-def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: dict[str, Any], stamp: dict | None = None) -> None:
+def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: FeatureTable, stamp: dict | None = None) -> None:
     """Replace a feature table (whose key was checked) and record its keys as table properties
     (`stamp`: see Lakehouse.write)."""
     lakehouse.write(df, name, stamp=stamp)
-    lakehouse.set_properties(name, {PRIMARY_KEYS: ",".join(spec["primary_keys"]),
-                                    TIMESTAMP_KEY: spec["timestamp_key"],
-                                    "comment": spec.get("description", "")}, stamp=stamp)
+    lakehouse.set_properties(name, {PRIMARY_KEYS: ",".join(spec.primary_keys),
+                                    TIMESTAMP_KEY: spec.timestamp_key,
+                                    "comment": spec.description}, stamp=stamp)
 
 
 def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_keys: list[str],

@@ -15,13 +15,13 @@ import json
 import operator
 from pathlib import Path
 from functools import reduce
-from typing import Any
 
 import pandas as pd
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lib.core.config.model import ModelConfig
 from lib.features import store as feature_store
 from lib.platform.spark.builder import to_pandas
 
@@ -100,7 +100,7 @@ def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]
 TABLES = ("flight_features", "weather_features", "labels")  # what build_tables returns
 
 
-def refresh(lakehouse, env, model_cfg: dict[str, Any]) -> dict[str, int]:
+def refresh(lakehouse, env, model_cfg: ModelConfig) -> dict[str, int]:
     """Build every table from the raw tables and write it (`write_tables`); rows per table.
 
     A table whose newest commit was made from the raw tables' current versions, by this code
@@ -116,18 +116,19 @@ def refresh(lakehouse, env, model_cfg: dict[str, Any]) -> dict[str, int]:
     return write_tables(lakehouse, env, model_cfg, build_tables(flights, weather), inputs=inputs)
 
 
-def _inputs(lakehouse, env, model_cfg: dict[str, Any]) -> str:
+def _inputs(lakehouse, env, model_cfg: ModelConfig) -> str:
     """What the tables are made of: the raw tables (their versions, and what ingest recorded
     they were made from), the code and the table specs."""
     raw = {n: [lakehouse.version(env.raw_table(n)), lakehouse.stamp(env.raw_table(n))] for n in ("flights", "weather")}
-    digest = hashlib.sha256(json.dumps([raw, model_cfg["feature_tables"]], sort_keys=True, default=str).encode())
+    specs = {name: table.model_dump(mode="json", exclude_unset=True) for name, table in model_cfg.feature_tables.items()}
+    digest = hashlib.sha256(json.dumps([raw, specs], sort_keys=True, default=str).encode())
     here = Path(__file__)
     for module in (here, here.with_name("store.py")):
         digest.update(module.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, DataFrame],
+def write_tables(lakehouse, env, model_cfg: ModelConfig, tables: dict[str, DataFrame],
                  inputs: str | None = None) -> dict[str, int]:
     """Write the feature tables (keys recorded) and the labels; rows per table.
 
@@ -135,7 +136,7 @@ def write_tables(lakehouse, env, model_cfg: dict[str, Any], tables: dict[str, Da
     Each table is computed from the raw tables once: cached for the check and the write.
     `inputs` (from `refresh`) is recorded in each table's commit with its rows.
     """
-    specs = {name: model_cfg["feature_tables"].get(name) for name in tables}
+    specs = {name: model_cfg.feature_tables.get(name) for name in tables}
     cached = {name: df.cache() for name, df in tables.items()}
     try:
         rows = {name: feature_store.check_key(df, env.table(name), specs[name]) if specs[name] is not None
@@ -161,7 +162,7 @@ def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
     return df.where(_within(start, end))
 
 
-def training_set(lakehouse, env, model_cfg: dict[str, Any], *windows: tuple[dt.date, dt.date],
+def training_set(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date],
                  catalog: str | None = None) -> DataFrame:
     """Labelled flights of the windows with their features looked up point in time.
 
@@ -170,11 +171,11 @@ def training_set(lakehouse, env, model_cfg: dict[str, Any], *windows: tuple[dt.d
     catalog = catalog or env.catalog
     labels = lakehouse.read(f"{catalog}.{env.schema}.labels")
     spine = labels.where(reduce(operator.or_, [_within(start, end) for start, end in windows]))
-    lookups = feature_store.lookups(model_cfg, catalog, env.schema)
+    lookups = feature_store.lookups(model_cfg.feature_lookups, catalog, env.schema)
     return feature_store.lookup_features(lakehouse, spine, lookups)
 
 
-def load_labelled(lakehouse, env, model_cfg: dict[str, Any], *windows: tuple[dt.date, dt.date],
+def load_labelled(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date],
                   catalog: str | None = None):
     """The training set of each window as pandas, in key order so that training is repeatable.
 

@@ -19,9 +19,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
@@ -29,62 +27,14 @@ from pyspark.sql.types import DoubleType
 from lib.features import store as feature_store
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse, parse_name
-from lib.core.config import CONF_DIR, parse_model
-from lib.core.errors import ConfigError, ModelNotFoundError, PublishError, TableNotFoundError, first_line
+from lib.core.config.blocks import Destinations
+from lib.core.errors import ModelNotFoundError, PublishError, TableNotFoundError, first_line
 from lib.features.tables import KEY, TIMESTAMP, in_window
 from lib.platform.registry import ModelRef
 from lib.platform.services import postgres
 from lib.serving import online_store
 
 MISSES = "feature_lookup_misses"  # per row: the lookups that found no feature row (scored from nulls)
-
-
-class _Switch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-
-
-class _Files(_Switch):
-    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
-
-
-class _Jdbc(_Switch):
-    enabled: bool = False
-    url: str | None = Field(None, pattern=r"^jdbc:postgresql://[^/]+/$")  # None: the lakehouse's own PostgreSQL
-
-
-class _Kafka(_Switch):
-    enabled: bool = False
-    # host:port[,host:port]; None: the lakehouse's own broker (lib/platform/services/kafka_server.py)
-    bootstrap_servers: str | None = Field(None, pattern=r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$")
-
-
-class Destinations(BaseModel):
-    """Where predictions are published (conf/environments.yml `publish`): a scored period by
-    batch inference, the stream's micro-batches by streaming inference (`kafka`, and its Delta table)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    delta: _Switch = Field(default_factory=_Switch)
-    files: _Files = Field(default_factory=_Files)
-    online: _Switch = Field(default_factory=_Switch)
-    jdbc: _Jdbc = Field(default_factory=_Jdbc)
-    kafka: _Kafka = Field(default_factory=_Kafka)
-
-    def enabled(self) -> list[str]:
-        """The batch destinations switched on."""
-        return [name for name in ("delta", "files", "online", "jdbc") if getattr(self, name).enabled]
-
-
-def destinations(env) -> Destinations:
-    """The environment's destinations, checked: a wrong key or value is one ConfigError line."""
-    source = str(CONF_DIR / "environments.yml")
-    found = parse_model(Destinations, env.publish, source, "environments", env.name, "publish")
-    if not found.enabled():
-        raise ConfigError(f"{source} environments.{env.name}.publish: every destination is switched off, "
-                          "so nothing would be published")
-    return found
 
 
 def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,

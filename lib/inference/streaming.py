@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -38,7 +37,8 @@ from lib.inference import batch as inference
 from lib.platform.services import kafka_client as kafka, kafka_server
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
-from lib.core.config import CONF_DIR, EnvConfig, parse_model
+from lib.core.config import EnvConfig
+from lib.core.config.model import ModelConfig
 from lib.core.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
 from lib.inference.feed import ARRIVED, FIELDS, INCOMING
 from lib.features.tables import KEY, TIMESTAMP
@@ -52,20 +52,6 @@ QUERY = "query_id"  # per prediction: the stream's query (its checkpoint) that w
 AVAILABLE_NOW = "availableNow"
 _INTERVAL = re.compile(r"^\d+(\.\d+)? (second|seconds|minute|minutes)$")
 WAIT_S = 10.0  # how often a stream without a Champion looks again
-
-
-class Settings(BaseModel):
-    """conf/model.yml `inference.streaming`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    known_values: dict[str, list[str]] = Field(default_factory=dict)  # other values are quarantined
-    max_files_per_trigger: int | None = Field(None, ge=1)  # a cap on a micro-batch (Delta's default: 1000 files)
-
-
-def settings(model_cfg: dict) -> Settings:
-    raw = (model_cfg.get("inference") or {}).get("streaming") or {}
-    return parse_model(Settings, raw, str(CONF_DIR / "model.yml"), "inference", "streaming")
 
 
 class StreamingError(LakehouseError):
@@ -202,7 +188,7 @@ def wait_for_champion(env: EnvConfig, say: Callable[[str], None] = print, poll_s
 def kafka_target(env: EnvConfig, say: Callable[[str], None] = print) -> tuple[str, str] | None:
     """(bootstrap servers, topic) if the environment publishes the stream to Kafka (`publish.kafka`),
     its broker checked (the lakehouse's own is started if need be); else None."""
-    found = inference.destinations(env).kafka
+    found = env.publish.kafka
     if not found.enabled:
         return None
     bootstrap = found.bootstrap_servers or kafka_server.servers(env.home, say)
@@ -216,15 +202,15 @@ def kafka_topic(env: EnvConfig) -> str:
     return env.topic
 
 
-def start(lakehouse: Lakehouse, model_cfg: dict, trigger: str):
+def start(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str):
     """Start the query (incoming_flights -> streaming_predictions) and return it."""
     kwargs = check_trigger(trigger)
     env = lakehouse.env
     check_source(lakehouse)
     checkpoint = checkpoint_path(lakehouse)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    found = settings(model_cfg)
-    batches = MicroBatch(env, str(checkpoint), float(model_cfg["inference"]["decision_threshold"]), found.known_values,
+    found = model_cfg.inference.streaming
+    batches = MicroBatch(env, str(checkpoint), model_cfg.inference.decision_threshold, found.known_values,
                          kafka_target(env))
     reader = lakehouse.spark.readStream.format("delta")
     if found.max_files_per_trigger:
@@ -234,7 +220,7 @@ def start(lakehouse: Lakehouse, model_cfg: dict, trigger: str):
             .option("checkpointLocation", str(checkpoint)).trigger(**kwargs).start())
 
 
-def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str], None] = print,
+def run(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str, say: Callable[[str], None] = print,
         poll_s: float = WAIT_S) -> dict[str, int]:
     """Run the stream: with `availableNow` until what has arrived is scored, with an interval until
     Ctrl-C (which stops the query cleanly: a micro-batch cut short is replayed by the next run).
@@ -242,7 +228,6 @@ def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str]
     Returns the micro-batches run and the rows they read.
     """
     check_trigger(trigger)
-    settings(model_cfg)
     check_source(lakehouse)
     champion = wait_for_champion(lakehouse.env, say, poll_s)
     seen, rows, failure, query = set(), 0, None, None
@@ -258,7 +243,7 @@ def run(lakehouse: Lakehouse, model_cfg: dict, trigger: str, say: Callable[[str]
 
     try:  # from the start: a Ctrl-C just after it must stop the query too
         query = start(lakehouse, model_cfg, trigger)
-        to_kafka = f" and Kafka topic {kafka_topic(lakehouse.env)}" if inference.destinations(lakehouse.env).kafka.enabled else ""
+        to_kafka = f" and Kafka topic {kafka_topic(lakehouse.env)}" if lakehouse.env.publish.kafka.enabled else ""
         say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)}{to_kafka} with "
             f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, "
             f"checkpoint {checkpoint_path(lakehouse)}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,7 @@ from lib.serving.settings import Settings
 from lib.core import names
 from lib.core.names import APPROVAL, DECISION, REASON
 from lib.serving.rollout import Outcome, RolloutFailedError, capture_config, deploy, served_name
-from lib.core.config import APPROVAL_MODES, ConfigError
+from lib.core.config import APPROVAL_MODES, ConfigError, ModelConfig
 
 
 BASELINE = "business-rule baseline"
@@ -115,10 +114,10 @@ def require_challenger(ref: ModelRef) -> ModelRef:
 
 
 def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFrame,
-            model_cfg: dict[str, Any]) -> Decision:
+            model_cfg: ModelConfig) -> Decision:
     """Score both on the same held-out rows and decide on the configured metric."""
-    cfg = model_cfg["deployment"]
-    metric, threshold, label = cfg["metric"], model_cfg["inference"]["decision_threshold"], model_cfg["label"]
+    cfg = model_cfg.deployment
+    metric, threshold, label = cfg.metric, model_cfg.inference.decision_threshold, model_cfg.label
     y = holdout[label]
     ours = classification_metrics(y, registry.predict(challenger, holdout), threshold)
     if champion is None:
@@ -126,7 +125,7 @@ def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFra
     else:
         incumbent_scores, incumbent_name = registry.predict(champion, holdout), f"Champion v{champion.version}"
     theirs = classification_metrics(y, incumbent_scores, threshold)
-    return Decision(metric, ours[metric], theirs[metric], incumbent_name, float(cfg["min_improvement"]), ours, theirs)
+    return Decision(metric, ours[metric], theirs[metric], incumbent_name, cfg.min_improvement, ours, theirs)
 
 
 
@@ -145,9 +144,10 @@ def log_comparison(decision: Decision, challenger: ModelRef, run: str | None = N
 
 
 
-def approval_required(model_cfg: dict[str, Any], override: str = "") -> bool:
-    """Approval mode: the notebook parameter if given ("required"/"not_required"), else model.yml."""
-    mode = override or model_cfg["deployment"].get("approval", "not_required")
+def approval_required(configured: str, override: str = "") -> bool:
+    """Approval mode: the notebook parameter if given ("required"/"not_required"), else
+    `configured` (model.yml deployment.approval)."""
+    mode = override or configured
     if mode not in APPROVAL_MODES:
         raise ConfigError(f"parameter require_approval must be one of {', '.join(APPROVAL_MODES)} or '', got {mode!r}")
     return mode == "required"

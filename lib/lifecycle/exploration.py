@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
@@ -14,7 +13,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lib.lifecycle import training
-from lib.core.config import PROJECT_DIR, ConfigError
+from lib.core.config import PROJECT_DIR, ConfigError, Hyperparameters, ModelConfig
+from lib.core.config.loading import schema_comment
 from lib.lifecycle.evaluation import classification_metrics
 from lib.features.tables import DELAY_MINUTES
 from lib.core import names
@@ -23,14 +23,14 @@ from lib.monitoring import views
 from lib.platform import registry
 
 # What the exploration notebook tries: name -> hyperparameters file content.
-CANDIDATES: dict[str, dict[str, Any]] = {
-    "hgb_default": {"algorithm": "hist_gradient_boosting",
-                    "params": {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31,
-                               "l2_regularization": 0.0, "random_state": 42}},
-    "hgb_slow_deep": {"algorithm": "hist_gradient_boosting",
-                      "params": {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63,
-                                 "l2_regularization": 1.0, "random_state": 42}},
-    "logistic_regression": {"algorithm": "logistic_regression", "params": {"C": 1.0}},
+CANDIDATES: dict[str, Hyperparameters] = {
+    "hgb_default": Hyperparameters(algorithm="hist_gradient_boosting",
+                                   params={"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31,
+                                           "l2_regularization": 0.0, "random_state": 42}),
+    "hgb_slow_deep": Hyperparameters(algorithm="hist_gradient_boosting",
+                                     params={"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63,
+                                             "l2_regularization": 1.0, "random_state": 42}),
+    "logistic_regression": Hyperparameters(algorithm="logistic_regression", params={"C": 1.0}),
 }
 
 
@@ -65,20 +65,20 @@ def windows(start: str, end: str, holdout_days: int,
     return (lo, split), (split, hi)
 
 
-def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[str, Any],
-                   candidates: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig,
+                   candidates: dict[str, Hyperparameters]) -> pd.DataFrame:
     """Fit each candidate, log it as an MLflow run, and rank them by held-out ROC AUC."""
     import mlflow
 
-    label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
+    label, threshold = model_cfg.label, model_cfg.inference.decision_threshold
     rows = []
     for name, hyper in candidates.items():
         with mlflow.start_run(run_name=f"explore {name}") as run:
             model = training.fit(train, model_cfg, hyper)
             m = classification_metrics(holdout[label], model.predict(None, holdout), threshold)
-            mlflow.log_params({**hyper["params"], "algorithm": hyper["algorithm"], "train_rows": len(train)})
+            mlflow.log_params({**hyper.params, "algorithm": hyper.algorithm, "train_rows": len(train)})
             mlflow.log_metrics({f"holdout_{k}": v for k, v in m.items() if pd.notna(v)})
-        rows.append({"candidate": name, "algorithm": hyper["algorithm"], "roc_auc": m["roc_auc"],
+        rows.append({"candidate": name, "algorithm": hyper.algorithm, "roc_auc": m["roc_auc"],
                      "accuracy": m["accuracy"], "f1": m["f1"], "run_id": run.info.run_id})
     return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, ignore_index=True)
 
@@ -92,15 +92,15 @@ def write_best(results: pd.DataFrame, path: str) -> Path | None:
                                  f"{best['candidate']}, held-out ROC AUC {best['roc_auc']:.4f} (run {best['run_id']})")
 
 
-def write_hyperparameters(hyper: dict[str, Any], path: str | Path, note: str) -> Path:
+def write_hyperparameters(hyper: Hyperparameters, path: str | Path, note: str) -> Path:
     """Write the chosen hyperparameters where the training pipeline reads them."""
     target = Path(path)
     if not target.is_absolute():
         target = PROJECT_DIR / target
-    header = ("# Production hyperparameters, read by the training task (conf/model.yml "
+    header = (f"{schema_comment(target, 'hyperparameters')}\n# Production hyperparameters, read by the training task (conf/model.yml "
               "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "
               f"{note}\n# Review the diff before committing it.\n")
-    body = yaml.safe_dump({"algorithm": hyper["algorithm"], "params": hyper["params"]}, sort_keys=False)
+    body = yaml.safe_dump(hyper.model_dump(mode="json"), sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + body)
     return target
@@ -119,7 +119,7 @@ def production_quality(lakehouse, env, monitor_name: str = "predictions") -> pd.
     return views.quality_over_time(lakehouse, table, monitor.granularities[0])
 
 
-def production_champion(env, holdout: pd.DataFrame, model_cfg: dict[str, Any]) -> pd.DataFrame:
+def production_champion(env, holdout: pd.DataFrame, model_cfg: ModelConfig) -> pd.DataFrame:
     """Production's Champion (the model of `raw_catalog`), loaded read-only, scored on a held-out
     frame: one row with its URI and held-out metrics; empty before production has a Champion.
 
@@ -131,6 +131,6 @@ def production_champion(env, holdout: pd.DataFrame, model_cfg: dict[str, Any]) -
     if ref is None:
         print(f"{name} has no Champion yet: run the production workflow (make pipeline) first")
         return pd.DataFrame(columns=["model", "roc_auc", "accuracy", "f1"])
-    m = classification_metrics(holdout[model_cfg["label"]], registry.predict(ref, holdout),
-                               model_cfg["inference"]["decision_threshold"])
+    m = classification_metrics(holdout[model_cfg.label], registry.predict(ref, holdout),
+                               model_cfg.inference.decision_threshold)
     return pd.DataFrame([{"model": ref.uri, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "f1": m["f1"]}])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import subprocess
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ import mlflow
 from lib.lifecycle import evaluation
 from lib.features import on_demand
 from lib.platform import registry
-from lib.core.config import PROJECT_DIR
+from lib.core.config import PROJECT_DIR, Hyperparameters, ModelConfig
 from lib.core.errors import ConfigError, LakehouseError
 from lib.features.store import FeatureLookup
 from lib.features.on_demand import OnDemandFeature
@@ -61,51 +60,51 @@ class DelayModel(mlflow.pyfunc.PythonModel):
         return self.pipeline.predict_proba(self.features(model_input))[:, 1]
 
 
-def feature_columns(model_cfg: dict[str, Any]) -> list[str]:
+def feature_columns(model_cfg: ModelConfig) -> list[str]:
     """What the estimator sees, on-demand features included."""
-    return list(model_cfg["features"]["categorical"]) + list(model_cfg["features"]["numeric"])
+    return model_cfg.features.columns
 
 
-def input_columns(model_cfg: dict[str, Any]) -> list[str]:
+def input_columns(model_cfg: ModelConfig) -> list[str]:
     """What the logged model is given (its signature): the feature columns but the on-demand
     ones, and the columns those are computed from."""
-    return on_demand.model_inputs(feature_columns(model_cfg), on_demand.declared(model_cfg))
+    return on_demand.model_inputs(feature_columns(model_cfg), on_demand.declared(model_cfg.on_demand_features))
 
 
-def make_pipeline(model_cfg: dict[str, Any], hyper: dict[str, Any]) -> Pipeline:
-    """The estimator named by hyper["algorithm"], with its encoding, built from hyper["params"]."""
-    categorical = list(model_cfg["features"]["categorical"])
-    numeric = list(model_cfg["features"]["numeric"])
-    params = hyper["params"]
+def make_pipeline(model_cfg: ModelConfig, hyper: Hyperparameters) -> Pipeline:
+    """The estimator named by hyper.algorithm, with its encoding, built from hyper.params."""
+    categorical = list(model_cfg.features.categorical)
+    numeric = list(model_cfg.features.numeric)
+    params = hyper.params
     try:
-        if hyper["algorithm"] == "hist_gradient_boosting":
+        if hyper.algorithm == "hist_gradient_boosting":
             encode = ColumnTransformer(
                 [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
                                                 encoded_missing_value=-1), categorical)],
                 remainder="passthrough", verbose_feature_names_out=False)
             classifier = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), **params)
-        elif hyper["algorithm"] == "logistic_regression":
+        elif hyper.algorithm == "logistic_regression":
             encode = ColumnTransformer([
                 ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
                 ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
             ])
             classifier = LogisticRegression(**{"max_iter": 1000, **params})
         else:
-            raise ConfigError(f"unknown algorithm {hyper['algorithm']!r}")
+            raise ConfigError(f"unknown algorithm {hyper.algorithm!r}")
     except TypeError as exc:
-        raise ConfigError(f"hyperparameters for {hyper['algorithm']}: {exc}") from None
+        raise ConfigError(f"hyperparameters for {hyper.algorithm}: {exc}") from None
     return Pipeline([("encode", encode), ("classify", classifier)])
 
 
-def fit(train: pd.DataFrame, model_cfg: dict[str, Any], hyper: dict[str, Any]) -> DelayModel:
+def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> DelayModel:
     """Fit on a labelled pandas frame; refuses an empty or one-class training set."""
-    label = model_cfg["label"]
+    label = model_cfg.label
     if len(train) == 0:
         raise LakehouseError("the training window holds no labelled flights: check the as-of date and ingestion")
     if train[label].nunique() < 2:
         raise LakehouseError(f"the training window has only one class of {label}: widen train_days")
     columns = feature_columns(model_cfg)
-    features = on_demand.declared(model_cfg)
+    features = on_demand.declared(model_cfg.on_demand_features)
     missing = [c for c in on_demand.inputs(features) if c not in train.columns]
     if missing:
         raise ConfigError(f"on-demand features need column(s) {', '.join(missing)}, which the training set lacks")
@@ -117,10 +116,10 @@ def fit(train: pd.DataFrame, model_cfg: dict[str, Any], hyper: dict[str, Any]) -
     return DelayModel(pipeline, columns, tuple(features))
 
 
-def scored(model: DelayModel, frame: pd.DataFrame, model_cfg: dict[str, Any]) -> pd.DataFrame:
+def scored(model: DelayModel, frame: pd.DataFrame, model_cfg: ModelConfig) -> pd.DataFrame:
     """The keys, features and label of a labelled frame with the model's predictions: what
     batch inference publishes, so monitoring can compare the two (the model's baseline)."""
-    columns = [*model_cfg["keys"], *[c for c in model.inputs if c not in model_cfg["keys"]], model_cfg["label"]]
+    columns = [*model_cfg.keys, *[c for c in model.inputs if c not in model_cfg.keys], model_cfg.label]
     return frame[columns].assign(prediction=model.predict(None, frame))
 
 
@@ -136,21 +135,21 @@ def git_commit() -> str:
         return "unknown"
 
 
-def describe(model_cfg: dict[str, Any], hyper: dict[str, Any], tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
+def describe(model_cfg: ModelConfig, hyper: Hyperparameters, tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
     """The model version's description: what it predicts, from what, trained how, how good."""
-    return (f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg['label']}). "
-            f"{hyper['algorithm']} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
+    return (f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg.label}). "
+            f"{hyper.algorithm} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
             f"{tags.get('feature_lookups', 'the feature tables')}; trained on {tags.get('train_window', '?')}, "
             f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f} on {tags.get('holdout_window', '?')}.")
 
 
-def _on_demand_note(model_cfg: dict[str, Any]) -> str:
-    made = [f.output for f in on_demand.declared(model_cfg)]
+def _on_demand_note(model_cfg: ModelConfig) -> str:
+    made = [f.output for f in on_demand.declared(model_cfg.on_demand_features)]
     return f" ({', '.join(made)} computed on demand)" if made else ""
 
 
-def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: dict[str, Any],
-                     hyper: dict[str, Any], lookups: list[FeatureLookup], model_name: str,
+def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig,
+                     hyper: Hyperparameters, lookups: list[FeatureLookup], model_name: str,
                      tags: dict[str, str]) -> ModelRef:
     """Log params, held-out metrics, plots and the model to MLflow; register it PENDING.
 
@@ -164,18 +163,18 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
     import cloudpickle
 
     registry.check_writable(model_name)  # before anything is logged: a version only in this environment's catalog
-    label, threshold = model_cfg["label"], model_cfg["inference"]["decision_threshold"]
+    label, threshold = model_cfg.label, model_cfg.inference.decision_threshold
     columns = model.columns
     proba = model.predict(None, holdout)
     holdout_metrics = evaluation.classification_metrics(holdout[label], proba, threshold)
     example = train[model.inputs].head(5)
     signature = infer_signature(example, model.predict(None, example))
-    tags = {**tags, "git_commit": git_commit(), "algorithm": hyper["algorithm"],
+    tags = {**tags, "git_commit": git_commit(), "algorithm": hyper.algorithm,
             "feature_lookups": "; ".join(f"{lk.table} by {','.join(lk.lookup_key)} as of {lk.timestamp_lookup_key}"
                                          for lk in lookups)}
     with mlflow.start_run(run_name=f"train {tags.get('as_of', '')}".strip()) as run:
         mlflow.set_tags(tags)
-        mlflow.log_params({**hyper["params"], "algorithm": hyper["algorithm"], "features": ",".join(columns),
+        mlflow.log_params({**hyper.params, "algorithm": hyper.algorithm, "features": ",".join(columns),
                            "train_rows": len(train), "holdout_rows": len(holdout)})
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items() if np.isfinite(v)})
         if holdout[label].nunique() == 2:
@@ -190,7 +189,7 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
                 python_model=model,
                 signature=signature,
                 input_example=example,
-                metadata={"feature_lookups": [lk.to_dict() for lk in lookups], "keys": list(model_cfg["keys"]),
+                metadata={"feature_lookups": [lk.to_dict() for lk in lookups], "keys": list(model_cfg.keys),
                           "on_demand_features": [f.to_dict() for f in model.on_demand]},
                 registered_model_name=model_name,
                 pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in _REQUIREMENTS],

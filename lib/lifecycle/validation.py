@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
@@ -28,6 +27,7 @@ from lib.core import names
 from lib.features import store as feature_store
 from lib.platform import registry
 from lib.core.config import METRICS
+from lib.core.config.model import Compliance, ModelConfig, Slices, Threshold
 from lib.core.errors import ValidationFailedError, first_line
 from lib.lifecycle.evaluation import classification_metrics
 from lib.core.names import CHALLENGER, VALIDATION_STATUS
@@ -79,9 +79,9 @@ def _first_line(exc: Exception) -> str:
     return first_line(exc)[:200]
 
 
-def run_mode(override: str, model_cfg: dict[str, Any]) -> str:
-    """The run mode: the notebook parameter if given, else conf/model.yml validation.mode."""
-    mode = check_param("run_mode", override, str) or model_cfg["validation"].get("mode", "enabled")
+def run_mode(override: str, configured: str) -> str:
+    """The run mode: the notebook parameter if given, else `configured` (conf/model.yml validation.mode)."""
+    mode = check_param("run_mode", override, str) or configured
     if mode not in VALIDATION_MODES:
         raise ConfigError(f"parameter run_mode must be one of {', '.join(VALIDATION_MODES)} or '', got {mode!r}")
     return mode
@@ -139,7 +139,7 @@ def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
                                       model_type=None, extra_metrics=[_metric(m, threshold) for m in METRICS])
 
 
-def check_performance(candidate, baseline, thresholds: dict[str, dict[str, float]], champion: str | None) -> list[Check]:
+def check_performance(candidate, baseline, thresholds: dict[str, Threshold], champion: str | None) -> list[Check]:
     """One check per configured rule, each judged by mlflow.validate_evaluation_results."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -161,14 +161,14 @@ def check_performance(candidate, baseline, thresholds: dict[str, dict[str, float
 
     for metric, rule in thresholds.items():
         value = candidate.metrics.get(metric, math.nan)
-        if "min" in rule:
-            judge(f"performance.{metric}", metric, MetricThreshold(threshold=rule["min"], greater_is_better=True),
-                  f"{value:.4f}", f">= {rule['min']}")
-        if "min_change_vs_champion" in rule and baseline is not None:
+        if rule.min is not None:
+            judge(f"performance.{metric}", metric, MetricThreshold(threshold=rule.min, greater_is_better=True),
+                  f"{value:.4f}", f">= {rule.min}")
+        if rule.min_change_vs_champion is not None and baseline is not None:
             base = baseline.metrics.get(metric, math.nan)
             judge(f"performance.{metric}_vs_champion", metric,
-                  MetricThreshold(min_absolute_change=rule["min_change_vs_champion"], greater_is_better=True),
-                  f"{value - base:+.4f} vs {champion}", f">= +{rule['min_change_vs_champion']}", baseline)
+                  MetricThreshold(min_absolute_change=rule.min_change_vs_champion, greater_is_better=True),
+                  f"{value - base:+.4f} vs {champion}", f">= +{rule.min_change_vs_champion}", baseline)
     return checks
 
 
@@ -182,9 +182,9 @@ def slice_metrics(frame: pd.DataFrame, columns: list[str], metric: str, label: s
     return pd.DataFrame(rows, columns=["slice_key", "slice_value", "rows", metric])
 
 
-def check_slices(table: pd.DataFrame, cfg: dict[str, Any]) -> list[Check]:
+def check_slices(table: pd.DataFrame, cfg: Slices) -> list[Check]:
     """Per slice column: the worst judged slice (>= min_rows, measurable) must reach the floor."""
-    metric, floor, min_rows = cfg["metric"], cfg["floor"], cfg["min_rows"]
+    metric, floor, min_rows = cfg.metric, cfg.floor, cfg.min_rows
     checks = []
     for column, part in table.groupby("slice_key", sort=False):
         judged = part[(part["rows"] >= min_rows) & part[metric].notna()]
@@ -198,14 +198,14 @@ def check_slices(table: pd.DataFrame, cfg: dict[str, Any]) -> list[Check]:
     return checks
 
 
-def check_compliance(ref: ModelRef, cfg: dict[str, Any]) -> list[Check]:
+def check_compliance(ref: ModelRef, cfg: Compliance) -> list[Check]:
     """Required tags present (non-empty) and, if configured, a description."""
     version = registry.require_version(ref)
-    required = list(cfg.get("required_tags") or [])
+    required = list(cfg.required_tags)
     missing = [t for t in required if not version.tags.get(t)]
     checks = [Check("compliance.tags", f"missing {', '.join(missing)}" if missing else f"{len(required)} present",
                     f"tags {', '.join(required)}", not missing)]
-    if cfg.get("require_description"):
+    if cfg.require_description:
         text = (version.description or "").strip()
         checks.append(Check("compliance.description", f"{len(text)} characters" if text else "missing",
                             "a description", bool(text)))
@@ -222,15 +222,15 @@ def _score(model, holdout: pd.DataFrame, report: Report) -> pd.DataFrame | None:
 
 
 def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef | None,
-             model_cfg: dict[str, Any], expected_columns: list[str], mode: str) -> Report:
+             model_cfg: ModelConfig, expected_columns: list[str], mode: str) -> Report:
     """Run every check (none when mode is disabled) in an MLflow run; returns the report."""
     import mlflow
 
     report = Report(ref, mode)
     if mode == "disabled":
         return report
-    cfg, label = model_cfg["validation"], model_cfg["label"]
-    threshold = model_cfg["inference"]["decision_threshold"]
+    cfg, label = model_cfg.validation, model_cfg.label
+    threshold = model_cfg.inference.decision_threshold
     with mlflow.start_run(run_name=f"validate v{ref.version}"):
         mlflow.set_tags({"model_name": ref.name, "model_version": ref.version, names.VALIDATION_MODE: mode})
         model, report.checks = check_model(ref, expected_columns)
@@ -245,14 +245,14 @@ def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef
             if champion is not None and champion != ref:
                 scored_champion = holdout.assign(prediction=registry.predict(champion, holdout))
                 baseline = evaluate(scored_champion, label, threshold, f"Champion v{champion.version}")
-            report.checks += check_performance(candidate, baseline, cfg["thresholds"],
+            report.checks += check_performance(candidate, baseline, cfg.thresholds,
                                                f"Champion v{champion.version}" if baseline else None)
-            if cfg.get("slices"):
-                sl = cfg["slices"]
-                report.slices = slice_metrics(scored, sl["columns"], sl["metric"], label, threshold)
+            if cfg.slices is not None:
+                sl = cfg.slices
+                report.slices = slice_metrics(scored, sl.columns, sl.metric, label, threshold)
                 report.checks += check_slices(report.slices, sl)
                 mlflow.log_table(report.slices, "validation_slices.json")
-        report.checks += check_compliance(ref, cfg.get("compliance") or {})
+        report.checks += check_compliance(ref, cfg.compliance)
         mlflow.log_metrics({k: v for k, v in report.metrics.items() if isinstance(v, float) and math.isfinite(v)})
         mlflow.log_table(report.table(), "validation_checks.json")
         mlflow.set_tag(VALIDATION_STATUS, "PASSED" if report.passed else "FAILED")

@@ -23,7 +23,8 @@ from typing import Any, Callable, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lib.core.config import CONF_DIR, parse_model, read_yaml
+from lib.core.config import conf_dir, display_path, parse_model, read_yaml
+from lib.core.config.loading import invalid
 from lib.core.errors import ConfigError, first_line
 from lib.platform.spark.builder import to_pandas
 from lib.platform.workflows import notify
@@ -75,21 +76,30 @@ class Rule(_Strict):
     actions: list[Literal["notify"] | RunJob] = Field(default_factory=lambda: ["notify"])
 
 
-def load_rules(conf_dir: Path = CONF_DIR, known_jobs: set[str] | None = None) -> list[Rule]:
-    """conf/alerts.yml, checked: a wrong key or value is one line naming its path; a `run_job`
-    must name a job of conf/jobs.yml (when `known_jobs` is given)."""
-    path = conf_dir / "alerts.yml"
-    raw = read_yaml(path).get("alerts") or []
-    rules = []
-    for i, block in enumerate(raw):
-        rule = parse_model(Rule, block, str(path), "alerts", i)
+class AlertsFile(_Strict):
+    """conf/alerts.yml: the rules, each named once."""
+
+    alerts: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AlertsFile":
+        names = [r.name for r in self.alerts]
+        if len(set(names)) != len(names):
+            raise invalid("alerts", "alert names must be unique")
+        return self
+
+
+def load_rules(folder: Path | None = None, known_jobs: set[str] | None = None) -> list[Rule]:
+    """conf/alerts.yml (of `folder`, default the conf folder in use), checked: a wrong key or
+    value is one line naming its path; a `run_job` must name a job of conf/jobs.yml (when
+    `known_jobs` is given)."""
+    path = (folder or conf_dir()) / "alerts.yml"
+    rules = parse_model(AlertsFile, read_yaml(path), str(path)).alerts
+    for i, rule in enumerate(rules):
         for action in rule.actions:
             if isinstance(action, RunJob) and known_jobs is not None and action.run_job not in known_jobs:
-                raise ConfigError(f"{path} alerts.{i} ({rule.name}): run_job names unknown job {action.run_job!r}")
-        rules.append(rule)
-    names = [r.name for r in rules]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path}: alert names must be unique")
+                raise ConfigError(f"{display_path(path)}: alerts.{i}.actions ({rule.name}): run_job names unknown job "
+                                  f"{action.run_job!r}")
     return rules
 
 

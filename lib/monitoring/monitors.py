@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lib.monitoring.custom_metrics import CustomMetric
 from lib.monitoring import metrics
-from lib.core.config import CONF_DIR, parse_model, read_yaml
-from lib.core.errors import ConfigError
+from lib.core.config import conf_dir, parse_model, read_yaml
+from lib.core.config.loading import invalid
 from lib.core import names
 
 
@@ -54,24 +54,31 @@ class Monitor(BaseModel):
         """`<catalog>.<schema>.<table>_profile_metrics` (kind "profile") or `..._drift_metrics`."""
         return env.table(f"{self.table_name}_{kind}_metrics")
 
-
-
-def load_monitors(conf_dir: Path = CONF_DIR) -> dict[str, Monitor]:
-    """conf/monitors.yml, checked: a wrong or misspelt key is one line naming its path."""
-    path = conf_dir / "monitors.yml"
-    raw = read_yaml(path).get("monitors") or {}
-    out = {}
-    for name, block in raw.items():
-        monitor = parse_model(Monitor, block, str(path), "monitors", name)
-        if monitor.labels_table and not (monitor.label_col and monitor.label_key):
-            raise ConfigError(f"{path} monitors.{name}: labels_table needs label_col and label_key")
-        metric_names = [m.name for m in monitor.custom_metrics]
+    @model_validator(mode="after")
+    def _consistent(self) -> "Monitor":
+        if self.labels_table and not (self.label_col and self.label_key):
+            raise invalid("labels_table", "needs label_col and label_key")
+        metric_names = [m.name for m in self.custom_metrics]
         taken = set(metric_names) & {n for n, _ in metrics.PROFILE_FIELDS + metrics.DRIFT_FIELDS}
         if taken or len(set(metric_names)) != len(metric_names):
-            raise ConfigError(f"{path} monitors.{name}: custom metric names must be unique and not a built-in "
-                              f"metric's ({', '.join(sorted(taken)) or 'a name is repeated'})")
-        out[name] = monitor
-    return out
+            raise invalid("custom_metrics", "names must be unique and not a built-in metric's "
+                                            f"({', '.join(sorted(taken)) or 'a name is repeated'})")
+        return self
+
+
+class MonitorsFile(BaseModel):
+    """conf/monitors.yml: the monitored tables by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monitors: dict[str, Monitor] = Field(default_factory=dict)
+
+
+def load_monitors(folder: Path | None = None) -> dict[str, Monitor]:
+    """conf/monitors.yml (of `folder`, default the conf folder in use), checked: a wrong or
+    misspelt key is one line naming its path."""
+    path = (folder or conf_dir()) / "monitors.yml"
+    return parse_model(MonitorsFile, read_yaml(path), str(path)).monitors
 
 
 

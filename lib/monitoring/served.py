@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -20,6 +19,7 @@ from lib.features.tables import KEY, TIMESTAMP
 from lib.monitoring.monitors import Monitor, SERVING_FIELDS
 from lib.monitoring.refresh import _sketch, _to_spark, _with_window, kinds, windowed
 from lib.core import payload
+from lib.core.config import ModelConfig
 from lib.core.errors import ApiError
 from lib.features import store as feature_store, on_demand
 from lib.features.store import lookup_features
@@ -88,19 +88,19 @@ def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_th
 
 
 def refresh_served(lakehouse, env, payload_table: str, monitor: Monitor, as_of: dt.date,
-                   decision_threshold: float, model_cfg: dict[str, Any]) -> str | None:
+                   decision_threshold: float, model_cfg: ModelConfig) -> str | None:
     """Profile an endpoint's inference table into `<payload_table>_profile_metrics`: each answered
     prediction with the model's inputs (as sent, or looked up by key) and its label once it
     arrived, per served entity and window of request time; None if nothing was served."""
     if not lakehouse.exists(payload_table):
         return None
-    keys = list(model_cfg["keys"])
-    made = {f.output for f in on_demand.declared(model_cfg)}  # computed by the model, not sent or looked up
-    types = {c: "string" for c in model_cfg["features"]["categorical"]}
-    types |= {c: "double" for c in model_cfg["features"]["numeric"] if c not in made}
+    keys = list(model_cfg.keys)
+    made = {f.output for f in on_demand.declared(model_cfg.on_demand_features)}  # computed by the model, not sent or looked up
+    types = {c: "string" for c in model_cfg.features.categorical}
+    types |= {c: "double" for c in model_cfg.features.numeric if c not in made}
     served = served_predictions(lakehouse.read(payload_table), keys, types)
     served = with_looked_up_features(lakehouse, served, keys,
-                                     feature_store.lookups(model_cfg, env.catalog, env.schema), list(types))
+                                     feature_store.lookups(model_cfg.feature_lookups, env.catalog, env.schema), list(types))
     served = served.withColumn("model_id", F.col("model_version"))
     if monitor.labels_table:
         labels = (lakehouse.read(env.table(monitor.labels_table)).where(F.col(TIMESTAMP) < F.lit(as_of))

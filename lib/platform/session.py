@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from lib.core import config
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
-from lib.core.config import EnvConfig, RunWindows
+from lib.core.config import EnvConfig, ModelConfig, RunWindows
 from lib.core.errors import AccessDeniedError
 from lib.platform.registry import ModelRef
 from lib.platform.spark.session import get_spark
@@ -20,7 +19,7 @@ class Session:
     env: EnvConfig
     as_of: dt.date
     windows: RunWindows
-    model_cfg: dict[str, Any]
+    model_cfg: ModelConfig
     lakehouse: Lakehouse
 
     @property

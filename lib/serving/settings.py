@@ -1,4 +1,5 @@
-"""The `serving` block of conf/environments.yml, checked, plus where a server keeps its files."""
+"""The `serving` block of conf/environments.yml (lib.core.config.blocks.Serving, checked at load),
+with its run-time overrides, plus where a server keeps its files."""
 
 from __future__ import annotations
 
@@ -6,22 +7,13 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lib.core.config import EnvConfig
+from lib.core.config import EnvConfig, parse_model
+from lib.core.config.blocks import Rollout
 from lib.core.errors import ConfigError
 
 PORT_ENV_VAR = "LAKEHOUSE_SERVING_PORT"
 TOKEN_ENV_VAR = "LAKEHOUSE_SERVING_TOKEN"
-
-
-@dataclass(frozen=True)
-class Rollout:
-    steps: tuple[int, ...]      # traffic % to the new version per step; the last is 100
-    step_seconds: float         # live traffic observed between steps
-    max_error_rate: float       # 5xx share of the new version's requests in a step
-    max_p99_ms: float           # p99 latency bound of the new version in a step
-    min_requests: int           # fewer requests in a step than this: the step is not judged
 
 
 @dataclass(frozen=True)
@@ -65,54 +57,36 @@ class Settings:
 
 
 def load(env: EnvConfig, rollout_steps: str = "", step_seconds: float = -1) -> Settings:
-    """Check the environment's serving block; non-empty arguments override its rollout."""
+    """The environment's serving settings; $LAKEHOUSE_SERVING_PORT and non-empty arguments (the
+    serve task's parameters) override its port and rollout."""
     raw = env.serving
+    rollout = raw.rollout
     if rollout_steps or step_seconds >= 0:
-        rollout = dict(raw.get("rollout") or {})
+        changed = rollout.model_dump()
         if rollout_steps:
             try:
-                rollout["steps"] = [int(p) for p in str(rollout_steps).split(",")]
+                changed["steps"] = [int(p) for p in str(rollout_steps).split(",")]
             except ValueError:
                 raise ConfigError(f"rollout_steps must be percentages like 10,50,100, got {rollout_steps!r}") from None
         if step_seconds >= 0:
-            rollout["step_seconds"] = step_seconds
-        raw = {**raw, "rollout": rollout}
-    where = f"conf/environments.yml (environment {env.name}) serving"
-
-    def number(block: dict[str, Any], key: str, kind: type, low: float, path: str = "") -> Any:
-        value = block.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (kind is int and value != int(value)):
-            raise ConfigError(f"{where}.{path}{key} must be a number >= {low}, got {value!r}")
-        return kind(value)
-
-    port_setting = os.environ.get(PORT_ENV_VAR, raw.get("port"))
+            changed["step_seconds"] = step_seconds
+        rollout = parse_model(Rollout, changed, "parameters rollout_steps, step_seconds", "rollout")
+    port_setting = os.environ.get(PORT_ENV_VAR, raw.port)
     try:
         port = int(port_setting)
         if not 0 <= port <= 65535:
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError(f"serving port must be 0-65535 ({PORT_ENV_VAR} or {where}.port), got {port_setting!r}") from None
-    endpoint = raw.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint:
-        raise ConfigError(f"{where}.endpoint must name the endpoint the deployment job keeps on the Champion")
-    capture = raw.get("capture") or {}
-    rollout = raw.get("rollout") or {}
-    steps = rollout.get("steps")
-    if (not isinstance(steps, list) or not steps or any(isinstance(s, bool) or not isinstance(s, int) for s in steps)
-            or steps[-1] != 100 or any(not 0 < a < b for a, b in zip(steps, steps[1:])) or steps[0] <= 0):
-        raise ConfigError(f"{where}.rollout.steps must be rising percentages ending at 100, e.g. [10, 50, 100], got {steps!r}")
+        raise ConfigError(f"serving port must be 0-65535 ({PORT_ENV_VAR}), got {port_setting!r}") from None
     return Settings(
-        host=str(raw.get("host", "127.0.0.1")),
+        host=raw.host,
         port=port,
-        endpoint=endpoint,
-        max_request_bytes=int(number(raw, "max_request_mb", float, 0.001) * 1024 * 1024),
-        max_batch_rows=number(raw, "max_batch_rows", int, 1),
-        capture=bool(capture.get("enabled", True)),
-        flush_seconds=number(capture, "flush_seconds", float, 0.05, "capture."),
-        max_queue=number(capture, "max_queue", int, 1, "capture."),
-        rollout=Rollout(tuple(steps), number(rollout, "step_seconds", float, 0, "rollout."),
-                        number(rollout, "max_error_rate", float, 0, "rollout."),
-                        number(rollout, "max_p99_ms", float, 0, "rollout."),
-                        number(rollout, "min_requests", int, 0, "rollout.")),
+        endpoint=raw.endpoint,
+        max_request_bytes=int(raw.max_request_mb * 1024 * 1024),
+        max_batch_rows=raw.max_batch_rows,
+        capture=raw.capture.enabled,
+        flush_seconds=raw.capture.flush_seconds,
+        max_queue=raw.capture.max_queue,
+        rollout=rollout,
         folder=env.home / "serving" / env.name,
     )

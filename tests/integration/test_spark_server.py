@@ -11,7 +11,7 @@ import pytest
 
 from lib.platform.services import processes
 from lib.platform.spark import builder as spark, server as spark_server
-from lib.core.config import load_env
+from lib.core.config import PROJECT_DIR, load_env
 from lib.core.errors import ConfigError, SetupError
 
 
@@ -71,14 +71,16 @@ def test_settings_are_checked_and_overridden(staging, monkeypatch):
     cfg = spark_server.settings(staging)
     assert (cfg.mode, cfg.master, cfg.port) == ("local", "spark://127.0.0.1:7077", 15002)
     monkeypatch.setenv(spark_server.MODE_ENV_VAR, "cluster")
-    with pytest.raises(ConfigError, match=r"environment staging\) spark.mode: Input should be 'connect' or 'local'"):
+    with pytest.raises(ConfigError, match=r"^environment variables over conf/environments.yml \(environment staging\): "
+                                          r"spark.mode: must be one of connect, local, got 'cluster'$"):
         spark_server.settings(staging)
 
 
-def test_a_misspelt_setting_is_named(staging):
-    bad = staging.__class__(**{**staging.__dict__, "spark": {"mod": "local"}})
-    with pytest.raises(ConfigError, match=r"spark.mod: Extra inputs are not permitted"):
-        spark_server.settings(bad)
+def test_a_misspelt_setting_is_named(tmp_path):
+    text = (PROJECT_DIR / "conf" / "environments.yml").read_text()
+    (tmp_path / "environments.yml").write_text(text.replace("    mode: connect", "    mod: local", 1))
+    with pytest.raises(ConfigError, match=r"environments.yml: defaults.spark.mod: unknown key \(did you mean mode\?\)$"):
+        load_env("staging", tmp_path)
 
 
 def test_attaching_to_nothing_is_one_line():

@@ -42,8 +42,9 @@ def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(featurized,
     quarantined, its predictions not yet written); restarted, the stream scores every arrival
     once and quarantines every bad row once. (A micro-batch replayed after both its writes is
     `test_a_micro_batch_replayed_after_its_write_writes_nothing_twice`.)"""
-    capped = {**model_cfg, "inference": {**model_cfg["inference"], "streaming": {
-        **model_cfg["inference"]["streaming"], "max_files_per_trigger": 1}}}  # one feed commit per micro-batch
+    inference = model_cfg.inference  # one feed commit per micro-batch:
+    capped = model_cfg.model_copy(update={"inference": inference.model_copy(update={
+        "streaming": inference.streaming.model_copy(update={"max_files_per_trigger": 1})})})
     day = dt.datetime.combine(staging.data.as_of, dt.time())
     flights = featurized.read(staging.table("flight_features"))
     fed = 0

@@ -73,7 +73,7 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
         assert refused.value.evalue == ("environment dev may not write prod.raw.flights: catalog prod is read-only "
                                         "here (environment dev writes only catalog dev)")
     written = yaml.safe_load(out.read_text())
-    assert written == CANDIDATES[best]
+    assert written == CANDIDATES[best].model_dump(mode="json")
     assert "Written by notebooks/dev/explore_flights.ipynb" in out.read_text()
     assert not (home / "warehouse" / "dev").exists()
     assert registry.history(prod_env.model_name) == registry_before  # no alias moved, no tag written

@@ -40,8 +40,8 @@ def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, h
     min_requests, verdict = 20, "ok"
     env, cfg, api = serving
     new = promote(champion, registry.client().get_model_version_download_uri(champion.name, champion.version))
-    limits = dataclasses.replace(cfg, rollout=settings.Rollout((20, 100), 0, 0.01, max_p99_ms=10_000,
-                                                               min_requests=min_requests))
+    limits = dataclasses.replace(cfg, rollout=settings.Rollout(steps=(20, 100), step_seconds=0, max_error_rate=0.01,
+                                                               max_p99_ms=10_000, min_requests=min_requests))
     keys = holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).astype({"sched_dep_ts": str})
     body = {"dataframe_records": keys.to_dict(orient="records")}
 
@@ -60,7 +60,8 @@ def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, h
 def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):
     env, cfg, api = serving
     new = promote(champion, registry.client().get_model_version_download_uri(champion.name, champion.version))
-    strict = dataclasses.replace(cfg, rollout=settings.Rollout((20, 100), 0, 0.01, max_p99_ms=0.0001, min_requests=10))
+    strict = dataclasses.replace(cfg, rollout=settings.Rollout(steps=(20, 100), step_seconds=0, max_error_rate=0.01, max_p99_ms=0.0001,
+                                                                  min_requests=10))
     keys = holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).astype({"sched_dep_ts": str})
     body = {"dataframe_records": keys.to_dict(orient="records")}
     codes = []

@@ -88,13 +88,19 @@ def test_bad_rules_are_one_line_naming_their_path(tmp_path):
         return alerts.load_rules(tmp_path, known_jobs={"retraining"})
 
     base = "alerts:\n  - name: a\n    query: SELECT 1\n    condition: {op: '>', threshold: 1}\n"
-    with pytest.raises(ConfigError, match=r"alerts.yml alerts\.0\.trigger: Value error, m \(3\) cannot exceed n \(2\)"):
+    with pytest.raises(ConfigError, match=r"alerts.yml: alerts\.0\.trigger: m \(3\) cannot exceed n \(2\)$"):
         load(base + "    trigger: {m: 3, n: 2}\n")
-    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.op: Input should be '>'"):
+    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.op: must be one of >, >=, <, <=, ==, !=, got '=>' \(did you mean >\?\)$"):
         load(base.replace("op: '>'", "op: '=>'"))
-    with pytest.raises(ConfigError, match=r"alerts\.0 \(a\): run_job names unknown job 'retrain'"):
+    with pytest.raises(ConfigError, match=r"alerts\.0\.actions \(a\): run_job names unknown job 'retrain'$"):
         load(base + "    actions: [{run_job: retrain}]\n")
-    with pytest.raises(ConfigError, match=r"alerts\.0\.severity: Input should be 'info', 'warning' or 'critical'"):
+    with pytest.raises(ConfigError, match=r"alerts\.0\.severity: must be one of info, warning, critical, got 'loud'$"):
+        load(base + "    severity: loud\n")
+    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.treshold: unknown key \(did you mean threshold\?\)$"):
+        load(base.replace("threshold: 1", "treshold: 1"))
+    with pytest.raises(ConfigError, match=r"alerts.yml: alerts: alert names must be unique$"):
+        load(base + base.removeprefix("alerts:\n"))
+    with pytest.raises(ConfigError, match=r"alerts\.0\.severity: must be one of info, warning, critical, got 'loud'$"):
         load(base + "    severity: loud\n")
     shipped = alerts.load_rules(known_jobs=set(spec.load_jobs()))
     assert [r.name for r in shipped] == ["temperature_drift", "prediction_drift", "model_quality"]

@@ -1,4 +1,5 @@
 import datetime as dt
+import shutil
 
 import pytest
 
@@ -41,27 +42,38 @@ def test_unknown_environment_names_the_choices():
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match=r"environments.yml is missing"):
-        config.load_env("prod", conf_dir=tmp_path)
+        config.load_env("prod", tmp_path)
 
 
 def test_malformed_yaml_names_the_line(tmp_path):
     conf = write_conf(tmp_path, "environments:\n  prod: {catalog: [unclosed\n")
     with pytest.raises(ConfigError, match=r"not valid YAML at line \d"):
-        config.load_env("prod", conf_dir=conf)
+        config.load_env("prod", conf)
 
 
 @pytest.mark.parametrize("block,message", [
-    ("catalog: prod", "`raw_catalog` is missing"),
-    ("catalog: 'prod; drop'\n    raw_catalog: prod", "must be letters, digits and _"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: -3}", "train_days` must be a positive whole number"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {start: yesterday}", "data.start` must be a YYYY-MM-DD date"),
-    ("catalog: prod\n    raw_catalog: prod\n    notifications: {webhook_url: ftp://x}", "must be an http"),
+    ("catalog: prod", "environments.prod.raw_catalog: missing (required)"),
+    ("catalog: 'prod; drop'\n    raw_catalog: prod",
+     "environments.prod.catalog: must match pattern '^[A-Za-z][A-Za-z0-9_]*$', got 'prod; drop'"),
+    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: -3}",
+     "environments.prod.data.train_days: must be greater than 0, got -3"),
+    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: 1.5}",
+     "environments.prod.data.train_days: must be a valid integer, got 1.5"),
+    ("catalog: prod\n    raw_catalog: prod\n    data: {start: yesterday}",
+     "environments.prod.data.start: must be a YYYY-MM-DD date, got 'yesterday'"),
+    ("catalog: prod\n    raw_catalog: prod\n    notifications: {webhook_url: ftp://x}",
+     "environments.prod.notifications.webhook_url: must match pattern '^https?://\\S+$', got 'ftp://x'"),
+    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: 360}",
+     "environments.prod.data: 2013-01-01..2014-01-01 is too short for train_days + holdout_days + horizon_days"),
+    ("catalog: prod\n    raw_catalog: prod\n    data: {as_of: 2013-01-05}",
+     "environments.prod.data.as_of: 2013-01-05 is outside the data: choose a date from 2013-05-15 to 2013-12-25"),
 ])
 def test_bad_values_are_named(tmp_path, block, message):
     base = (config.CONF_DIR / "environments.yml").read_text().split("environments:")[0]
     conf = write_conf(tmp_path, base + "environments:\n  prod:\n    " + block + "\n")
-    with pytest.raises(ConfigError, match=message):
-        config.load_env("prod", conf_dir=conf)
+    with pytest.raises(ConfigError) as error:
+        config.load_env("prod", conf)
+    assert str(error.value).startswith(f"{tmp_path.resolve().as_posix()}/environments.yml: {message}")
 
 
 def test_split_is_contiguous_and_half_open():
@@ -97,12 +109,13 @@ def test_check_param():
         config.check_param("n", True, int)
 
 
-def test_model_config_sections(tmp_path):
+def test_model_config_is_typed(tmp_path):
     cfg = config.load_model_config()
-    assert cfg["label"] == "delayed"
-    assert "roc_auc" in cfg["validation"]["thresholds"]
+    assert cfg.label == "delayed" and cfg.deployment.approval == "not_required"
+    assert cfg.validation.thresholds["roc_auc"].min == 0.60 and cfg.validation.compliance.require_description is True
+    assert cfg.inference.streaming.known_values == {"origin": ["EWR", "JFK", "LGA"]}
     (tmp_path / "model.yml").write_text("label: delayed\n")
-    with pytest.raises(ConfigError, match="lacks the `feature_tables` section"):
+    with pytest.raises(ConfigError, match=r"model.yml: feature_tables: missing \(required\)$"):
         config.load_model_config(tmp_path)
 
 
@@ -110,43 +123,124 @@ def test_deep_merge_keeps_sibling_keys():
     assert config.deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}, "b": 1}
 
 
+def edited(tmp_path, name, old, new, count=1):
+    """A copy of the shipped conf/ with one edit in one file (the edit must apply)."""
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    text = (conf / name).read_text()
+    assert text.count(old) >= count, old
+    (conf / name).write_text(text.replace(old, new, count))
+    return conf
+
+
+# The typos of issue 24, each once silently ignored (or a KeyError after training), now one line.
+MODEL_TYPOS = [
+    ("approval: not_required", "approvel: required", "deployment.approvel: unknown key (did you mean approval?)"),
+    ("require_description: true", "require_descripton: true",
+     "validation.compliance.require_descripton: unknown key (did you mean require_description?)"),
+    ("min_improvement: 0.0 ", "min_improvment: 0.01 ", "deployment.min_improvment: unknown key (did you mean min_improvement?)"),
+    # a wrong type, a value out of range
+    ("decision_threshold: 0.5 ", "decision_threshold: high ", "inference.decision_threshold: must be a valid number, got 'high'"),
+    ("decision_threshold: 0.5 ", "decision_threshold: 1.5 ",
+     "inference.decision_threshold: must be less than or equal to 1, got 1.5"),
+]
+ENV_TYPOS = [
+    ("      enabled: true\n      flush_seconds", "      enabeld: false\n      flush_seconds",
+     "defaults.serving.capture.enabeld: unknown key (did you mean enabled?)"),
+    ("    webhook_url: null", "    webhok_url: https://hooks.example.com/x",
+     "defaults.notifications.webhok_url: unknown key (did you mean webhook_url?)"),
+    ("  temporary: false", "  temporay: false", "defaults.temporay: unknown key (did you mean temporary?)"),
+    ("    temporary: true", "    temporay: true", "environments.staging.temporay: unknown key (did you mean temporary?)"),
+    ("    serving: {port: 8781}", "    serving: {port: '8781'}", "environments.staging.serving.port: must be a valid integer, got '8781'"),
+    ("    serving: {port: 8781}", "    serving: {port: 70000}",
+     "environments.staging.serving.port: must be less than or equal to 65535, got 70000"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", MODEL_TYPOS)
+def test_a_model_yml_mistake_is_one_line_naming_file_and_key(tmp_path, old, new, message):
+    conf = edited(tmp_path, "model.yml", old, new)
+    with pytest.raises(ConfigError) as error:
+        config.load_model_config(conf)
+    assert str(error.value) == f"{conf.resolve().as_posix()}/model.yml: {message}"
+
+
+@pytest.mark.parametrize("old,new,message", ENV_TYPOS)
+def test_an_environments_yml_mistake_is_one_line_naming_file_and_key(tmp_path, old, new, message):
+    conf = edited(tmp_path, "environments.yml", old, new)
+    with pytest.raises(ConfigError) as error:
+        config.load_env("staging", conf)
+    assert str(error.value) == f"{conf.resolve().as_posix()}/environments.yml: {message}"
+
+
+def test_a_file_inside_the_project_is_named_relative_to_it():
+    inside = config.PROJECT_DIR / "conf" / "model.yml"
+    assert config.display_path(inside) == "conf/model.yml"
+    with pytest.raises(ConfigError, match=r"^conf/model.yml: label: missing \(required\)$"):
+        config.parse_model(config.ModelConfig, {}, str(inside))
+
+
 @pytest.mark.parametrize("edit,message", [
-    (("roc_auc: {min: 0.60}", "roc_aux: {min: 0.60}"), "`validation.thresholds.roc_aux` names an unknown metric"),
-    (("roc_auc: {min: 0.60}", "roc_auc: {min: high}"), "`validation.thresholds.roc_auc`.min must be a number"),
-    (("roc_auc: {min: 0.60}", "roc_auc: {min_change_vs_champion: 0}"), "min_change_vs_champion must be > 0"),
-    (("roc_auc: {min: 0.60}", "roc_auc: 0.60"), "must be a mapping with `min` and/or `min_change_vs_champion`"),
-    (("metric: roc_auc                 #", "metric: log_loss                #"), "`deployment.metric` names unknown metric 'log_loss'"),
-    (("approval: not_required", "approval: maybe"), "`deployment.approval` must be one of not_required, required"),
-    (("mode: enabled", "mode: strict"), "`validation.mode` must be one of enabled, dry_run, disabled"),
+    (("roc_auc: {min: 0.60}", "roc_aux: {min: 0.60}"),
+     "validation.thresholds.roc_aux: unknown key: use one of roc_auc, accuracy, precision, recall, f1 (did you mean roc_auc?)"),
+    (("roc_auc: {min: 0.60}", "roc_auc: {min: high}"), "validation.thresholds.roc_auc.min: must be a valid number, got 'high'"),
+    (("roc_auc: {min: 0.60}", "roc_auc: {min_change_vs_champion: 0}"),
+     "validation.thresholds.roc_auc.min_change_vs_champion: must be > 0 (MLflow refuses 0; leave it out instead), got 0"),
+    (("roc_auc: {min: 0.60}", "roc_auc: 0.60"), "validation.thresholds.roc_auc: must be a mapping, got 0.6"),
+    (("roc_auc: {min: 0.60}", "roc_auc: {}"), "validation.thresholds.roc_auc: needs `min` and/or `min_change_vs_champion`"),
+    (("metric: roc_auc                 #", "metric: log_loss                #"),
+     "deployment.metric: must be one of roc_auc, accuracy, precision, recall, f1, got 'log_loss'"),
+    (("approval: not_required", "approval: requird"),
+     "deployment.approval: must be one of not_required, required, got 'requird' (did you mean required?)"),
+    (("mode: enabled", "mode: strict"), "validation.mode: must be one of enabled, dry_run, disabled, got 'strict'"),
     (("categorical: [carrier, origin, dest]", "categorical: [carrier, origin, dest, tail]"),
-     "feature\\(s\\) tail come from no lookup, no on-demand function and are not keys"),
-    (("  - table: weather_features", "  - table: climate"), "feature_lookups\\[1\\] must name a table of `feature_tables`"),
-    (("lookup_key: [origin]", "lookup_key: [dest]"), "`lookup_key` and `timestamp_lookup_key` must be columns of `keys`"),
-    (("lookback_hours: 3", "lookback_hours: -1"), "`lookback_hours` must be a positive number"),
-    (("features: [temp, dewp,", "features: [carrier, temp, dewp,"), "feature\\(s\\) carrier already come from"),
+     "features: feature(s) tail come from no lookup, no on-demand function and are not keys"),
+    (("  - table: weather_features", "  - table: weather_feature"),
+     "feature_lookups.1.table: 'weather_feature' is not a table of feature_tables (flight_features, weather_features) "
+     "(did you mean weather_features?)"),
+    (("lookup_key: [origin]", "lookup_key: [dest]"), "feature_lookups.1.lookup_key: must be columns of `keys`"),
+    (("lookup_key: [origin]", "lookup_key: [origin, flight_id]"),
+     "feature_lookups.1.lookup_key: must list one spine column per primary key ['origin'] of weather_features"),
+    (("lookback_hours: 3", "lookback_hours: -1"), "feature_lookups.1.lookback_hours: must be greater than 0, got -1"),
+    (("features: [temp, dewp,", "features: [carrier, temp, dewp,"),
+     "feature_lookups.1.features: feature(s) carrier already come from `keys` or an earlier lookup"),
     (("inputs: {distance: distance}", "inputs: {distance: miles}"),
-     "on_demand_features\\[2\\]: input\\(s\\) miles come from no lookup and are not keys"),
-    (("output: hour_of_week}", "output: dep_hour}"), "on_demand_features\\[0\\]: output dep_hour already comes from"),
+     "on_demand_features.2.inputs: input(s) miles come from no lookup and are not keys"),
+    (("output: hour_of_week}", "output: dep_hour}"),
+     "on_demand_features.0.output: dep_hour already comes from `keys`, a lookup or another function"),
+    ((", output: hour_of_week}", "}"), "on_demand_features.0.output: missing (required)"),
+    (("inputs: {ts: sched_dep_ts}, output: hour_of_week}", "inputs: [sched_dep_ts], output: hour_of_week}"),
+     "on_demand_features.0.inputs: must be a mapping, got ['sched_dep_ts']"),
 ])
-def test_model_config_names_known_metrics(tmp_path, edit, message):
-    text = (config.CONF_DIR / "model.yml").read_text()
-    assert edit[0] in text
-    (tmp_path / "model.yml").write_text(text.replace(*edit))
-    with pytest.raises(ConfigError, match=message):
-        config.load_model_config(tmp_path)
+def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
+    conf = edited(tmp_path, "model.yml", *edit)
+    with pytest.raises(ConfigError) as error:
+        config.load_model_config(conf)
+    assert str(error.value).startswith(f"{conf.resolve().as_posix()}/model.yml: {message}")
 
 
 @pytest.mark.parametrize("text,message", [
-    ("algorithm: xgboost\nparams: {}\n", "`algorithm` must be one of hist_gradient_boosting, logistic_regression"),
-    ("algorithm: logistic_regression\nparams: [1, 2]\n", "`params` must map hyperparameter names to values"),
+    ("algorithm: xgboost\nparams: {}\n",
+     "algorithm: must be one of hist_gradient_boosting, logistic_regression, got 'xgboost'"),
+    ("algorithm: logistic_regression\nparams: [1, 2]\n", "params: must be a mapping, got [1, 2]"),
+    ("algorithm: logistic_regression\nparms: {C: 1}\n", "parms: unknown key (did you mean params?)"),
 ])
 def test_hyperparameters_file_is_checked(tmp_path, text, message):
     (tmp_path / "h.yml").write_text(text)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as error:
         config.load_hyperparameters(tmp_path / "h.yml", config.load_model_config())
+    assert str(error.value) == f"{(tmp_path / 'h.yml').resolve().as_posix()}: {message}"
 
 
 def test_hyperparameters_default_to_the_production_file():
     path, hyper = config.load_hyperparameters("", config.load_model_config())
-    assert path == config.CONF_DIR / "hyperparameters.yml" and hyper["algorithm"] == "hist_gradient_boosting"
+    assert path == config.CONF_DIR / "hyperparameters.yml" and hyper.algorithm == "hist_gradient_boosting"
     assert config.display_path(path) == "conf/hyperparameters.yml"
+
+
+def test_the_conf_folder_comes_from_lakehouse_conf(tmp_path, monkeypatch):
+    conf = edited(tmp_path, "model.yml", "label: delayed", "label: late")
+    monkeypatch.delenv(config.CONF_ENV_VAR, raising=False)
+    assert config.conf_dir() == config.CONF_DIR and config.load_model_config().label == "delayed"
+    monkeypatch.setenv(config.CONF_ENV_VAR, str(conf))
+    assert config.conf_dir() == conf.resolve() and config.load_model_config().label == "late"

@@ -97,7 +97,7 @@ def test_identical_challenger_ties_and_champion_stays(champion, holdout, model_c
 
 
 def test_approval_missing_then_present(challenger, holdout, model_cfg):
-    required = deployment.approval_required(model_cfg, "required")
+    required = deployment.approval_required(model_cfg.deployment.approval, "required")
     approval = deployment.check_approval(challenger, required)
     assert approval == Approval(True, False, "approval required, none recorded") and not approval.ok
     decision = deployment.compare(challenger, None, holdout, model_cfg)

@@ -2,6 +2,7 @@ import datetime as dt
 
 import pytest
 
+from lib.core.config.model import FeatureTable
 from lib.features import store as feature_store
 from lib.core.errors import LakehouseError
 from lib.features.store import FeatureLookup
@@ -9,7 +10,7 @@ from lib.features.store import FeatureLookup
 t = dt.datetime
 WEATHER = [("EWR", t(2013, 1, 1, 5), 1.0), ("EWR", t(2013, 1, 1, 6), 2.0), ("EWR", t(2013, 1, 1, 9), 3.0),
            ("JFK", t(2013, 1, 1, 6), 10.0)]
-SPEC = {"primary_keys": ["origin"], "timestamp_key": "observed_at", "description": "weather"}
+SPEC = FeatureTable(primary_keys=["origin"], timestamp_key="observed_at", description="weather")
 
 
 def spine(spark):
@@ -58,7 +59,7 @@ def test_write_table_records_keys_and_refuses_duplicates(lakehouse, staging):
 def test_lookup_features_reads_keys_from_table_properties(lakehouse, staging):
     name = staging.table("weather_features")
     feature_store.write_table(lakehouse, weather(lakehouse.spark).withColumnRenamed("origin", "airport"), name,
-                              {**SPEC, "primary_keys": ["airport"]})
+                              SPEC.model_copy(update={"primary_keys": ["airport"]}))
     lookup = FeatureLookup(name, ("origin",), "sched_dep_ts", ("temp",))
     out = feature_store.lookup_features(lakehouse, spine(lakehouse.spark), [lookup])
     assert {r["flight_id"]: r["temp"] for r in out.collect()}["b"] == 2.0

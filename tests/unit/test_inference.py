@@ -1,4 +1,3 @@
-import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -6,6 +5,8 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
+from lib.core.config import parse_model
+from lib.core.config.blocks import Destinations
 from lib.inference import batch as inference
 from lib.platform.services import postgres, processes
 from lib.core.errors import ConfigError, PublishError, TableNotFoundError
@@ -81,17 +82,17 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
 
 
 @pytest.mark.parametrize("publish, words", [
-    ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: Input should be 'parquet' or 'csv'"),
-    ({"files": {"formats": []}}, "publish.files.formats: List should have at least 1 item"),
-    ({"kafak": {"enabled": True}}, "publish.kafak: Extra inputs are not permitted"),
-    ({"jdbc": {"url": "postgres://somewhere"}}, "publish.jdbc.url: String should match pattern"),
+    ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: must be one of parquet, csv, got 'xlsx'"),
+    ({"files": {"formats": []}}, "publish.files.formats: must have at least 1 item after validation, not 0"),
+    ({"kafak": {"enabled": True}}, "publish.kafak: unknown key (did you mean kafka?)"),
+    ({"jdbc": {"url": "postgres://somewhere"}}, "publish.jdbc.url: must match pattern '^jdbc:postgresql://[^/]+/$', got 'postgres://somewhere'"),
     ({"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
-     "publish: every destination is switched off"),
+     "publish: every destination is switched off, so nothing would be published"),
 ])
 def test_bad_destinations_are_one_line(staging, publish, words):
     with pytest.raises(ConfigError) as error:
-        inference.destinations(dataclasses.replace(staging, publish=publish))
-    assert "environments.yml environments.staging." in str(error.value) and words in str(error.value)
+        parse_model(Destinations, publish, "conf/environments.yml", "environments", "staging", "publish")
+    assert str(error.value) == f"conf/environments.yml: environments.staging.{words}"
 
 
 def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(featurized, staging, champion, tmp_path,
@@ -101,7 +102,7 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(fea
     table, store = staging.table("predictions"), tmp_path / "online.db"
     predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
                                   0.5, alias="Champion")
-    targets = inference.destinations(staging)
+    targets = staging.publish
     assert targets.enabled() == ["delta", "files", "online", "jdbc"] and targets.files.formats == ["parquet", "csv"]
     first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
     delta = in_window(featurized.read(table), start, end).toPandas().set_index("flight_id").sort_index()
@@ -147,8 +148,7 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
     table, store = staging.table("predictions"), tmp_path / "online.db"
     predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
                                   0.5, alias="Champion")
-    targets = inference.destinations(dataclasses.replace(staging, publish={"delta": {"enabled": False},
-                                                                           "files": {"formats": ["parquet"]}}))
+    targets = Destinations(delta={"enabled": False}, files={"formats": ["parquet"]})
     assert targets.enabled() == ["files", "online"]
     published = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
     assert set(published) == {"files", "online"}
@@ -169,9 +169,8 @@ def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_per
     table = staging.table("predictions")
     predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
                                   0.5, alias="Champion")
-    targets = inference.destinations(dataclasses.replace(staging, publish={
-        "files": {"enabled": False}, "online": {"enabled": False},
-        "jdbc": {"enabled": True, "url": f"jdbc:postgresql://127.0.0.1:{nobody}/"}}))
+    targets = Destinations(files={"enabled": False}, online={"enabled": False},
+                           jdbc={"enabled": True, "url": f"jdbc:postgresql://127.0.0.1:{nobody}/"})
     with pytest.raises(PublishError) as error:
         inference.publish_everywhere(featurized, predictions, table, targets, start, end, tmp_path / "online.db")
     assert str(error.value).startswith(f"destination jdbc (jdbc:postgresql://127.0.0.1:{nobody}/staging, table "

@@ -51,24 +51,47 @@ NB = "notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}"
 
 
 @pytest.mark.parametrize("text,message", [
-    ("jobs: {}", "has no `jobs` mapping"),
-    ("jobs: {a: {tasks: []}}", "needs a non-empty `tasks` list"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}]}}}}", "depends on unknown task 'y'"),
+    ("jobs: {}", "jobs: must have at least 1 item after validation, not 0"),
+    ("jobs: {a: {tasks: []}}", "jobs.a.tasks: must have at least 1 item after validation, not 0"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}]}}}}",
+     "jobs.a.tasks.0.depends_on.0: depends on unknown task 'y'"),
     (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}, "
-     f"{{task_key: y, {NB}, depends_on: [{{task_key: x}}]}}]}}}}", "depends_on has a cycle"),
-    ("jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: nope.ipynb}}]}}", "notebook 'nope.ipynb' does not exist"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, timeout: 3}}]}}}}", "unknown setting\\(s\\) timeout"),
-    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: b}}]}}", "runs unknown job 'b'"),
-    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: a}}]}}", "job a runs itself through a -> a"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: x, {NB}}}]}}}}", "two tasks named x"),
+     f"{{task_key: y, {NB}, depends_on: [{{task_key: x}}]}}]}}}}", "jobs.a.tasks: depends_on has a cycle: "),
+    ("jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: nope.ipynb}}]}}",
+     "jobs.a.tasks.0.notebook_task.notebook_path: notebook 'nope.ipynb' does not exist"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, timeout: 3}}]}}}}", "jobs.a.tasks.0.timeout: unknown key"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, max_retry: 3}}]}}}}",
+     "jobs.a.tasks.0.max_retry: unknown key (did you mean max_retries?)"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, max_retries: -1}}]}}}}",
+     "jobs.a.tasks.0.max_retries: must be greater than or equal to 0, got -1"),
+    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: b}}]}}", "jobs.a.tasks.0.run_job_task.job_name: runs unknown job 'b'"),
+    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: a}}]}}", "jobs.a: job a runs itself through a -> a"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: x, {NB}}}]}}}}", "jobs.a.tasks.1.task_key: two tasks are named x"),
     (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: y, {NB}, depends_on: [{{task_key: x}}], run_if: ALWAYS}}]}}}}",
-     "task y: run_if must be one of ALL_SUCCESS, AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED, "
-     "ALL_FAILED \\(got 'ALWAYS'\\)"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, run_if: ALL_DONE}}]}}}}", "task x: run_if needs depends_on"),
+     "jobs.a.tasks.1.run_if: must be one of ALL_SUCCESS, AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED, "
+     "ALL_FAILED, got 'ALWAYS'"),
+    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, run_if: ALL_DONE}}]}}}}",
+     "jobs.a.tasks.0.run_if: needs depends_on (it is about the dependencies' outcomes)"),
+    ("jobs: {a: {tasks: [{task_key: x}]}}", "jobs.a.tasks.0: needs exactly one of notebook_task, run_job_task"),
+    ("jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb, "
+     "base_parameters: {env: prod, as_of: '', asof: ''}}}]}}",
+     "jobs.a.tasks.0.notebook_task.base_parameters.asof: not a parameter of notebooks/pipelines/01_ingest.ipynb "
+     "(its parameters cell declares env, as_of) (did you mean as_of?)"),
 ])
 def test_malformed_jobs_are_named(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as error:
         load(tmp_path, text)
+    assert str(error.value).startswith(f"{(tmp_path / 'jobs.yml').resolve().as_posix()}: {message}")
+
+
+def test_a_notebooks_parameters_are_read_from_its_parameters_cell(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]})])
+    nb.cells[0].source = "env = 'dev'  # a comment\nas_of: str = ''\nlimit = rows = 3\n"
+    nb.cells.append(new_code_cell("later = 2"))
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    assert spec.notebook_parameters(tmp_path / "n.ipynb") == ["env", "as_of", "limit", "rows"]
+    assert spec.notebook_parameters(spec.PROJECT_DIR / "notebooks/pipelines/05_serve.ipynb") == [
+        "env", "endpoint", "rollout_steps", "step_seconds", "run_id"]
 
 
 def test_tasks_run_in_dependency_order(tmp_path):

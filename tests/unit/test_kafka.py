@@ -1,10 +1,10 @@
 """The lakehouse's own Kafka broker: started, stopped, restarted with its topics; bad setups are one line."""
 
-import dataclasses
 
 import pytest
 
-from lib.inference import batch as inference
+from lib.core.config import parse_model
+from lib.core.config.blocks import Destinations
 from lib.platform.services import kafka_client as kafka, kafka_server, processes
 from lib.core.errors import ConfigError, PublishError, SetupError
 from lib.core import names
@@ -46,11 +46,10 @@ def test_fetching_the_broker_without_maven_says_what_to_install(tmp_path, monkey
 
 def test_the_topic_is_named_by_endpoint_and_servers_are_checked(staging):
     assert names.topic(staging.catalog, staging.schema, "delay-model") == "staging.flights.delay-model.predictions"
-    env = dataclasses.replace(staging, publish={"kafka": {"enabled": True, "bootstrap_servers": "broker 9092"}})
-    with pytest.raises(ConfigError, match=r"publish.kafka.bootstrap_servers: String should match pattern"):
-        inference.destinations(env)
-    env = dataclasses.replace(staging, publish={"kafka": {"enabled": True, "bootstrap_servers": "a:9092,b.c:9093"}})
-    assert inference.destinations(env).kafka.bootstrap_servers == "a:9092,b.c:9093"
+    with pytest.raises(ConfigError, match=r"^kafka: publish.kafka.bootstrap_servers: must match pattern .*, got 'broker 9092'$"):
+        parse_model(Destinations, {"kafka": {"enabled": True, "bootstrap_servers": "broker 9092"}}, "kafka", "publish")
+    found = parse_model(Destinations, {"kafka": {"enabled": True, "bootstrap_servers": "a:9092,b.c:9093"}}, "kafka")
+    assert found.kafka.bootstrap_servers == "a:9092,b.c:9093"
 
 
 def test_the_command_line_says_what_runs(home, capsys, monkeypatch):

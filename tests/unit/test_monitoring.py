@@ -189,12 +189,18 @@ def test_a_bad_monitor_is_one_line_naming_its_path(tmp_path):
     (tmp_path / "monitors.yml").write_text(
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['2 days']\n"
         "    model_id_col: m\n    prediction_col: p\n")
-    with pytest.raises(ConfigError, match=r"monitors.yml monitors\.predictions\.granularities\.0: Input should be '5 minutes'"):
+    with pytest.raises(ConfigError, match=r"monitors.yml: monitors\.predictions\.granularities\.0: must be one of 5 minutes, "
+                                          r"30 minutes, .*, got '2 days' \(did you mean 1 day\?\)$"):
         monitors.load_monitors(tmp_path)
     (tmp_path / "monitors.yml").write_text(
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['1 day']\n"
         "    model_id_col: m\n    prediction_col: p\n    slicing_expr: [origin]\n")
-    with pytest.raises(ConfigError, match=r"monitors\.predictions\.slicing_expr: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"monitors\.predictions\.slicing_expr: unknown key \(did you mean slicing_exprs\?\)$"):
+        monitors.load_monitors(tmp_path)
+    (tmp_path / "monitors.yml").write_text(
+        "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['1 day']\n"
+        "    model_id_col: m\n    prediction_col: p\n    labels_table: labels\n")
+    with pytest.raises(ConfigError, match=r"monitors\.predictions\.labels_table: needs label_col and label_key$"):
         monitors.load_monitors(tmp_path)
     assert set(monitors.load_monitors()) == {"predictions"}  # the shipped file is valid
 

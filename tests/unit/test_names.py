@@ -3,7 +3,6 @@ topic names, and the own-catalog rule. Nothing else spells them out."""
 
 import ast
 import json
-from pathlib import Path
 
 import pytest
 

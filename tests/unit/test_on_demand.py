@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.config import Hyperparameters
+from lib.core.config.model import OnDemand
 from lib.inference import feed, batch as inference, streaming
 from lib.features import on_demand
 from lib.core.errors import ConfigError
@@ -41,15 +43,15 @@ def test_distance_buckets_and_missing_distances():
 
 @pytest.mark.parametrize("spec, message", [
     ({"function": "hour_of_year", "inputs": {"ts": "sched_dep_ts"}, "output": "h"},
-     r"on_demand_features\[0\]: unknown function 'hour_of_year' \(lib/features/on_demand.py has days_to_holiday, distance_bucket, hour_of_week\)"),
+     "conf/model.yml: on_demand_features.0.function: unknown function 'hour_of_year' (lib/features/on_demand.py has "
+     "days_to_holiday, distance_bucket, hour_of_week) (did you mean hour_of_week?)"),
     ({"function": "hour_of_week", "inputs": {"when": "sched_dep_ts"}, "output": "h"},
-     r"on_demand_features\[0\]: hour_of_week takes inputs ts, not when"),
-    ({"function": "hour_of_week", "inputs": {"ts": "sched_dep_ts"}},
-     r"on_demand_features\[0\]: needs exactly function, inputs and output"),
+     "conf/model.yml: on_demand_features.0.inputs: hour_of_week takes inputs ts, not when"),
 ])
 def test_a_wrong_declaration_is_one_line(spec, message):
-    with pytest.raises(ConfigError, match=message):
-        on_demand.declared({"on_demand_features": [spec]})
+    with pytest.raises(ConfigError) as error:
+        on_demand.declared([OnDemand(**spec)])
+    assert str(error.value) == message
 
 
 def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scoring(tmp_path):
@@ -65,11 +67,11 @@ def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scori
     assert "hour_of_week" not in training.input_columns(cfg) and "sched_dep_ts" in training.input_columns(cfg)
     rng = np.random.default_rng(0)
     rows = 400
-    train = pd.DataFrame({c: rng.normal(size=rows) for c in cfg["features"]["numeric"]}).assign(
+    train = pd.DataFrame({c: rng.normal(size=rows) for c in cfg.features.numeric}).assign(
         carrier=rng.choice(["AA", "UA"], rows), origin=rng.choice(["JFK", "EWR"], rows), dest="BOS", distance=300.0,
         sched_dep_ts=pd.Timestamp("2013-07-01") + pd.to_timedelta(rng.integers(0, 24 * 14, rows), unit="h"),
         delayed=rng.integers(0, 2, rows))
-    model = training.fit(train, cfg, {"algorithm": "logistic_regression", "params": {}})
+    model = training.fit(train, cfg, Hyperparameters(algorithm="logistic_regression"))
     assert model.inputs == training.input_columns(cfg)
     features = model.features(train[model.inputs])
     expected = on_demand.distance_bucket(on_demand.hour_of_week(train["sched_dep_ts"]))
@@ -107,7 +109,7 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     keys = spine.toPandas()
 
     # Training: the training set's rows (Spark -> pandas), through the model's functions.
-    lookups = feature_store.lookups(model_cfg, staging.catalog, staging.schema)
+    lookups = feature_store.lookups(model_cfg.feature_lookups, staging.catalog, staging.schema)
     trained = feature_store.lookup_features(featurized, spine, lookups).toPandas().set_index(KEY).loc[keys[KEY]]
     expected = model.features(trained)[made]
     expected_prediction = model.predict(None, trained)
@@ -121,7 +123,7 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     checkpoint = featurized.checkpoint_path(staging.table(streaming.PREDICTIONS))
     checkpoint.mkdir(parents=True)
     (checkpoint / "metadata").write_text(json.dumps({"id": "on-demand-test"}))
-    streaming.MicroBatch(staging, str(checkpoint), 0.5, streaming.settings(model_cfg).known_values)(
+    streaming.MicroBatch(staging, str(checkpoint), 0.5, model_cfg.inference.streaming.known_values)(
         featurized.read(staging.table(streaming.INCOMING)), 0)
     streamed = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas().set_index(KEY).loc[keys[KEY]]
 

@@ -72,7 +72,7 @@ def test_a_misspelt_job_setting_is_refused(tmp_path):
     path = tmp_path / "jobs.yml"
     path.write_text("jobs:\n  nightly:\n    schedul: {}\n    tasks:\n      - task_key: a\n"
                     "        notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}\n")
-    with pytest.raises(ConfigError, match="job nightly: unknown setting.*schedul"):
+    with pytest.raises(ConfigError, match=r"jobs.yml: jobs.nightly.schedul: unknown key \(did you mean schedule\?\)$"):
         spec.load_jobs(path)
 
 

@@ -22,7 +22,7 @@ LATE = pd.DataFrame({"origin": ["EWR"], "sched_dep_ts": pd.to_datetime(["2099-01
 
 @pytest.fixture
 def store(featurized, staging, model_cfg, tmp_path):
-    lookups = feature_store.lookups(model_cfg, staging.catalog, staging.schema)
+    lookups = feature_store.lookups(model_cfg.feature_lookups, staging.catalog, staging.schema)
     path = tmp_path / "online.db"
     counts = publish(featurized, lookups, path)
     return OnlineStore(path), lookups, counts, featurized

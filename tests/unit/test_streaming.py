@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.config import CONF_DIR, load_model_config
 from lib.inference import feed, batch as inference, streaming
 from lib.platform import registry
 from lib.core.errors import ConfigError, TableNotFoundError
@@ -47,9 +48,12 @@ def test_bad_triggers_are_one_line(trigger):
         streaming.check_trigger(trigger)
 
 
-def test_settings_refuse_misspelt_keys():
-    with pytest.raises(ConfigError, match=r"model.yml inference.streaming.known_value: Extra inputs are not permitted"):
-        streaming.settings({"inference": {"streaming": {"known_value": {}}}})
+def test_settings_refuse_misspelt_keys(tmp_path):
+    text = (CONF_DIR / "model.yml").read_text()
+    assert "    known_values:" in text
+    (tmp_path / "model.yml").write_text(text.replace("    known_values:", "    known_value:"))
+    with pytest.raises(ConfigError, match=r"model.yml: inference.streaming.known_value: unknown key \(did you mean known_values\?\)$"):
+        load_model_config(tmp_path)
 
 
 def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, champion, model_cfg, kafka_records):
@@ -115,7 +119,7 @@ def test_a_micro_batch_replayed_after_its_write_writes_nothing_twice(featurized,
     checkpoint, query = tmp_path / "checkpoint", f"query-{uuid.uuid4()}"
     checkpoint.mkdir()
     (checkpoint / "metadata").write_text(json.dumps({"id": query}))  # what Spark writes when a query starts
-    known, topic = streaming.settings(model_cfg).known_values, streaming.kafka_topic(staging)
+    known, topic = model_cfg.inference.streaming.known_values, streaming.kafka_topic(staging)
     rows = featurized.read(staging.table(streaming.INCOMING))
     streaming.MicroBatch(staging, str(checkpoint), 0.5, known)(rows, 0)  # crashed before its Kafka write
     batch = streaming.MicroBatch(staging, str(checkpoint), 0.5, known, streaming.kafka_target(staging))

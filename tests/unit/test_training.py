@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.config import Hyperparameters
 from lib.lifecycle import evaluation, training
 from lib.features import store as feature_store
 from lib.platform import registry
@@ -23,8 +24,8 @@ def test_roc_auc_is_nan_with_one_class():
 
 def toy(model_cfg, n=400, seed=0):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({c: rng.normal(size=n) for c in model_cfg["features"]["numeric"]})
-    for c in model_cfg["features"]["categorical"]:
+    df = pd.DataFrame({c: rng.normal(size=n) for c in model_cfg.features.numeric})
+    for c in model_cfg.features.categorical:
         df[c] = rng.choice(["A", "B", "C"], size=n)
     df["sched_dep_ts"] = pd.Timestamp("2013-03-01") + pd.to_timedelta(rng.integers(0, 7 * 24 * 60, size=n), unit="min")
     df["delayed"] = (df["dep_hour"] + 0.3 * rng.normal(size=n) > 0).astype(int)
@@ -35,7 +36,7 @@ def toy(model_cfg, n=400, seed=0):
                                               ("logistic_regression", {"C": 1.0})])
 def test_fit_learns_a_signal(model_cfg, algorithm, params):
     train, test = toy(model_cfg, seed=1), toy(model_cfg, seed=2)
-    model = training.fit(train, model_cfg, {"algorithm": algorithm, "params": params})
+    model = training.fit(train, model_cfg, Hyperparameters(algorithm=algorithm, params=params))
     assert evaluation.classification_metrics(test["delayed"], model.predict(None, test))["roc_auc"] > 0.9
 
 
@@ -48,14 +49,14 @@ def test_fit_refuses_empty_and_one_class(model_cfg, hyper):
 
 
 def test_bad_hyperparameter_is_a_config_error(model_cfg):
-    hyper = {"algorithm": "hist_gradient_boosting", "params": {"learning_rate": 0.1, "max_depht": 3}}
+    hyper = Hyperparameters(algorithm="hist_gradient_boosting", params={"learning_rate": 0.1, "max_depht": 3})
     with pytest.raises(ConfigError, match="hyperparameters for hist_gradient_boosting: .*max_depht"):
         training.fit(toy(model_cfg), model_cfg, hyper)
 
 
 def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model_cfg, hyper):
     model = training.fit(toy(model_cfg), model_cfg, hyper)
-    lookups = feature_store.lookups(model_cfg, "staging", "flights")
+    lookups = feature_store.lookups(model_cfg.feature_lookups, "staging", "flights")
     ref = training.log_and_register(model, toy(model_cfg), toy(model_cfg, seed=3), model_cfg, hyper, lookups,
                                     mlflow_env.model_name, {"as_of": "2013-03-01", "train_window": "a/b"})
     assert ref == registry.ModelRef("staging.flights.delay_model", "1")

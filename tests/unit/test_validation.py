@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.config.model import Slices, Threshold
 from lib.platform import registry
 from lib.lifecycle import training, validation
 from lib.core.errors import ValidationFailedError
@@ -78,22 +79,22 @@ def test_performance_rules_are_judged_by_mlflow(mlflow_env, rule, passed):
     with mlflow.start_run():
         good = validation.evaluate(frame(0.2), "delayed", 0.5, "candidate")
         weak = validation.evaluate(frame(0.6, seed=1), "delayed", 0.5, "champion")
-    checks = validation.check_performance(good, weak, {"roc_auc": rule}, "Champion v1")
+    checks = validation.check_performance(good, weak, {"roc_auc": Threshold(**rule)}, "Champion v1")
     assert [c.passed for c in checks] == passed
     assert good.metrics["roc_auc"] > weak.metrics["roc_auc"] + 0.05
     # Without a Champion there is nothing to change against: only the absolute rule is judged.
-    assert len(validation.check_performance(good, None, {"roc_auc": rule}, None)) == int("min" in rule)
+    assert len(validation.check_performance(good, None, {"roc_auc": Threshold(**rule)}, None)) == int("min" in rule)
 
 
 def test_slices_fail_below_the_floor_and_skip_small_slices():
     table = pd.DataFrame({"slice_key": ["origin"] * 3 + ["carrier"] * 2,
                           "slice_value": ["EWR", "JFK", "LGA", "UA", "XX"],
                           "rows": [900, 800, 20, 500, 10], "roc_auc": [0.61, 0.55, 0.10, 0.70, 0.2]})
-    cfg = {"metric": "roc_auc", "floor": 0.58, "min_rows": 300}
+    cfg = Slices(columns=["origin", "carrier"], metric="roc_auc", floor=0.58, min_rows=300)
     checks = {c.name: c for c in validation.check_slices(table, cfg)}
     assert not checks["slice.origin"].passed and checks["slice.origin"].value.startswith("worst JFK roc_auc 0.5500 of 2")
     assert checks["slice.carrier"].passed
-    assert all(c.passed for c in validation.check_slices(table, {**cfg, "floor": 0.5}))
+    assert all(c.passed for c in validation.check_slices(table, cfg.model_copy(update={"floor": 0.5})))
 
 
 def test_slice_metrics_per_value(model_cfg):
@@ -103,7 +104,7 @@ def test_slice_metrics_per_value(model_cfg):
 
 
 def test_compliance_needs_tags_and_description(trained, model_cfg):
-    cfg = model_cfg["validation"]["compliance"]
+    cfg = model_cfg.validation.compliance
     assert all(c.passed for c in validation.check_compliance(trained, cfg))
     registry.client().delete_model_version_tag(trained.name, trained.version, "git_commit")
     registry.client().update_model_version(trained.name, trained.version, description="")
@@ -112,8 +113,14 @@ def test_compliance_needs_tags_and_description(trained, model_cfg):
     assert not description.passed and description.value == "missing"
 
 
+def demanding(model_cfg):
+    """The model config with a held-out ROC AUC floor no model here reaches."""
+    thresholds = {"roc_auc": Threshold(min=0.99)}
+    return model_cfg.model_copy(update={"validation": model_cfg.validation.model_copy(update={"thresholds": thresholds})})
+
+
 def test_enabled_failure_is_tagged_raises_and_gets_no_alias(trained, run_validation, model_cfg):
-    strict = {**model_cfg, "validation": {**model_cfg["validation"], "thresholds": {"roc_auc": {"min": 0.99}}}}
+    strict = demanding(model_cfg)
     report = run_validation(trained, strict)
     assert [c.name for c in report.failed] == ["performance.roc_auc"]
     with pytest.raises(ValidationFailedError, match=r"failed validation: performance.roc_auc 0\.\d+ \(needs >= 0.99\) FAIL"):
@@ -124,7 +131,7 @@ def test_enabled_failure_is_tagged_raises_and_gets_no_alias(trained, run_validat
 
 
 def test_dry_run_reports_but_never_blocks(trained, run_validation, model_cfg):
-    strict = {**model_cfg, "validation": {**model_cfg["validation"], "thresholds": {"roc_auc": {"min": 0.99}}}}
+    strict = demanding(model_cfg)
     assert validation.record(run_validation(trained, strict, "dry_run")) == "FAILED"
     tags = registry.require_version(trained).tags
     assert tags["model_validation_status"] == "FAILED" and tags["validation.mode"] == "dry_run"
@@ -141,14 +148,14 @@ def test_disabled_runs_no_checks(trained, run_validation, model_cfg):
 
 @pytest.mark.parametrize("override,expected", [("", "enabled"), ("dry_run", "dry_run"), ("disabled", "disabled")])
 def test_run_mode(model_cfg, override, expected):
-    assert validation.run_mode(override, model_cfg) == expected
+    assert validation.run_mode(override, model_cfg.validation.mode) == expected
 
 
 def test_unknown_run_mode_is_one_line(model_cfg):
     from lib.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="run_mode must be one of enabled, dry_run, disabled or '', got 'strict'"):
-        validation.run_mode("strict", model_cfg)
+        validation.run_mode("strict", model_cfg.validation.mode)
 
 
 def test_degraded_model_fails(make_version, run_validation, model_cfg, train_set):

@@ -20,14 +20,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from lib.platform.services import java, processes
 from lib.platform.services.managed import Service
 from lib.platform.spark import builder as spark
 from lib.core.config import PROJECT_DIR, EnvConfig, parse_model
+from lib.core.config.blocks import SparkSettings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MODE_ENV_VAR = "LAKEHOUSE_SPARK_MODE"  # overrides spark.mode: connect or local
@@ -36,28 +34,14 @@ MASTER_ENV_VAR = "LAKEHOUSE_SPARK_MASTER"  # overrides spark.master, e.g. spark:
 START_TIMEOUT_S = 180.0
 
 
-class SparkSettings(BaseModel):
-    """The `spark` block of conf/environments.yml."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["connect", "local"] = "connect"
-    port: int = Field(15002, ge=0, le=65535)
-    master: str = "local[2]"
-    driver_memory: str = "3g"
-    conf: dict[str, str] = Field(default_factory=dict)
-
-
 def settings(env: EnvConfig) -> SparkSettings:
     """The environment's Spark settings, with the environment-variable overrides applied."""
-    raw = dict(env.spark)
-    if os.environ.get(MODE_ENV_VAR):
-        raw["mode"] = os.environ[MODE_ENV_VAR]
-    if os.environ.get(PORT_ENV_VAR):
-        raw["port"] = os.environ[PORT_ENV_VAR]
-    if os.environ.get(MASTER_ENV_VAR):
-        raw["master"] = os.environ[MASTER_ENV_VAR]
-    return parse_model(SparkSettings, raw, f"conf/environments.yml (environment {env.name})", "spark")
+    overrides = {key: os.environ[var] for key, var in (("mode", MODE_ENV_VAR), ("port", PORT_ENV_VAR),
+                                                       ("master", MASTER_ENV_VAR)) if os.environ.get(var)}
+    if not overrides:
+        return env.spark
+    return parse_model(SparkSettings, {**env.spark.model_dump(), **overrides},
+                       f"environment variables over conf/environments.yml (environment {env.name})", "spark")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,197 @@
+"""conf/model.yml (the model and the gates of each stage) and hyperparameters files, parsed
+into ModelConfig and Hyperparameters.
+
+The on-demand function names are resolved by lib.features.on_demand.declared (core imports
+nothing above it); here the declarations' shape and the columns they read and make are checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
+
+from lib.core.config.blocks import Number
+from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, invalid, parse_model, read_yaml, suggest
+
+FILE = "model.yml"
+# The metrics every stage reports (lib.lifecycle.evaluation.classification_metrics), nameable in model.yml.
+METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")  # all: higher is better
+VALIDATION_MODES = ("enabled", "dry_run", "disabled")
+APPROVAL_MODES = ("not_required", "required")
+ALGORITHMS = ("hist_gradient_boosting", "logistic_regression")
+Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1"]
+Columns = Annotated[list[str], Field(min_length=1)]
+
+
+class FeatureTable(Strict):
+    primary_keys: Columns
+    timestamp_key: str  # a row holds the values as they were known from this time on
+    description: str = ""
+
+
+class Lookup(Strict):
+    """A point-in-time lookup from the spine into a feature table."""
+
+    table: str  # a table of `feature_tables`
+    lookup_key: Columns  # one spine column per primary key of the table
+    timestamp_lookup_key: str
+    features: Columns
+    lookback_hours: Annotated[Number, Field(gt=0)] | None = None  # no older than this
+
+
+class OnDemand(Strict):
+    """`output` = `function`(**{parameter: column for parameter, column in inputs})."""
+
+    function: str  # a function of lib/features/on_demand.py
+    inputs: dict[str, str]
+    output: str
+
+
+class Features(Strict):
+    categorical: list[str]
+    numeric: list[str]
+
+    @property
+    def columns(self) -> list[str]:
+        """What the estimator sees, on-demand features included."""
+        return [*self.categorical, *self.numeric]
+
+
+class Training(Strict):
+    hyperparameters_file: str  # relative: to the project folder
+
+
+class Threshold(Strict):
+    min: Number | None = None
+    min_change_vs_champion: Number | None = None  # absolute; MLflow refuses 0 (leave it out instead)
+
+    @field_validator("min_change_vs_champion")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"must be > 0 (MLflow refuses 0; leave it out instead), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> "Threshold":
+        if self.min is None and self.min_change_vs_champion is None:
+            raise invalid("", "needs `min` and/or `min_change_vs_champion`")
+        return self
+
+
+class Slices(Strict):
+    columns: Columns
+    metric: Metric
+    floor: Number
+    min_rows: StrictInt = Field(ge=0)  # smaller slices are reported but not judged
+
+
+class Compliance(Strict):
+    required_tags: list[str] = Field(default_factory=list)
+    require_description: StrictBool = False
+
+
+class Validation(Strict):
+    mode: Literal["enabled", "dry_run", "disabled"] = "enabled"
+    thresholds: dict[Metric, Threshold] = Field(min_length=1)
+    slices: Slices | None = None
+    compliance: Compliance = Field(default_factory=Compliance)
+
+
+class Deployment(Strict):
+    metric: Metric  # Challenger vs Champion
+    min_improvement: Number  # promote only if challenger > incumbent + this
+    approval: Literal["not_required", "required"] = "not_required"
+
+
+class Streaming(Strict):
+    """`inference.streaming`."""
+
+    known_values: dict[str, list[str]] = Field(default_factory=dict)  # other values are quarantined
+    max_files_per_trigger: StrictInt | None = Field(None, ge=1)  # a cap on a micro-batch (Delta's default: 1000 files)
+
+
+class Inference(Strict):
+    decision_threshold: Number = Field(ge=0, le=1)  # probability above which a flight is predicted delayed
+    streaming: Streaming = Field(default_factory=Streaming)
+
+
+class ModelConfig(Strict):
+    """conf/model.yml."""
+
+    label: str
+    feature_tables: dict[str, FeatureTable] = Field(min_length=1)
+    keys: Columns  # the spine: what a caller gives to get a prediction
+    feature_lookups: list[Lookup] = Field(min_length=1)
+    on_demand_features: list[OnDemand] = Field(default_factory=list)
+    features: Features
+    training: Training
+    validation: Validation
+    deployment: Deployment
+    inference: Inference
+
+    @model_validator(mode="after")
+    def _features_come_from_somewhere(self) -> "ModelConfig":
+        """Every model feature comes from a lookup, the spine or an on-demand function."""
+        provided = set(self.keys)
+        for i, lookup in enumerate(self.feature_lookups):
+            at = f"feature_lookups.{i}"
+            table = self.feature_tables.get(lookup.table)
+            if table is None:
+                raise invalid(f"{at}.table", f"{lookup.table!r} is not a table of feature_tables "
+                                             f"({', '.join(self.feature_tables)}){suggest(lookup.table, list(self.feature_tables))}")
+            if len(lookup.lookup_key) != len(table.primary_keys):
+                raise invalid(f"{at}.lookup_key", f"must list one spine column per primary key "
+                                                  f"{table.primary_keys} of {lookup.table}")
+            for key, columns in (("lookup_key", lookup.lookup_key), ("timestamp_lookup_key", [lookup.timestamp_lookup_key])):
+                if not set(columns) <= set(self.keys):
+                    raise invalid(f"{at}.{key}", f"must be columns of `keys` {self.keys}")
+            clash = provided & set(lookup.features)
+            if clash:
+                raise invalid(f"{at}.features", f"feature(s) {', '.join(sorted(clash))} already come from "
+                                                "`keys` or an earlier lookup")
+            provided |= set(lookup.features)
+        for i, feature in enumerate(self.on_demand_features):
+            unknown = [c for c in feature.inputs.values() if c not in provided]
+            if unknown:
+                raise invalid(f"on_demand_features.{i}.inputs", f"input(s) {', '.join(unknown)} come from no lookup "
+                                                                "and are not keys")
+            if feature.output in provided:
+                raise invalid(f"on_demand_features.{i}.output", f"{feature.output} already comes from `keys`, "
+                                                                "a lookup or another function")
+            provided.add(feature.output)
+        missing = [c for c in self.features.columns if c not in provided]
+        if missing:
+            raise invalid("features", f"feature(s) {', '.join(missing)} come from no lookup, no on-demand "
+                                      "function and are not keys")
+        return self
+
+
+class Hyperparameters(Strict):
+    """A hyperparameters file: the estimator and its parameters (unknown names fail when it is built)."""
+
+    algorithm: Literal["hist_gradient_boosting", "logistic_regression"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_model_config(folder: Path | None = None) -> ModelConfig:
+    """conf/model.yml (of `folder`, default the conf folder in use), checked."""
+    path = (folder or conf_dir()) / FILE
+    return parse_model(ModelConfig, read_yaml(path), str(path))
+
+
+def hyperparameters_path(path: str | Path | None, model_cfg: ModelConfig) -> Path:
+    """The file given, else model.yml's training.hyperparameters_file; relative: to the project folder."""
+    chosen = Path(path or model_cfg.training.hyperparameters_file).expanduser()
+    return chosen if chosen.is_absolute() else PROJECT_DIR / chosen
+
+
+def load_hyperparameters(path: str | Path | None, model_cfg: ModelConfig) -> tuple[Path, Hyperparameters]:
+    """A hyperparameters file (default: model.yml training.hyperparameters_file), checked.
+
+    Returns its path and its algorithm and params.
+    """
+    chosen = hyperparameters_path(path, model_cfg)
+    return chosen, parse_model(Hyperparameters, read_yaml(chosen), str(chosen))
