@@ -1,17 +1,17 @@
 """Run the MLOps workflow (or one of its jobs) for an environment: the Workflows stand-in.
 
-    python run_pipeline.py --env prod                  # the full production workflow
-    python run_pipeline.py --env prod --job training --as-of 2013-11-01
-    python run_pipeline.py --list                      # jobs and their tasks
-    python run_pipeline.py --validate --env prod       # check every config file, run nothing
-    python run_pipeline.py --env staging --wipe        # delete staging's tables and models
-    python run_pipeline.py --env prod --job training --hyperparameters conf/examples/weak_model.yml
-    python run_pipeline.py --env prod --history        # every model version: status, decision, aliases
-    python run_pipeline.py --env prod --approve 3      # record an approval (deployment.approval: required)
-    python run_pipeline.py --env prod --rollback       # Champion back to the Previous version
-    python run_pipeline.py --env prod --serve          # the serving server, in the foreground
-    python run_pipeline.py --env prod --scheduler      # run scheduled jobs as they come due
-    python run_pipeline.py --env prod --replay 2013-06-01:2013-12-31 --every 7d   # 2013, week by week
+python run_pipeline.py --env prod                  # the full production workflow
+python run_pipeline.py --env prod --job training --as-of 2013-11-01
+python run_pipeline.py --list                      # jobs and their tasks
+python run_pipeline.py --validate --env prod       # check every config file, run nothing
+python run_pipeline.py --env staging --wipe        # delete staging's tables and models
+python run_pipeline.py --env prod --job training --hyperparameters conf/examples/weak_model.yml
+python run_pipeline.py --env prod --history        # every model version: status, decision, aliases
+python run_pipeline.py --env prod --approve 3      # record an approval (deployment.approval: required)
+python run_pipeline.py --env prod --rollback       # Champion back to the Previous version
+python run_pipeline.py --env prod --serve          # the serving server, in the foreground
+python run_pipeline.py --env prod --scheduler      # run scheduled jobs as they come due
+python run_pipeline.py --env prod --replay 2013-06-01:2013-12-31 --every 7d   # 2013, week by week
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ import time
 import traceback
 
 from lib.bundle import validate
-from lib.core import config
-from lib.platform.workflows import runner as jobs
-from lib.platform import registry
-from lib.platform.services import java
-from lib.platform.spark import builder as spark, server as spark_server
-from lib.platform.catalog import Lakehouse
+from lib.core import config, names
 from lib.core.errors import LakehouseError
-from lib.core import names
 from lib.monitoring import monitors
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.platform.services import java
+from lib.platform.spark import builder as spark
+from lib.platform.spark import server as spark_server
 from lib.platform.spark import session
+from lib.platform.workflows import runner as jobs
 from lib.platform.workflows import spec
 
 DEFAULT_JOB = "workflow"
@@ -47,22 +47,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--job", default=DEFAULT_JOB, help=f"job to run (default: {DEFAULT_JOB}, the whole workflow)")
     parser.add_argument("--as-of", default="", help="run date YYYY-MM-DD (default: the environment's data.as_of)")
     parser.add_argument("--list", action="store_true", help="list the jobs and their tasks, then exit")
-    parser.add_argument("--validate", action="store_true",
-                        help="check every config file (and the jobs' notebooks and parameters), run nothing, then exit")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="check every config file (and the jobs' notebooks and parameters), run nothing, then exit",
+    )
     parser.add_argument("--wipe", action="store_true", help="delete a temporary environment's tables, models and runs")
-    parser.add_argument("--hyperparameters", default="",
-                        help="hyperparameters YAML for the train task (default: conf/hyperparameters.yml)")
+    parser.add_argument(
+        "--hyperparameters", default="", help="hyperparameters YAML for the train task (default: conf/hyperparameters.yml)"
+    )
     parser.add_argument("--history", action="store_true", help="show the model's versions and alias moves, then exit")
     parser.add_argument("--approve", metavar="VERSION", help="record an approval of the Challenger VERSION, then exit")
     parser.add_argument("--rollback", action="store_true", help="swap Champion and Previous, then exit")
-    parser.add_argument("--serve", action="store_true",
-                        help="run the environment's model serving server in the foreground (Ctrl-C stops it)")
-    parser.add_argument("--scheduler", action="store_true",
-                        help="run the jobs whose schedules (conf/jobs.yml) come due, in the foreground (Ctrl-C stops it)")
-    parser.add_argument("--clock", help="with --scheduler: a simulated clock starting at this date (jobs run as of their fire date)")
+    parser.add_argument(
+        "--serve", action="store_true", help="run the environment's model serving server in the foreground (Ctrl-C stops it)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="run the jobs whose schedules (conf/jobs.yml) come due, in the foreground (Ctrl-C stops it)",
+    )
+    parser.add_argument(
+        "--clock", help="with --scheduler: a simulated clock starting at this date (jobs run as of their fire date)"
+    )
     parser.add_argument("--until", help="with --scheduler --clock: the simulated day to stop at")
-    parser.add_argument("--replay", metavar="START:END",
-                        help="replay production through these days on a simulated clock (e.g. 2013-06-01:2013-12-31)")
+    parser.add_argument(
+        "--replay",
+        metavar="START:END",
+        help="replay production through these days on a simulated clock (e.g. 2013-06-01:2013-12-31)",
+    )
     parser.add_argument("--every", metavar="Nd", help="with --replay: days per step (e.g. 7d)")
     parser.add_argument("--verbose", action="store_true", help="show stack traces on errors")
     return parser.parse_args(argv)
@@ -82,7 +95,8 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    from lib.platform.services import kafka_client as kafka, kafka_server, postgres
+    from lib.platform.services import kafka_client as kafka
+    from lib.platform.services import kafka_server, postgres
     from lib.serving import online_store, server, settings
 
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
@@ -94,21 +108,30 @@ def wipe(env: config.EnvConfig) -> None:
     targets = env.publish
     url = None
     if targets.jdbc.enabled:  # the lakehouse's own server is started if it holds data but is down
-        url = targets.jdbc.url or postgres.running_url(env.home) or (
-            postgres.base_url(env.home) if postgres.has_data(env.home) else None)
+        url = (
+            targets.jdbc.url
+            or postgres.running_url(env.home)
+            or (postgres.base_url(env.home) if postgres.has_data(env.home) else None)
+        )
     if url:
         postgres.drop_database(url, env.catalog)
     topic = None
     if targets.kafka.enabled:  # the lakehouse's own broker is started if it holds topics but is down
         name = env.topic
         try:
-            bootstrap = targets.kafka.bootstrap_servers or kafka_server.running_servers(env.home) or (
-                kafka_server.servers(env.home) if kafka_server.has_data(env.home) else None)
+            bootstrap = (
+                targets.kafka.bootstrap_servers
+                or kafka_server.running_servers(env.home)
+                or (kafka_server.servers(env.home) if kafka_server.has_data(env.home) else None)
+            )
             topic = name if bootstrap and kafka.delete_topic(bootstrap, name) else None
         except LakehouseError as exc:  # the rest is wiped already: say what is left, do not stop here
             print(f"warning: Kafka topic {name} was not deleted: {exc}", file=sys.stderr)
-    print(f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}"
-          + (f", PostgreSQL database {env.catalog}" if url else "") + (f", Kafka topic {topic}" if topic else ""))
+    print(
+        f"wiped {env.name}: {folder}, {len(models)} registered model(s), experiment {env.experiment}"
+        + (f", PostgreSQL database {env.catalog}" if url else "")
+        + (f", Kafka topic {topic}" if topic else "")
+    )
 
 
 def _short(commit: str) -> str:
@@ -127,12 +150,19 @@ def show_history(env: config.EnvConfig) -> None:
     for row in rows:
         tags = row["tags"]
         aliases = f" [{', '.join(row['aliases'])}]" if row["aliases"] else ""
-        print(f"v{row['version']}{aliases}  created {row['created']}  {tags.get('algorithm', '?')} "
-              f"({tags.get('hyperparameters_file', '?')})  commit {_short(tags.get('git_commit', '?'))}")
-        print(f"    validation: {tags.get(names.VALIDATION_STATUS, '-')} ({tags.get(names.VALIDATION_MODE, 'enabled')})"
-              f"  deployment: {tags.get(names.DECISION, '-')}  approval: {tags.get(names.APPROVAL, '-')}")
-        failed = [f"{k[len(names.VALIDATION_PREFIX):]}: {v}" for k, v in sorted(tags.items())
-                  if k.startswith(names.VALIDATION_PREFIX) and v.startswith("FAIL")]
+        print(
+            f"v{row['version']}{aliases}  created {row['created']}  {tags.get('algorithm', '?')} "
+            f"({tags.get('hyperparameters_file', '?')})  commit {_short(tags.get('git_commit', '?'))}"
+        )
+        print(
+            f"    validation: {tags.get(names.VALIDATION_STATUS, '-')} ({tags.get(names.VALIDATION_MODE, 'enabled')})"
+            f"  deployment: {tags.get(names.DECISION, '-')}  approval: {tags.get(names.APPROVAL, '-')}"
+        )
+        failed = [
+            f"{k[len(names.VALIDATION_PREFIX) :]}: {v}"
+            for k, v in sorted(tags.items())
+            if k.startswith(names.VALIDATION_PREFIX) and v.startswith("FAIL")
+        ]
         for line in failed:
             print(f"    failed {line}")
         if names.REASON in tags:
@@ -162,8 +192,10 @@ def rollback(env: config.EnvConfig) -> None:
 
     registry.configure(env)
     new, old = deployment.rollback(env.model_name)
-    print(f"rolled back {env.model_name}: Champion is v{new.version} again, v{old.version} is Previous "
-          "(--rollback again rolls forward)")
+    print(
+        f"rolled back {env.model_name}: Champion is v{new.version} again, v{old.version} is Previous "
+        "(--rollback again rolls forward)"
+    )
     print(f"to move the serving endpoint too: python run_pipeline.py --env {env.name} --job serving")
 
 
@@ -203,19 +235,30 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     cfg = settings.load(env)
     running = server.find(cfg)
     if running is not None:
-        print(f"Serving: {running.url}/serving-endpoints/{cfg.endpoint}/invocations (token in {cfg.folder / 'token'}; "
-              f"stop: {shlex.quote(sys.executable)} -m lib.serving stop --env {env.name})")
+        print(
+            f"Serving: {running.url}/serving-endpoints/{cfg.endpoint}/invocations (token in {cfg.folder / 'token'}; "
+            f"stop: {shlex.quote(sys.executable)} -m lib.serving stop --env {env.name})"
+        )
     found = spark_server.find(env.home)
     if found is not None and found[0].url == spark_url:
-        print(f"Spark server: {spark_url} (pid {found[0].pid}, log {found[0].log}; kept for the next run; "
-              f"stop: {shlex.quote(sys.executable)} -m lib.platform.spark stop)")
+        print(
+            f"Spark server: {spark_url} (pid {found[0].pid}, log {found[0].log}; kept for the next run; "
+            f"stop: {shlex.quote(sys.executable)} -m lib.platform.spark stop)"
+        )
     elif spark_url:
         print(f"Spark: attached to {spark_url} ($SPARK_REMOTE)")
     print(f"MLflow UI: {shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(env.tracking_uri)}")
 
 
-def run_job(env: config.EnvConfig, all_jobs: dict[str, spec.Job], job: str, as_of, hyperparameters: str = "",
-            follow_triggers: bool = True, stream=None):
+def run_job(
+    env: config.EnvConfig,
+    all_jobs: dict[str, spec.Job],
+    job: str,
+    as_of,
+    hyperparameters: str = "",
+    follow_triggers: bool = True,
+    stream=None,
+):
     """Run one job (in a new run folder) on the lakehouse's Spark; returns (task values, run folder,
     Spark URL). Raises JobFailedError."""
     ours = not os.environ.get(spark.REMOTE_ENV_VAR)  # else a server someone else runs: not ours to check
@@ -227,10 +270,13 @@ def run_job(env: config.EnvConfig, all_jobs: dict[str, spec.Job], job: str, as_o
     except BaseException:
         runner.kernels.close()
         raise
-    runner.out(f"Running job {job} in {env.name} as of {as_of} on {spark_url or 'in-process Spark'} "
-               f"(run folder {run_dir})")
-    params = {"env": env.name, "as_of": as_of.isoformat(), "hyperparameters": hyperparameters,
-              "run_id": f"{env.name}/{run_dir.name}"}
+    runner.out(f"Running job {job} in {env.name} as of {as_of} on {spark_url or 'in-process Spark'} (run folder {run_dir})")
+    params = {
+        "env": env.name,
+        "as_of": as_of.isoformat(),
+        "hyperparameters": hyperparameters,
+        "run_id": f"{env.name}/{run_dir.name}",
+    }
     if spark_url and ours:
         runner.health = lambda: spark_server.died(env.home, spark_url)
     return runner.run(job, params, follow_triggers=follow_triggers), run_dir, spark_url
@@ -269,8 +315,11 @@ def run_scheduler(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: ar
         except LakehouseError as exc:  # reported (and notified by the runner); the scheduler goes on
             print(f"scheduler: {name} failed: {exc}", file=sys.stderr)
 
-    print(f"scheduler for {env.name}: {', '.join(f'{n} [{s.quartz_cron_expression} {s.timezone_id} {s.pause_status}]' for n, s in schedules.items()) or 'no schedules'}"
-          + (f"; simulated clock {clock[0]} .. {until}" if args.clock else "; Ctrl-C stops it"))
+    listed = ", ".join(f"{n} [{s.quartz_cron_expression} {s.timezone_id} {s.pause_status}]" for n, s in schedules.items())
+    print(
+        f"scheduler for {env.name}: {listed or 'no schedules'}"
+        + (f"; simulated clock {clock[0]} .. {until}" if args.clock else "; Ctrl-C stops it")
+    )
     try:
         runs = scheduler.run(scheduler.Scheduler(schedules, state), run_one, clock=now, sleep=wait, until=until)
     except KeyboardInterrupt:
@@ -301,23 +350,26 @@ def run_replay(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: argpa
         shutil.rmtree(home)
         print(f"replay: removed the previous replay's lakehouse {home}")
     home.mkdir(parents=True)
-    print(f"replay: {len(days)} steps of {every} days, {days[0]} .. {days[-1]}, in {renv.name} of {home} "
-          f"(Spark {spark_url or 'in-process'}; job logs in {home / 'replay.log'})")
+    print(
+        f"replay: {len(days)} steps of {every} days, {days[0]} .. {days[-1]}, in {renv.name} of {home} "
+        f"(Spark {spark_url or 'in-process'}; job logs in {home / 'replay.log'})"
+    )
     registry.configure(renv)
     clock = scheduler.Scheduler({n: j.schedule for n, j in all_jobs.items() if j.schedule}, home / "scheduler.json")
     events: list = []
     with open(home / "replay.log", "a") as log:
+
         def run_one(job: str, as_of):
             return run_job(renv, all_jobs, job, as_of, follow_triggers=False, stream=log)[0]
 
         try:
-            replay.replay(renv.model_name, days, run_one, clock, jobs.triggered,
-                          lambda job: spec.notebooks(all_jobs, job), events)
+            replay.replay(
+                renv.model_name, days, run_one, clock, jobs.triggered, lambda job: spec.notebooks(all_jobs, job), events
+            )
         finally:
             if events:
-                from lib.platform.catalog import Lakehouse
-
                 from lib.monitoring import dashboard
+                from lib.platform.catalog import Lakehouse
 
                 lakehouse = Lakehouse(session.get_spark("replay", env=renv), renv)
                 table = replay.write(lakehouse, renv, events)
@@ -354,9 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         env = config.load_env(args.env)
         from lib.serving import server
 
-        for flag, action in ((args.wipe, lambda: wipe(env)), (args.history, lambda: show_history(env)),
-                             (args.serve, lambda: server.serve(env)),
-                             (args.approve, lambda: approve(env, args.approve)), (args.rollback, lambda: rollback(env))):
+        for flag, action in (
+            (args.wipe, lambda: wipe(env)),
+            (args.history, lambda: show_history(env)),
+            (args.serve, lambda: server.serve(env)),
+            (args.approve, lambda: approve(env, args.approve)),
+            (args.rollback, lambda: rollback(env)),
+        ):
             if flag:
                 action()
                 return 0

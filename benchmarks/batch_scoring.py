@@ -30,15 +30,15 @@ import time
 from pathlib import Path
 
 import psutil
+from prod_lakehouse import prod_lakehouse
 
+from lib.core import names
 from lib.features import store as feature_store
+from lib.features.tables import KEY, TIMESTAMP
 from lib.inference import batch as inference
 from lib.platform import registry
-from lib.platform.spark import builder as lspark
 from lib.platform.catalog import Lakehouse
-from prod_lakehouse import prod_lakehouse
-from lib.features.tables import KEY, TIMESTAMP
-from lib.core import names
+from lib.platform.spark import builder as lspark
 
 
 def _tree_rss(pids: list[int]) -> int:
@@ -87,16 +87,16 @@ def ours(lakehouse: Lakehouse, champion, rows: int, server_pid: int) -> dict[str
     copies = -(-rows // keys.count())
     spine = keys.crossJoin(lakehouse.spark.range(copies).withColumnRenamed("id", "_copy")).limit(rows).drop("_copy")
     out: dict[str, float] = {}
-    for part, plan in [("lookups_s", lambda: feature_store.lookup_features(lakehouse, spine, _lookups(lakehouse, champion),
-                                                                          inference.MISSES)),
-                       ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION))]:
+    for part, plan in [
+        ("lookups_s", lambda: feature_store.lookup_features(lakehouse, spine, _lookups(lakehouse, champion), inference.MISSES)),
+        ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION)),
+    ]:
         began = time.monotonic()
         plan().write.format("noop").mode("overwrite").save()
         out[part] = time.monotonic() - began
     with Peak([os.getpid(), server_pid]) as peak:
         began = time.monotonic()
-        lakehouse.write(inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION),
-                        lakehouse.env.table("bench_scores"))
+        lakehouse.write(inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION), lakehouse.env.table("bench_scores"))
         elapsed = time.monotonic() - began
     assert lakehouse.read(lakehouse.env.table("bench_scores")).count() == rows
     return {**out, "total_s": elapsed, "rows_s": rows / elapsed, "peak": peak.peak / 2**30}
@@ -126,11 +126,21 @@ def _pandas_lookups(spine, flights, weather):
     """The features point in time, as `feature_store.lookup_features` finds them, by merge_asof."""
     import pandas as pd
 
-    frame = pd.merge_asof(spine.sort_values(TIMESTAMP, kind="stable"),
-                          flights.drop(columns="origin").rename(columns={TIMESTAMP: "_at"}).sort_values("_at"),
-                          left_on=TIMESTAMP, right_on="_at", by=KEY)
-    return pd.merge_asof(frame, weather.sort_values("observed_at"), left_on=TIMESTAMP, right_on="observed_at",
-                         by="origin", tolerance=pd.Timedelta(hours=3))
+    frame = pd.merge_asof(
+        spine.sort_values(TIMESTAMP, kind="stable"),
+        flights.drop(columns="origin").rename(columns={TIMESTAMP: "_at"}).sort_values("_at"),
+        left_on=TIMESTAMP,
+        right_on="_at",
+        by=KEY,
+    )
+    return pd.merge_asof(
+        frame,
+        weather.sort_values("observed_at"),
+        left_on=TIMESTAMP,
+        right_on="observed_at",
+        by="origin",
+        tolerance=pd.Timedelta(hours=3),
+    )
 
 
 def reference(lakehouse: Lakehouse, champion, rows: int, folder: Path, from_keys: bool) -> tuple[float, float]:
@@ -139,7 +149,8 @@ def reference(lakehouse: Lakehouse, champion, rows: int, folder: Path, from_keys
             lspark.to_pandas(lakehouse.read(lakehouse.env.table(table))).to_parquet(folder / f"{table}.parquet")
     queue = multiprocessing.get_context("spawn").Queue()
     child = multiprocessing.get_context("spawn").Process(
-        target=_pandas_child, args=(str(folder), registry.artifact_uri(champion), rows, from_keys, queue))
+        target=_pandas_child, args=(str(folder), registry.artifact_uri(champion), rows, from_keys, queue)
+    )
     child.start()
     with Peak([child.pid]) as peak:
         scored, elapsed = queue.get()
@@ -158,19 +169,29 @@ def main() -> None:
     champion = registry.require_alias(env.model_name, names.CHAMPION)
     server_pid = json.loads((env.home / "spark" / "server.json").read_text())["pid"]
     ours(lakehouse, champion, 100_000, server_pid)  # warm: the model loaded in the server's workers
-    print("| rows | ours rows/s | ours peak GiB | ours s: to the lookups / to scoring / end to end "
-          "| pandas from keys rows/s | its peak GiB | pandas predict only rows/s | its peak GiB "
-          "| ratio to pandas from keys | ratio to predict only |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| rows | ours rows/s | ours peak GiB | ours s: to the lookups / to scoring / end to end "
+        "| pandas from keys rows/s | its peak GiB | pandas predict only rows/s | its peak GiB "
+        "| ratio to pandas from keys | ratio to predict only |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+    )
     for rows in args.rows:
         mine = ours(lakehouse, champion, rows, server_pid)
         keyed_rate, keyed_peak = reference(lakehouse, champion, rows, Path(args.home), from_keys=True)
         only_rate, only_peak = reference(lakehouse, champion, rows, Path(args.home), from_keys=False)
-        print(f"| {rows:,} | {mine['rows_s']:,.0f} | {mine['peak']:.2f} | {mine['lookups_s']:.1f} / "
-              f"{mine['scored_s']:.1f} / {mine['total_s']:.1f} | {keyed_rate:,.0f} | {keyed_peak:.2f} | "
-              f"{only_rate:,.0f} | {only_peak:.2f} | {mine['rows_s'] / keyed_rate:.2f} | "
-              f"{mine['rows_s'] / only_rate:.2f} |", flush=True)
-    print("after the runs, RSS GiB:", {f"{p.name()} {p.pid}": round(p.memory_info().rss / 2**30, 2)
-                                       for p in [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]})
+        print(
+            f"| {rows:,} | {mine['rows_s']:,.0f} | {mine['peak']:.2f} | {mine['lookups_s']:.1f} / "
+            f"{mine['scored_s']:.1f} / {mine['total_s']:.1f} | {keyed_rate:,.0f} | {keyed_peak:.2f} | "
+            f"{only_rate:,.0f} | {only_peak:.2f} | {mine['rows_s'] / keyed_rate:.2f} | "
+            f"{mine['rows_s'] / only_rate:.2f} |",
+            flush=True,
+        )
+    print(
+        "after the runs, RSS GiB:",
+        {
+            f"{p.name()} {p.pid}": round(p.memory_info().rss / 2**30, 2)
+            for p in [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]
+        },
+    )
 
 
 if __name__ == "__main__":

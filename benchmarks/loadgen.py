@@ -39,8 +39,14 @@ class Result:
         return sum(n for status, n in self.statuses.items() if status != 200)
 
     def to_dict(self) -> dict:
-        return {"requests": self.requests, "rps": round(self.throughput, 1), "p50_ms": round(self.quantile_ms(0.5), 2),
-                "p99_ms": round(self.quantile_ms(0.99), 2), "failed": self.failed, "statuses": self.statuses}
+        return {
+            "requests": self.requests,
+            "rps": round(self.throughput, 1),
+            "p50_ms": round(self.quantile_ms(0.5), 2),
+            "p99_ms": round(self.quantile_ms(0.99), 2),
+            "failed": self.failed,
+            "statuses": self.statuses,
+        }
 
 
 async def _connection(host: str, port: int, request: bytes, until: float, warm_until: float, result: Result) -> None:
@@ -73,8 +79,12 @@ async def _connection(host: str, port: int, request: bytes, until: float, warm_u
 def run(url: str, body: bytes, concurrency: int, seconds: float, token: str = "", warmup: float = 1.0) -> Result:
     """Closed-loop load for warmup + seconds; only requests started after the warm-up count."""
     target = urlparse(url)
-    headers = [f"POST {target.path} HTTP/1.1", f"Host: {target.hostname}:{target.port}",
-               "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    headers = [
+        f"POST {target.path} HTTP/1.1",
+        f"Host: {target.hostname}:{target.port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     if token:
         headers.append(f"Authorization: Bearer {token}")
     request = ("\r\n".join(headers) + "\r\n\r\n").encode() + body
@@ -82,8 +92,12 @@ def run(url: str, body: bytes, concurrency: int, seconds: float, token: str = ""
     async def main() -> Result:
         start = time.perf_counter()
         result = Result(seconds)
-        await asyncio.gather(*[_connection(target.hostname, target.port, request, start + warmup + seconds,
-                                           start + warmup, result) for _ in range(concurrency)])
+        await asyncio.gather(
+            *[
+                _connection(target.hostname, target.port, request, start + warmup + seconds, start + warmup, result)
+                for _ in range(concurrency)
+            ]
+        )
         return result
 
     return asyncio.run(main())

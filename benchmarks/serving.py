@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen  # noqa: E402  (a sibling script, not a package)
+
 from lib.core import names
 
 
@@ -59,16 +60,15 @@ def main() -> None:
         for job in ("ingest", "training", "deployment"):
             sh([sys.executable, "run_pipeline.py", "--env", "staging", "--job", job], env, log)
 
-    from lib.features import tables as features
-    from lib.platform.services import processes
-    from lib.platform import registry
-    from lib.lifecycle import training
-    from lib.platform.catalog import Lakehouse
     from lib.core.config import load_env, load_model_config
-    from lib.serving import server, settings
-    from lib.serving import rollout
-    from lib.serving.client import Client
+    from lib.features import tables as features
+    from lib.lifecycle import training
+    from lib.platform import registry
+    from lib.platform.catalog import Lakehouse
+    from lib.platform.services import processes
     from lib.platform.spark.session import get_spark
+    from lib.serving import rollout, server, settings
+    from lib.serving.client import Client
 
     staging = load_env("staging")
     registry.configure(staging)
@@ -83,16 +83,18 @@ def main() -> None:
 
     model_cfg = load_model_config()
     spark = get_spark("serving-bench", warehouse=home / "spark-warehouse")
-    rows = features.load_labelled(Lakehouse(spark, staging), staging, model_cfg,
-                                  staging.data.split(staging.data.as_of).holdout)
+    rows = features.load_labelled(Lakehouse(spark, staging), staging, model_cfg, staging.data.split(staging.data.as_of).holdout)
     gateway = spark.sparkContext._gateway
     spark.stop()
     gateway.shutdown()
     gateway.proc.kill()  # no idle JVM of ours competing with the servers while they are measured
     columns = training.input_columns(model_cfg)  # what the model is given (on-demand features it computes)
-    bodies = {n: json.dumps({"dataframe_split": json.loads(rows[columns].head(n).to_json(
-        orient="split", index=False, date_format="iso"))}).encode()
-              for n in (1, 100)}
+    bodies = {
+        n: json.dumps(
+            {"dataframe_split": json.loads(rows[columns].head(n).to_json(orient="split", index=False, date_format="iso"))}
+        ).encode()
+        for n in (1, 100)
+    }
 
     running = server.start(staging)
     api = Client(running.url, settings.load(staging).token())
@@ -110,9 +112,27 @@ def main() -> None:
 
     port = processes.free_port()
     mlflow_log = open(home.parent / "mlflow_serve.log", "w")
-    mlflow_proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", champion.uri, "-p", str(port),
-                                    "--env-manager", "local", "-w", "1"], env={**env, "MLFLOW_TRACKING_URI": staging.tracking_uri},
-                                   stdout=mlflow_log, stderr=subprocess.STDOUT, start_new_session=True)
+    mlflow_proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            champion.uri,
+            "-p",
+            str(port),
+            "--env-manager",
+            "local",
+            "-w",
+            "1",
+        ],
+        env={**env, "MLFLOW_TRACKING_URI": staging.tracking_uri},
+        stdout=mlflow_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     for _ in range(120):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
@@ -132,7 +152,7 @@ def main() -> None:
                 cell = {"ours": [], "mlflow": []}
                 for rep in range(args.repeats):
                     order = [("ours", ours, token), ("mlflow", theirs, "")]
-                    for name, url, tok in (order if rep % 2 == 0 else order[::-1]):
+                    for name, url, tok in order if rep % 2 == 0 else order[::-1]:
                         outcome = loadgen.run(url, bodies[n], c, args.seconds, tok, warmup=2)
                         cell[name].append(outcome.to_dict())
                         print(f"  {n:>3} rows c={c:<2} {name:<6} {outcome.to_dict()}", flush=True)
@@ -155,8 +175,18 @@ def ten_updates(api, url, token, body, a, b, broken, capture) -> dict:
     from lib.serving import rollout
 
     bad = {"name": "broken", "entity_name": a["entity_name"], "entity_version": broken}
-    configs = [[(a, 50), (b, 50)], [(b, 100)], [(a, 100)], [(bad, 100)], [(a, 10), (b, 90)],
-               [(a, 100)], [(b, 100)], [(a, 90), (b, 10)], [(a, 100)], [(a, 90), (b, 10)]]
+    configs = [
+        [(a, 50), (b, 50)],
+        [(b, 100)],
+        [(a, 100)],
+        [(bad, 100)],
+        [(a, 10), (b, 90)],
+        [(a, 100)],
+        [(b, 100)],
+        [(a, 90), (b, 10)],
+        [(a, 100)],
+        [(a, 90), (b, 10)],
+    ]
     holder: dict = {}
     load = threading.Thread(target=lambda: holder.update(result=loadgen.run(url, body, 8, 40, token, warmup=0)))
     load.start()
@@ -169,8 +199,13 @@ def ten_updates(api, url, token, body, a, b, broken, capture) -> dict:
     took = time.monotonic() - started
     load.join()
     result = holder["result"]
-    return {"states": states, "seconds": round(took, 1), "requests": result.requests, "failed": result.failed,
-            "statuses": result.statuses}
+    return {
+        "states": states,
+        "seconds": round(took, 1),
+        "requests": result.requests,
+        "failed": result.failed,
+        "statuses": result.statuses,
+    }
 
 
 def report(results: dict, updates: dict, metrics_text: str, args) -> None:
@@ -178,16 +213,22 @@ def report(results: dict, updates: dict, metrics_text: str, args) -> None:
         return statistics.median(r[key] for r in cell)
 
     print(f"\n{args.repeats} runs of {args.seconds:g} s per cell, medians; ours = capture on, traffic split 90/10\n")
-    print("| rows | concurrency | ours req/s | mlflow req/s | throughput ratio | ours p50 / p99 ms | mlflow p50 / p99 ms | failed (ours/mlflow) |")
+    print(
+        "| rows | concurrency | ours req/s | mlflow req/s | throughput ratio | ours p50 / p99 ms | mlflow p50 / p99 ms | failed (ours/mlflow) |"
+    )
     print("|---:|---:|---:|---:|---:|---|---|---|")
     for (n, c), cell in results.items():
         ratio = med(cell["ours"], "rps") / med(cell["mlflow"], "rps")
-        print(f"| {n} | {c} | {med(cell['ours'], 'rps'):.0f} | {med(cell['mlflow'], 'rps'):.0f} | {ratio:.1f}x | "
-              f"{med(cell['ours'], 'p50_ms'):.1f} / {med(cell['ours'], 'p99_ms'):.1f} | "
-              f"{med(cell['mlflow'], 'p50_ms'):.1f} / {med(cell['mlflow'], 'p99_ms'):.1f} | "
-              f"{sum(r['failed'] for r in cell['ours'])}/{sum(r['failed'] for r in cell['mlflow'])} |")
-    print(f"\nTen config updates under load (c=8, {updates['seconds']} s of updates): states {updates['states']}; "
-          f"{updates['requests']} requests, {updates['failed']} failed ({updates['statuses']})")
+        print(
+            f"| {n} | {c} | {med(cell['ours'], 'rps'):.0f} | {med(cell['mlflow'], 'rps'):.0f} | {ratio:.1f}x | "
+            f"{med(cell['ours'], 'p50_ms'):.1f} / {med(cell['ours'], 'p99_ms'):.1f} | "
+            f"{med(cell['mlflow'], 'p50_ms'):.1f} / {med(cell['mlflow'], 'p99_ms'):.1f} | "
+            f"{sum(r['failed'] for r in cell['ours'])}/{sum(r['failed'] for r in cell['mlflow'])} |"
+        )
+    print(
+        f"\nTen config updates under load (c=8, {updates['seconds']} s of updates): states {updates['states']}; "
+        f"{updates['requests']} requests, {updates['failed']} failed ({updates['statuses']})"
+    )
     batches = [line for line in metrics_text.splitlines() if line.startswith(("serving_batches_total", "serving_capture"))]
     print("\n" + "\n".join(batches))
     print(json.dumps({f"{n}x{c}": cell for (n, c), cell in results.items()}))

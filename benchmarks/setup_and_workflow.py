@@ -55,8 +55,11 @@ def main() -> None:
         clone, env = fresh_clone(work, "pipeline")
         rows.append(("`make pipeline`, cold", timed("pipeline_cold", ["make", "pipeline"], clone, env, work)))
         rows.append(("`make pipeline`, warm (2nd run)", timed("pipeline_warm", ["make", "pipeline"], clone, env, work)))
-        sizes = [(".venv", size(clone / ".venv")), ("Delta jars (Ivy cache)", size(work / "ivy-pipeline")),
-                 (".lakehouse after two prod runs", size(clone / ".lakehouse"))]
+        sizes = [
+            (".venv", size(clone / ".venv")),
+            ("Delta jars (Ivy cache)", size(work / "ivy-pipeline")),
+            (".lakehouse after two prod runs", size(clone / ".lakehouse")),
+        ]
 
     if args.only != "pipeline":
         clone, env = fresh_clone(work, "test")

@@ -29,18 +29,18 @@ import signal
 import time
 
 import pandas as pd
-
-from lib.core import config
-from lib.inference import feed, batch as inference, streaming
-from lib.platform.services import kafka_client as kafka, kafka_server
-from lib.platform import registry
-from lib.platform.spark import server as spark_server
-from lib.platform.spark import builder as lspark
-from lib.platform.catalog import Lakehouse
 from prod_lakehouse import prod_lakehouse
-from lib.features.tables import KEY
-from lib.core import names
 
+from lib.core import config, names
+from lib.features.tables import KEY
+from lib.inference import batch as inference
+from lib.inference import feed, streaming
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.platform.services import kafka_client as kafka
+from lib.platform.services import kafka_server
+from lib.platform.spark import builder as lspark
+from lib.platform.spark import server as spark_server
 
 
 def _reset(lakehouse: Lakehouse) -> None:
@@ -53,11 +53,18 @@ def _reset(lakehouse: Lakehouse) -> None:
 
 def _cfg(model_cfg: config.ModelConfig, cap: int | None) -> config.ModelConfig:
     inference = model_cfg.inference
-    return model_cfg.model_copy(update={"inference": inference.model_copy(update={
-        "streaming": inference.streaming.model_copy(update={"max_files_per_trigger": cap})})})
+    return model_cfg.model_copy(
+        update={
+            "inference": inference.model_copy(
+                update={"streaming": inference.streaming.model_copy(update={"max_files_per_trigger": cap})}
+            )
+        }
+    )
 
 
-def throughput(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datetime, days: int) -> list[tuple[str, int, float]]:
+def throughput(
+    lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datetime, days: int
+) -> list[tuple[str, int, float]]:
     env, out = lakehouse.env, []
     champion = registry.require_alias(env.model_name, names.CHAMPION)
     for label, cap in (("stream, availableNow, 1 day per micro-batch", 1), ("stream, availableNow, one micro-batch", None)):
@@ -67,11 +74,23 @@ def throughput(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.da
         streaming.run(lakehouse, _cfg(model_cfg, cap), streaming.AVAILABLE_NOW, say=lambda l: None)
         out.append((label, rows, time.monotonic() - began))
     began = time.monotonic()
-    scored = inference.score(lakehouse, lakehouse.read(env.table("flight_features")), champion, start.date(),
-                             (start + dt.timedelta(days=days)).date(), 0.5, names.CHAMPION)
+    scored = inference.score(
+        lakehouse,
+        lakehouse.read(env.table("flight_features")),
+        champion,
+        start.date(),
+        (start + dt.timedelta(days=days)).date(),
+        0.5,
+        names.CHAMPION,
+    )
     lakehouse.write(scored, env.table("bench_batch_predictions"))
-    out.append(("batch inference (score + one Delta write)", lakehouse.read(env.table("bench_batch_predictions")).count(),
-                time.monotonic() - began))
+    out.append(
+        (
+            "batch inference (score + one Delta write)",
+            lakehouse.read(env.table("bench_batch_predictions")).count(),
+            time.monotonic() - began,
+        )
+    )
     return out
 
 
@@ -83,16 +102,26 @@ def latency(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datet
         while not lakehouse.exists(lakehouse.env.table(streaming.PREDICTIONS)):
             time.sleep(0.5)  # the first micro-batch (the model loaded in the server's workers)
         warm = time.monotonic()
-        rows = feed.replay(lakehouse, start + dt.timedelta(hours=1), start + dt.timedelta(hours=1 + hours),
-                              dt.timedelta(hours=1), 0, say=lambda l: None)
+        rows = feed.replay(
+            lakehouse,
+            start + dt.timedelta(hours=1),
+            start + dt.timedelta(hours=1 + hours),
+            dt.timedelta(hours=1),
+            0,
+            say=lambda l: None,
+        )
         table = lakehouse.env.table(streaming.PREDICTIONS)
         while lakehouse.read(table).count() < rows + _count(lakehouse, start, start + dt.timedelta(hours=1)):
             time.sleep(0.5)
         elapsed = time.monotonic() - warm
     finally:
         query.stop()
-    lag = (lakehouse.read(lakehouse.env.table(streaming.PREDICTIONS)).where("batch_id > 0")  # after the warm-up
-           .selectExpr("(unix_micros(scored_at) - unix_micros(arrived_at)) / 1e6 AS lag").toPandas()["lag"])
+    lag = (
+        lakehouse.read(lakehouse.env.table(streaming.PREDICTIONS))
+        .where("batch_id > 0")  # after the warm-up
+        .selectExpr("(unix_micros(scored_at) - unix_micros(arrived_at)) / 1e6 AS lag")
+        .toPandas()["lag"]
+    )
     return {"rows": rows, "commits": hours, "seconds": elapsed, "p50": lag.quantile(0.5), "p99": lag.quantile(0.99)}
 
 
@@ -103,8 +132,9 @@ def _count(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime) -> int:
 def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.datetime, times: int) -> dict:
     """Kill a Spark server of its own `times` times mid-batch, publishing to Kafka too (the
     lakehouse's own broker); then finish and count, in Delta and in the topic."""
-    env = dataclasses.replace(env, publish=env.publish.model_copy(update={"kafka": env.publish.kafka.model_copy(
-        update={"enabled": True})}))
+    env = dataclasses.replace(
+        env, publish=env.publish.model_copy(update={"kafka": env.publish.kafka.model_copy(update={"enabled": True})})
+    )
     was_running = kafka_server.running_servers(env.home) is not None
     doomed = dataclasses.replace(env, home=env.home / "bench-doomed-server")
     os.environ[spark_server.PORT_ENV_VAR] = "0"
@@ -124,7 +154,11 @@ def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.dateti
             offsets = {int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")}
             commits = {int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")}
             under_way = {b for b in offsets - commits if b >= target}
-            if under_way and (not after_write or lakehouse.txn_time(env.table(streaming.PREDICTIONS), (streaming.query_id(checkpoint), max(under_way))) is not None):
+            if under_way and (
+                not after_write
+                or lakehouse.txn_time(env.table(streaming.PREDICTIONS), (streaming.query_id(checkpoint), max(under_way)))
+                is not None
+            ):
                 break
             if time.monotonic() > deadline:
                 raise SystemExit(f"kill {i + 1}: no micro-batch >= {target} to kill within 300 s")
@@ -145,8 +179,14 @@ def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.dateti
     spark_server.stop(doomed.home, say=lambda l: None)
     if not was_running:
         kafka_server.stop(env.home, say=lambda l: None)  # the broker this benchmark started
-    return {"fed": fed, "kills": landed, "lost": len(incoming - set(out)), "duplicated": len(out) - out.nunique(),
-            "kafka_lost": len(set(out) - set(sent)), "kafka_duplicated": len(sent) - sent.nunique()}
+    return {
+        "fed": fed,
+        "kills": landed,
+        "lost": len(incoming - set(out)),
+        "duplicated": len(out) - out.nunique(),
+        "kafka_lost": len(set(out) - set(sent)),
+        "kafka_duplicated": len(sent) - sent.nunique(),
+    }
 
 
 def _throughput(lakehouse, model_cfg, start, days) -> None:
@@ -155,23 +195,29 @@ def _throughput(lakehouse, model_cfg, start, days) -> None:
     for label, rows, seconds in results:
         print(f"| {label} | {rows} | {seconds:.1f} | {rows / seconds:,.0f} |")
     batch_rate = results[-1][1] / results[-1][2]
-    print("\nratio to batch inference: " + ", ".join(f"{label}: {rows / seconds / batch_rate:.2f}"
-                                                    for label, rows, seconds in results[:-1]))
+    print(
+        "\nratio to batch inference: "
+        + ", ".join(f"{label}: {rows / seconds / batch_rate:.2f}" for label, rows, seconds in results[:-1])
+    )
 
 
 def _latency(lakehouse, model_cfg, start, hours) -> None:
     found = latency(lakehouse, model_cfg, start + dt.timedelta(hours=5), hours)  # from the first departures
-    print(f"\n## Latency, 1 s trigger: {found['rows']} rows in {found['commits']} feed commits over "
-          f"{found['seconds']:.1f} s ({found['rows'] / found['seconds']:,.0f} rows/s sustained): "
-          f"arrived -> committed p50 {found['p50']:.1f} s, p99 {found['p99']:.1f} s")
+    print(
+        f"\n## Latency, 1 s trigger: {found['rows']} rows in {found['commits']} feed commits over "
+        f"{found['seconds']:.1f} s ({found['rows'] / found['seconds']:,.0f} rows/s sustained): "
+        f"arrived -> committed p50 {found['p50']:.1f} s, p99 {found['p99']:.1f} s"
+    )
 
 
 def _kills(env, model_cfg, start, times) -> None:
     killed = kills(env, model_cfg, start, times)
-    print(f"\n## Kill and restart: {len(killed['kills'])} SIGKILLs of the Spark server mid-batch over {killed['fed']} "
-          f"arrivals ({'; '.join(f'micro-batch {b} {w}' for b, w in killed['kills'])}): "
-          f"rows lost {killed['lost']}, rows duplicated {killed['duplicated']}; in Kafka, records lost "
-          f"{killed['kafka_lost']}, records duplicated {killed['kafka_duplicated']}")
+    print(
+        f"\n## Kill and restart: {len(killed['kills'])} SIGKILLs of the Spark server mid-batch over {killed['fed']} "
+        f"arrivals ({'; '.join(f'micro-batch {b} {w}' for b, w in killed['kills'])}): "
+        f"rows lost {killed['lost']}, rows duplicated {killed['duplicated']}; in Kafka, records lost "
+        f"{killed['kafka_lost']}, records duplicated {killed['kafka_duplicated']}"
+    )
 
 
 def main() -> None:
@@ -180,8 +226,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--latency-hours", type=int, default=24)
     parser.add_argument("--kills", type=int, default=5)
-    parser.add_argument("--parts", nargs="+", choices=["throughput", "latency", "kills"],
-                        default=["throughput", "latency", "kills"])
+    parser.add_argument(
+        "--parts", nargs="+", choices=["throughput", "latency", "kills"], default=["throughput", "latency", "kills"]
+    )
     args = parser.parse_args()
     lakehouse = prod_lakehouse(args.home, "bench-streaming")
     env = lakehouse.env

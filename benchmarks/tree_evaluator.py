@@ -33,15 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
-
-import mlflow
 from batch_scoring import Peak, _pandas_child, _pandas_lookups
-from lib.core import config
-from lib.platform import registry
+
+from lib.core import config, names
 from lib.features.tables import KEY, TIMESTAMP
-from lib.core import names
+from lib.platform import registry
 
 CHUNK = 500_000
 
@@ -68,10 +67,11 @@ def _chunked_child(folder: str, uri: str, rows: int, library: str, out) -> None:
     target = Path(folder) / "chunked_scores.parquet"
     began, writer = time.monotonic(), None
     for start in range(0, rows, CHUNK):
-        frame = _pandas_lookups(spine.iloc[start:start + CHUNK], flights, weather)
+        frame = _pandas_lookups(spine.iloc[start : start + CHUNK], flights, weather)
         probability = predictor.predict(tl2cgen.DMatrix(_compiled_input(delay, frame))).reshape(len(frame), -1)[:, -1]
-        table = pa.Table.from_pandas(frame[[*dict.fromkeys([KEY, TIMESTAMP, *delay.inputs])]]
-                                     .assign(prediction=probability), preserve_index=False)
+        table = pa.Table.from_pandas(
+            frame[[*dict.fromkeys([KEY, TIMESTAMP, *delay.inputs])]].assign(prediction=probability), preserve_index=False
+        )
         writer = writer or pq.ParquetWriter(target, table.schema)
         writer.write_table(table)
     writer.close()
@@ -113,15 +113,14 @@ def main() -> None:
     delay = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     flights = pd.read_parquet(home / "flight_features.parquet")
     base = _pandas_lookups(flights[[KEY, "origin", TIMESTAMP]], flights, pd.read_parquet(home / "weather_features.parquet"))
-    frame = pd.concat([base] * -(-args.rows // len(base)), ignore_index=True).iloc[:args.rows]
+    frame = pd.concat([base] * -(-args.rows // len(base)), ignore_index=True).iloc[: args.rows]
     trees = delay.pipeline[1]
     encoded = delay.pipeline[0].transform(delay.features(frame))
     compiled_input = _compiled_input(delay, frame)
     with tempfile.TemporaryDirectory() as tmp:
         library = f"{tmp}/trees.so"
         began = time.monotonic()
-        tl2cgen.export_lib(treelite.sklearn.import_model(trees), toolchain="gcc", libpath=library,
-                           params={"parallel_comp": 8})
+        tl2cgen.export_lib(treelite.sklearn.import_model(trees), toolchain="gcc", libpath=library, params={"parallel_comp": 8})
         compile_s = time.monotonic() - began
         predictor = tl2cgen.Predictor(library, nthread=2)
         timings = {"scikit-learn": [], "compiled": []}
@@ -133,8 +132,10 @@ def main() -> None:
             got = predictor.predict(tl2cgen.DMatrix(compiled_input)).reshape(len(expected), -1)[:, -1]
             timings["compiled"].append(time.monotonic() - began)
         sk, fast = statistics.median(timings["scikit-learn"]), statistics.median(timings["compiled"])
-        print(f"trees: {args.rows:,} rows, {trees.n_iter_} trees; compiled in {compile_s:.1f} s; "
-              f"max |difference| {np.abs(got - expected).max():.1e}")
+        print(
+            f"trees: {args.rows:,} rows, {trees.n_iter_} trees; compiled in {compile_s:.1f} s; "
+            f"max |difference| {np.abs(got - expected).max():.1e}"
+        )
         print("| evaluator | seconds (median) | rows/s | ratio |\n|---|---:|---:|---:|")
         print(f"| scikit-learn predict_proba | {sk:.2f} | {args.rows / sk:,.0f} | 1.00 |")
         print(f"| tl2cgen compiled | {fast:.2f} | {args.rows / fast:,.0f} | {sk / fast:.2f} |", flush=True)
@@ -144,8 +145,10 @@ def main() -> None:
             sketch = _in_child(_chunked_child, (str(home), uri, rows, library))
             print(f"\nend to end, {rows:,} rows from keys:\n| how | rows/s | peak GiB | ratio |\n|---|---:|---:|---:|")
             print(f"| pandas from keys (whole frame, scikit-learn) | {reference[0]:,.0f} | {reference[1]:.2f} | 1.00 |")
-            print(f"| chunks of {CHUNK:,}, compiled trees, to Parquet | {sketch[0]:,.0f} | {sketch[1]:.2f} | "
-                  f"{sketch[0] / reference[0]:.2f} |")
+            print(
+                f"| chunks of {CHUNK:,}, compiled trees, to Parquet | {sketch[0]:,.0f} | {sketch[1]:.2f} | "
+                f"{sketch[0] / reference[0]:.2f} |"
+            )
 
 
 if __name__ == "__main__":

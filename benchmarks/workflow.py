@@ -61,8 +61,11 @@ def startup_cells(run_dir: Path) -> list[float]:
     times = []
     for notebook in run_dir.rglob("*.ipynb"):
         cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
-        after = [c for c in cells if "injected-parameters" not in c["metadata"].get("tags", [])
-                 and "parameters" not in c["metadata"].get("tags", [])]
+        after = [
+            c
+            for c in cells
+            if "injected-parameters" not in c["metadata"].get("tags", []) and "parameters" not in c["metadata"].get("tags", [])
+        ]
         times.append(after[0]["metadata"]["papermill"]["duration"])
     return times
 
@@ -73,11 +76,22 @@ def run_once(mode: str, env_name: str, home: Path) -> dict:
     if mode == "local":
         env["LAKEHOUSE_SPARK_MODE"] = "local"
     elif mode == "attached, cold":
-        subprocess.run([sys.executable, "-m", "lib.platform.spark.builder", "stop", "--env", env_name], cwd=REPO, env=env,
-                       capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "lib.platform.spark.builder", "stop", "--env", env_name],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", env_name], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "run_pipeline.py", "--env", env_name],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     stop, peak = threading.Event(), []
     sampler = threading.Thread(target=peak_rss, args=(process.pid, home, stop, peak))
     sampler.start()
@@ -90,8 +104,7 @@ def run_once(mode: str, env_name: str, home: Path) -> dict:
     run_dir = Path(re.search(r"^Executed notebooks: (.+)$", output, re.M).group(1))
     tasks = {m.group(1): float(m.group(2)) for m in map(TASK_LINE.match, output.splitlines()) if m}
     startup = startup_cells(run_dir)
-    print(f"{mode}: {elapsed:.0f}s, peak {peak[0]:.1f} GiB, start-up cells median {statistics.median(startup):.1f}s",
-          flush=True)
+    print(f"{mode}: {elapsed:.0f}s, peak {peak[0]:.1f} GiB, start-up cells median {statistics.median(startup):.1f}s", flush=True)
     return {"wall": elapsed, "tasks": tasks, "startup": statistics.median(startup), "peak": peak[0]}
 
 
@@ -112,8 +125,12 @@ def main() -> None:
         for mode in order:
             results[mode].append(run_once(mode, args.env, home))
             print(f"repeat {repeat + 1}, {mode}: {results[mode][-1]['wall']:.0f} s", flush=True)
-    subprocess.run([sys.executable, "-m", "lib.serving", "stop", "--env", args.env], cwd=REPO,
-                   env={**os.environ, "LAKEHOUSE_HOME": str(home)}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "lib.serving", "stop", "--env", args.env],
+        cwd=REPO,
+        env={**os.environ, "LAKEHOUSE_HOME": str(home)},
+        capture_output=True,
+    )
 
     def med(mode: str, key: str) -> float:
         return statistics.median(r[key] for r in results[mode])
@@ -122,8 +139,10 @@ def main() -> None:
     print(f"\n{args.env}, medians of {args.repeats}; lakehouse {home}\n")
     print("| mode | wall time | ratio to local | start-up cell | peak memory |\n|---|---:|---:|---:|---:|")
     for mode in modes:
-        print(f"| {mode} | {med(mode, 'wall'):.0f} s | {med(mode, 'wall') / base:.2f} | "
-              f"{med(mode, 'startup'):.1f} s | {med(mode, 'peak'):.1f} GiB |")
+        print(
+            f"| {mode} | {med(mode, 'wall'):.0f} s | {med(mode, 'wall') / base:.2f} | "
+            f"{med(mode, 'startup'):.1f} s | {med(mode, 'peak'):.1f} GiB |"
+        )
     tasks = list(results["local"][0]["tasks"])
     print("\n| task | " + " | ".join(modes) + " |\n|---|" + "---:|" * len(modes))
     for task in tasks:

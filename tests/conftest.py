@@ -12,17 +12,19 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported: no calls out
 
-from lib.lifecycle import deployment, training, validation
-from lib.features import store as feature_store, tables as features, ingest
-from lib.platform.services import kafka_client as kafka, kafka_server, postgres, processes
-from lib.platform import registry
-from lib.platform.spark import builder as lspark
-from lib.platform.spark import server as lspark_server
-from lib.platform.catalog import Lakehouse
+from lib.core import names
 from lib.core.config import load_env, load_hyperparameters, load_model_config
 from lib.core.names import CHALLENGER
-from lib.core import names
-
+from lib.features import ingest
+from lib.features import store as feature_store
+from lib.features import tables as features
+from lib.lifecycle import deployment, training, validation
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.platform.services import kafka_client as kafka
+from lib.platform.services import kafka_server, postgres, processes
+from lib.platform.spark import builder as lspark
+from lib.platform.spark import server as lspark_server
 
 # The services a test needs, told by its fixtures: `make unit` leaves out the tests marked with
 # any of them, so it starts no JVM, PostgreSQL or Kafka and runs on a machine without Java.
@@ -49,8 +51,13 @@ def services_environment():
     """No service of the developer's shell leaks into the run: a test reaches Spark, PostgreSQL
     or Kafka only through the session fixture it asks for; serving servers take free ports."""
     os.environ["LAKEHOUSE_SERVING_PORT"] = "0"
-    for name in ("LAKEHOUSE_SERVING_TOKEN", lspark.REMOTE_ENV_VAR, lspark_server.MODE_ENV_VAR,
-                 postgres.URL_ENV_VAR, kafka_server.SERVERS_ENV_VAR):
+    for name in (
+        "LAKEHOUSE_SERVING_TOKEN",
+        lspark.REMOTE_ENV_VAR,
+        lspark_server.MODE_ENV_VAR,
+        postgres.URL_ENV_VAR,
+        kafka_server.SERVERS_ENV_VAR,
+    ):
         os.environ.pop(name, None)
 
 
@@ -88,16 +95,23 @@ def _session_service(tmp_path_factory, name: str, port_var: str, address_var: st
 def postgres_server(tmp_path_factory):
     """One PostgreSQL server (the jdbc destination, switched on in staging), started by the
     first test that asks for it: a test that publishes in staging, or runs a job that does, must."""
-    yield from _session_service(tmp_path_factory, "postgres", postgres.PORT_ENV_VAR, postgres.URL_ENV_VAR,
-                                postgres.base_url, postgres.remove)
+    yield from _session_service(
+        tmp_path_factory, "postgres", postgres.PORT_ENV_VAR, postgres.URL_ENV_VAR, postgres.base_url, postgres.remove
+    )
 
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
     """One Kafka broker (the stream's kafka destination, switched on in staging), started by
     the first test that asks for it: a test that streams in staging must (`make unit` needs none)."""
-    yield from _session_service(tmp_path_factory, "kafka", kafka_server.PORT_ENV_VAR, kafka_server.SERVERS_ENV_VAR,
-                                kafka_server.servers, kafka_server.remove)
+    yield from _session_service(
+        tmp_path_factory,
+        "kafka",
+        kafka_server.PORT_ENV_VAR,
+        kafka_server.SERVERS_ENV_VAR,
+        kafka_server.servers,
+        kafka_server.remove,
+    )
 
 
 @pytest.fixture
@@ -201,8 +215,15 @@ def seed(spark, tmp_path_factory, model_cfg_session, hyper_session, mlflow_templ
         version = registry.require_version(ref)
         source = registry.client().get_model_version_download_uri(ref.name, ref.version)
         report = validate(ref, lakehouse, holdout, model_cfg_session)  # the Challenger's verdict, recorded per test
-    return {"warehouse": env.warehouse / env.catalog, "train": train, "holdout": holdout,
-            "source": source, "tags": dict(version.tags), "description": version.description, "validation": report}
+    return {
+        "warehouse": env.warehouse / env.catalog,
+        "train": train,
+        "holdout": holdout,
+        "source": source,
+        "tags": dict(version.tags),
+        "description": version.description,
+        "validation": report,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -242,18 +263,32 @@ def train_set(seed):
 def register(env, model_cfg, hyper, train, holdout, **tags):
     """Fit on train and register like the train task does (every tag compliance asks for)."""
     windows = env.data.split(env.data.as_of)
-    tags = {"as_of": str(env.data.as_of), "train_window": "/".join(map(str, windows.train)),
-            "holdout_window": "/".join(map(str, windows.holdout)), "hyperparameters_file": "test", **tags}
-    return training.log_and_register(training.fit(train, model_cfg, hyper), train, holdout, model_cfg, hyper,
-                                     feature_store.lookups(model_cfg.feature_lookups, env.catalog, env.schema), env.model_name, tags)
+    tags = {
+        "as_of": str(env.data.as_of),
+        "train_window": "/".join(map(str, windows.train)),
+        "holdout_window": "/".join(map(str, windows.holdout)),
+        "hyperparameters_file": "test",
+        **tags,
+    }
+    return training.log_and_register(
+        training.fit(train, model_cfg, hyper),
+        train,
+        holdout,
+        model_cfg,
+        hyper,
+        feature_store.lookups(model_cfg.feature_lookups, env.catalog, env.schema),
+        env.model_name,
+        tags,
+    )
 
 
 @pytest.fixture
 def trained(featurized, mlflow_env, seed):
     """Version 1 of the staging model, registered and PENDING validation (the seed's model)."""
     registry.client().create_registered_model(mlflow_env.model_name)
-    mv = registry.client().create_model_version(mlflow_env.model_name, source=seed["source"],
-                                                tags=seed["tags"], description=seed["description"])
+    mv = registry.client().create_model_version(
+        mlflow_env.model_name, source=seed["source"], tags=seed["tags"], description=seed["description"]
+    )
     return registry.ModelRef(mlflow_env.model_name, str(mv.version))
 
 
@@ -314,4 +349,3 @@ def webhook():
     yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
     server.server_close()
-

@@ -21,6 +21,7 @@ INDEX = f"{PAGE_DIR}/index.md"
 
 # --- flattening a schema into rows -------------------------------------------------------------
 
+
 def _resolve(node: dict, defs: dict) -> dict:
     """The schema a `$ref` (or a one-item `allOf`, pydantic's wrapper) points at."""
     while True:
@@ -64,9 +65,16 @@ def _type(node: dict, defs: dict) -> str:
     return " | ".join(dict.fromkeys(names))
 
 
-_BOUNDS = {"minimum": "≥ {}", "exclusiveMinimum": "> {}", "maximum": "≤ {}", "exclusiveMaximum": "< {}",
-           "minLength": "at least {} characters", "maxLength": "at most {} characters",
-           "minItems": "at least {} items", "maxItems": "at most {} items"}
+_BOUNDS = {
+    "minimum": "≥ {}",
+    "exclusiveMinimum": "> {}",
+    "maximum": "≤ {}",
+    "exclusiveMaximum": "< {}",
+    "minLength": "at least {} characters",
+    "maxLength": "at most {} characters",
+    "minItems": "at least {} items",
+    "maxItems": "at most {} items",
+}
 
 
 def _bound(key: str, value: Any) -> str:
@@ -118,8 +126,13 @@ def _rows(prop: dict, path: str, required: bool, defs: dict, seen: tuple[str, ..
     target = _resolve(prop, defs)
     description = prop.get("description") or target.get("description") or _element_description(target, defs)
     default = "required" if required else (_code(prop["default"]) if "default" in prop else "optional")
-    row = {"path": path, "type": _type(prop, defs), "default": default,
-           "description": " ".join(description.split()), "allowed": "; ".join(_allowed(prop, defs))}
+    row = {
+        "path": path,
+        "type": _type(prop, defs),
+        "default": default,
+        "description": " ".join(description.split()),
+        "allowed": "; ".join(_allowed(prop, defs)),
+    }
     return [row, *_children(prop, path, defs, seen)]
 
 
@@ -138,6 +151,7 @@ def flatten(schema: dict) -> list[dict]:
 
 
 # --- markdown --------------------------------------------------------------------------------
+
 
 def _code(value: Any, raw: bool = False) -> str:
     """A value as YAML shows it (a string bare unless empty), in a code span safe in a table."""
@@ -160,8 +174,7 @@ _INDEX_INTRO = (
     "are generated from those models' JSON Schemas."
 )
 _NO_SCHEMAS = (
-    "No schema files are in `{folder}/` yet: `make schemas` generates them, and the next "
-    "`make docs` renders a page per file."
+    "No schema files are in `{folder}/` yet: `make schemas` generates them, and the next `make docs` renders a page per file."
 )
 
 
@@ -170,11 +183,20 @@ def render_page(kind: str, schema: dict) -> str:
     lines = [f"# {kind}", ""]
     if schema.get("description"):
         lines += [" ".join(schema["description"].split()), ""]
-    lines += [_PAGE_INTRO.format(path=f"{SCHEMA_DIR}/{kind}.json"), "",
-              "| key | type | default | description | allowed values |", "|---|---|---|---|---|"]
+    lines += [
+        _PAGE_INTRO.format(path=f"{SCHEMA_DIR}/{kind}.json"),
+        "",
+        "| key | type | default | description | allowed values |",
+        "|---|---|---|---|---|",
+    ]
     for row in flatten(schema):
-        cells = [f"<code>{html.escape(row['path'])}</code>", _cell(row["type"]), row["default"],
-                 _cell(html.escape(row["description"])), row["allowed"]]
+        cells = [
+            f"<code>{html.escape(row['path'])}</code>",
+            _cell(row["type"]),
+            row["default"],
+            _cell(html.escape(row["description"])),
+            row["allowed"],
+        ]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
@@ -189,6 +211,7 @@ def render_index(kinds: list[str]) -> str:
 
 
 # --- MkDocs events ---------------------------------------------------------------------------
+
 
 def _schemas(config) -> dict[str, Path]:
     root = Path(config.config_file_path).parent
@@ -218,6 +241,5 @@ def on_files(files: Files, config) -> Files:
     schemas = _schemas(config)
     files.append(File.generated(config, INDEX, content=render_index(list(schemas))))
     for kind, path in schemas.items():
-        files.append(File.generated(config, f"{PAGE_DIR}/{kind}.md",
-                                    content=render_page(kind, json.loads(path.read_text()))))
+        files.append(File.generated(config, f"{PAGE_DIR}/{kind}.md", content=render_page(kind, json.loads(path.read_text()))))
     return files

@@ -19,6 +19,12 @@ def on_files(files: Files, config) -> Files:
     for path in sorted((root / "notebooks").rglob("*.ipynb")):
         if ".ipynb_checkpoints" in path.parts:
             continue
-        files.append(File(path.relative_to(root).as_posix(), src_dir=str(root),
-                          dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls))
+        files.append(
+            File(
+                path.relative_to(root).as_posix(),
+                src_dir=str(root),
+                dest_dir=config.site_dir,
+                use_directory_urls=config.use_directory_urls,
+            )
+        )
     return files

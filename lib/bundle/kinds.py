@@ -16,8 +16,12 @@ from lib.monitoring.monitors import MonitorsFile
 from lib.platform.workflows.spec import JobsFile
 
 MODELS: dict[str, type[BaseModel]] = {
-    "environments": EnvironmentsFile, "model": ModelConfig, "hyperparameters": Hyperparameters,
-    "jobs": JobsFile, "monitors": MonitorsFile, "alerts": AlertsFile,
+    "environments": EnvironmentsFile,
+    "model": ModelConfig,
+    "hyperparameters": Hyperparameters,
+    "jobs": JobsFile,
+    "monitors": MonitorsFile,
+    "alerts": AlertsFile,
 }
 FIXED = ("environments", "model", "jobs", "monitors", "alerts")  # conf/<kind>.yml, one file each
 SCHEMAS = "schemas"  # conf/schemas/<kind>.json
@@ -36,7 +40,9 @@ def files(conf: Path) -> dict[Path, str]:
         named = Path(match.group(1)).stem if match else None
         kind = path.stem if path.parent == conf and path.stem in FIXED else named
         if kind not in MODELS:
-            raise ConfigError(f"{display_path(path)}: not a known kind of config file: start it with "
-                              f"`{schema_comment(path, 'hyperparameters')}` (kinds: {', '.join(MODELS)})")
+            raise ConfigError(
+                f"{display_path(path)}: not a known kind of config file: start it with "
+                f"`{schema_comment(path, 'hyperparameters')}` (kinds: {', '.join(MODELS)})"
+            )
         found[path] = kind
     return found

@@ -11,8 +11,8 @@ is one ConfigError line naming the file and the key's path. Every run runs it fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lib.bundle import kinds
 from lib.core.config import conf_dir, display_path, environment_names, load_env, load_hyperparameters, load_model_config
@@ -41,8 +41,10 @@ def validate(env: str | None = None, folder: Path | None = None, say: Callable[[
 
     model_cfg = load_model_config(conf)
     made = on_demand.declared(model_cfg.on_demand_features, display_path(conf / "model.yml"))
-    say(f"{display_path(conf / 'model.yml')}: {len(model_cfg.features.columns)} features from "
-        f"{len(model_cfg.feature_lookups)} lookups and {len(made)} on-demand functions")
+    say(
+        f"{display_path(conf / 'model.yml')}: {len(model_cfg.features.columns)} features from "
+        f"{len(model_cfg.feature_lookups)} lookups and {len(made)} on-demand functions"
+    )
 
     jobs = load_jobs(conf / "jobs.yml")
     say(f"{display_path(conf / 'jobs.yml')}: {len(jobs)} jobs; their notebooks and parameters")

@@ -49,9 +49,6 @@ class PublishError(LakehouseError):
     the publishing order hold the new period)."""
 
 
-
-
-
 class ApiError(Exception):
     """An HTTP error answered as Databricks does: status, error_code and a message."""
 
@@ -63,7 +60,5 @@ class ApiError(Exception):
         return {"error_code": self.error_code, "message": self.message}
 
 
-
 def bad(message: str) -> ApiError:
     return ApiError(400, "INVALID_PARAMETER_VALUE", message)
-

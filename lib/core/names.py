@@ -42,7 +42,7 @@ def alias_events(tags: dict[str, str]) -> list[tuple[str, str, bool]]:
     events = []
     for key, value in tags.items():
         if key.startswith(ALIAS_PREFIX) and key.endswith((".at", ".removed_at")):
-            alias = key[len(ALIAS_PREFIX):].split(".")[0]
+            alias = key[len(ALIAS_PREFIX) :].split(".")[0]
             events.append((alias, value, key.endswith(".removed_at")))
     return events
 
@@ -106,5 +106,6 @@ def check_own(own_catalog: str, name: str, who: str, action: str = "write") -> N
     """
     catalog = catalog_of(name)
     if catalog != own_catalog:
-        raise AccessDeniedError(f"{who} may not {action} {name}: catalog {catalog} is read-only "
-                                f"here ({who} writes only catalog {own_catalog})")
+        raise AccessDeniedError(
+            f"{who} may not {action} {name}: catalog {catalog} is read-only here ({who} writes only catalog {own_catalog})"
+        )

@@ -34,7 +34,7 @@ class InputSpec:
     timestamp_keys: frozenset[str] = frozenset()
 
     @staticmethod
-    def from_model(meta) -> "InputSpec":
+    def from_model(meta) -> InputSpec:
         """From an mlflow.models.Model (the MLmodel file): signature plus packaged lookups."""
         inputs = meta.signature.inputs
         names = tuple(inputs.input_names())
@@ -124,8 +124,10 @@ def check(parsed: Parsed, spec: InputSpec) -> tuple[dict[str, np.ndarray], bool]
     allowed = set(spec.columns) | set(spec.keys)
     unknown = [c for c in parsed.columns if c not in allowed]
     if unknown:
-        raise bad(f"unknown column(s) {', '.join(unknown)}: the model takes {', '.join(spec.columns)}"
-                  + (f" (or the keys {', '.join(spec.keys)})" if spec.keys else ""))
+        raise bad(
+            f"unknown column(s) {', '.join(unknown)}: the model takes {', '.join(spec.columns)}"
+            + (f" (or the keys {', '.join(spec.keys)})" if spec.keys else "")
+        )
     missing = [c for c in spec.columns if c in spec.required and c not in parsed.columns]
     lookup = bool(missing)
     if lookup:
@@ -140,8 +142,11 @@ def check(parsed: Parsed, spec: InputSpec) -> tuple[dict[str, np.ndarray], bool]
     if not lookup:  # optional columns left out are missing values, as MLflow treats them
         for name in spec.columns:
             if name not in out:
-                out[name] = np.full(parsed.rows, math.nan if spec.types[name] in _NUMBER else None,
-                                    dtype="float64" if spec.types[name] in _NUMBER else object)
+                out[name] = np.full(
+                    parsed.rows,
+                    math.nan if spec.types[name] in _NUMBER else None,
+                    dtype="float64" if spec.types[name] in _NUMBER else object,
+                )
     return out, lookup
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.platform.catalog import Lakehouse
 from lib.core.errors import SetupError, TableNotFoundError
+from lib.platform.catalog import Lakehouse
 
 SOURCE_FILES = {"flights": "flights.csv.zip", "weather": "weather.csv"}
 
@@ -54,7 +54,8 @@ def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> dict[str, int]
         if missing:
             raise TableNotFoundError(
                 f"{', '.join(missing)} not found: {env.name} reads raw data from catalog {env.raw_catalog}, "
-                f"which only its own environment ingests (python run_pipeline.py --env {env.raw_catalog} --job ingest)")
+                f"which only its own environment ingests (python run_pipeline.py --env {env.raw_catalog} --job ingest)"
+            )
         return {env.raw_table(n): lakehouse.read(env.raw_table(n)).count() for n in SOURCE_FILES}
     wanted = {name: _fingerprint(name, start, end) for name in SOURCE_FILES}
     rows, stale = {}, []
@@ -69,8 +70,12 @@ def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> dict[str, int]
     # is its own Delta transaction; the pair is not one.)
     sources = {name: read_source(name, start, end) for name in stale}
     for name, pdf in sources.items():
-        lakehouse.write(lakehouse.spark.createDataFrame(pdf), env.raw_table(name), mode="overwrite",
-                        stamp={"source": wanted[name], "rows": len(pdf)})
+        lakehouse.write(
+            lakehouse.spark.createDataFrame(pdf),
+            env.raw_table(name),
+            mode="overwrite",
+            stamp={"source": wanted[name], "rows": len(pdf)},
+        )
         rows[env.raw_table(name)] = len(pdf)
     return {env.raw_table(name): rows[env.raw_table(name)] for name in SOURCE_FILES}
 

@@ -10,8 +10,9 @@ lib/features/on_demand.py says later. Each function takes pandas Series and retu
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,12 +57,14 @@ def days_to_holiday(ts: pd.Series) -> pd.Series:
 def distance_bucket(distance: pd.Series) -> pd.Series:
     """0 (< 500 miles), 1 (< 1000), 2 (< 2000), 3 (farther); missing stays missing."""
     miles = pd.to_numeric(pd.Series(distance), errors="coerce").to_numpy(dtype="float64")
-    return pd.Series(np.where(np.isnan(miles), np.nan, np.searchsorted(DISTANCE_EDGES, miles, side="right")),
-                     index=pd.Series(distance).index, dtype="float64")
+    return pd.Series(
+        np.where(np.isnan(miles), np.nan, np.searchsorted(DISTANCE_EDGES, miles, side="right")),
+        index=pd.Series(distance).index,
+        dtype="float64",
+    )
 
 
-FUNCTIONS: dict[str, Callable[..., pd.Series]] = {
-    f.__name__: f for f in (hour_of_week, days_to_holiday, distance_bucket)}
+FUNCTIONS: dict[str, Callable[..., pd.Series]] = {f.__name__: f for f in (hour_of_week, days_to_holiday, distance_bucket)}
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,16 @@ def declared(specs: Sequence[OnDemand], source: str = "conf/model.yml") -> list[
         where = f"{source}: on_demand_features.{i}"
         function = FUNCTIONS.get(spec.function)
         if function is None:
-            raise ConfigError(f"{where}.function: unknown function {spec.function!r} (lib/features/on_demand.py has "
-                              f"{', '.join(sorted(FUNCTIONS))}){suggest(spec.function, list(FUNCTIONS))}")
+            raise ConfigError(
+                f"{where}.function: unknown function {spec.function!r} (lib/features/on_demand.py has "
+                f"{', '.join(sorted(FUNCTIONS))}){suggest(spec.function, list(FUNCTIONS))}"
+            )
         wanted = set(inspect.signature(function).parameters)
         if set(spec.inputs) != wanted:
-            raise ConfigError(f"{where}.inputs: {spec.function} takes inputs {', '.join(sorted(wanted))}, "
-                              f"not {', '.join(sorted(spec.inputs)) or 'none'}")
+            raise ConfigError(
+                f"{where}.inputs: {spec.function} takes inputs {', '.join(sorted(wanted))}, "
+                f"not {', '.join(sorted(spec.inputs)) or 'none'}"
+            )
         found.append(OnDemandFeature(function, dict(spec.inputs), spec.output))
     return found
 

@@ -11,16 +11,17 @@ carries its lookups (`FeatureLookup.to_dict`), so scoring needs only the keys.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import reduce
-from typing import Any, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from lib.platform.catalog import Lakehouse
 from lib.core.config.model import FeatureTable, Lookup
 from lib.core.errors import LakehouseError
+from lib.platform.catalog import Lakehouse
 
 PRIMARY_KEYS = "feature.primary_keys"
 TIMESTAMP_KEY = "feature.timestamp_key"
@@ -40,15 +41,24 @@ class FeatureLookup:
         return {**asdict(self), "lookup_key": list(self.lookup_key), "features": list(self.features)}
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "FeatureLookup":
-        return FeatureLookup(d["table"], tuple(d["lookup_key"]), d["timestamp_lookup_key"],
-                             tuple(d["features"]), d.get("lookback_hours"))
+    def from_dict(d: dict[str, Any]) -> FeatureLookup:
+        return FeatureLookup(
+            d["table"], tuple(d["lookup_key"]), d["timestamp_lookup_key"], tuple(d["features"]), d.get("lookback_hours")
+        )
 
 
 def lookups(specs: Sequence[Lookup], catalog: str, schema: str) -> list[FeatureLookup]:
     """The configured lookups (conf/model.yml `feature_lookups`), their tables named in `catalog.schema`."""
-    return [FeatureLookup(f"{catalog}.{schema}.{spec.table}", tuple(spec.lookup_key), spec.timestamp_lookup_key,
-                          tuple(spec.features), spec.lookback_hours) for spec in specs]
+    return [
+        FeatureLookup(
+            f"{catalog}.{schema}.{spec.table}",
+            tuple(spec.lookup_key),
+            spec.timestamp_lookup_key,
+            tuple(spec.features),
+            spec.lookback_hours,
+        )
+        for spec in specs
+    ]
 
 
 def check_key(df: DataFrame, name: str, spec: FeatureTable) -> int:
@@ -57,14 +67,21 @@ def check_key(df: DataFrame, name: str, spec: FeatureTable) -> int:
     Returns the row count; raises LakehouseError naming how many rows break the key.
     """
     key = [*spec.primary_keys, spec.timestamp_key]
-    stats = df.groupBy(*key).count().agg(
-        F.sum(F.when(F.col("count") > 1, F.col("count")).otherwise(0)).alias("duplicated"),
-        F.sum(F.when(reduce(operator.or_, [F.col(k).isNull() for k in key]), F.col("count")).otherwise(0)).alias("nulls"),
-        F.sum("count").alias("rows"),
-    ).first()
+    stats = (
+        df.groupBy(*key)
+        .count()
+        .agg(
+            F.sum(F.when(F.col("count") > 1, F.col("count")).otherwise(0)).alias("duplicated"),
+            F.sum(F.when(reduce(operator.or_, [F.col(k).isNull() for k in key]), F.col("count")).otherwise(0)).alias("nulls"),
+            F.sum("count").alias("rows"),
+        )
+        .first()
+    )
     if stats["duplicated"] or stats["nulls"]:
-        raise LakehouseError(f"feature table {name}: {stats['duplicated'] or 0} rows share a primary key and "
-                             f"{stats['nulls'] or 0} have a null key ({', '.join(key)}); nothing was written")
+        raise LakehouseError(
+            f"feature table {name}: {stats['duplicated'] or 0} rows share a primary key and "
+            f"{stats['nulls'] or 0} have a null key ({', '.join(key)}); nothing was written"
+        )
     return int(stats["rows"] or 0)
 
 
@@ -72,13 +89,16 @@ def write_table(lakehouse: Lakehouse, df: DataFrame, name: str, spec: FeatureTab
     """Replace a feature table (whose key was checked) and record its keys as table properties
     (`stamp`: see Lakehouse.write)."""
     lakehouse.write(df, name, stamp=stamp)
-    lakehouse.set_properties(name, {PRIMARY_KEYS: ",".join(spec.primary_keys),
-                                    TIMESTAMP_KEY: spec.timestamp_key,
-                                    "comment": spec.description}, stamp=stamp)
+    lakehouse.set_properties(
+        name,
+        {PRIMARY_KEYS: ",".join(spec.primary_keys), TIMESTAMP_KEY: spec.timestamp_key, "comment": spec.description},
+        stamp=stamp,
+    )
 
 
-def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_keys: list[str],
-               table_ts: str, misses: str | None = None) -> DataFrame:
+def as_of_join(
+    spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_keys: list[str], table_ts: str, misses: str | None = None
+) -> DataFrame:
     """Add lookup.features to every spine row: the newest table row at or before the spine time
     (nulls if there is none; the spine's `misses` column, if named, then counts one more).
 
@@ -88,20 +108,25 @@ def as_of_join(spine: DataFrame, table: DataFrame, lookup: FeatureLookup, table_
     """
     keys = list(lookup.lookup_key)
     found = F.struct(F.col("_ts").alias("_at"), *[F.col(c) for c in lookup.features])
-    rows = (table.select(*[F.col(t).alias(k) for t, k in zip(table_keys, keys)],
-                         F.col(table_ts).cast("timestamp_ntz").alias("_ts"), *lookup.features)
-            .select(*keys, "_ts", found.alias("_found"), F.lit(0).alias("_side")))
+    rows = table.select(
+        *[F.col(t).alias(k) for t, k in zip(table_keys, keys)],
+        F.col(table_ts).cast("timestamp_ntz").alias("_ts"),
+        *lookup.features,
+    ).select(*keys, "_ts", found.alias("_found"), F.lit(0).alias("_side"))
     events = spine.withColumn("_ts", F.col(lookup.timestamp_lookup_key).cast("timestamp_ntz")).withColumn("_side", F.lit(1))
-    window = (Window.partitionBy(*keys).orderBy("_ts", "_side")
-              .rowsBetween(Window.unboundedPreceding, Window.currentRow))
-    latest = (rows.unionByName(events, allowMissingColumns=True)
-              .withColumn("_found", F.last("_found", ignorenulls=True).over(window)).where("_side = 1"))
+    window = Window.partitionBy(*keys).orderBy("_ts", "_side").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    latest = (
+        rows.unionByName(events, allowMissingColumns=True)
+        .withColumn("_found", F.last("_found", ignorenulls=True).over(window))
+        .where("_side = 1")
+    )
     if lookup.lookback_hours is not None:
         oldest = F.col("_ts") - F.expr(f"INTERVAL {int(lookup.lookback_hours * 3600)} SECONDS")
         latest = latest.withColumn("_found", F.when(F.col("_found._at") >= oldest, F.col("_found")))
     counted = [] if misses is None else [(F.col(misses) + F.col("_found").isNull().cast("int")).alias(misses)]
-    return latest.select(*[c for c in spine.columns if c != misses], *counted,
-                         *[F.col(f"_found.{c}").alias(c) for c in lookup.features])
+    return latest.select(
+        *[c for c in spine.columns if c != misses], *counted, *[F.col(f"_found.{c}").alias(c) for c in lookup.features]
+    )
 
 
 def prune(table: DataFrame, spine: DataFrame, lookup: FeatureLookup, table_keys: list[str], table_ts: str) -> DataFrame:
@@ -118,8 +143,9 @@ def prune(table: DataFrame, spine: DataFrame, lookup: FeatureLookup, table_keys:
     return table.crossJoin(F.broadcast(bounds)).where(keep).drop("_lo", "_hi").join(keys, table_keys, "left_semi")
 
 
-def lookup_features(lakehouse: Lakehouse, spine: DataFrame, feature_lookups: list[FeatureLookup],
-                    misses: str | None = None) -> DataFrame:
+def lookup_features(
+    lakehouse: Lakehouse, spine: DataFrame, feature_lookups: list[FeatureLookup], misses: str | None = None
+) -> DataFrame:
     """The spine with every lookup's features added, point in time, and, if `misses` names a
     column, per row the number of lookups that found no row for its keys.
 
@@ -153,8 +179,11 @@ def _describe(lakehouse: Lakehouse, table: str) -> tuple[list[str], str, frozens
     key = (str(folder), version, commit.stat().st_mtime_ns if commit.exists() else 0)
     if key not in _DESCRIBED:
         props = lakehouse.properties(table)
-        _DESCRIBED[key] = ([k for k in props.get(PRIMARY_KEYS, "").split(",") if k], props.get(TIMESTAMP_KEY) or "",
-                           frozenset(lakehouse.read(table).columns))
+        _DESCRIBED[key] = (
+            [k for k in props.get(PRIMARY_KEYS, "").split(",") if k],
+            props.get(TIMESTAMP_KEY) or "",
+            frozenset(lakehouse.read(table).columns),
+        )
     return _DESCRIBED[key]
 
 
@@ -172,8 +201,10 @@ def _resolve(lakehouse: Lakehouse, feature_lookups: list[FeatureLookup]) -> tupl
             continue
         keys, ts = resolved[lookup.table]
         if len(keys) != len(lookup.lookup_key) or not ts:
-            found.append(f"{lookup.table} has primary keys {keys} and timestamp key "
-                         f"{ts or None!r}, not {len(lookup.lookup_key)} key(s) and a timestamp")
+            found.append(
+                f"{lookup.table} has primary keys {keys} and timestamp key "
+                f"{ts or None!r}, not {len(lookup.lookup_key)} key(s) and a timestamp"
+            )
             continue
         columns = columns_of[lookup.table]
         missing = [c for c in [*keys, ts, *lookup.features] if c not in columns]

@@ -13,11 +13,10 @@ import datetime as dt
 import hashlib
 import json
 import operator
-from pathlib import Path
 from functools import reduce
+from pathlib import Path
 
 import pandas as pd
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -25,8 +24,7 @@ from lib.core.config.model import ModelConfig
 from lib.features import store as feature_store
 from lib.platform.spark.builder import to_pandas
 
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
-                   "precip", "pressure", "visib"]
+WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 KEY = "flight_id"
 TIMESTAMP = "sched_dep_ts"
 DELAY_MINUTES = 15
@@ -39,8 +37,12 @@ def _flight_id() -> F.Column:
 
 def _sched_dep_ts() -> F.Column:
     return F.make_timestamp_ntz(
-        F.col("year"), F.col("month"), F.col("day"),
-        (F.col("sched_dep_time") / 100).cast("int"), F.col("sched_dep_time") % 100, F.lit(0),
+        F.col("year"),
+        F.col("month"),
+        F.col("day"),
+        (F.col("sched_dep_time") / 100).cast("int"),
+        F.col("sched_dep_time") % 100,
+        F.lit(0),
     )
 
 
@@ -49,7 +51,9 @@ def build_flight_features(flights: DataFrame) -> DataFrame:
     return flights.select(
         _flight_id().alias(KEY),
         _sched_dep_ts().alias(TIMESTAMP),
-        "origin", "carrier", "dest",
+        "origin",
+        "carrier",
+        "dest",
         # Numbers are doubles so that a missing value never breaks the model's signature.
         F.col("month").cast("double").alias("month"),
         F.dayofweek(_sched_dep_ts()).cast("double").alias("day_of_week"),
@@ -71,7 +75,8 @@ def build_weather_features(weather: DataFrame) -> DataFrame:
     latest_first = Window.partitionBy("origin", "observed_at").orderBy(F.col("time_hour").desc())
     return (
         weather.withColumn("observed_at", observed_at)
-        .withColumn("_n", F.row_number().over(latest_first)).where("_n = 1")
+        .withColumn("_n", F.row_number().over(latest_first))
+        .where("_n = 1")
         .select("origin", "observed_at", *[F.col(c).cast("double").alias(c) for c in WEATHER_COLUMNS])
     )
 
@@ -92,9 +97,11 @@ def build_labels(flights: DataFrame) -> DataFrame:
 
 def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]:
     """Every table the features task writes, by short name."""
-    return {"flight_features": build_flight_features(flights),
-            "weather_features": build_weather_features(weather),
-            "labels": build_labels(flights)}
+    return {
+        "flight_features": build_flight_features(flights),
+        "weather_features": build_weather_features(weather),
+        "labels": build_labels(flights),
+    }
 
 
 TABLES = ("flight_features", "weather_features", "labels")  # what build_tables returns
@@ -109,8 +116,10 @@ def refresh(lakehouse, env, model_cfg: ModelConfig) -> dict[str, int]:
     inputs = _inputs(lakehouse, env, model_cfg)
     recorded = {name: lakehouse.stamp(env.table(name)) for name in TABLES}
     if all(r.get("inputs") == inputs and isinstance(r.get("rows"), int) for r in recorded.values()):
-        print(f"{', '.join(env.table(n) for n in TABLES)} are current (the same raw table versions, code and "
-              "specs): not rewritten", flush=True)
+        print(
+            f"{', '.join(env.table(n) for n in TABLES)} are current (the same raw table versions, code and specs): not rewritten",
+            flush=True,
+        )
         return {name: r["rows"] for name, r in recorded.items()}
     flights, weather = lakehouse.read(env.raw_table("flights")), lakehouse.read(env.raw_table("weather"))
     return write_tables(lakehouse, env, model_cfg, build_tables(flights, weather), inputs=inputs)
@@ -128,8 +137,9 @@ def _inputs(lakehouse, env, model_cfg: ModelConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def write_tables(lakehouse, env, model_cfg: ModelConfig, tables: dict[str, DataFrame],
-                 inputs: str | None = None) -> dict[str, int]:
+def write_tables(
+    lakehouse, env, model_cfg: ModelConfig, tables: dict[str, DataFrame], inputs: str | None = None
+) -> dict[str, int]:
     """Write the feature tables (keys recorded) and the labels; rows per table.
 
     Every feature table's key is checked before the first write, so a bad key changes no table.
@@ -139,8 +149,10 @@ def write_tables(lakehouse, env, model_cfg: ModelConfig, tables: dict[str, DataF
     specs = {name: model_cfg.feature_tables.get(name) for name in tables}
     cached = {name: df.cache() for name, df in tables.items()}
     try:
-        rows = {name: feature_store.check_key(df, env.table(name), specs[name]) if specs[name] is not None
-                else df.count() for name, df in cached.items()}
+        rows = {
+            name: feature_store.check_key(df, env.table(name), specs[name]) if specs[name] is not None else df.count()
+            for name, df in cached.items()
+        }
         for name, df in cached.items():
             stamp = {"inputs": inputs, "rows": rows[name]} if inputs else None
             if specs[name] is None:
@@ -162,8 +174,9 @@ def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
     return df.where(_within(start, end))
 
 
-def training_set(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date],
-                 catalog: str | None = None) -> DataFrame:
+def training_set(
+    lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None
+) -> DataFrame:
     """Labelled flights of the windows with their features looked up point in time.
 
     Tables are read from `catalog` (default: the environment's own; dev explores prod's).
@@ -175,8 +188,7 @@ def training_set(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date
     return feature_store.lookup_features(lakehouse, spine, lookups)
 
 
-def load_labelled(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date],
-                  catalog: str | None = None):
+def load_labelled(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None):
     """The training set of each window as pandas, in key order so that training is repeatable.
 
     One Spark pass for all the windows (e.g. train and held-out): one frame per window, or the
@@ -184,6 +196,8 @@ def load_labelled(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.dat
     """
     both = to_pandas(training_set(lakehouse, env, model_cfg, *windows, catalog=catalog))
     at = pd.to_datetime(both[TIMESTAMP])
-    frames = [both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))]
-              .sort_values(KEY, kind="stable").reset_index(drop=True) for start, end in windows]
+    frames = [
+        both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))].sort_values(KEY, kind="stable").reset_index(drop=True)
+        for start, end in windows
+    ]
     return frames[0] if len(frames) == 1 else frames

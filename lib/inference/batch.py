@@ -24,12 +24,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
-from lib.features import store as feature_store
-from lib.platform import registry
-from lib.platform.catalog import Lakehouse, parse_name
 from lib.core.config.blocks import Destinations
 from lib.core.errors import ModelNotFoundError, PublishError, TableNotFoundError, first_line
+from lib.features import store as feature_store
 from lib.features.tables import KEY, TIMESTAMP, in_window
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse, parse_name
 from lib.platform.registry import ModelRef
 from lib.platform.services import postgres
 from lib.serving import online_store
@@ -37,17 +37,30 @@ from lib.serving import online_store
 MISSES = "feature_lookup_misses"  # per row: the lookups that found no feature row (scored from nulls)
 
 
-def score(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, start: dt.date, end: dt.date,
-          decision_threshold: float, alias: str | None = None) -> DataFrame:
+def score(
+    lakehouse: Lakehouse,
+    spine: DataFrame,
+    ref: ModelRef,
+    start: dt.date,
+    end: dt.date,
+    decision_threshold: float,
+    alias: str | None = None,
+) -> DataFrame:
     """Predictions for the flights of the spine scheduled in [start, end) (see `predict`), with
     the period and the time they were scored."""
     return predict(lakehouse, in_window(spine, start, end), ref, decision_threshold, alias).select(
-        "*", F.lit(start).alias("period_start"), F.lit(end).alias("period_end"),
-        F.current_timestamp().alias("scored_at"))
+        "*", F.lit(start).alias("period_start"), F.lit(end).alias("period_end"), F.current_timestamp().alias("scored_at")
+    )
 
 
-def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_threshold: float,
-            alias: str | None = None, carry: tuple[str, ...] = ()) -> DataFrame:
+def predict(
+    lakehouse: Lakehouse,
+    spine: DataFrame,
+    ref: ModelRef,
+    decision_threshold: float,
+    alias: str | None = None,
+    carry: tuple[str, ...] = (),
+) -> DataFrame:
     """A prediction per spine row, with the model's inputs next to it (what monitoring profiles),
     the model's name and version, the `alias` `ref` was resolved from, per row how many feature
     lookups found nothing (MISSES: scored anyway, from nulls), and the spine's `carry` columns.
@@ -67,26 +80,29 @@ def predict(lakehouse: Lakehouse, spine: DataFrame, ref: ModelRef, decision_thre
     missing = [k for k in keys if k not in spine.columns]
     if missing:
         raise TableNotFoundError(f"the rows to score lack key column(s) {', '.join(missing)} needed by {ref.uri}")
-    batch = feature_store.lookup_features(lakehouse, spine.select(*dict.fromkeys([*keys, *carry])),
-                                          [feature_store.FeatureLookup.from_dict(d) for d in packaged], MISSES)
+    batch = feature_store.lookup_features(
+        lakehouse,
+        spine.select(*dict.fromkeys([*keys, *carry])),
+        [feature_store.FeatureLookup.from_dict(d) for d in packaged],
+        MISSES,
+    )
     columns = info.signature.inputs.input_names()
     # Spark's Python workers load the model themselves; over Spark Connect they cache it by the
     # URI's hash, so the URI must name this version of this lakehouse, not `models:/name/1`.
     # A type object, not "double": parsing a type string needs the process's *active* session,
     # which need not be this lakehouse's.
     udf = _udf(lakehouse.spark, uri)
-    return (
-        batch
-        .withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns])))
-        .select(
-            KEY, TIMESTAMP, *[c for c in columns if c not in (KEY, TIMESTAMP)], "prediction",
-            (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
-            F.lit(ref.name).alias("model_name"),
-            F.lit(ref.version).alias("model_version"),
-            F.lit(alias).cast("string").alias("model_alias"),
-            MISSES,
-            *[c for c in carry if c not in (KEY, TIMESTAMP, *columns)],
-        )
+    return batch.withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns]))).select(
+        KEY,
+        TIMESTAMP,
+        *[c for c in columns if c not in (KEY, TIMESTAMP)],
+        "prediction",
+        (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
+        F.lit(ref.name).alias("model_name"),
+        F.lit(ref.version).alias("model_version"),
+        F.lit(alias).cast("string").alias("model_alias"),
+        MISSES,
+        *[c for c in carry if c not in (KEY, TIMESTAMP, *columns)],
     )
 
 
@@ -111,8 +127,9 @@ def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.
     return lakehouse.read(table).where(period).count()
 
 
-def publish_everywhere(lakehouse: Lakehouse, predictions: DataFrame, table: str, targets: Destinations,
-                       start: dt.date, end: dt.date, store: Path) -> dict[str, object]:
+def publish_everywhere(
+    lakehouse: Lakehouse, predictions: DataFrame, table: str, targets: Destinations, start: dt.date, end: dt.date, store: Path
+) -> dict[str, object]:
     """Publish the period to each enabled destination, the Delta table first (the others then
     copy what it holds, so every destination holds the same rows); returns, per destination,
     the rows it holds for the period (files: the folder)."""
@@ -149,22 +166,31 @@ def export_jdbc(predictions: DataFrame, table: str, url: str | None, home: Path,
         where = f"{url}{catalog}"
         with postgres.connect(url, catalog) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        (predictions.write.format("jdbc").mode("overwrite").option("url", where).option("user", postgres.USER)
-         .option("driver", "org.postgresql.Driver").option("dbtable", f'"{schema}"."{stage}"').save())
+        (
+            predictions.write.format("jdbc")
+            .mode("overwrite")
+            .option("url", where)
+            .option("user", postgres.USER)
+            .option("driver", "org.postgresql.Driver")
+            .option("dbtable", f'"{schema}"."{stage}"')
+            .save()
+        )
         with postgres.connect(url, catalog) as conn:  # one transaction: committed at the end of the block
             columns = ", ".join(f'"{c}"' for c in predictions.columns)
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" (LIKE "{schema}"."{stage}")')
             conn.execute(f'DELETE FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s', (start, end))
             conn.execute(f'INSERT INTO "{schema}"."{name}" ({columns}) SELECT {columns} FROM "{schema}"."{stage}"')
             conn.execute(f'DROP TABLE "{schema}"."{stage}"')
-            held = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s',
-                                (start, end)).fetchone()[0]
+            held = conn.execute(
+                f'SELECT count(*) FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s', (start, end)
+            ).fetchone()[0]
     except Exception as exc:  # Spark's JDBC writer, psycopg and the server raise many types
         if url:
             with contextlib.suppress(Exception), postgres.connect(url, catalog) as conn:
                 conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{stage}"')
-        raise PublishError(f"destination jdbc ({where}, table {schema}.{name}) failed; it still holds what it "
-                           f"held: {first_line(exc)[:300]}") from exc
+        raise PublishError(
+            f"destination jdbc ({where}, table {schema}.{name}) failed; it still holds what it held: {first_line(exc)[:300]}"
+        ) from exc
     return int(held)
 
 

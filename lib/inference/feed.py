@@ -12,17 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.platform import registry
-from lib.platform.catalog import Lakehouse
+from lib.core import config
 from lib.core.errors import ConfigError, LakehouseError
 from lib.features.tables import KEY, TIMESTAMP, in_window
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
 from lib.platform.spark.builder import to_pandas
-from lib.core import config
 from lib.platform.spark.session import get_spark
 
 INCOMING = "incoming_flights"
@@ -34,12 +34,21 @@ _TEXT_TIME = "yyyy-MM-dd HH:mm:ss"
 def scheduled(flight_features: DataFrame, start: dt.datetime, end: dt.datetime) -> DataFrame:
     """The flights scheduled in [start, end) as a feed delivers them: their keys, as text."""
     return in_window(flight_features, start, end).select(
-        F.col(KEY).cast("string").alias(KEY), F.col("origin").cast("string").alias("origin"),
-        F.date_format(TIMESTAMP, _TEXT_TIME).alias(TIMESTAMP))
+        F.col(KEY).cast("string").alias(KEY),
+        F.col("origin").cast("string").alias("origin"),
+        F.date_format(TIMESTAMP, _TEXT_TIME).alias(TIMESTAMP),
+    )
 
 
-def replay(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime, every: dt.timedelta, speed: float,
-         say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
+def replay(
+    lakehouse: Lakehouse,
+    start: dt.datetime,
+    end: dt.datetime,
+    every: dt.timedelta,
+    speed: float,
+    say: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Append the flights scheduled in [start, end) to incoming_flights in schedule order, one
     commit per `every` of schedule; returns the rows appended.
 
@@ -59,8 +68,10 @@ def replay(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime, every: dt
         if len(chunk):
             append(lakehouse, lakehouse.spark.createDataFrame(chunk))
             appended += len(chunk)
-        say(f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
-            f"({appended} in all, {time.monotonic() - began:.1f}s)")
+        say(
+            f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
+            f"({appended} in all, {time.monotonic() - began:.1f}s)"
+        )
         at = upto
     return appended
 
@@ -68,8 +79,7 @@ def replay(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime, every: dt
 def append(lakehouse: Lakehouse, rows: DataFrame) -> None:
     """Append rows (the FIELDS, as text) to incoming_flights, stamped with their arrival time."""
     text = [F.col(c).cast("string").alias(c) for c in FIELDS]
-    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(INCOMING),
-                    mode="append")
+    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(INCOMING), mode="append")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-
     parser = argparse.ArgumentParser(prog="python -m lib.inference.feed", description=main.__doc__)
     parser.add_argument("--env", default="prod")
     parser.add_argument("--from", dest="start", required=True, help="first scheduled day, YYYY-MM-DD")
     parser.add_argument("--to", dest="end", required=True, help="first day not fed, YYYY-MM-DD")
     parser.add_argument("--every", default="1h", help="schedule time per commit: Nm, Nh or Nd (default 1h)")
-    parser.add_argument("--speed", type=float, default=0.0,
-                        help="schedule seconds per real second, e.g. 3600; 0 (default) as fast as it can")
+    parser.add_argument(
+        "--speed", type=float, default=0.0, help="schedule seconds per real second, e.g. 3600; 0 (default) as fast as it can"
+    )
     args = parser.parse_args(argv)
     registry.no_telemetry()
     try:
@@ -93,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         start_day, end_day = _day(args.start, "--from"), _day(args.end, "--to")
         every = _duration(args.every)
         lakehouse = Lakehouse(get_spark("feed", env=env), env)
-        replay(lakehouse, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()),
-             every, args.speed)
+        replay(lakehouse, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()), every, args.speed)
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -26,23 +26,24 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.inference import batch as inference
-from lib.platform.services import kafka_client as kafka, kafka_server
-from lib.platform import registry
-from lib.platform.catalog import Lakehouse
+from lib.core import names
 from lib.core.config import EnvConfig
 from lib.core.config.model import ModelConfig
 from lib.core.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
-from lib.inference.feed import ARRIVED, FIELDS, INCOMING
 from lib.features.tables import KEY, TIMESTAMP
-from lib.core import names
+from lib.inference import batch as inference
+from lib.inference.feed import ARRIVED, FIELDS, INCOMING
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.platform.services import kafka_client as kafka
+from lib.platform.services import kafka_server
 
 PREDICTIONS = "streaming_predictions"
 QUARANTINE = names.quarantine_table(INCOMING)
@@ -64,10 +65,12 @@ def triage(rows: DataFrame, known: dict[str, list[str]]) -> DataFrame:
     parsed = F.col(TIMESTAMP).try_cast("timestamp_ntz")
     reason = F.lit(None).cast("string")
     outside = (parsed < F.lit(EARLIEST).cast("timestamp_ntz")) | (parsed >= F.lit(LATEST).cast("timestamp_ntz"))
-    checks = [*[(F.col(c).isNull() | (F.trim(F.col(c)) == ""), F.lit(f"missing {c}")) for c in FIELDS],
-              (parsed.isNull(), F.concat(F.lit(f"unparseable {TIMESTAMP}: "), F.col(TIMESTAMP))),
-              (outside, F.concat(F.lit(f"{TIMESTAMP} out of range ({EARLIEST} .. {LATEST}): "), F.col(TIMESTAMP))),
-              *[(~F.col(c).isin(values), F.concat(F.lit(f"unknown {c}: "), F.col(c))) for c, values in known.items()]]
+    checks = [
+        *[(F.col(c).isNull() | (F.trim(F.col(c)) == ""), F.lit(f"missing {c}")) for c in FIELDS],
+        (parsed.isNull(), F.concat(F.lit(f"unparseable {TIMESTAMP}: "), F.col(TIMESTAMP))),
+        (outside, F.concat(F.lit(f"{TIMESTAMP} out of range ({EARLIEST} .. {LATEST}): "), F.col(TIMESTAMP))),
+        *[(~F.col(c).isin(values), F.concat(F.lit(f"unknown {c}: "), F.col(c))) for c, values in known.items()],
+    ]
     for broken, why in reversed(checks):  # the first failing check names the row's reason
         reason = F.when(broken, why).otherwise(reason)
     return rows.withColumn("_parsed", parsed).withColumn(REASON, reason)
@@ -77,8 +80,10 @@ def check_source(lakehouse: Lakehouse) -> None:
     """incoming_flights exists with the columns a stream reads, as text (else one line naming the column)."""
     table = lakehouse.env.table(INCOMING)
     if not lakehouse.exists(table):
-        raise TableNotFoundError(f"{table} does not exist yet: feed it first "
-                                 f"(python -m lib.inference.feed --env {lakehouse.env.name} --from ... --to ...)")
+        raise TableNotFoundError(
+            f"{table} does not exist yet: feed it first "
+            f"(python -m lib.inference.feed --env {lakehouse.env.name} --from ... --to ...)"
+        )
     check_columns(lakehouse.read(table), table)
 
 
@@ -86,8 +91,9 @@ def check_columns(rows: DataFrame, table: str) -> None:
     types = {f.name: f.dataType.simpleString() for f in rows.schema.fields}
     for column, wanted in [*[(c, "string") for c in FIELDS], (ARRIVED, "timestamp")]:
         if column not in types:
-            raise StreamingError(f"{table} has no column {column} ({wanted}): its schema changed; "
-                                 "restore the column or start a new checkpoint")
+            raise StreamingError(
+                f"{table} has no column {column} ({wanted}): its schema changed; restore the column or start a new checkpoint"
+            )
         if types[column] != wanted:
             raise StreamingError(f"{table} column {column} is {types[column]}, not {wanted}: its schema changed")
 
@@ -128,7 +134,8 @@ class MicroBatch:
         txn = (query_id(Path(self.checkpoint)), batch_id)
         checked = triage(rows, self.known)
         bad = checked.where(F.col(REASON).isNotNull()).select(
-            *FIELDS, ARRIVED, REASON, F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at"))
+            *FIELDS, ARRIVED, REASON, F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at")
+        )
         if not bad.isEmpty():
             lakehouse.write(bad, self.env.table(QUARANTINE), mode="append", txn=txn)
         table = self.env.table(PREDICTIONS)
@@ -141,8 +148,9 @@ class MicroBatch:
         good = checked.where(F.col(REASON).isNull()).select(KEY, "origin", F.col("_parsed").alias(TIMESTAMP), ARRIVED)
         champion = self._champion()
         scored = inference.predict(lakehouse, good, champion, self.decision_threshold, names.CHAMPION, carry=(ARRIVED,))
-        scored = scored.select("*", F.lit(txn[0]).alias(QUERY), F.lit(batch_id).alias("batch_id"),
-                               F.current_timestamp().alias("scored_at"))
+        scored = scored.select(
+            "*", F.lit(txn[0]).alias(QUERY), F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("scored_at")
+        )
         if self.to_kafka:
             scored = scored.persist()  # the same rows, scored once, to the table and the topic
         try:
@@ -152,8 +160,10 @@ class MicroBatch:
         finally:
             if self.to_kafka:
                 scored.unpersist()
-        print(f"micro-batch {batch_id}: scored by {champion.name} v{champion.version} in "
-              f"{time.monotonic() - started:.1f}s", flush=True)  # to the Spark server's log
+        print(
+            f"micro-batch {batch_id}: scored by {champion.name} v{champion.version} in {time.monotonic() - started:.1f}s",
+            flush=True,
+        )  # to the Spark server's log
 
     def _champion(self) -> registry.ModelRef:
         if _configured.get(self.env.tracking_uri) is None:  # once per worker process
@@ -178,8 +188,10 @@ def wait_for_champion(env: EnvConfig, say: Callable[[str], None] = print, poll_s
     said = False
     while (ref := registry.version_of(env.model_name, names.CHAMPION)) is None:
         if not said:
-            say(f"{env.model_name} has no Champion yet: the stream waits for one (run the deployment job); "
-                f"looking again every {poll_s:g}s")
+            say(
+                f"{env.model_name} has no Champion yet: the stream waits for one (run the deployment job); "
+                f"looking again every {poll_s:g}s"
+            )
             said = True
         time.sleep(poll_s)
     return ref
@@ -210,18 +222,23 @@ def start(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str):
     checkpoint = checkpoint_path(lakehouse)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     found = model_cfg.inference.streaming
-    batches = MicroBatch(env, str(checkpoint), model_cfg.inference.decision_threshold, found.known_values,
-                         kafka_target(env))
+    batches = MicroBatch(env, str(checkpoint), model_cfg.inference.decision_threshold, found.known_values, kafka_target(env))
     reader = lakehouse.spark.readStream.format("delta")
     if found.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", found.max_files_per_trigger)
     source = reader.load(str(lakehouse.path(env.table(INCOMING))))
-    return (source.writeStream.foreachBatch(batches).queryName(f"{env.catalog}_streaming_inference")
-            .option("checkpointLocation", str(checkpoint)).trigger(**kwargs).start())
+    return (
+        source.writeStream.foreachBatch(batches)
+        .queryName(f"{env.catalog}_streaming_inference")
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(**kwargs)
+        .start()
+    )
 
 
-def run(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str, say: Callable[[str], None] = print,
-        poll_s: float = WAIT_S) -> dict[str, int]:
+def run(
+    lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str, say: Callable[[str], None] = print, poll_s: float = WAIT_S
+) -> dict[str, int]:
     """Run the stream: with `availableNow` until what has arrived is scored, with an interval until
     Ctrl-C (which stops the query cleanly: a micro-batch cut short is replayed by the next run).
 
@@ -238,15 +255,19 @@ def run(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str, say: Callabl
             if progress.batchId not in seen and progress.numInputRows:
                 seen.add(progress.batchId)
                 rows += progress.numInputRows
-                say(f"micro-batch {progress.batchId}: {progress.numInputRows} rows in "
-                    f"{progress.durationMs.get('triggerExecution', 0) / 1000:.1f}s")
+                say(
+                    f"micro-batch {progress.batchId}: {progress.numInputRows} rows in "
+                    f"{progress.durationMs.get('triggerExecution', 0) / 1000:.1f}s"
+                )
 
     try:  # from the start: a Ctrl-C just after it must stop the query too
         query = start(lakehouse, model_cfg, trigger)
         to_kafka = f" and Kafka topic {kafka_topic(lakehouse.env)}" if lakehouse.env.publish.kafka.enabled else ""
-        say(f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)}{to_kafka} with "
+        say(
+            f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)}{to_kafka} with "
             f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, "
-            f"checkpoint {checkpoint_path(lakehouse)}")
+            f"checkpoint {checkpoint_path(lakehouse)}"
+        )
         while query.isActive:
             query.awaitTermination(1)  # over Connect, re-raises the query's failure
             report()
@@ -285,5 +306,7 @@ def cause(error: BaseException) -> str:
 def totals(lakehouse: Lakehouse) -> dict[str, int]:
     """The rows streaming_predictions and the quarantine table hold (0 for a table not made yet)."""
     env = lakehouse.env
-    return {name: lakehouse.read(env.table(name)).count() if lakehouse.exists(env.table(name)) else 0
-            for name in (PREDICTIONS, QUARANTINE)}
+    return {
+        name: lakehouse.read(env.table(name)).count() if lakehouse.exists(env.table(name)) else 0
+        for name in (PREDICTIONS, QUARANTINE)
+    }

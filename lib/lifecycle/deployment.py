@@ -10,34 +10,27 @@ lose a move; the replaced Champion keeps the `Previous` alias, which `rollback` 
 
 from __future__ import annotations
 
-
 import datetime as dt
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from lib.platform import registry
-from lib.core.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
-from lib.lifecycle.evaluation import classification_metrics
-from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
-from lib.platform.registry import ModelRef
-
-
-import time
-from typing import Callable
-
-from lib.serving.client import Client
-from lib.serving.settings import Settings
 from lib.core import names
-from lib.core.names import APPROVAL, DECISION, REASON
-from lib.serving.rollout import Outcome, RolloutFailedError, capture_config, deploy, served_name
 from lib.core.config import APPROVAL_MODES, ConfigError, ModelConfig
-
+from lib.core.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
+from lib.core.names import APPROVAL, CHALLENGER, CHAMPION, DECISION, PREVIOUS, REASON
+from lib.lifecycle.evaluation import classification_metrics
+from lib.platform import registry
+from lib.platform.registry import ModelRef
+from lib.serving.client import Client
+from lib.serving.rollout import Outcome, RolloutFailedError, capture_config, deploy, served_name
+from lib.serving.settings import Settings
 
 BASELINE = "business-rule baseline"
-
 
 
 @dataclass(frozen=True)
@@ -60,13 +53,14 @@ class Decision:
 
     def reason(self) -> str:
         verb = "beats" if self.promote else "does not beat"
-        return (f"challenger {self.metric} {self.challenger:.4f} {verb} {self.incumbent_name} "
-                f"{self.incumbent:.4f} + {self.min_improvement}")
+        return (
+            f"challenger {self.metric} {self.challenger:.4f} {verb} {self.incumbent_name} "
+            f"{self.incumbent:.4f} + {self.min_improvement}"
+        )
 
     def table(self) -> pd.DataFrame:
         """Both sides' metrics side by side."""
         return pd.DataFrame({"challenger": self.challenger_metrics, self.incumbent_name: self.incumbent_metrics})
-
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,6 @@ class Approval:
         return self.approved or not self.required
 
 
-
 def business_rule_score(features: pd.DataFrame) -> np.ndarray:
     """What operations would say without a model: evening departures and bad weather run late."""
     evening = (features["dep_hour"] >= 15).astype(float)
@@ -89,14 +82,12 @@ def business_rule_score(features: pd.DataFrame) -> np.ndarray:
     return (0.1 + 0.4 * evening + 0.3 * rain + 0.2 * fog).to_numpy()
 
 
-
 def challenger_to_deploy(name: str, model_uri: str, own_model) -> ModelRef:
     """The version to deploy: model_uri if given (checked by own_model), else the current Challenger."""
     ref = own_model(model_uri) if model_uri else registry.version_of(name, CHALLENGER)
     if ref is None:
         raise ModelNotFoundError(f"{name} has no {CHALLENGER}: run the training job (it validates) first")
     return require_challenger(ref)
-
 
 
 def require_challenger(ref: ModelRef) -> ModelRef:
@@ -112,9 +103,7 @@ def require_challenger(ref: ModelRef) -> ModelRef:
     return ref
 
 
-
-def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFrame,
-            model_cfg: ModelConfig) -> Decision:
+def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFrame, model_cfg: ModelConfig) -> Decision:
     """Score both on the same held-out rows and decide on the configured metric."""
     cfg = model_cfg.deployment
     metric, threshold, label = cfg.metric, model_cfg.inference.decision_threshold, model_cfg.label
@@ -128,20 +117,25 @@ def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFra
     return Decision(metric, ours[metric], theirs[metric], incumbent_name, cfg.min_improvement, ours, theirs)
 
 
-
 def log_comparison(decision: Decision, challenger: ModelRef, run: str | None = None) -> str:
     """An MLflow run with both sides' metrics (challenger_*, incumbent_*) and the decision."""
     import mlflow
 
     with mlflow.start_run(run_name=f"deploy v{challenger.version}") as active:
-        mlflow.set_tags({"model_name": challenger.name, "model_version": challenger.version,
-                         "incumbent": decision.incumbent_name, "decision": "WIN" if decision.promote else "NO WIN",
-                         "reason": decision.reason(), "job_run": registry.actor(run)})
+        mlflow.set_tags(
+            {
+                "model_name": challenger.name,
+                "model_version": challenger.version,
+                "incumbent": decision.incumbent_name,
+                "decision": "WIN" if decision.promote else "NO WIN",
+                "reason": decision.reason(),
+                "job_run": registry.actor(run),
+            }
+        )
         for side, values in (("challenger", decision.challenger_metrics), ("incumbent", decision.incumbent_metrics)):
             mlflow.log_metrics({f"{side}_{k}": v for k, v in values.items() if math.isfinite(v)})
         mlflow.log_table(decision.table().reset_index(names="metric"), "comparison.json")
         return active.info.run_id
-
 
 
 def approval_required(configured: str, override: str = "") -> bool:
@@ -153,7 +147,6 @@ def approval_required(configured: str, override: str = "") -> bool:
     return mode == "required"
 
 
-
 def check_approval(ref: ModelRef, required: bool) -> Approval:
     """Whether ref may move to Champion as far as approval goes."""
     tags = registry.require_version(ref).tags
@@ -162,17 +155,21 @@ def check_approval(ref: ModelRef, required: bool) -> Approval:
     return Approval(required, False, "approval required, none recorded" if required else "approval not required")
 
 
-
 def approve(ref: ModelRef, by: str | None = None) -> None:
     """Record a human approval on the Challenger version (the `--approve` command)."""
     require_challenger(ref)
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     registry.set_tags(ref, {APPROVAL: "APPROVED", names.APPROVAL_BY: registry.actor(by), names.APPROVAL_AT: now})
 
 
-
-def apply(decision: Decision, challenger: ModelRef, compared_with: ModelRef | None, approval: Approval,
-          run: str | None = None, env_name: str = "") -> ModelRef | None:
+def apply(
+    decision: Decision,
+    challenger: ModelRef,
+    compared_with: ModelRef | None,
+    approval: Approval,
+    run: str | None = None,
+    env_name: str = "",
+) -> ModelRef | None:
     """Move Champion to the challenger if it won (and is approved); returns the new Champion or None.
 
     Raises ConcurrentDeploymentError, moving nothing, if the Champion changed since the comparison.
@@ -184,13 +181,16 @@ def apply(decision: Decision, challenger: ModelRef, compared_with: ModelRef | No
             now = f"v{current.version}" if current else "none"
             raise ConcurrentDeploymentError(
                 f"the Champion of {challenger.name} changed from {was} to {now} during this deployment: "
-                "nothing was moved; re-run the deployment to compare against the new Champion")
+                "nothing was moved; re-run the deployment to compare against the new Champion"
+            )
         outcome = "PROMOTED" if decision.promote else "REJECTED"
         reason = decision.reason()
         if decision.promote and not approval.ok:
             outcome = "AWAITING_APPROVAL"
-            reason += (f"; approval required: python run_pipeline.py --env {env_name or '<env>'} "
-                       f"--approve {challenger.version}, then --job deployment")
+            reason += (
+                f"; approval required: python run_pipeline.py --env {env_name or '<env>'} "
+                f"--approve {challenger.version}, then --job deployment"
+            )
         tags = {DECISION: outcome, REASON: reason, names.DECISION_RUN: registry.actor(run)}
         if outcome != "PROMOTED":
             registry.set_tags(challenger, tags)
@@ -205,7 +205,6 @@ def apply(decision: Decision, challenger: ModelRef, compared_with: ModelRef | No
         return challenger
 
 
-
 def rollback(name: str, by: str | None = None) -> tuple[ModelRef, ModelRef]:
     """Swap Champion and Previous: the Previous version serves again. Returns (new, replaced).
 
@@ -215,16 +214,23 @@ def rollback(name: str, by: str | None = None) -> tuple[ModelRef, ModelRef]:
         champion = registry.require_alias(name, CHAMPION)
         previous = registry.version_of(name, PREVIOUS)
         if previous is None or previous == champion:
-            raise ModelNotFoundError(f"{name} has no {PREVIOUS} version to roll back to "
-                                     f"(Champion v{champion.version} is the only one deployed)")
+            raise ModelNotFoundError(
+                f"{name} has no {PREVIOUS} version to roll back to (Champion v{champion.version} is the only one deployed)"
+            )
         registry.move_alias(previous, CHAMPION, f"rollback: replaces v{champion.version}", by)
         registry.move_alias(champion, PREVIOUS, f"rolled back: replaced as Champion by v{previous.version}", by)
         return previous, champion
 
 
-
-def serve_champion(client: Client | None, name: str, champion: ModelRef | None, cfg: Settings, env,
-                   run: str | None = None, wait: Callable[[float], None] = time.sleep) -> Outcome:
+def serve_champion(
+    client: Client | None,
+    name: str,
+    champion: ModelRef | None,
+    cfg: Settings,
+    env,
+    run: str | None = None,
+    wait: Callable[[float], None] = time.sleep,
+) -> Outcome:
     """deploy(), and if the rollout fails, give Champion back to the version still serving."""
     if champion is None or client is None:
         return Outcome("skipped", "")
@@ -238,4 +244,3 @@ def serve_champion(client: Client | None, name: str, champion: ModelRef | None, 
             rollback(champion.name, by=run)
             raise RolloutFailedError(f"{exc}; Champion moved back to v{previous.version}") from None
         raise
-

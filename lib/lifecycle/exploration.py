@@ -12,24 +12,25 @@ import yaml
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.lifecycle import training
+from lib.core import names
 from lib.core.config import PROJECT_DIR, ConfigError, Hyperparameters, ModelConfig
 from lib.core.config.loading import schema_comment
-from lib.lifecycle.evaluation import classification_metrics
 from lib.features.tables import DELAY_MINUTES
-from lib.core import names
-from lib.monitoring import monitors
-from lib.monitoring import views
+from lib.lifecycle import training
+from lib.lifecycle.evaluation import classification_metrics
+from lib.monitoring import monitors, views
 from lib.platform import registry
 
 # What the exploration notebook tries: name -> hyperparameters file content.
 CANDIDATES: dict[str, Hyperparameters] = {
-    "hgb_default": Hyperparameters(algorithm="hist_gradient_boosting",
-                                   params={"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31,
-                                           "l2_regularization": 0.0, "random_state": 42}),
-    "hgb_slow_deep": Hyperparameters(algorithm="hist_gradient_boosting",
-                                     params={"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63,
-                                             "l2_regularization": 1.0, "random_state": 42}),
+    "hgb_default": Hyperparameters(
+        algorithm="hist_gradient_boosting",
+        params={"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31, "l2_regularization": 0.0, "random_state": 42},
+    ),
+    "hgb_slow_deep": Hyperparameters(
+        algorithm="hist_gradient_boosting",
+        params={"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63, "l2_regularization": 1.0, "random_state": 42},
+    ),
     "logistic_regression": Hyperparameters(algorithm="logistic_regression", params={"C": 1.0}),
 }
 
@@ -39,14 +40,17 @@ def delay_rates(flights: DataFrame, by: str) -> DataFrame:
     arrived = flights.where(F.col("arr_delay").isNotNull())
     return (
         arrived.groupBy(by)
-        .agg(F.count("*").alias("flights"),
-             F.round(F.avg((F.col("arr_delay") > DELAY_MINUTES).cast("double")), 4).alias("delayed_share"))
+        .agg(
+            F.count("*").alias("flights"),
+            F.round(F.avg((F.col("arr_delay") > DELAY_MINUTES).cast("double")), 4).alias("delayed_share"),
+        )
         .orderBy(by)
     )
 
 
-def windows(start: str, end: str, holdout_days: int,
-            before: dt.date | None = None) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+def windows(
+    start: str, end: str, holdout_days: int, before: dt.date | None = None
+) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
     """Split [start, end) into a training window and the last holdout_days held out.
 
     `before` is where production's held-out window starts: exploring on it would tune the
@@ -57,16 +61,19 @@ def windows(start: str, end: str, holdout_days: int,
     except (TypeError, ValueError):
         raise ConfigError(f"explore_from/explore_to must be YYYY-MM-DD dates, got {start!r} and {end!r}") from None
     if before is not None and hi > before:
-        raise ConfigError(f"explore_to {hi} reaches into production's held-out window (from {before}), "
-                          "which the validation gates judge: end the exploration by then")
+        raise ConfigError(
+            f"explore_to {hi} reaches into production's held-out window (from {before}), "
+            "which the validation gates judge: end the exploration by then"
+        )
     split = hi - dt.timedelta(days=holdout_days)
     if not lo < split < hi:
         raise ConfigError(f"explore window {lo}..{hi} is too short to hold out {holdout_days} days")
     return (lo, split), (split, hi)
 
 
-def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig,
-                   candidates: dict[str, Hyperparameters]) -> pd.DataFrame:
+def try_candidates(
+    train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig, candidates: dict[str, Hyperparameters]
+) -> pd.DataFrame:
     """Fit each candidate, log it as an MLflow run, and rank them by held-out ROC AUC."""
     import mlflow
 
@@ -78,8 +85,16 @@ def try_candidates(train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelC
             m = classification_metrics(holdout[label], model.predict(None, holdout), threshold)
             mlflow.log_params({**hyper.params, "algorithm": hyper.algorithm, "train_rows": len(train)})
             mlflow.log_metrics({f"holdout_{k}": v for k, v in m.items() if pd.notna(v)})
-        rows.append({"candidate": name, "algorithm": hyper.algorithm, "roc_auc": m["roc_auc"],
-                     "accuracy": m["accuracy"], "f1": m["f1"], "run_id": run.info.run_id})
+        rows.append(
+            {
+                "candidate": name,
+                "algorithm": hyper.algorithm,
+                "roc_auc": m["roc_auc"],
+                "accuracy": m["accuracy"],
+                "f1": m["f1"],
+                "run_id": run.info.run_id,
+            }
+        )
     return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, ignore_index=True)
 
 
@@ -88,8 +103,9 @@ def write_best(results: pd.DataFrame, path: str) -> Path | None:
     if not path:
         return None
     best = results.iloc[0]
-    return write_hyperparameters(CANDIDATES[best["candidate"]], path,
-                                 f"{best['candidate']}, held-out ROC AUC {best['roc_auc']:.4f} (run {best['run_id']})")
+    return write_hyperparameters(
+        CANDIDATES[best["candidate"]], path, f"{best['candidate']}, held-out ROC AUC {best['roc_auc']:.4f} (run {best['run_id']})"
+    )
 
 
 def write_hyperparameters(hyper: Hyperparameters, path: str | Path, note: str) -> Path:
@@ -97,9 +113,11 @@ def write_hyperparameters(hyper: Hyperparameters, path: str | Path, note: str) -
     target = Path(path)
     if not target.is_absolute():
         target = PROJECT_DIR / target
-    header = (f"{schema_comment(target, 'hyperparameters')}\n# Production hyperparameters, read by the training task (conf/model.yml "
-              "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "
-              f"{note}\n# Review the diff before committing it.\n")
+    header = (
+        f"{schema_comment(target, 'hyperparameters')}\n# Production hyperparameters, read by the training task (conf/model.yml "
+        "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "
+        f"{note}\n# Review the diff before committing it.\n"
+    )
     body = yaml.safe_dump(hyper.model_dump(mode="json"), sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + body)
@@ -131,6 +149,5 @@ def production_champion(env, holdout: pd.DataFrame, model_cfg: ModelConfig) -> p
     if ref is None:
         print(f"{name} has no Champion yet: run the production workflow (make pipeline) first")
         return pd.DataFrame(columns=["model", "roc_auc", "accuracy", "f1"])
-    m = classification_metrics(holdout[model_cfg.label], registry.predict(ref, holdout),
-                               model_cfg.inference.decision_threshold)
+    m = classification_metrics(holdout[model_cfg.label], registry.predict(ref, holdout), model_cfg.inference.decision_threshold)
     return pd.DataFrame([{"model": ref.uri, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "f1": m["f1"]}])

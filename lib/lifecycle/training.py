@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 
+import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -19,15 +20,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-import mlflow
-from lib.lifecycle import evaluation
-from lib.features import on_demand
-from lib.platform import registry
 from lib.core.config import PROJECT_DIR, Hyperparameters, ModelConfig
 from lib.core.errors import ConfigError, LakehouseError
-from lib.features.store import FeatureLookup
-from lib.features.on_demand import OnDemandFeature
 from lib.core.names import VALIDATION_STATUS
+from lib.features import on_demand
+from lib.features.on_demand import OnDemandFeature
+from lib.features.store import FeatureLookup
+from lib.lifecycle import evaluation
+from lib.platform import registry
 from lib.platform.registry import ModelRef
 
 # Pinned so that log_model skips its slow requirement inference (~4 s).
@@ -79,15 +79,24 @@ def make_pipeline(model_cfg: ModelConfig, hyper: Hyperparameters) -> Pipeline:
     try:
         if hyper.algorithm == "hist_gradient_boosting":
             encode = ColumnTransformer(
-                [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                                encoded_missing_value=-1), categorical)],
-                remainder="passthrough", verbose_feature_names_out=False)
+                [
+                    (
+                        "categorical",
+                        OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                        categorical,
+                    )
+                ],
+                remainder="passthrough",
+                verbose_feature_names_out=False,
+            )
             classifier = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), **params)
         elif hyper.algorithm == "logistic_regression":
-            encode = ColumnTransformer([
-                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-                ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
-            ])
+            encode = ColumnTransformer(
+                [
+                    ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+                    ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+                ]
+            )
             classifier = LogisticRegression(**{"max_iter": 1000, **params})
         else:
             raise ConfigError(f"unknown algorithm {hyper.algorithm!r}")
@@ -125,9 +134,12 @@ def scored(model: DelayModel, frame: pd.DataFrame, model_cfg: ModelConfig) -> pd
 
 def git_commit() -> str:
     """The project's commit, `-dirty` if tracked files changed; `unknown` outside git."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
     try:
         commit = git("rev-parse", "HEAD")
         return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -137,10 +149,12 @@ def git_commit() -> str:
 
 def describe(model_cfg: ModelConfig, hyper: Hyperparameters, tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
     """The model version's description: what it predicts, from what, trained how, how good."""
-    return (f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg.label}). "
-            f"{hyper.algorithm} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
-            f"{tags.get('feature_lookups', 'the feature tables')}; trained on {tags.get('train_window', '?')}, "
-            f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f} on {tags.get('holdout_window', '?')}.")
+    return (
+        f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg.label}). "
+        f"{hyper.algorithm} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
+        f"{tags.get('feature_lookups', 'the feature tables')}; trained on {tags.get('train_window', '?')}, "
+        f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f} on {tags.get('holdout_window', '?')}."
+    )
 
 
 def _on_demand_note(model_cfg: ModelConfig) -> str:
@@ -148,9 +162,16 @@ def _on_demand_note(model_cfg: ModelConfig) -> str:
     return f" ({', '.join(made)} computed on demand)" if made else ""
 
 
-def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig,
-                     hyper: Hyperparameters, lookups: list[FeatureLookup], model_name: str,
-                     tags: dict[str, str]) -> ModelRef:
+def log_and_register(
+    model: DelayModel,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    model_cfg: ModelConfig,
+    hyper: Hyperparameters,
+    lookups: list[FeatureLookup],
+    model_name: str,
+    tags: dict[str, str],
+) -> ModelRef:
     """Log params, held-out metrics, plots and the model to MLflow; register it PENDING.
 
     Args:
@@ -158,9 +179,8 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
     Returns:
         The new version, tagged model_validation_status=PENDING, with run, git commit and lookups.
     """
-    from mlflow.models import infer_signature
-
     import cloudpickle
+    from mlflow.models import infer_signature
 
     registry.check_writable(model_name)  # before anything is logged: a version only in this environment's catalog
     label, threshold = model_cfg.label, model_cfg.inference.decision_threshold
@@ -169,16 +189,30 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
     holdout_metrics = evaluation.classification_metrics(holdout[label], proba, threshold)
     example = train[model.inputs].head(5)
     signature = infer_signature(example, model.predict(None, example))
-    tags = {**tags, "git_commit": git_commit(), "algorithm": hyper.algorithm,
-            "feature_lookups": "; ".join(f"{lk.table} by {','.join(lk.lookup_key)} as of {lk.timestamp_lookup_key}"
-                                         for lk in lookups)}
+    tags = {
+        **tags,
+        "git_commit": git_commit(),
+        "algorithm": hyper.algorithm,
+        "feature_lookups": "; ".join(
+            f"{lk.table} by {','.join(lk.lookup_key)} as of {lk.timestamp_lookup_key}" for lk in lookups
+        ),
+    }
     with mlflow.start_run(run_name=f"train {tags.get('as_of', '')}".strip()) as run:
         mlflow.set_tags(tags)
-        mlflow.log_params({**hyper.params, "algorithm": hyper.algorithm, "features": ",".join(columns),
-                           "train_rows": len(train), "holdout_rows": len(holdout)})
+        mlflow.log_params(
+            {
+                **hyper.params,
+                "algorithm": hyper.algorithm,
+                "features": ",".join(columns),
+                "train_rows": len(train),
+                "holdout_rows": len(holdout),
+            }
+        )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items() if np.isfinite(v)})
         if holdout[label].nunique() == 2:
-            importance = evaluation.feature_importance(model.pipeline, model.features(holdout), holdout[label].to_numpy(), columns)
+            importance = evaluation.feature_importance(
+                model.pipeline, model.features(holdout), holdout[label].to_numpy(), columns
+            )
             mlflow.log_dict(importance.round(5).to_dict(), "feature_importance.json")
             for name, figure in evaluation.figures(holdout[label], proba, threshold, importance).items():
                 mlflow.log_figure(figure, name)
@@ -189,8 +223,11 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
                 python_model=model,
                 signature=signature,
                 input_example=example,
-                metadata={"feature_lookups": [lk.to_dict() for lk in lookups], "keys": list(model_cfg.keys),
-                          "on_demand_features": [f.to_dict() for f in model.on_demand]},
+                metadata={
+                    "feature_lookups": [lk.to_dict() for lk in lookups],
+                    "keys": list(model_cfg.keys),
+                    "on_demand_features": [f.to_dict() for f in model.on_demand],
+                },
                 registered_model_name=model_name,
                 pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in _REQUIREMENTS],
             )
@@ -198,6 +235,5 @@ def log_and_register(model: DelayModel, train: pd.DataFrame, holdout: pd.DataFra
             cloudpickle.unregister_pickle_by_value(on_demand)
     ref = ModelRef(model_name, str(info.registered_model_version))
     registry.set_tags(ref, {**tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"})
-    registry.client().update_model_version(ref.name, ref.version,
-                                           description=describe(model_cfg, hyper, tags, holdout_metrics))
+    registry.client().update_model_version(ref.name, ref.version, description=describe(model_cfg, hyper, tags, holdout_metrics))
     return ref

@@ -24,16 +24,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from lib.core import names
-from lib.features import store as feature_store
-from lib.platform import registry
-from lib.core.config import METRICS
+from lib.core.config import METRICS, VALIDATION_MODES, ConfigError, check_param
 from lib.core.config.model import Compliance, ModelConfig, Slices, Threshold
 from lib.core.errors import ValidationFailedError, first_line
-from lib.lifecycle.evaluation import classification_metrics
 from lib.core.names import CHALLENGER, VALIDATION_STATUS
+from lib.features import store as feature_store
+from lib.lifecycle.evaluation import classification_metrics
+from lib.platform import registry
 from lib.platform.registry import ModelRef
-from lib.core.config import VALIDATION_MODES, ConfigError, check_param
-
 
 
 @dataclass(frozen=True)
@@ -68,8 +66,10 @@ class Report:
         return [c for c in self.checks if not c.passed]
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([{**c.__dict__, "verdict": c.verdict} for c in self.checks],
-                            columns=["name", "value", "threshold", "passed", "verdict"])
+        return pd.DataFrame(
+            [{**c.__dict__, "verdict": c.verdict} for c in self.checks],
+            columns=["name", "value", "threshold", "passed", "verdict"],
+        )
 
     def summary(self) -> str:
         return "; ".join(c.describe() for c in (self.failed or self.checks))
@@ -103,10 +103,12 @@ def check_model(ref: ModelRef, expected_columns: list[str]):
     else:
         missing = [c for c in expected_columns if c not in inputs]
         extra = [c for c in inputs if c not in expected_columns]
-        value = (f"{len(inputs)} inputs match" if not missing and not extra
-                 else f"missing {missing or 'none'}, unexpected {extra or 'none'}")
-        checks.append(Check("signature", value, f"inputs = the {len(expected_columns)} input columns",
-                            not missing and not extra))
+        value = (
+            f"{len(inputs)} inputs match"
+            if not missing and not extra
+            else f"missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
+        checks.append(Check("signature", value, f"inputs = the {len(expected_columns)} input columns", not missing and not extra))
     has_example = model.metadata.saved_input_example_info is not None
     checks.append(Check("input_example", "present" if has_example else "missing", "present", has_example))
     return model, checks
@@ -126,8 +128,11 @@ def check_feature_lookups(model, lakehouse) -> Check:
 def _metric(name: str, threshold: float):
     from mlflow.models import make_metric
 
-    return make_metric(eval_fn=lambda predictions, targets, metrics=None: classification_metrics(
-        targets, predictions, threshold)[name], greater_is_better=True, name=name)
+    return make_metric(
+        eval_fn=lambda predictions, targets, metrics=None: classification_metrics(targets, predictions, threshold)[name],
+        greater_is_better=True,
+        name=name,
+    )
 
 
 def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
@@ -135,8 +140,13 @@ def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
     import mlflow
 
     with mlflow.start_run(run_name=run_name, nested=True):
-        return mlflow.models.evaluate(data=frame[["prediction", label]], predictions="prediction", targets=label,
-                                      model_type=None, extra_metrics=[_metric(m, threshold) for m in METRICS])
+        return mlflow.models.evaluate(
+            data=frame[["prediction", label]],
+            predictions="prediction",
+            targets=label,
+            model_type=None,
+            extra_metrics=[_metric(m, threshold) for m in METRICS],
+        )
 
 
 def check_performance(candidate, baseline, thresholds: dict[str, Threshold], champion: str | None) -> list[Check]:
@@ -162,13 +172,23 @@ def check_performance(candidate, baseline, thresholds: dict[str, Threshold], cha
     for metric, rule in thresholds.items():
         value = candidate.metrics.get(metric, math.nan)
         if rule.min is not None:
-            judge(f"performance.{metric}", metric, MetricThreshold(threshold=rule.min, greater_is_better=True),
-                  f"{value:.4f}", f">= {rule.min}")
+            judge(
+                f"performance.{metric}",
+                metric,
+                MetricThreshold(threshold=rule.min, greater_is_better=True),
+                f"{value:.4f}",
+                f">= {rule.min}",
+            )
         if rule.min_change_vs_champion is not None and baseline is not None:
             base = baseline.metrics.get(metric, math.nan)
-            judge(f"performance.{metric}_vs_champion", metric,
-                  MetricThreshold(min_absolute_change=rule.min_change_vs_champion, greater_is_better=True),
-                  f"{value - base:+.4f} vs {champion}", f">= +{rule.min_change_vs_champion}", baseline)
+            judge(
+                f"performance.{metric}_vs_champion",
+                metric,
+                MetricThreshold(min_absolute_change=rule.min_change_vs_champion, greater_is_better=True),
+                f"{value - base:+.4f} vs {champion}",
+                f">= +{rule.min_change_vs_champion}",
+                baseline,
+            )
     return checks
 
 
@@ -192,9 +212,14 @@ def check_slices(table: pd.DataFrame, cfg: Slices) -> list[Check]:
             checks.append(Check(f"slice.{column}", f"no slice has {min_rows}+ rows", f"{metric} >= {floor}", True))
             continue
         worst = judged.loc[judged[metric].idxmin()]
-        checks.append(Check(f"slice.{column}",
-                            f"worst {worst['slice_value']} {metric} {worst[metric]:.4f} of {len(judged)} slices",
-                            f"{metric} >= {floor} in slices of {min_rows}+ rows", bool(worst[metric] >= floor)))
+        checks.append(
+            Check(
+                f"slice.{column}",
+                f"worst {worst['slice_value']} {metric} {worst[metric]:.4f} of {len(judged)} slices",
+                f"{metric} >= {floor} in slices of {min_rows}+ rows",
+                bool(worst[metric] >= floor),
+            )
+        )
     return checks
 
 
@@ -203,12 +228,19 @@ def check_compliance(ref: ModelRef, cfg: Compliance) -> list[Check]:
     version = registry.require_version(ref)
     required = list(cfg.required_tags)
     missing = [t for t in required if not version.tags.get(t)]
-    checks = [Check("compliance.tags", f"missing {', '.join(missing)}" if missing else f"{len(required)} present",
-                    f"tags {', '.join(required)}", not missing)]
+    checks = [
+        Check(
+            "compliance.tags",
+            f"missing {', '.join(missing)}" if missing else f"{len(required)} present",
+            f"tags {', '.join(required)}",
+            not missing,
+        )
+    ]
     if cfg.require_description:
         text = (version.description or "").strip()
-        checks.append(Check("compliance.description", f"{len(text)} characters" if text else "missing",
-                            "a description", bool(text)))
+        checks.append(
+            Check("compliance.description", f"{len(text)} characters" if text else "missing", "a description", bool(text))
+        )
     return checks
 
 
@@ -221,8 +253,15 @@ def _score(model, holdout: pd.DataFrame, report: Report) -> pd.DataFrame | None:
         return None
 
 
-def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef | None,
-             model_cfg: ModelConfig, expected_columns: list[str], mode: str) -> Report:
+def validate(
+    ref: ModelRef,
+    lakehouse,
+    holdout: pd.DataFrame,
+    champion: ModelRef | None,
+    model_cfg: ModelConfig,
+    expected_columns: list[str],
+    mode: str,
+) -> Report:
     """Run every check (none when mode is disabled) in an MLflow run; returns the report."""
     import mlflow
 
@@ -237,7 +276,9 @@ def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef
         report.checks.append(check_feature_lookups(model, lakehouse))
         scored = _score(model, holdout, report) if all(c.passed for c in report.checks[:2]) else None
         if scored is None:
-            report.checks.append(Check("performance", "not scored (see the checks above)", "scored on the held-out window", False))
+            report.checks.append(
+                Check("performance", "not scored (see the checks above)", "scored on the held-out window", False)
+            )
         else:
             candidate = evaluate(scored, label, threshold, f"candidate v{ref.version}")
             report.metrics = dict(candidate.metrics)
@@ -245,8 +286,9 @@ def validate(ref: ModelRef, lakehouse, holdout: pd.DataFrame, champion: ModelRef
             if champion is not None and champion != ref:
                 scored_champion = holdout.assign(prediction=registry.predict(champion, holdout))
                 baseline = evaluate(scored_champion, label, threshold, f"Champion v{champion.version}")
-            report.checks += check_performance(candidate, baseline, cfg.thresholds,
-                                               f"Champion v{champion.version}" if baseline else None)
+            report.checks += check_performance(
+                candidate, baseline, cfg.thresholds, f"Champion v{champion.version}" if baseline else None
+            )
             if cfg.slices is not None:
                 sl = cfg.slices
                 report.slices = slice_metrics(scored, sl.columns, sl.metric, label, threshold)
@@ -271,9 +313,11 @@ def record(report: Report, by: str | None = None) -> str:
     registry.set_tags(ref, {**tags, names.VALIDATION_MODE: report.mode, VALIDATION_STATUS: status})
     if status == "FAILED" and report.mode == "enabled":
         raise ValidationFailedError(f"{ref.uri} failed validation: {report.summary()}")
-    reason = {"PASSED": f"validation passed ({len(report.checks)} checks)",
-              "FAILED": f"dry run: failed checks not enforced ({report.summary()})",
-              "PENDING": "validation disabled"}[status]
+    reason = {
+        "PASSED": f"validation passed ({len(report.checks)} checks)",
+        "FAILED": f"dry run: failed checks not enforced ({report.summary()})",
+        "PENDING": "validation disabled",
+    }[status]
     with registry.alias_lock(ref.name):
         registry.move_alias(ref, CHALLENGER, reason, by)
     return status

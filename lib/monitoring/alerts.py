@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,10 +33,18 @@ from lib.platform.workflows import notify
 OK, TRIGGERED, ERROR = "OK", "TRIGGERED", "ERROR"
 TABLE = "alerts"  # <catalog>.<schema>.alerts: one row per rule per evaluation
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-SCHEMA = ("name string, evaluated_at timestamp, as_of date, state string, previous_state string, "
-          "value double, met int, windows int, reason string, severity string, acted boolean, actions string")
+SCHEMA = (
+    "name string, evaluated_at timestamp, as_of date, state string, previous_state string, "
+    "value double, met int, windows int, reason string, severity string, acted boolean, actions string"
+)
 
 
 class _Strict(BaseModel):
@@ -54,7 +63,7 @@ class Trigger(_Strict):
     n: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _m_of_n(self) -> "Trigger":
+    def _m_of_n(self) -> Trigger:
         if self.m > self.n:
             raise ValueError(f"m ({self.m}) cannot exceed n ({self.n})")
         return self
@@ -82,7 +91,7 @@ class AlertsFile(_Strict):
     alerts: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique(self) -> "AlertsFile":
+    def _unique(self) -> AlertsFile:
         names = [r.name for r in self.alerts]
         if len(set(names)) != len(names):
             raise invalid("alerts", "alert names must be unique")
@@ -98,8 +107,9 @@ def load_rules(folder: Path | None = None, known_jobs: set[str] | None = None) -
     for i, rule in enumerate(rules):
         for action in rule.actions:
             if isinstance(action, RunJob) and known_jobs is not None and action.run_job not in known_jobs:
-                raise ConfigError(f"{display_path(path)}: alerts.{i}.actions ({rule.name}): run_job names unknown job "
-                                  f"{action.run_job!r}")
+                raise ConfigError(
+                    f"{display_path(path)}: alerts.{i}.actions ({rule.name}): run_job names unknown job {action.run_job!r}"
+                )
     return rules
 
 
@@ -116,13 +126,15 @@ def check(spark, rules: list[Rule], schemas: dict[str, str], source: str = "conf
             views[name] = f"_alert_check_{name}"
             spark.createDataFrame([], schemas[name]).createOrReplaceTempView(views[name])
         try:
-            columns = spark.sql(_PLACEHOLDER.sub(lambda m: views[m.group(1)], rule.query)).columns
+            columns = spark.sql(_PLACEHOLDER.sub(lambda m: views[m.group(1)], rule.query)).columns  # noqa: B023 - used at once
         except Exception as exc:  # Spark's analysis error: its first line names what is wrong
             first = first_line(exc)
             raise ConfigError(f"{source} alerts.{i} ({rule.name}): the query does not compile: {first}") from None
         if not {"window", "value"} <= set(columns):
-            raise ConfigError(f"{source} alerts.{i} ({rule.name}): the query must return columns window and value, "
-                              f"it returns {', '.join(columns)}")
+            raise ConfigError(
+                f"{source} alerts.{i} ({rule.name}): the query must return columns window and value, "
+                f"it returns {', '.join(columns)}"
+            )
 
 
 @dataclass
@@ -147,8 +159,12 @@ class Outcome:
 def judge(rule: Rule, rows: pd.DataFrame, previous_state: str | None) -> Outcome:
     """The state of a rule given its query's rows (`window`, `value`): M of the newest N windows."""
     if not {"window", "value"} <= set(rows.columns):
-        return Outcome(rule, ERROR, previous_state, f"the query must return columns window and value, "
-                                                     f"got {', '.join(rows.columns) or 'none'}")
+        return Outcome(
+            rule,
+            ERROR,
+            previous_state,
+            f"the query must return columns window and value, got {', '.join(rows.columns) or 'none'}",
+        )
     newest = rows.dropna(subset=["value"]).sort_values("window", ascending=False).head(rule.trigger.n)
     check = _OPS[rule.condition.op]
     met = int(sum(check(float(v), rule.condition.threshold) for v in newest["value"]))
@@ -158,12 +174,14 @@ def judge(rule: Rule, rows: pd.DataFrame, previous_state: str | None) -> Outcome
     if not len(newest):
         reason = "no windows to judge yet"
     else:
-        reason = f"{met} of the last {len(newest)} windows meet {cond} (needs {rule.trigger.m} of {rule.trigger.n}); newest {value:.4g}"
+        needs = f"needs {rule.trigger.m} of {rule.trigger.n}"
+        reason = f"{met} of the last {len(newest)} windows meet {cond} ({needs}); newest {value:.4g}"
     return Outcome(rule, state, previous_state, reason, value, met, len(newest))
 
 
 def resolve_query(query: str, lakehouse, env) -> str:
     """`{table}` placeholders become the Delta path of that table of the environment's schema."""
+
     def table(match: re.Match) -> str:
         name = env.table(match.group(1))
         if not lakehouse.exists(name):
@@ -202,9 +220,18 @@ def evaluate(lakehouse, env, rules: list[Rule], as_of: dt.date, say: Callable[[s
         if outcome.acts:
             for action in rule.actions:
                 if action == "notify":
-                    notify.notify(env, f"alert {rule.name} [{rule.severity}] is {outcome.state}: {outcome.reason}", say,
-                                details={"alert": rule.name, "state": outcome.state, "severity": rule.severity,
-                                         "value": outcome.value, "as_of": as_of.isoformat()})
+                    notify.notify(
+                        env,
+                        f"alert {rule.name} [{rule.severity}] is {outcome.state}: {outcome.reason}",
+                        say,
+                        details={
+                            "alert": rule.name,
+                            "state": outcome.state,
+                            "severity": rule.severity,
+                            "value": outcome.value,
+                            "as_of": as_of.isoformat(),
+                        },
+                    )
                 elif outcome.state == TRIGGERED:  # a job runs on a real trigger, not on an error
                     outcome.jobs.append(action.run_job)
         outcomes.append(outcome)
@@ -213,10 +240,24 @@ def evaluate(lakehouse, env, rules: list[Rule], as_of: dt.date, say: Callable[[s
 
 
 def _append(lakehouse, env, outcomes: list[Outcome], as_of: dt.date) -> None:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    rows = [(o.rule.name, now, as_of, o.state, o.previous_state, o.value, o.met, o.windows, o.reason,
-             o.rule.severity, o.acts, ", ".join(a if isinstance(a, str) else f"run_job {a.run_job}"
-                                                for a in o.rule.actions)) for o in outcomes]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [
+        (
+            o.rule.name,
+            now,
+            as_of,
+            o.state,
+            o.previous_state,
+            o.value,
+            o.met,
+            o.windows,
+            o.reason,
+            o.rule.severity,
+            o.acts,
+            ", ".join(a if isinstance(a, str) else f"run_job {a.run_job}" for a in o.rule.actions),
+        )
+        for o in outcomes
+    ]
     if rows:
         lakehouse.write(lakehouse.spark.createDataFrame(rows, SCHEMA), env.table(TABLE), mode="append")
 
@@ -231,5 +272,4 @@ def history(lakehouse, env) -> pd.DataFrame:
 
 def as_records(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     """Outcomes as plain dicts (task values, timelines)."""
-    return [{"name": o.rule.name, "state": o.state, "acted": o.acts, "reason": o.reason, "jobs": o.jobs}
-            for o in outcomes]
+    return [{"name": o.rule.name, "state": o.state, "acted": o.acts, "reason": o.reason, "jobs": o.jobs} for o in outcomes]

@@ -53,8 +53,11 @@ def fields(metrics: list[CustomMetric], kinds: tuple[str, ...]) -> list[tuple[st
 
 def _sql(definition: str, monitor, column: str) -> str:
     """The definition with its `{{...}}` placeholders filled in for one input column."""
-    values = {"input_column": f"`{column}`", "prediction_col": f"`{monitor.prediction_col}`",
-              "label_col": f"`{monitor.label_col}`" if monitor.label_col else "NULL"}
+    values = {
+        "input_column": f"`{column}`",
+        "prediction_col": f"`{monitor.prediction_col}`",
+        "label_col": f"`{monitor.label_col}`" if monitor.label_col else "NULL",
+    }
     return re.sub(r"\{\{\s*(input_column|prediction_col|label_col)\s*\}\}", lambda m: values[m.group(1)], definition)
 
 
@@ -76,10 +79,12 @@ def aggregate(rows: DataFrame, monitor, group: list[str], slices: list) -> pd.Da
     sliced = rows.withColumn("_slice", F.explode(F.array(*slices))).select("*", "_slice.*").drop("_slice")
     parts = []
     for column in sorted({c for m in metrics for c in _inputs(m, rows.columns)}):
-        exprs = [F.expr(_sql(m.definition, monitor, column)).cast(m.output_data_type).alias(m.name)
-                 for m in metrics if column in _inputs(m, rows.columns)]
-        parts.append(sliced.groupBy(*group, "slice_key", "slice_value").agg(*exprs)
-                     .withColumn("column_name", F.lit(column)))
+        exprs = [
+            F.expr(_sql(m.definition, monitor, column)).cast(m.output_data_type).alias(m.name)
+            for m in metrics
+            if column in _inputs(m, rows.columns)
+        ]
+        parts.append(sliced.groupBy(*group, "slice_key", "slice_value").agg(*exprs).withColumn("column_name", F.lit(column)))
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part, allowMissingColumns=True)
@@ -117,18 +122,36 @@ def drift(drifts: DataFrame, profiles: DataFrame, metrics: list[CustomMetric]) -
     d, cur, base = drifts.alias("d"), profiles.alias("current_df"), profiles.alias("base_df")
 
     def same(other: str) -> F.Column:
-        return (F.col(f"{other}.model_id") == F.col("d.model_id")) & F.col(f"{other}.column_name").eqNullSafe(
-            F.col("d.column_name")) & F.col(f"{other}.slice_key").eqNullSafe(F.col("d.slice_key")) & F.col(
-            f"{other}.slice_value").eqNullSafe(F.col("d.slice_value"))
+        return (
+            (F.col(f"{other}.model_id") == F.col("d.model_id"))
+            & F.col(f"{other}.column_name").eqNullSafe(F.col("d.column_name"))
+            & F.col(f"{other}.slice_key").eqNullSafe(F.col("d.slice_key"))
+            & F.col(f"{other}.slice_value").eqNullSafe(F.col("d.slice_value"))
+        )
 
-    on_current = same("current_df") & (F.col("current_df.log_type") == "INPUT") & (
-        F.col("current_df.granularity") == F.col("d.granularity")) & (F.col("current_df.window") == F.col("d.window"))
-    consecutive = (F.col("d.drift_type") == "CONSECUTIVE") & (F.col("base_df.log_type") == "INPUT") & (
-        F.col("base_df.granularity") == F.col("d.granularity")) & (F.col("base_df.window") == F.col("d.window_cmp"))
+    on_current = (
+        same("current_df")
+        & (F.col("current_df.log_type") == "INPUT")
+        & (F.col("current_df.granularity") == F.col("d.granularity"))
+        & (F.col("current_df.window") == F.col("d.window"))
+    )
+    consecutive = (
+        (F.col("d.drift_type") == "CONSECUTIVE")
+        & (F.col("base_df.log_type") == "INPUT")
+        & (F.col("base_df.granularity") == F.col("d.granularity"))
+        & (F.col("base_df.window") == F.col("d.window_cmp"))
+    )
     baseline = (F.col("d.drift_type") == "BASELINE") & (F.col("base_df.log_type") == "BASELINE")
     joined = d.join(cur, on_current, "left").join(base, same("base_df") & (consecutive | baseline), "left")
-    return joined.select("d.*", *[F.when(F.col("d.column_name").isin(m.input_columns), F.expr(_drift_sql(m.definition)))
-                                  .cast(m.output_data_type).alias(m.name) for m in drift_metrics])
+    return joined.select(
+        "d.*",
+        *[
+            F.when(F.col("d.column_name").isin(m.input_columns), F.expr(_drift_sql(m.definition)))
+            .cast(m.output_data_type)
+            .alias(m.name)
+            for m in drift_metrics
+        ],
+    )
 
 
 def check(spark, monitor, table_schema, profile_ddl: str, drift_ddl: str, where: str) -> None:

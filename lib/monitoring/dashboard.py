@@ -20,11 +20,9 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
-from lib.monitoring.alerts import ERROR, OK, TRIGGERED
 from lib.core.errors import ConfigError
-from lib.monitoring import monitors
-from lib.monitoring import views
-from lib.monitoring import alerts
+from lib.monitoring import alerts, monitors, views
+from lib.monitoring.alerts import ERROR, OK, TRIGGERED
 from lib.platform.spark.builder import to_pandas
 from lib.platform.workflows import replay
 
@@ -78,19 +76,33 @@ def publish(lakehouse, env, monitor) -> Path:
 
     granularity = monitor.granularities[0]
     timeline_table = env.table(replay.TABLE)
-    timeline = (replay.display(to_pandas(lakehouse.read(timeline_table).orderBy("run")))
-                if lakehouse.exists(timeline_table) else None)
-    page = render(env.name, monitor.table_name,
-                  drift=views.drift_over_time(lakehouse, monitor.output(env, "drift"), granularity),
-                  quality=views.quality_over_time(lakehouse, monitor.output(env, "profile"), granularity),
-                  infra=views.serving_over_time(lakehouse, monitors.serving_metrics_table(env), granularity),
-                  alerts=alerts.history(lakehouse, env), timeline=timeline)
+    timeline = (
+        replay.display(to_pandas(lakehouse.read(timeline_table).orderBy("run"))) if lakehouse.exists(timeline_table) else None
+    )
+    page = render(
+        env.name,
+        monitor.table_name,
+        drift=views.drift_over_time(lakehouse, monitor.output(env, "drift"), granularity),
+        quality=views.quality_over_time(lakehouse, monitor.output(env, "profile"), granularity),
+        infra=views.serving_over_time(lakehouse, monitors.serving_metrics_table(env), granularity),
+        alerts=alerts.history(lakehouse, env),
+        timeline=timeline,
+    )
     return write(path_for(env.home / "dashboards", env.name, monitor.table_name), page)
 
 
-def render(env_name: str, table: str, *, drift: pd.DataFrame, quality: pd.DataFrame, infra: pd.DataFrame,
-           alerts: pd.DataFrame, timeline: pd.DataFrame | None = None,
-           generated_at: dt.datetime | None = None, statistic: str = "js_distance") -> str:
+def render(
+    env_name: str,
+    table: str,
+    *,
+    drift: pd.DataFrame,
+    quality: pd.DataFrame,
+    infra: pd.DataFrame,
+    alerts: pd.DataFrame,
+    timeline: pd.DataFrame | None = None,
+    generated_at: dt.datetime | None = None,
+    statistic: str = "js_distance",
+) -> str:
     """The whole page as one HTML string.
 
     Args:
@@ -100,24 +112,33 @@ def render(env_name: str, table: str, *, drift: pd.DataFrame, quality: pd.DataFr
         alerts: the alert history (lib.monitoring.alerts.history).
         timeline: one row per workflow step, any columns; None leaves the panel out.
     """
-    generated = (generated_at or dt.datetime.now(dt.timezone.utc)).isoformat(sep=" ", timespec="seconds")
-    sections = [_drift_panel(drift, statistic), _quality_panel(quality), _serving_panel(infra),
-                _alerts_panel(alerts)]
+    generated = (generated_at or dt.datetime.now(dt.UTC)).isoformat(sep=" ", timespec="seconds")
+    sections = [_drift_panel(drift, statistic), _quality_panel(quality), _serving_panel(infra), _alerts_panel(alerts)]
     if timeline is not None:
-        sections.append(_section("timeline", "timeline", _table(timeline) if len(timeline) else
-                                 _nothing("no workflow step recorded")))
-    nav = " ".join(f'<a href="#{i}">{i}</a>' for i in PANELS[:len(sections)])
+        sections.append(
+            _section("timeline", "timeline", _table(timeline) if len(timeline) else _nothing("no workflow step recorded"))
+        )
+    nav = " ".join(f'<a href="#{i}">{i}</a>' for i in PANELS[: len(sections)])
     name = f"{_e(table)} ({_e(env_name)})"
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>monitoring: {name}</title><style>{_CSS}</style></head><body>",
-        f"<h1>monitoring: {name}</h1>", f'<p class="meta">generated {_e(generated)}</p>', f"<nav>{nav}</nav>",
-        *sections, "</body></html>", ""])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>monitoring: {name}</title><style>{_CSS}</style></head><body>",
+            f"<h1>monitoring: {name}</h1>",
+            f'<p class="meta">generated {_e(generated)}</p>',
+            f"<nav>{nav}</nav>",
+            *sections,
+            "</body></html>",
+            "",
+        ]
+    )
 
 
 # --- Panels -------------------------------------------------------------------------------------
+
 
 def _drift_panel(pivot: pd.DataFrame, statistic: str) -> str:
     title = f"drift: {statistic}"
@@ -131,8 +152,11 @@ def _quality_panel(quality: pd.DataFrame) -> str:
     if quality.empty:
         return _section("quality", "quality over time", _nothing("no window profiled"))
     frame = quality.sort_values(["window", "model_id"])
-    series = [(f"model {model} {metric}", rows, metric) for model, rows in frame.groupby("model_id", sort=True)
-              for metric in ("roc_auc", "accuracy")]
+    series = [
+        (f"model {model} {metric}", rows, metric)
+        for model, rows in frame.groupby("model_id", sort=True)
+        for metric in ("roc_auc", "accuracy")
+    ]
     scores = pd.to_numeric(pd.concat([frame["roc_auc"], frame["accuracy"]]), errors="coerce").dropna()
     low = max(0.0, float(np.floor(scores.min() * 10 - 0.5)) / 10) if len(scores) else 0.0  # 0..1 hides changes
     chart = _line_chart(frame["window"], series, y_range=(low, 1.0), dashed="accuracy")
@@ -143,8 +167,11 @@ def _serving_panel(infra: pd.DataFrame) -> str:
     if infra.empty:
         return _section("serving", "serving", _nothing("no request served"))
     frame = infra.sort_values(["window", "served_entity"])
-    series = [(f"{entity} {metric}", rows, metric) for entity, rows in frame.groupby("served_entity", sort=True)
-              for metric in ("p50_ms", "p99_ms")]
+    series = [
+        (f"{entity} {metric}", rows, metric)
+        for entity, rows in frame.groupby("served_entity", sort=True)
+        for metric in ("p50_ms", "p99_ms")
+    ]
     return _section("serving", "serving", _line_chart(frame["window"], series, dashed="p50_ms") + _table(frame))
 
 
@@ -156,17 +183,18 @@ def _alerts_panel(history: pd.DataFrame) -> str:
     badges = "".join(
         f'<tr><td>{_e(r.name)}</td><td><span class="state" style="background:{_STATE_FILL.get(r.state, "#555")}">'
         f"{_e(r.state)}</span></td><td>{_e(_text(r.evaluated_at))}</td><td>{_e(r.reason)}</td></tr>"
-        for r in current.itertuples(index=False))
+        for r in current.itertuples(index=False)
+    )
     head = "<tr><th>rule</th><th>state</th><th>evaluated at</th><th>reason</th></tr>"
     note = ""
     if len(newest) > HISTORY_ROWS:
         note = f'<p class="note">showing the newest {HISTORY_ROWS} of {len(newest)} evaluations</p>'
-    body = (f"<h3>current state</h3><table>{head}{badges}</table>"
-            f"<h3>history</h3>{note}{_table(newest.head(HISTORY_ROWS))}")
+    body = f"<h3>current state</h3><table>{head}{badges}</table><h3>history</h3>{note}{_table(newest.head(HISTORY_ROWS))}"
     return _section("alerts", "alerts", body)
 
 
 # --- Building blocks ----------------------------------------------------------------------------
+
 
 def _heatmap(pivot: pd.DataFrame, statistic: str) -> str:
     """A <rect class="cell"> per column and window, coloured 0..max, each with a tooltip."""
@@ -190,23 +218,33 @@ def _heatmap(pivot: pd.DataFrame, statistic: str) -> str:
             value = values[i, j]
             fill = NAN_FILL if np.isnan(value) else to_hex(scale(value / top if top > 0 else 0.0))
             tip = f"{label}, {_when(window)}: {'n/a' if np.isnan(value) else f'{value:.4g}'}"
-            parts.append(f'<rect class="cell" x="{left + _CELL_W * j}" y="{y}" width="{_CELL_W - 1}" '
-                         f'height="{_CELL_H - 1}" fill="{fill}"><title>{_e(tip)}</title></rect>')
+            parts.append(
+                f'<rect class="cell" x="{left + _CELL_W * j}" y="{y}" width="{_CELL_W - 1}" '
+                f'height="{_CELL_H - 1}" fill="{fill}"><title>{_e(tip)}</title></rect>'
+            )
     y = 24 + _CELL_H * len(labels) + 14
     steps = 10
     for k in range(steps):
-        parts.append(f'<rect class="legend" x="{left + 12 * k}" y="{y}" width="12" height="10" '
-                     f'fill="{to_hex(scale(k / (steps - 1)))}"/>')
+        parts.append(
+            f'<rect class="legend" x="{left + 12 * k}" y="{y}" width="12" height="10" fill="{to_hex(scale(k / (steps - 1)))}"/>'
+        )
     end = left + 12 * steps
-    parts.append(f'<text x="{left - 6}" y="{y + 9}" text-anchor="end">0</text>'
-                 f'<text x="{end + 4}" y="{y + 9}">{top:.3g} ({_e(statistic)})</text>'
-                 f'<rect class="legend" x="{end + 140}" y="{y}" width="12" height="10" fill="{NAN_FILL}"/>'
-                 f'<text x="{end + 156}" y="{y + 9}">n/a</text></svg>')
+    parts.append(
+        f'<text x="{left - 6}" y="{y + 9}" text-anchor="end">0</text>'
+        f'<text x="{end + 4}" y="{y + 9}">{top:.3g} ({_e(statistic)})</text>'
+        f'<rect class="legend" x="{end + 140}" y="{y}" width="12" height="10" fill="{NAN_FILL}"/>'
+        f'<text x="{end + 156}" y="{y + 9}">n/a</text></svg>'
+    )
     return "".join(parts)
 
 
-def _line_chart(windows: pd.Series, series: list[tuple[str, pd.DataFrame, str]], *,
-                y_range: tuple[float, float] | None = None, dashed: str = "") -> str:
+def _line_chart(
+    windows: pd.Series,
+    series: list[tuple[str, pd.DataFrame, str]],
+    *,
+    y_range: tuple[float, float] | None = None,
+    dashed: str = "",
+) -> str:
     """Series over windows (evenly spaced); a NaN breaks its line, it is never drawn as zero."""
     xs = sorted({pd.Timestamp(w) for w in windows})
     values = [pd.to_numeric(rows[metric], errors="coerce") for _, rows, metric in series]
@@ -216,14 +254,17 @@ def _line_chart(windows: pd.Series, series: list[tuple[str, pd.DataFrame, str]],
     step = plot_w / max(len(xs) - 1, 1)
     x_of = {w: left + step * k for k, w in enumerate(xs)}
     legend_h = 16 * len(series)
-    parts = [f'<div class="scroll"><svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{left + plot_w + 30}" '
-             f'height="{pad + plot_h + 24 + legend_h}">',
-             f'<line x1="{left}" y1="{pad + plot_h}" x2="{left + plot_w}" y2="{pad + plot_h}" stroke="#999"/>',
-             f'<line x1="{left}" y1="{pad}" x2="{left}" y2="{pad + plot_h}" stroke="#999"/>',
-             f'<text x="{left - 4}" y="{pad + 4}" text-anchor="end">{top:.3g}</text>',
-             f'<text x="{left - 4}" y="{pad + plot_h}" text-anchor="end">{low:.3g}</text>']
-    parts += [f'<text x="{x}" y="{pad + plot_h + 14}" text-anchor="middle">{pd.Timestamp(w):%m-%d}</text>'
-              for w, x in x_of.items()]
+    parts = [
+        f'<div class="scroll"><svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{left + plot_w + 30}" '
+        f'height="{pad + plot_h + 24 + legend_h}">',
+        f'<line x1="{left}" y1="{pad + plot_h}" x2="{left + plot_w}" y2="{pad + plot_h}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{pad}" x2="{left}" y2="{pad + plot_h}" stroke="#999"/>',
+        f'<text x="{left - 4}" y="{pad + 4}" text-anchor="end">{top:.3g}</text>',
+        f'<text x="{left - 4}" y="{pad + plot_h}" text-anchor="end">{low:.3g}</text>',
+    ]
+    parts += [
+        f'<text x="{x}" y="{pad + plot_h + 14}" text-anchor="middle">{pd.Timestamp(w):%m-%d}</text>' for w, x in x_of.items()
+    ]
     for k, ((label, rows, metric), vals) in enumerate(zip(series, values)):
         colour, d, pen = _SERIES[(k // 2) % len(_SERIES)], [], "M"  # two metrics per model/entity: one colour
         dash = ' stroke-dasharray="4 3"' if metric == dashed else ""
@@ -234,13 +275,17 @@ def _line_chart(windows: pd.Series, series: list[tuple[str, pd.DataFrame, str]],
             x, y = x_of[pd.Timestamp(window)], pad + plot_h * (top - float(value)) / (top - low)
             d.append(f"{pen}{x:.1f},{y:.1f}")
             pen = "L"
-            parts.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}">'
-                         f"<title>{_e(label)}, {_when(window)}: {float(value):.4g}</title></circle>")
+            parts.append(
+                f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}">'
+                f"<title>{_e(label)}, {_when(window)}: {float(value):.4g}</title></circle>"
+            )
         if d:
             parts.append(f'<path class="series" d="{" ".join(d)}" fill="none" stroke="{colour}"{dash}/>')
         y = pad + plot_h + 24 + 16 * k + 8
-        parts.append(f'<line x1="{left}" y1="{y}" x2="{left + 20}" y2="{y}" stroke="{colour}"{dash}/>'
-                     f'<text x="{left + 26}" y="{y + 4}">{_e(label)}</text>')
+        parts.append(
+            f'<line x1="{left}" y1="{y}" x2="{left + 20}" y2="{y}" stroke="{colour}"{dash}/>'
+            f'<text x="{left + 26}" y="{y + 4}">{_e(label)}</text>'
+        )
     return "".join(parts) + "</svg></div>"
 
 
@@ -249,8 +294,7 @@ def _table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
     rows = []
     for record in frame.itertuples(index=False):
-        cells = "".join(f'<td class="num">{_e(_text(v))}</td>' if _is_number(v) else f"<td>{_e(_text(v))}</td>"
-                        for v in record)
+        cells = "".join(f'<td class="num">{_e(_text(v))}</td>' if _is_number(v) else f"<td>{_e(_text(v))}</td>" for v in record)
         rows.append(f"<tr>{cells}</tr>")
     return f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
 
@@ -272,7 +316,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _short(label: str, limit: int = 40) -> str:
-    return label if len(label) <= limit else label[:limit - 1] + "\u2026"
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
 
 
 def _when(value: Any) -> str:

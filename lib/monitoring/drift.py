@@ -46,8 +46,13 @@ def numeric(cur: np.ndarray, ref: np.ndarray, x: np.ndarray) -> dict[str, np.nda
     pvalue = special.kolmogorov(np.sqrt(n_ * m_ / (n_ + m_)) * statistic)
     wasserstein = (gap[:, :-1] * np.diff(np.asarray(x, dtype=float))).sum(axis=1)
     p_cur, p_ref = _decile_shares(cum_cur, cum_ref, n_, m_)
-    out = {"ks_statistic": statistic, "ks_pvalue": pvalue, "wasserstein_distance": wasserstein,
-           "js_distance": _js(p_cur, p_ref), "population_stability_index": psi(p_cur, p_ref)}
+    out = {
+        "ks_statistic": statistic,
+        "ks_pvalue": pvalue,
+        "wasserstein_distance": wasserstein,
+        "js_distance": _js(p_cur, p_ref),
+        "population_stability_index": psi(p_cur, p_ref),
+    }
     return {k: np.where(empty, np.nan, v) for k, v in out.items()}
 
 
@@ -64,8 +69,13 @@ def categorical(cur: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
     n_, m_ = np.where(empty, 1, n), np.where(empty, 1, m)
     p_cur, p_ref = cur / n_[:, None], ref / m_[:, None]
     statistic, pvalue = chi_squared(cur, ref)
-    out = {"chi_statistic": statistic, "chi_pvalue": pvalue, "tv_distance": 0.5 * np.abs(p_cur - p_ref).sum(axis=1),
-           "l_infinity_distance": np.abs(p_cur - p_ref).max(axis=1, initial=0.0), "js_distance": _js(p_cur, p_ref)}
+    out = {
+        "chi_statistic": statistic,
+        "chi_pvalue": pvalue,
+        "tv_distance": 0.5 * np.abs(p_cur - p_ref).sum(axis=1),
+        "l_infinity_distance": np.abs(p_cur - p_ref).max(axis=1, initial=0.0),
+        "js_distance": _js(p_cur, p_ref),
+    }
     return {k: np.where(empty, np.nan, v) for k, v in out.items()}
 
 
@@ -118,6 +128,7 @@ def _decile_shares(cum_cur: np.ndarray, cum_ref: np.ndarray, n: np.ndarray, m: n
 
 # --- Two samples --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Distribution:
     """A column's non-null values: distinct values (ascending) and their row counts."""
@@ -131,14 +142,13 @@ class Distribution:
         object.__setattr__(self, "counts", np.asarray(self.counts, dtype=np.int64)[order])
 
     @classmethod
-    def of(cls, rows: Any) -> "Distribution":
+    def of(cls, rows: Any) -> Distribution:
         """From the rows themselves (nulls and NaN dropped)."""
         array = np.asarray(rows, dtype=object)
         kept = array[[v is not None and v == v for v in array]]  # v == v drops NaN
         if len(kept) == 0:
             return cls(np.array([]), np.array([], dtype=np.int64))
-        values, counts = np.unique(kept.astype(type(kept[0]) if isinstance(kept[0], str) else float),
-                                   return_counts=True)
+        values, counts = np.unique(kept.astype(type(kept[0]) if isinstance(kept[0], str) else float), return_counts=True)
         return cls(values, counts.astype(np.int64))
 
     @property
@@ -165,22 +175,25 @@ def numeric_drift(current: Distribution, reference: Distribution) -> dict[str, A
     """KS test, Wasserstein distance, JS distance and PSI of current against reference."""
     if current.n == 0 or reference.n == 0:
         return {name: None for name in NUMERIC}
-    cells, cur, ref = _aligned(Distribution(current.values.astype(float), current.counts),
-                               Distribution(reference.values.astype(float), reference.counts))
+    cells, cur, ref = _aligned(
+        Distribution(current.values.astype(float), current.counts), Distribution(reference.values.astype(float), reference.counts)
+    )
     got = {k: _plain(v[0]) for k, v in numeric(cur, ref, cells).items()}
-    return {"ks_test": {"statistic": got["ks_statistic"], "pvalue": got["ks_pvalue"]},
-            **{k: got[k] for k in NUMERIC[1:]}}
+    return {"ks_test": {"statistic": got["ks_statistic"], "pvalue": got["ks_pvalue"]}, **{k: got[k] for k in NUMERIC[1:]}}
 
 
 def categorical_drift(current: Distribution, reference: Distribution) -> dict[str, Any]:
     """Chi-squared test, total variation, L-infinity and JS distance of current against reference."""
     if current.n == 0 or reference.n == 0:
         return {name: None for name in CATEGORICAL}
-    _, cur, ref = _aligned(Distribution(current.values.astype(str), current.counts),
-                           Distribution(reference.values.astype(str), reference.counts))
+    _, cur, ref = _aligned(
+        Distribution(current.values.astype(str), current.counts), Distribution(reference.values.astype(str), reference.counts)
+    )
     got = {k: _plain(v[0]) for k, v in categorical(cur, ref).items()}
-    return {"chi_squared_test": {"statistic": got["chi_statistic"], "pvalue": got["chi_pvalue"]},
-            **{k: got[k] for k in CATEGORICAL[1:]}}
+    return {
+        "chi_squared_test": {"statistic": got["chi_statistic"], "pvalue": got["chi_pvalue"]},
+        **{k: got[k] for k in CATEGORICAL[1:]},
+    }
 
 
 def ks_test(current: Distribution, reference: Distribution) -> dict[str, float | None]:

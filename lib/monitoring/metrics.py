@@ -31,21 +31,53 @@ SLICE = ["slice_key", "slice_value"]
 WINDOW_TYPE = "struct<start:timestamp_ntz,end:timestamp_ntz>"
 _TEST = "struct<statistic:double,pvalue:double>"
 PROFILE_FIELDS = [
-    ("window", WINDOW_TYPE), ("granularity", "string"), ("model_id", "string"), ("slice_key", "string"),
-    ("slice_value", "string"), ("column_name", "string"), ("data_type", "string"), ("log_type", "string"),
-    ("count", "bigint"), ("num_nulls", "bigint"), ("avg", "double"), ("quantiles", "array<double>"),
-    ("min", "double"), ("max", "double"), ("stddev", "double"), ("num_zeros", "bigint"), ("num_nan", "bigint"),
-    ("median", "double"), ("distinct_count", "bigint"), ("frequent_items", "array<struct<item:string,count:bigint>>"),
-    ("percent_null", "double"), ("percent_zeros", "double"), ("percent_distinct", "double"),
-    ("labelled_count", "bigint"), *[(m, "double") for m in QUALITY_METRICS],
-    ("confusion_matrix", "struct<tp:bigint,fp:bigint,tn:bigint,fn:bigint>"), ("refreshed_as_of", "date"),
+    ("window", WINDOW_TYPE),
+    ("granularity", "string"),
+    ("model_id", "string"),
+    ("slice_key", "string"),
+    ("slice_value", "string"),
+    ("column_name", "string"),
+    ("data_type", "string"),
+    ("log_type", "string"),
+    ("count", "bigint"),
+    ("num_nulls", "bigint"),
+    ("avg", "double"),
+    ("quantiles", "array<double>"),
+    ("min", "double"),
+    ("max", "double"),
+    ("stddev", "double"),
+    ("num_zeros", "bigint"),
+    ("num_nan", "bigint"),
+    ("median", "double"),
+    ("distinct_count", "bigint"),
+    ("frequent_items", "array<struct<item:string,count:bigint>>"),
+    ("percent_null", "double"),
+    ("percent_zeros", "double"),
+    ("percent_distinct", "double"),
+    ("labelled_count", "bigint"),
+    *[(m, "double") for m in QUALITY_METRICS],
+    ("confusion_matrix", "struct<tp:bigint,fp:bigint,tn:bigint,fn:bigint>"),
+    ("refreshed_as_of", "date"),
 ]
 DRIFT_FIELDS = [
-    ("window", WINDOW_TYPE), ("window_cmp", WINDOW_TYPE), ("drift_type", "string"), ("granularity", "string"),
-    ("model_id", "string"), ("slice_key", "string"), ("slice_value", "string"), ("column_name", "string"),
-    ("data_type", "string"), ("count_delta", "double"), ("avg_delta", "double"), ("percent_null_delta", "double"),
-    ("js_distance", "double"), ("ks_test", _TEST), ("wasserstein_distance", "double"),
-    ("population_stability_index", "double"), ("chi_squared_test", _TEST), ("tv_distance", "double"),
+    ("window", WINDOW_TYPE),
+    ("window_cmp", WINDOW_TYPE),
+    ("drift_type", "string"),
+    ("granularity", "string"),
+    ("model_id", "string"),
+    ("slice_key", "string"),
+    ("slice_value", "string"),
+    ("column_name", "string"),
+    ("data_type", "string"),
+    ("count_delta", "double"),
+    ("avg_delta", "double"),
+    ("percent_null_delta", "double"),
+    ("js_distance", "double"),
+    ("ks_test", _TEST),
+    ("wasserstein_distance", "double"),
+    ("population_stability_index", "double"),
+    ("chi_squared_test", _TEST),
+    ("tv_distance", "double"),
     ("l_infinity_distance", "double"),
 ]
 
@@ -63,6 +95,7 @@ def is_numeric(data_type: str) -> bool:
 
 
 # --- Which windows to recompute ----------------------------------------------------------------
+
 
 def changed_windows(current: pd.DataFrame, recorded: pd.DataFrame | None) -> pd.DataFrame:
     """(granularity, window_start) of the windows whose rows per model or labelled rows differ
@@ -85,8 +118,11 @@ def changed_windows(current: pd.DataFrame, recorded: pd.DataFrame | None) -> pd.
 def with_neighbours(changed: pd.DataFrame, current: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(compared, needed): the windows whose drift rows change (the changed ones and the window
     after each), and those whose counts that takes (the compared ones and the window before each)."""
-    windows = current[WINDOW].drop_duplicates().assign(window_start=lambda f: pd.to_datetime(f["window_start"]),
-                                                       window_end=lambda f: pd.to_datetime(f["window_end"]))
+    windows = (
+        current[WINDOW]
+        .drop_duplicates()
+        .assign(window_start=lambda f: pd.to_datetime(f["window_start"]), window_end=lambda f: pd.to_datetime(f["window_end"]))
+    )
     changed = changed.assign(window_start=pd.to_datetime(changed["window_start"]))
     present = changed.merge(windows, on=["granularity", "window_start"])
     after = windows.merge(present[["granularity", "window_end"]].rename(columns={"window_end": "window_start"}))
@@ -98,12 +134,17 @@ def with_neighbours(changed: pd.DataFrame, current: pd.DataFrame) -> tuple[pd.Da
 
 # --- Groups -------------------------------------------------------------------------------------
 
+
 def group_keys(groups: pd.DataFrame, granularities: list[str], slicing_exprs: list[str]) -> pd.DataFrame:
     """The merged groups' keys as table columns: granularity, window_start, window_end (none for
     a baseline), model_id, slice_key, slice_value."""
-    out = pd.DataFrame({"model_id": groups["model"].to_numpy(dtype=object),
-                        "slice_key": [None if s == 0 else slicing_exprs[s - 1] for s in groups["s"]],
-                        "slice_value": groups["v"].to_numpy(dtype=object)})
+    out = pd.DataFrame(
+        {
+            "model_id": groups["model"].to_numpy(dtype=object),
+            "slice_key": [None if s == 0 else slicing_exprs[s - 1] for s in groups["s"]],
+            "slice_value": groups["v"].to_numpy(dtype=object),
+        }
+    )
     if len(groups) and (groups["g"] >= 0).all():
         starts = groups["w"].to_numpy(dtype=np.int64)
         ends = np.empty_like(starts)
@@ -117,6 +158,7 @@ def group_keys(groups: pd.DataFrame, granularities: list[str], slicing_exprs: li
 
 
 # --- Profile rows -------------------------------------------------------------------------------
+
 
 def _quantile_cells(dense: np.ndarray, n: np.ndarray, levels: list[float]) -> np.ndarray:
     """Per row and level, the first cell whose cumulative count reaches level x n (inverted CDF)."""
@@ -133,30 +175,47 @@ def _numeric_profile(st: pd.DataFrame, dense: np.ndarray, x: np.ndarray, data_ty
     n = dense.sum(axis=1).astype(float)
     avg = _ratio(st["total"].to_numpy(), n)
     with np.errstate(invalid="ignore"):
-        variance = np.where(n > 1, np.maximum(st["squares"].to_numpy() - n * avg ** 2, 0) / np.maximum(n - 1, 1), np.nan)
+        variance = np.where(n > 1, np.maximum(st["squares"].to_numpy() - n * avg**2, 0) / np.maximum(n - 1, 1), np.nan)
     low, high = st["low"].to_numpy(), st["high"].to_numpy()
     quantiles = np.clip(x[_quantile_cells(dense, n, QUANTILES)], low[:, None], high[:, None])
     quantiles[n == 0] = np.nan
     exact = st["off"].to_numpy() == 0
     distinct = np.where(exact, (dense > 0).sum(axis=1), np.nan)  # unknown once values fall between edges
-    return {"data_type": data_type, "count": n, "num_nulls": st["nulls"].to_numpy(), "num_nan": st["nans"].to_numpy(),
-            "avg": avg, "stddev": np.sqrt(variance), "min": low, "max": high,
-            "quantiles": [None if np.isnan(q[0]) else q.tolist() for q in quantiles],
-            "median": quantiles[:, QUANTILES.index(0.5)], "num_zeros": np.where(n > 0, st["zeros"], np.nan),
-            "percent_zeros": _ratio(st["zeros"].to_numpy(), n, 100.0), "distinct_count": distinct,
-            "percent_null": _ratio(st["nulls"].to_numpy(), st["rows"].to_numpy(), 100.0),
-            "percent_distinct": _ratio(distinct, n, 100.0)}
+    return {
+        "data_type": data_type,
+        "count": n,
+        "num_nulls": st["nulls"].to_numpy(),
+        "num_nan": st["nans"].to_numpy(),
+        "avg": avg,
+        "stddev": np.sqrt(variance),
+        "min": low,
+        "max": high,
+        "quantiles": [None if np.isnan(q[0]) else q.tolist() for q in quantiles],
+        "median": quantiles[:, QUANTILES.index(0.5)],
+        "num_zeros": np.where(n > 0, st["zeros"], np.nan),
+        "percent_zeros": _ratio(st["zeros"].to_numpy(), n, 100.0),
+        "distinct_count": distinct,
+        "percent_null": _ratio(st["nulls"].to_numpy(), st["rows"].to_numpy(), 100.0),
+        "percent_distinct": _ratio(distinct, n, 100.0),
+    }
 
 
 def _categorical_profile(st: pd.DataFrame, dense: np.ndarray, items: np.ndarray, data_type: str) -> dict[str, Any]:
     n = dense.sum(axis=1).astype(float)
     distinct = (dense > 0).sum(axis=1)
     top = np.argsort(-dense, axis=1, kind="stable")[:, :FREQUENT_ITEMS]
-    frequent = [[{"item": str(items[j]), "count": int(row[j])} for j in order if row[j] > 0] or None
-                for row, order in zip(dense, top)]
-    return {"data_type": data_type, "count": n, "num_nulls": st["nulls"].to_numpy(), "distinct_count": distinct,
-            "frequent_items": frequent, "percent_null": _ratio(st["nulls"].to_numpy(), st["rows"].to_numpy(), 100.0),
-            "percent_distinct": _ratio(distinct, n, 100.0)}
+    frequent = [
+        [{"item": str(items[j]), "count": int(row[j])} for j in order if row[j] > 0] or None for row, order in zip(dense, top)
+    ]
+    return {
+        "data_type": data_type,
+        "count": n,
+        "num_nulls": st["nulls"].to_numpy(),
+        "distinct_count": distinct,
+        "frequent_items": frequent,
+        "percent_null": _ratio(st["nulls"].to_numpy(), st["rows"].to_numpy(), 100.0),
+        "percent_distinct": _ratio(distinct, n, 100.0),
+    }
 
 
 def _quality(merged: Merged) -> dict[str, Any]:
@@ -172,19 +231,26 @@ def _quality(merged: Merged) -> dict[str, Any]:
     pos_cells, neg_cells = merged.dense[POSITIVE].astype(float), merged.dense[NEGATIVE].astype(float)
     below = np.cumsum(neg_cells, axis=1) - neg_cells
     auc = _ratio((pos_cells * (below + 0.5 * neg_cells)).sum(axis=1), p.astype(float) * n)
-    out = {"labelled_count": labelled, "accuracy": _ratio(tp + tn, labelled),
-           "precision": np.nan_to_num(_ratio(tp, tp + fp)), "recall": np.nan_to_num(_ratio(tp, p)),
-           "f1": np.nan_to_num(_ratio(2 * tp, 2 * tp + fp + fn)), "roc_auc": auc,
-           "log_loss": _ratio(pos["total"].to_numpy() + neg["total"].to_numpy(), labelled)}
+    out = {
+        "labelled_count": labelled,
+        "accuracy": _ratio(tp + tn, labelled),
+        "precision": np.nan_to_num(_ratio(tp, tp + fp)),
+        "recall": np.nan_to_num(_ratio(tp, p)),
+        "f1": np.nan_to_num(_ratio(2 * tp, 2 * tp + fp + fn)),
+        "roc_auc": auc,
+        "log_loss": _ratio(pos["total"].to_numpy() + neg["total"].to_numpy(), labelled),
+    }
     some = labelled > 0
     out = {k: np.where(some, v, np.nan) if k != "labelled_count" else v for k, v in out.items()}
-    out["confusion_matrix"] = [{"tp": int(a), "fp": int(b), "tn": int(c), "fn": int(d)} if s else None
-                               for a, b, c, d, s in zip(tp, fp, tn, fn, some)]
+    out["confusion_matrix"] = [
+        {"tp": int(a), "fp": int(b), "tn": int(c), "fn": int(d)} if s else None for a, b, c, d, s in zip(tp, fp, tn, fn, some)
+    ]
     return out
 
 
-def profile_rows(merged: Merged, spec: Spec, types: dict[str, str], keys: pd.DataFrame, as_of: dt.date,
-                 log_type: str = "INPUT") -> pd.DataFrame:
+def profile_rows(
+    merged: Merged, spec: Spec, types: dict[str, str], keys: pd.DataFrame, as_of: dt.date, log_type: str = "INPUT"
+) -> pd.DataFrame:
     """One row per group and column, plus a `:table` row per group (rows and model quality).
 
     Args:
@@ -197,8 +263,11 @@ def profile_rows(merged: Merged, spec: Spec, types: dict[str, str], keys: pd.Dat
     for i, column in enumerate(spec.columns):
         st = merged.stats[i]
         rows = st["rows"].to_numpy() if rows is None else rows
-        values = (_numeric_profile(st, merged.dense[i], spec.numeric[column], types[column]) if column in spec.numeric
-                  else _categorical_profile(st, merged.dense[i], merged.items[i], types[column]))
+        values = (
+            _numeric_profile(st, merged.dense[i], spec.numeric[column], types[column])
+            if column in spec.numeric
+            else _categorical_profile(st, merged.dense[i], merged.items[i], types[column])
+        )
         parts.append(keys.assign(column_name=column, **values))
     table = keys.assign(column_name=TABLE, count=rows if rows is not None else 0, **_quality(merged))
     frame = pd.concat([*parts, table], ignore_index=True)
@@ -207,6 +276,7 @@ def profile_rows(merged: Merged, spec: Spec, types: dict[str, str], keys: pd.Dat
 
 
 # --- Drift rows ---------------------------------------------------------------------------------
+
 
 def _pairs(keys: pd.DataFrame, compared: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(rows, previous): the compared windows' groups and the group of the same model and slice in
@@ -222,19 +292,24 @@ def _pairs(keys: pd.DataFrame, compared: pd.DataFrame) -> tuple[np.ndarray, np.n
 
 def _lookup(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> np.ndarray:
     """For each row of left, right's `previous` of the row with equal `on` values (nulls equal), or -1."""
+
     def key(frame):
         return pd.MultiIndex.from_frame(frame[on].astype(object).where(frame[on].notna(), "\x00null").astype(str))
+
     where = pd.Series(right["previous"].to_numpy(), index=key(right))
     where = where[~where.index.duplicated()]
     return where.reindex(key(left)).fillna(-1).to_numpy(dtype=np.int64)
 
 
-def _drift_values(cur: np.ndarray, ref: np.ndarray, cur_st: pd.DataFrame, ref_st: pd.DataFrame, column: str,
-                  spec: Spec, data_type: str) -> dict[str, Any]:
+def _drift_values(
+    cur: np.ndarray, ref: np.ndarray, cur_st: pd.DataFrame, ref_st: pd.DataFrame, column: str, spec: Spec, data_type: str
+) -> dict[str, Any]:
     rows_a, rows_b = cur_st["rows"].to_numpy(), ref_st["rows"].to_numpy()
     null_a, null_b = cur_st["nulls"].to_numpy(), ref_st["nulls"].to_numpy()
-    out: dict[str, Any] = {"count_delta": (rows_a - rows_b).astype(float),
-                           "percent_null_delta": _ratio(null_a, rows_a, 100.0) - _ratio(null_b, rows_b, 100.0)}
+    out: dict[str, Any] = {
+        "count_delta": (rows_a - rows_b).astype(float),
+        "percent_null_delta": _ratio(null_a, rows_a, 100.0) - _ratio(null_b, rows_b, 100.0),
+    }
     if column in spec.numeric:
         got = drift.numeric(cur, ref, spec.numeric[column])
         n_a, n_b = cur.sum(axis=1), ref.sum(axis=1)
@@ -252,8 +327,10 @@ def _drift_values(cur: np.ndarray, ref: np.ndarray, cur_st: pd.DataFrame, ref_st
 
 
 def _tests(statistic: np.ndarray, pvalue: np.ndarray) -> list:
-    return [None if np.isnan(s) else {"statistic": float(s), "pvalue": None if np.isnan(p) else float(p)}
-            for s, p in zip(statistic, pvalue)]
+    return [
+        None if np.isnan(s) else {"statistic": float(s), "pvalue": None if np.isnan(p) else float(p)}
+        for s, p in zip(statistic, pvalue)
+    ]
 
 
 def _categorical_union(a: Merged, b: Merged, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -267,8 +344,15 @@ def _categorical_union(a: Merged, b: Merged, i: int) -> tuple[np.ndarray, np.nda
     return out[0], out[1]
 
 
-def drift_rows(merged: Merged, keys: pd.DataFrame, baseline: Merged | None, base_keys: pd.DataFrame | None,
-               spec: Spec, types: dict[str, str], compared: pd.DataFrame) -> pd.DataFrame:
+def drift_rows(
+    merged: Merged,
+    keys: pd.DataFrame,
+    baseline: Merged | None,
+    base_keys: pd.DataFrame | None,
+    spec: Spec,
+    types: dict[str, str],
+    compared: pd.DataFrame,
+) -> pd.DataFrame:
     """CONSECUTIVE rows (each compared window against the one ending where it starts, same model
     and slice) and BASELINE rows (against the model's baseline), per column, plus `:table` rows
     (count_delta) per group."""
@@ -281,8 +365,9 @@ def drift_rows(merged: Merged, keys: pd.DataFrame, baseline: Merged | None, base
     has_prev = previous >= 0
     if has_prev.any():
         a, b = rows[has_prev], previous[has_prev]
-        sides.append(("CONSECUTIVE", a, b, merged, [{"start": window[j]["start"], "end": window[i]["start"]}
-                                                   for i, j in zip(a, b)]))
+        sides.append(
+            ("CONSECUTIVE", a, b, merged, [{"start": window[j]["start"], "end": window[i]["start"]} for i, j in zip(a, b)])
+        )
     if baseline is not None and len(baseline.groups):
         base_index = base_keys.reset_index().rename(columns={"index": "previous"})
         found = _lookup(keys.loc[rows], base_index, ["model_id", "slice_key", "slice_value"])
@@ -291,8 +376,7 @@ def drift_rows(merged: Merged, keys: pd.DataFrame, baseline: Merged | None, base
             sides.append(("BASELINE", rows[has_base], found[has_base], baseline, [None] * int(has_base.sum())))
     first = spec.columns[0] if spec.columns else None
     for kind, a, b, other, cmp in sides:
-        fixed = keys.iloc[a].reset_index(drop=True).assign(drift_type=kind, window=[window[i] for i in a],
-                                                            window_cmp=cmp)
+        fixed = keys.iloc[a].reset_index(drop=True).assign(drift_type=kind, window=[window[i] for i in a], window_cmp=cmp)
         for i, column in enumerate(spec.columns):
             if column in spec.numeric:
                 cur, ref = merged.dense[i][a], other.dense[i][b]
@@ -309,9 +393,18 @@ def drift_rows(merged: Merged, keys: pd.DataFrame, baseline: Merged | None, base
 
 # --- To Spark -------------------------------------------------------------------------------------
 
-_ARROW = {"string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "smallint": pa.int16(),
-          "tinyint": pa.int8(), "double": pa.float64(), "float": pa.float32(), "boolean": pa.bool_(),
-          "date": pa.date32(), "timestamp_ntz": pa.timestamp("us")}
+_ARROW = {
+    "string": pa.string(),
+    "bigint": pa.int64(),
+    "int": pa.int32(),
+    "smallint": pa.int16(),
+    "tinyint": pa.int8(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp_ntz": pa.timestamp("us"),
+}
 
 
 def arrow_type(kind: str) -> pa.DataType | None:

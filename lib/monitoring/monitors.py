@@ -4,30 +4,24 @@ and the names of the tables a refresh writes.
 
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lib.monitoring.custom_metrics import CustomMetric
-from lib.monitoring import metrics
+from lib.core import names
 from lib.core.config import conf_dir, parse_model, read_yaml
 from lib.core.config.loading import invalid
-from lib.core import names
-
+from lib.monitoring import metrics
+from lib.monitoring.custom_metrics import CustomMetric
 
 TABLE = metrics.TABLE
 
 
-
-GRANULARITIES = ("5 minutes", "30 minutes", "1 hour", "1 day", "1 week", "2 weeks", "3 weeks", "4 weeks",
-                 "1 month", "1 year")
-
+GRANULARITIES = ("5 minutes", "30 minutes", "1 hour", "1 day", "1 week", "2 weeks", "3 weeks", "4 weeks", "1 month", "1 year")
 
 
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
-
 
 
 class Monitor(BaseModel):
@@ -55,14 +49,16 @@ class Monitor(BaseModel):
         return env.table(f"{self.table_name}_{kind}_metrics")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Monitor":
+    def _consistent(self) -> Monitor:
         if self.labels_table and not (self.label_col and self.label_key):
             raise invalid("labels_table", "needs label_col and label_key")
         metric_names = [m.name for m in self.custom_metrics]
         taken = set(metric_names) & {n for n, _ in metrics.PROFILE_FIELDS + metrics.DRIFT_FIELDS}
         if taken or len(set(metric_names)) != len(metric_names):
-            raise invalid("custom_metrics", "names must be unique and not a built-in metric's "
-                                            f"({', '.join(sorted(taken)) or 'a name is repeated'})")
+            raise invalid(
+                "custom_metrics",
+                f"names must be unique and not a built-in metric's ({', '.join(sorted(taken)) or 'a name is repeated'})",
+            )
         return self
 
 
@@ -81,15 +77,20 @@ def load_monitors(folder: Path | None = None) -> dict[str, Monitor]:
     return parse_model(MonitorsFile, read_yaml(path), str(path)).monitors
 
 
-
-SERVING_FIELDS = [("window", metrics.WINDOW_TYPE), ("granularity", "string"), ("served_entity", "string"),
-                  ("requests", "bigint"), ("errors", "bigint"), ("client_errors", "bigint"), ("error_rate", "double"),
-                  ("p50_ms", "double"), ("p99_ms", "double")]
-
+SERVING_FIELDS = [
+    ("window", metrics.WINDOW_TYPE),
+    ("granularity", "string"),
+    ("served_entity", "string"),
+    ("requests", "bigint"),
+    ("errors", "bigint"),
+    ("client_errors", "bigint"),
+    ("error_rate", "double"),
+    ("p50_ms", "double"),
+    ("p99_ms", "double"),
+]
 
 
 def serving_metrics_table(env) -> str:
     """`<inference table>_serving_metrics` of the environment's endpoint."""
 
     return names.serving_metrics_table(env.payload_table)
-

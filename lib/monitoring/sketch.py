@@ -30,17 +30,35 @@ LOG_LOSS_CLIP = 1e-6  # as lib.lifecycle.evaluation.classification_metrics clips
 POSITIVE, NEGATIVE = -1, -2  # the `c` of the quality sketches (labels 1 and 0)
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 
-SCHEMA = pa.schema([
-    ("g", pa.int8()), ("w", pa.int64()), ("model", pa.string()), ("s", pa.int8()), ("v", pa.string()),
-    ("c", pa.int16()), ("rows", pa.int64()), ("nulls", pa.int64()), ("nans", pa.int64()), ("zeros", pa.int64()),
-    ("off", pa.int64()), ("above", pa.int64()), ("total", pa.float64()), ("squares", pa.float64()),
-    ("low", pa.float64()), ("high", pa.float64()), ("cells", pa.list_(pa.int32())), ("counts", pa.list_(pa.int64())),
-    ("items", pa.list_(pa.string())),
-])
+SCHEMA = pa.schema(
+    [
+        ("g", pa.int8()),
+        ("w", pa.int64()),
+        ("model", pa.string()),
+        ("s", pa.int8()),
+        ("v", pa.string()),
+        ("c", pa.int16()),
+        ("rows", pa.int64()),
+        ("nulls", pa.int64()),
+        ("nans", pa.int64()),
+        ("zeros", pa.int64()),
+        ("off", pa.int64()),
+        ("above", pa.int64()),
+        ("total", pa.float64()),
+        ("squares", pa.float64()),
+        ("low", pa.float64()),
+        ("high", pa.float64()),
+        ("cells", pa.list_(pa.int32())),
+        ("counts", pa.list_(pa.int64())),
+        ("items", pa.list_(pa.string())),
+    ]
+)
 # The same as Spark DDL, for mapInArrow.
-DDL = ("g tinyint, w bigint, model string, s tinyint, v string, c smallint, rows bigint, nulls bigint, nans bigint, "
-       "zeros bigint, off bigint, above bigint, total double, squares double, low double, high double, "
-       "cells array<int>, counts array<bigint>, items array<string>")
+DDL = (
+    "g tinyint, w bigint, model string, s tinyint, v string, c smallint, rows bigint, nulls bigint, nans bigint, "
+    "zeros bigint, off bigint, above bigint, total double, squares double, low double, high double, "
+    "cells array<int>, counts array<bigint>, items array<string>"
+)
 
 
 def edges(sample: np.ndarray) -> np.ndarray:
@@ -85,6 +103,7 @@ class Spec:
 
 
 # --- Windows ------------------------------------------------------------------------------------
+
 
 def window_starts(seconds: np.ndarray, granularity: str) -> np.ndarray:
     """Each timestamp's window start (epoch seconds), aligned as Databricks aligns windows:
@@ -134,6 +153,7 @@ def window_ends(starts: np.ndarray, granularity: str) -> np.ndarray:
 
 # --- The partition pass -------------------------------------------------------------------------
 
+
 def _codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Codes and distinct values of a string column (null is a value of its own)."""
     codes, uniques = pd.factorize(np.asarray(values.to_pandas(), dtype=object), use_na_sentinel=False)
@@ -156,8 +176,9 @@ def partial(table: pa.Table, spec: Spec) -> pa.Table:
         return SCHEMA.empty_table()
     model_codes, models = _codes(table.column("model_id"))
     if spec.granularities:
-        seconds = pc.cast(table.column(spec.timestamp).cast(pa.timestamp("us")), pa.int64()).to_numpy(
-            zero_copy_only=False) // 1_000_000
+        seconds = (
+            pc.cast(table.column(spec.timestamp).cast(pa.timestamp("us")), pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000
+        )
         windows = [(g, window_starts(seconds, spec.granularities[g])) for g, base in spec.bases.items() if base is None]
     else:
         windows = [(-1, np.zeros(n, dtype=np.int64))]
@@ -173,12 +194,17 @@ def partial(table: pa.Table, spec: Spec) -> pa.Table:
         for s, (v_codes, v_values) in enumerate(slices):
             key = (w_codes * len(models) + model_codes) * len(v_values) + v_codes
             present, group = np.unique(key, return_inverse=True)
-            head = {"g": np.full(len(present), g, dtype=np.int8), "w": w_values[present // (len(models) * len(v_values))],
-                    "model": models[(present // len(v_values)) % len(models)],
-                    "s": np.full(len(present), s, dtype=np.int8), "v": v_values[present % len(v_values)]}
+            head = {
+                "g": np.full(len(present), g, dtype=np.int8),
+                "w": w_values[present // (len(models) * len(v_values))],
+                "model": models[(present // len(v_values)) % len(models)],
+                "s": np.full(len(present), s, dtype=np.int8),
+                "v": v_values[present % len(v_values)],
+            }
             rows = np.bincount(group, minlength=len(present))
-            out += [_sketch_column(column.get("c", c), column, group, len(present), head, rows)
-                    for c, column in enumerate(columns)]
+            out += [
+                _sketch_column(column.get("c", c), column, group, len(present), head, rows) for c, column in enumerate(columns)
+            ]
     return pa.concat_tables(out)
 
 
@@ -188,16 +214,29 @@ def _numeric_column(column, e: np.ndarray) -> dict:
     valid = np.flatnonzero(~np.isnan(x))
     xv = x[valid]
     cell = np.clip(np.searchsorted(e, xv, side="right") - 1, 0, None)
-    return {"valid": valid, "x": xv, "cell": cell, "width": len(e), "null": np.flatnonzero(null),
-            "nan": np.flatnonzero(np.isnan(x) & ~null), "zero": valid[xv == 0], "off": valid[e[cell] != xv]}
+    return {
+        "valid": valid,
+        "x": xv,
+        "cell": cell,
+        "width": len(e),
+        "null": np.flatnonzero(null),
+        "nan": np.flatnonzero(np.isnan(x) & ~null),
+        "zero": valid[xv == 0],
+        "off": valid[e[cell] != xv],
+    }
 
 
 def _categorical_column(column) -> dict:
     codes, values = _codes(column)
     null = pd.isna(values)
     missing = codes == int(np.flatnonzero(null)[0]) if null.any() else np.zeros(len(codes), dtype=bool)
-    return {"valid": np.flatnonzero(~missing), "cell": codes[~missing], "width": len(values), "values": values,
-            "null": np.flatnonzero(missing)}
+    return {
+        "valid": np.flatnonzero(~missing),
+        "cell": codes[~missing],
+        "width": len(values),
+        "values": values,
+        "null": np.flatnonzero(missing),
+    }
 
 
 def _quality_columns(table: pa.Table, spec: Spec) -> list[dict]:
@@ -210,14 +249,22 @@ def _quality_columns(table: pa.Table, spec: Spec) -> list[dict]:
     for c, label in ((POSITIVE, 1), (NEGATIVE, 0)):
         rows = np.flatnonzero(~y_null & ~p_null & ~np.isnan(p) & (y == label))
         clipped = np.clip(p[rows], LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP)
-        out.append({"c": c, "valid": rows, "cell": np.clip(np.searchsorted(e, p[rows], side="right") - 1, 0, None),
-                    "width": len(e), "above": rows[p[rows] >= spec.threshold],
-                    "loss": -np.log(clipped) if label == 1 else -np.log1p(-clipped)})
+        out.append(
+            {
+                "c": c,
+                "valid": rows,
+                "cell": np.clip(np.searchsorted(e, p[rows], side="right") - 1, 0, None),
+                "width": len(e),
+                "above": rows[p[rows] >= spec.threshold],
+                "loss": -np.log(clipped) if label == 1 else -np.log1p(-clipped),
+            }
+        )
     return out
 
 
 def _sketch_column(c: int, column: dict, group: np.ndarray, size: int, head: dict, rows: np.ndarray) -> pa.Table:
     """One column's sketches of every group."""
+
     def count(index: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(group[index], weights=weights, minlength=size)
 
@@ -228,27 +275,42 @@ def _sketch_column(c: int, column: dict, group: np.ndarray, size: int, head: dic
     cells = pa.ListArray.from_arrays(offsets, pa.array((nonzero % column["width"]).astype(np.int32)))
     given = {**head, "c": np.full(size, c, dtype=np.int16), "counts": pa.ListArray.from_arrays(offsets, pa.array(dense[nonzero]))}
     if "values" in column:  # categorical: the cells are codes; name them
-        given |= {"rows": rows, "nulls": count(column["null"]),
-                  "items": pa.ListArray.from_arrays(offsets, pa.array(
-                      column["values"][nonzero % column["width"]].astype(str) if len(nonzero) else [], pa.string()))}
+        given |= {
+            "rows": rows,
+            "nulls": count(column["null"]),
+            "items": pa.ListArray.from_arrays(
+                offsets, pa.array(column["values"][nonzero % column["width"]].astype(str) if len(nonzero) else [], pa.string())
+            ),
+        }
     elif "loss" in column:  # quality
-        given |= {"rows": np.bincount(at, minlength=size), "above": count(column["above"]),
-                  "total": np.bincount(at, weights=column["loss"], minlength=size), "cells": cells}
+        given |= {
+            "rows": np.bincount(at, minlength=size),
+            "above": count(column["above"]),
+            "total": np.bincount(at, weights=column["loss"], minlength=size),
+            "cells": cells,
+        }
     else:
         x = column["x"]
         low, high = np.full(size, np.inf), np.full(size, -np.inf)
         np.minimum.at(low, at, x)
         np.maximum.at(high, at, x)
-        given |= {"rows": rows, "nulls": count(column["null"]), "nans": count(column["nan"]),
-                  "zeros": count(column["zero"]), "off": count(column["off"]),
-                  "total": np.bincount(at, weights=x, minlength=size),
-                  "squares": np.bincount(at, weights=x * x, minlength=size),
-                  "low": np.where(np.isinf(low), np.nan, low), "high": np.where(np.isinf(high), np.nan, high),
-                  "cells": cells}
+        given |= {
+            "rows": rows,
+            "nulls": count(column["null"]),
+            "nans": count(column["nan"]),
+            "zeros": count(column["zero"]),
+            "off": count(column["off"]),
+            "total": np.bincount(at, weights=x, minlength=size),
+            "squares": np.bincount(at, weights=x * x, minlength=size),
+            "low": np.where(np.isinf(low), np.nan, low),
+            "high": np.where(np.isinf(high), np.nan, high),
+            "cells": cells,
+        }
     return pa.table([given[f.name] if f.name in given else pa.nulls(size, f.type) for f in SCHEMA], schema=SCHEMA)
 
 
 # --- The driver: partitions added up --------------------------------------------------------------
+
 
 @dataclass
 class Merged:
@@ -275,8 +337,11 @@ def _groups(keys: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 def _add_up(stats: pd.DataFrame, to: np.ndarray, size: int) -> pd.DataFrame:
     """Scalar sketch fields of rows added up into `size` groups (row i into group to[i]): counts
     and sums add, min and max combine (a null is nothing to add)."""
-    out = {f: np.bincount(to, weights=stats[f].fillna(0).to_numpy(dtype=float), minlength=size)
-           for f in _STATS if f not in ("low", "high")}
+    out = {
+        f: np.bincount(to, weights=stats[f].fillna(0).to_numpy(dtype=float), minlength=size)
+        for f in _STATS
+        if f not in ("low", "high")
+    }
     for f, ufunc, start in (("low", np.fmin, np.inf), ("high", np.fmax, -np.inf)):
         value = np.full(size, start)
         ufunc.at(value, to, stats[f].to_numpy(dtype=float, na_value=np.nan))
@@ -308,25 +373,37 @@ def merge(table: pa.Table, spec: Spec) -> Merged:
             parents = to[pc.list_parent_indices(c_cells).to_numpy()]
             flat_cells = pc.list_flatten(c_cells).to_numpy().astype(np.int64)
             width = widths[int(c)]
-            dense[int(c)] = np.bincount(parents * width + flat_cells, weights=flat_counts,
-                                        minlength=size * width).reshape(size, width).astype(np.int64)
+            dense[int(c)] = (
+                np.bincount(parents * width + flat_cells, weights=flat_counts, minlength=size * width)
+                .reshape(size, width)
+                .astype(np.int64)
+            )
         else:  # categorical: the cells are codes local to a partition; the items name them
             c_items = names.take(picked)
             parents = to[pc.list_parent_indices(c_items).to_numpy()]
             flat_items = pc.list_flatten(c_items).to_numpy(zero_copy_only=False)
-            values, codes = np.unique(flat_items.astype(str), return_inverse=True) if len(flat_items) else (
-                np.array([], dtype=str), np.array([], dtype=np.int64))
-            dense[int(c)] = np.bincount(parents * max(len(values), 1) + codes, weights=flat_counts,
-                                        minlength=size * max(len(values), 1)).reshape(size, -1)[:, :len(values)].astype(np.int64)
+            values, codes = (
+                np.unique(flat_items.astype(str), return_inverse=True)
+                if len(flat_items)
+                else (np.array([], dtype=str), np.array([], dtype=np.int64))
+            )
+            dense[int(c)] = (
+                np.bincount(parents * max(len(values), 1) + codes, weights=flat_counts, minlength=size * max(len(values), 1))
+                .reshape(size, -1)[:, : len(values)]
+                .astype(np.int64)
+            )
             items[int(c)] = values
     return Merged(groups, stats, dense, items)
 
 
 def select(merged: Merged, keep: np.ndarray) -> Merged:
     """The merged sketches of the groups where `keep` is true."""
-    return Merged(merged.groups[keep].reset_index(drop=True),
-                  {c: st[keep].reset_index(drop=True) for c, st in merged.stats.items()},
-                  {c: d[keep] for c, d in merged.dense.items()}, merged.items)
+    return Merged(
+        merged.groups[keep].reset_index(drop=True),
+        {c: st[keep].reset_index(drop=True) for c, st in merged.stats.items()},
+        {c: d[keep] for c, d in merged.dense.items()},
+        merged.items,
+    )
 
 
 def derive(merged: Merged, spec: Spec) -> Merged:
@@ -338,8 +415,9 @@ def derive(merged: Merged, spec: Spec) -> Merged:
         if base is None:
             continue
         src = np.flatnonzero(groups["g"].to_numpy() == base)
-        keys = groups.iloc[src].assign(g=np.int8(target), w=window_starts(groups["w"].to_numpy()[src],
-                                                                       spec.granularities[target]))
+        keys = groups.iloc[src].assign(
+            g=np.int8(target), w=window_starts(groups["w"].to_numpy()[src], spec.granularities[target])
+        )
         new, to = _groups(keys)
         size = len(new)
         stats, dense = {}, {}
@@ -347,8 +425,11 @@ def derive(merged: Merged, spec: Spec) -> Merged:
             stats[c] = _add_up(st.iloc[src], to, size)
             width = merged.dense[c].shape[1]
             flat = (to[:, None] * width + np.arange(width)).ravel()
-            dense[c] = np.bincount(flat, weights=merged.dense[c][src].ravel(), minlength=size * width).reshape(
-                size, width).astype(np.int64)
+            dense[c] = (
+                np.bincount(flat, weights=merged.dense[c][src].ravel(), minlength=size * width)
+                .reshape(size, width)
+                .astype(np.int64)
+            )
         parts.append(Merged(new, stats, dense, merged.items))
     return concat(parts)
 
@@ -358,6 +439,9 @@ def concat(parts: list[Merged]) -> Merged:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
-    return Merged(pd.concat([p.groups for p in parts], ignore_index=True),
-                  {c: pd.concat([p.stats[c] for p in parts], ignore_index=True) for c in first.stats},
-                  {c: np.vstack([p.dense[c] for p in parts]) for c in first.dense}, first.items)
+    return Merged(
+        pd.concat([p.groups for p in parts], ignore_index=True),
+        {c: pd.concat([p.stats[c] for p in parts], ignore_index=True) for c in first.stats},
+        {c: np.vstack([p.dense[c] for p in parts]) for c in first.dense},
+        first.items,
+    )

@@ -4,17 +4,13 @@ the schema of every metric table (what alert rules may name).
 
 from __future__ import annotations
 
-
-
 import pandas as pd
 from pyspark.sql import functions as F
 
 from lib.core import names
-from lib.monitoring import custom_metrics
-from lib.monitoring import metrics
+from lib.monitoring import alerts, custom_metrics, metrics
+from lib.monitoring.monitors import SERVING_FIELDS, TABLE, Monitor, serving_metrics_table
 from lib.platform.spark.builder import to_pandas
-from lib.monitoring.monitors import Monitor, SERVING_FIELDS, TABLE, serving_metrics_table
-from lib.monitoring import alerts
 
 
 def metric_schemas(env, monitors: dict[str, Monitor]) -> dict[str, str]:
@@ -31,41 +27,45 @@ def metric_schemas(env, monitors: dict[str, Monitor]) -> dict[str, str]:
     return out
 
 
-
 def serving_over_time(lakehouse, table: str | None, granularity: str) -> pd.DataFrame:
     """The serving metrics of one granularity, oldest window first (empty before anything was served)."""
     columns = ["window", "served_entity", "requests", "errors", "error_rate", "p50_ms", "p99_ms"]
     if table is None or not lakehouse.exists(table):
         return pd.DataFrame(columns=columns)
-    return to_pandas(lakehouse.read(table).where(F.col("granularity") == granularity)
-                     .select(F.col("window.start").alias("window"), *columns[1:]).orderBy("window", "served_entity"))
-
+    return to_pandas(
+        lakehouse.read(table)
+        .where(F.col("granularity") == granularity)
+        .select(F.col("window.start").alias("window"), *columns[1:])
+        .orderBy("window", "served_entity")
+    )
 
 
 def quality_over_time(lakehouse, table: str, granularity: str) -> pd.DataFrame:
     """Per window and model: rows, labelled rows and quality (the `:table` rows of the whole table)."""
-    return to_pandas(lakehouse.read(table)
-                     .where(F.col("granularity") == granularity)
-                     .where(f"column_name = '{TABLE}' AND slice_key IS NULL AND log_type = 'INPUT'")
-                     .select(F.col("window.start").alias("window"), "model_id", "count", "labelled_count",
-                             "accuracy", "roc_auc")
-                     .orderBy("window", "model_id"))
+    return to_pandas(
+        lakehouse.read(table)
+        .where(F.col("granularity") == granularity)
+        .where(f"column_name = '{TABLE}' AND slice_key IS NULL AND log_type = 'INPUT'")
+        .select(F.col("window.start").alias("window"), "model_id", "count", "labelled_count", "accuracy", "roc_auc")
+        .orderBy("window", "model_id")
+    )
 
 
-
-def drift_over_time(lakehouse, table: str, granularity: str, statistic: str = "js_distance",
-                    drift_type: str = "BASELINE") -> pd.DataFrame:
+def drift_over_time(
+    lakehouse, table: str, granularity: str, statistic: str = "js_distance", drift_type: str = "BASELINE"
+) -> pd.DataFrame:
     """A statistic of the whole table's drift, columns x windows (the newest model per window)."""
-    rows = to_pandas(lakehouse.read(table)
-                     .where((F.col("granularity") == granularity) & (F.col("drift_type") == drift_type))
-                     .where(f"slice_key IS NULL AND column_name != '{TABLE}'")
-                     .select(F.col("window.start").alias("window"), "model_id", "column_name", statistic))
+    rows = to_pandas(
+        lakehouse.read(table)
+        .where((F.col("granularity") == granularity) & (F.col("drift_type") == drift_type))
+        .where(f"slice_key IS NULL AND column_name != '{TABLE}'")
+        .select(F.col("window.start").alias("window"), "model_id", "column_name", statistic)
+    )
     if rows.empty:
         return rows
     version = pd.to_numeric(rows["model_id"], errors="coerce")  # "10" is newer than "9"
     newest = rows.assign(_v=version).sort_values("_v").drop_duplicates(["window", "column_name"], keep="last")
     return newest.pivot(index="column_name", columns="window", values=statistic).sort_index()
-
 
 
 def heatmap(pivot: pd.DataFrame, title: str):
@@ -80,4 +80,3 @@ def heatmap(pivot: pd.DataFrame, title: str):
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
     return fig
-

@@ -105,9 +105,16 @@ class Lakehouse:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def write(self, df, name: str, mode: str = "overwrite", replace_where: str | None = None,
-              stamp: dict | None = None, properties: dict[str, str] | None = None,
-              txn: tuple[str, int] | None = None) -> None:
+    def write(
+        self,
+        df,
+        name: str,
+        mode: str = "overwrite",
+        replace_where: str | None = None,
+        stamp: dict | None = None,
+        properties: dict[str, str] | None = None,
+        txn: tuple[str, int] | None = None,
+    ) -> None:
         """Write df as one Delta transaction.
 
         Args:

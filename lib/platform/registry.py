@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 import contextlib
 import datetime as dt
 import fcntl
 import getpass
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from lib.core import names
 from lib.core.config import EnvConfig
@@ -20,7 +19,6 @@ from lib.core.names import CHALLENGER, CHAMPION
 
 LOCK_TIMEOUT_S = 300.0
 _writer: tuple[str, str] | None = None  # (catalog, who) of configure(): what this process may write
-
 
 
 @dataclass(frozen=True)
@@ -35,21 +33,19 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
     @staticmethod
-    def parse(uri: str) -> "ModelRef":
+    def parse(uri: str) -> ModelRef:
         """Read `models:/<name>/<version>`, the form task values hand on."""
-        body = uri[len("models:/"):] if isinstance(uri, str) and uri.startswith("models:/") else ""
+        body = uri[len("models:/") :] if isinstance(uri, str) and uri.startswith("models:/") else ""
         name, _, version = body.rpartition("/")
         if not name or not version.isdigit():
             raise ModelNotFoundError(f"model URI {uri!r} must look like models:/<catalog.schema.model>/<version>")
         return ModelRef(name, version)
 
 
-
 def no_telemetry() -> None:
     """Keep MLflow from calling out: nothing here reaches the internet, and its background
     telemetry lookup has crashed the interpreter (getaddrinfo) next to gRPC's threads."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
 
 
 def configure(env: EnvConfig) -> str:
@@ -74,12 +70,10 @@ def configure(env: EnvConfig) -> str:
     return experiment_id
 
 
-
 def client():
     import mlflow
 
     return mlflow.MlflowClient()
-
 
 
 def version_of(name: str, alias: str) -> ModelRef | None:
@@ -96,22 +90,21 @@ def version_of(name: str, alias: str) -> ModelRef | None:
     return ModelRef(name, str(mv.version))
 
 
-
 # What MLflow's registry answers for a model that does not exist, and for an alias it does not
 # have (a model with no Champion yet).
 _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
-
 
 
 def require_alias(name: str, alias: str) -> ModelRef:
     """The version behind `name@alias`, or a ModelNotFoundError saying what to run first."""
     ref = version_of(name, alias)
     if ref is None:
-        hint = {CHAMPION: "run the deployment job (approve first if approval is required)",
-                CHALLENGER: "run the training job (it validates)"}.get(alias, "see --history")
+        hint = {
+            CHAMPION: "run the deployment job (approve first if approval is required)",
+            CHALLENGER: "run the training job (it validates)",
+        }.get(alias, "see --history")
         raise ModelNotFoundError(f"{name} has no {alias} yet: {hint}")
     return ref
-
 
 
 def require_version(ref: ModelRef):
@@ -124,12 +117,10 @@ def require_version(ref: ModelRef):
         raise ModelNotFoundError(f"model version {ref.uri} is not registered") from None
 
 
-
 def artifact_uri(ref: ModelRef) -> str:
     """Where a version's files are (a file: URI under the lakehouse): unique to the version and
     to this lakehouse, and loadable without the registry, e.g. by Spark's Python workers."""
     return client().get_model_version_download_uri(ref.name, ref.version)
-
 
 
 def predict(ref: ModelRef, frame):
@@ -141,13 +132,13 @@ def predict(ref: ModelRef, frame):
     return np.asarray(model.predict(frame[model.metadata.get_input_schema().input_names()]))
 
 
-
 def check_writable(name: str) -> None:
     """The own-catalog rule, in the registry itself: a process registers versions, sets tags and
     moves aliases only on models of the catalog of the environment it was configured for."""
     if _writer is None:
-        raise AccessDeniedError(f"may not write model {name}: the registry is not configured for an environment "
-                                "(registry.configure(env) first)")
+        raise AccessDeniedError(
+            f"may not write model {name}: the registry is not configured for an environment (registry.configure(env) first)"
+        )
     names.check_own(_writer[0], name, _writer[1])
 
 
@@ -158,10 +149,8 @@ def set_tags(ref: ModelRef, tags: dict[str, object]) -> None:
         c.set_model_version_tag(ref.name, ref.version, key, str(value))
 
 
-
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def actor(run: str | None = None) -> str:
@@ -169,7 +158,6 @@ def actor(run: str | None = None) -> str:
     if run is not None and not isinstance(run, str):
         raise ConfigError(f"parameter run_id must be str, got {type(run).__name__} {run!r}")
     return run or f"{getpass.getuser()} (by hand)"
-
 
 
 def move_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
@@ -188,11 +176,9 @@ def move_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) ->
         _record_loss(before, alias, f"moved to v{ref.version}: {reason}", by)
 
 
-
 def _record_loss(ref: ModelRef, alias: str, reason: str, by: str | None) -> None:
     at, by_tag, reason_tag = names.alias_tags(alias, removed=True)
     set_tags(ref, {at: _now(), by_tag: actor(by), reason_tag: reason})
-
 
 
 def remove_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) -> None:
@@ -203,7 +189,6 @@ def remove_alias(ref: ModelRef, alias: str, reason: str, by: str | None = None) 
         _record_loss(ref, alias, reason, by)
 
 
-
 def _lock_dir() -> Path:
     import tempfile
 
@@ -211,9 +196,8 @@ def _lock_dir() -> Path:
 
     uri = mlflow.get_registry_uri()
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).parent / "locks"
+        return Path(uri[len("sqlite:///") :]).parent / "locks"
     return Path(tempfile.gettempdir()) / "lakehouse-mlops-locks"
-
 
 
 @contextlib.contextmanager
@@ -235,14 +219,15 @@ def alias_lock(name: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LakehouseError(f"another run holds the alias lock of {name} ({path}) for over "
-                                         f"{timeout_s:.0f}s: wait for it to finish, then re-run") from None
+                    raise LakehouseError(
+                        f"another run holds the alias lock of {name} ({path}) for over "
+                        f"{timeout_s:.0f}s: wait for it to finish, then re-run"
+                    ) from None
                 time.sleep(0.1)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -256,7 +241,6 @@ def aliases(name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in model.aliases.items()}
 
 
-
 def history(name: str) -> list[dict[str, object]]:
     """Every version of a model, oldest first: created, status, decision, aliases and their reasons."""
     held = aliases(name)
@@ -264,15 +248,16 @@ def history(name: str) -> list[dict[str, object]]:
     rows = []
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = dict(mv.tags)
-        rows.append({
-            "version": str(mv.version),
-            "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.timezone.utc).isoformat(timespec="seconds"),
-            "aliases": sorted(a for a, v in held.items() if v == str(mv.version)),
-            "tags": tags,
-            "description": mv.description or "",
-        })
+        rows.append(
+            {
+                "version": str(mv.version),
+                "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.UTC).isoformat(timespec="seconds"),
+                "aliases": sorted(a for a, v in held.items() if v == str(mv.version)),
+                "tags": tags,
+                "description": mv.description or "",
+            }
+        )
     return rows
-
 
 
 def purge(env: EnvConfig) -> list[str]:
@@ -294,8 +279,19 @@ def purge(env: EnvConfig) -> list[str]:
         c.delete_registered_model(name)
     experiment = c.get_experiment_by_name(env.experiment)
     c.delete_experiment(experiment.experiment_id)
-    subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", env.tracking_uri,
-                    "--experiment-ids", experiment.experiment_id], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "gc",
+            "--backend-store-uri",
+            env.tracking_uri,
+            "--experiment-ids",
+            experiment.experiment_id,
+        ],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(env.home / "mlartifacts" / env.name, ignore_errors=True)
     return names
-

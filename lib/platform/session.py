@@ -6,10 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from lib.core import config
-from lib.platform import registry
-from lib.platform.catalog import Lakehouse
 from lib.core.config import EnvConfig, ModelConfig, RunWindows
 from lib.core.errors import AccessDeniedError
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
 from lib.platform.registry import ModelRef
 from lib.platform.spark.session import get_spark
 
@@ -33,8 +33,9 @@ class Session:
         """
         ref = ModelRef.parse(model_uri)
         if ref.name != self.env.model_name:
-            raise AccessDeniedError(f"environment {self.env.name} may only validate or deploy "
-                                    f"{self.env.model_name}, not {ref.name}")
+            raise AccessDeniedError(
+                f"environment {self.env.name} may only validate or deploy {self.env.model_name}, not {ref.name}"
+            )
         registry.require_version(ref)
         return ref
 

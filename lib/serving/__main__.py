@@ -29,8 +29,13 @@ def _status(env: EnvConfig) -> None:
 def main(argv: list[str]) -> int:
     registry.no_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return cli.main("lib.serving", argv, {"serve": server.serve, "start": _start, "stop": _stop, "status": _status},
-                    env_default="dev", description=__doc__)
+    return cli.main(
+        "lib.serving",
+        argv,
+        {"serve": server.serve, "start": _start, "stop": _stop, "status": _status},
+        env_default="dev",
+        description=__doc__,
+    )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from lib.serving import capture
 from lib.core import payload
 from lib.core.errors import ApiError
+from lib.serving import capture
 from lib.serving.endpoints import Manager
 from lib.serving.entity import ModelFailed
 
@@ -52,13 +52,20 @@ class Guard:
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"")
         if not auth.startswith(b"Bearer ") or not auth[7:].strip():
-            return await _error(ApiError(401, "UNAUTHENTICATED", "send the environment's token as Authorization: Bearer <token>"))(scope, receive, send)
+            return await _error(
+                ApiError(401, "UNAUTHENTICATED", "send the environment's token as Authorization: Bearer <token>")
+            )(scope, receive, send)
         if not hmac.compare_digest(auth[7:].strip(), self._token):
-            return await _error(ApiError(403, "PERMISSION_DENIED", "this token is not valid for this environment's server"))(scope, receive, send)
+            return await _error(ApiError(403, "PERMISSION_DENIED", "this token is not valid for this environment's server"))(
+                scope, receive, send
+            )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _error(ApiError(413, "REQUEST_LIMIT_EXCEEDED",
-                                         f"request body of {int(length)} bytes is over the limit of {self.max_bytes}"))(scope, receive, send)
+            return await _error(
+                ApiError(
+                    413, "REQUEST_LIMIT_EXCEEDED", f"request body of {int(length)} bytes is over the limit of {self.max_bytes}"
+                )
+            )(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
@@ -88,6 +95,7 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
                 return await handler(request)
             except ApiError as exc:
                 return _error(exc)
+
         return wrapped
 
     @api
@@ -116,14 +124,14 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
     @api
     async def metrics(request: Request) -> Response:
         endpoint = manager.get(request.path_params["name"])
-        for key, value in (endpoint.capture.counters.items() if endpoint.capture else ()):
+        for key, value in endpoint.capture.counters.items() if endpoint.capture else ():
             endpoint.metrics.counters[key] = value
         if endpoint.active:
             endpoint.metrics.counters["batches"] = sum(s.batches for s in endpoint.active.served.values())
         return PlainTextResponse(endpoint.metrics.render(endpoint.name), media_type="text/plain; version=0.0.4")
 
     async def invocations(request: Request) -> Response:
-        started, at = time.perf_counter(), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        started, at = time.perf_counter(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
         request_id = uuid.uuid4().hex
         served_name, raw, client_id = None, None, None
         headers = {"x-request-id": request_id}
@@ -138,8 +146,11 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
                 raise ApiError(415, "BAD_REQUEST", f"content type {content_type!r} is not supported: send application/json")
             active = endpoint.active
             if active is None:
-                raise ApiError(503, "TEMPORARILY_UNAVAILABLE", f"endpoint {endpoint.name!r} is not ready yet "
-                                                               f"(config_update {endpoint.config_update})")
+                raise ApiError(
+                    503,
+                    "TEMPORARILY_UNAVAILABLE",
+                    f"endpoint {endpoint.name!r} is not ready yet (config_update {endpoint.config_update})",
+                )
             parsed = payload.parse(raw)
             client_id = parsed.client_request_id
             served_name = active.router.pick()
@@ -160,10 +171,20 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
         elapsed = time.perf_counter() - started
         endpoint.metrics.entities[served_name or ""].observe(status, elapsed, rows, misses)
         if endpoint.capture is not None:
-            endpoint.capture.offer(capture.row(
-                request_id, client_id, at, status, int(elapsed * 1000),
-                raw.decode("utf-8", "replace") if raw is not None else None, body.decode(), served_name, requester,
-                misses))
+            endpoint.capture.offer(
+                capture.row(
+                    request_id,
+                    client_id,
+                    at,
+                    status,
+                    int(elapsed * 1000),
+                    raw.decode("utf-8", "replace") if raw is not None else None,
+                    body.decode(),
+                    served_name,
+                    requester,
+                    misses,
+                )
+            )
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     async def health(request: Request) -> Response:
@@ -175,16 +196,18 @@ def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer
         return JSONResponse({"ready": True})
 
     prefix = "/api/2.0/serving-endpoints"
-    app = Starlette(routes=[
-        Route(prefix, create, methods=["POST"]),
-        Route(prefix, list_endpoints, methods=["GET"]),
-        Route(prefix + "/{name}", get, methods=["GET"]),
-        Route(prefix + "/{name}", delete, methods=["DELETE"]),
-        Route(prefix + "/{name}/config", update, methods=["PUT"]),
-        Route(prefix + "/{name}/metrics", metrics, methods=["GET"]),
-        Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route(prefix, create, methods=["POST"]),
+            Route(prefix, list_endpoints, methods=["GET"]),
+            Route(prefix + "/{name}", get, methods=["GET"]),
+            Route(prefix + "/{name}", delete, methods=["DELETE"]),
+            Route(prefix + "/{name}/config", update, methods=["PUT"]),
+            Route(prefix + "/{name}/metrics", metrics, methods=["GET"]),
+            Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+        ]
+    )
     app.state.serving = state
     return Guard(app, token, max_bytes)

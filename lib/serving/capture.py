@@ -13,33 +13,63 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("lib.serving")
 
-SCHEMA = ("databricks_request_id string, client_request_id string, request_date date, "
-          "request_time timestamp, status_code int, sampling_fraction double, execution_duration_ms bigint, "
-          "request string, response string, served_entity_id string, logging_error_codes array<string>, "
-          "requester string, feature_lookup_misses int")
+SCHEMA = (
+    "databricks_request_id string, client_request_id string, request_date date, "
+    "request_time timestamp, status_code int, sampling_fraction double, execution_duration_ms bigint, "
+    "request string, response string, served_entity_id string, logging_error_codes array<string>, "
+    "requester string, feature_lookup_misses int"
+)
 
 
 COLUMNS = [part.split()[0] for part in SCHEMA.split(", ")]
 
 
-def row(request_id: str, client_request_id: str | None, at: dt.datetime, status: int, duration_ms: int,
-        request: str | None, response: str | None, served_entity: str | None, requester: str,
-        lookup_misses: int = 0) -> tuple:
+def row(
+    request_id: str,
+    client_request_id: str | None,
+    at: dt.datetime,
+    status: int,
+    duration_ms: int,
+    request: str | None,
+    response: str | None,
+    served_entity: str | None,
+    requester: str,
+    lookup_misses: int = 0,
+) -> tuple:
     """One payload-table row, in SCHEMA's column order: Databricks' columns, then (ours) how many
     of the request's rows were scored although a feature lookup found nothing for their keys."""
-    return (request_id, client_request_id, at.date(), at, status, 1.0, duration_ms, request, response,
-            served_entity, [], requester, lookup_misses)
+    return (
+        request_id,
+        client_request_id,
+        at.date(),
+        at,
+        status,
+        1.0,
+        duration_ms,
+        request,
+        response,
+        served_entity,
+        [],
+        requester,
+        lookup_misses,
+    )
 
 
 class CaptureWriter:
     """Appends captured rows to one Delta table from a background thread."""
 
-    def __init__(self, table: str, lakehouse: Callable[[], object], flush_seconds: float = 5.0,
-                 max_queue: int = 100_000, after_failure: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        table: str,
+        lakehouse: Callable[[], object],
+        flush_seconds: float = 5.0,
+        max_queue: int = 100_000,
+        after_failure: Callable[[], None] | None = None,
+    ):
         """`lakehouse()` gives the Lakehouse to write with; `after_failure()` runs after a failed
         write (e.g. to attach anew, since the Spark server may have been restarted)."""
         self.table = table
@@ -81,8 +111,12 @@ class CaptureWriter:
                     self.counters["capture_write_failures"] += 1
                     if self._after_failure is not None:
                         self._after_failure()
-                    log.error("capture to %s failed, %d rows kept for the next try: %s",
-                              self.table, len(held), str(exc).splitlines()[0] if str(exc) else exc)
+                    log.error(
+                        "capture to %s failed, %d rows kept for the next try: %s",
+                        self.table,
+                        len(held),
+                        str(exc).splitlines()[0] if str(exc) else exc,
+                    )
                     if stopping:
                         self.counters["capture_rows_dropped"] += len(held)
                         return

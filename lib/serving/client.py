@@ -28,8 +28,12 @@ class Client:
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], bytes]:
         """One request; returns (status, headers, body) for any status."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, dict(response.headers), response.read()
@@ -92,5 +96,11 @@ class Client:
 def failure_reason(endpoint: dict) -> str:
     """Why the pending config failed, from its served entities' state messages."""
     entities = (endpoint.get("pending_config") or {}).get("served_entities", [])
-    return "; ".join(e["state"]["deployment_state_message"] for e in entities
-                     if e.get("state", {}).get("deployment") == "DEPLOYMENT_FAILED") or endpoint["state"]["config_update"]
+    return (
+        "; ".join(
+            e["state"]["deployment_state_message"]
+            for e in entities
+            if e.get("state", {}).get("deployment") == "DEPLOYMENT_FAILED"
+        )
+        or endpoint["state"]["config_update"]
+    )

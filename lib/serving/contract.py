@@ -6,20 +6,17 @@ says what is wrong before anything is loaded.
 
 from __future__ import annotations
 
-
 import re
 from dataclasses import dataclass
 from typing import Any
+
 from lib.core import names
 from lib.core.errors import AccessDeniedError, ApiError, bad
-
 
 WORKLOAD_SIZES = ("Small", "Medium", "Large")
 
 
-
 _ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-
 
 
 @dataclass(frozen=True)
@@ -36,10 +33,14 @@ class ServedEntity:
         return f"models:/{self.entity_name}/{self.entity_version}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "entity_name": self.entity_name, "entity_version": self.entity_version,
-                "workload_size": self.workload_size, "scale_to_zero_enabled": self.scale_to_zero_enabled,
-                "environment_vars": dict(self.environment_vars)}
-
+        return {
+            "name": self.name,
+            "entity_name": self.entity_name,
+            "entity_version": self.entity_version,
+            "workload_size": self.workload_size,
+            "scale_to_zero_enabled": self.scale_to_zero_enabled,
+            "environment_vars": dict(self.environment_vars),
+        }
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,13 @@ class AutoCapture:
         return names.payload_of_prefix(self.catalog_name, self.schema_name, self.table_name_prefix)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"catalog_name": self.catalog_name, "schema_name": self.schema_name,
-                "table_name_prefix": self.table_name_prefix, "enabled": self.enabled,
-                "state": {"payload_table": {"name": self.table}}}
-
+        return {
+            "catalog_name": self.catalog_name,
+            "schema_name": self.schema_name,
+            "table_name_prefix": self.table_name_prefix,
+            "enabled": self.enabled,
+            "state": {"payload_table": {"name": self.table}},
+        }
 
 
 @dataclass(frozen=True)
@@ -69,20 +73,19 @@ class EndpointConfig:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "served_entities": [e.to_dict() for e in self.served_entities],
-            "traffic_config": {"routes": [{"served_model_name": n, "served_entity_name": n, "traffic_percentage": p}
-                                          for n, p in self.routes]},
+            "traffic_config": {
+                "routes": [{"served_model_name": n, "served_entity_name": n, "traffic_percentage": p} for n, p in self.routes]
+            },
         }
         if self.auto_capture is not None:
             out["auto_capture_config"] = self.auto_capture.to_dict()
         return out
 
 
-
 def check_endpoint_name(name: Any) -> str:
     if not isinstance(name, str) or not _ENDPOINT_NAME.match(name):
         raise bad(f"endpoint name must be 1-63 letters, digits, - or _ (starting with a letter or digit), got {name!r}")
     return name
-
 
 
 def parse_config(body: Any, own_catalog: str, endpoint_name: str) -> EndpointConfig:
@@ -100,7 +103,6 @@ def parse_config(body: Any, own_catalog: str, endpoint_name: str) -> EndpointCon
     routes = _routes(body.get("traffic_config"), names)
     capture = _capture(body.get("auto_capture_config"), own_catalog, endpoint_name)
     return EndpointConfig(entities, routes, capture)
-
 
 
 def _entity(raw: Any, i: int) -> ServedEntity:
@@ -121,9 +123,9 @@ def _entity(raw: Any, i: int) -> ServedEntity:
     served_name = raw.get("name") or f"{name}-{version}"
     if not isinstance(served_name, str):
         raise bad(f"{where}.name must be a string")
-    return ServedEntity(served_name, name, str(int(version)), size, bool(raw.get("scale_to_zero_enabled", False)),
-                        tuple(sorted(env_vars.items())))
-
+    return ServedEntity(
+        served_name, name, str(int(version)), size, bool(raw.get("scale_to_zero_enabled", False)), tuple(sorted(env_vars.items()))
+    )
 
 
 def _routes(raw: Any, names: list[str]) -> tuple[tuple[str, int], ...]:
@@ -139,8 +141,7 @@ def _routes(raw: Any, names: list[str]) -> tuple[tuple[str, int], ...]:
         target = route.get("served_entity_name", route.get("served_model_name")) if isinstance(route, dict) else None
         pct = route.get("traffic_percentage") if isinstance(route, dict) else None
         if target not in names:
-            raise bad(f"traffic_config.routes[{i}] names {target!r}, which is not a served entity "
-                      f"({', '.join(names)})")
+            raise bad(f"traffic_config.routes[{i}] names {target!r}, which is not a served entity ({', '.join(names)})")
         if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
             raise bad(f"traffic_config.routes[{i}].traffic_percentage must be an integer 0-100, got {pct!r}")
         out.append((target, pct))
@@ -151,7 +152,6 @@ def _routes(raw: Any, names: list[str]) -> tuple[tuple[str, int], ...]:
     if len(set(routed)) != len(routed):
         raise bad("traffic_config.routes names a served entity twice")
     return tuple(out)
-
 
 
 def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | None:
@@ -175,4 +175,3 @@ def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | No
     except AccessDeniedError as exc:
         raise ApiError(403, "PERMISSION_DENIED", f"auto_capture_config.catalog_name: {exc}") from None
     return AutoCapture(catalog, schema, prefix, True)
-

@@ -13,12 +13,12 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from lib.serving.capture import CaptureWriter
 from lib.core.errors import ApiError
+from lib.serving.capture import CaptureWriter
 from lib.serving.contract import EndpointConfig, check_endpoint_name, parse_config
 from lib.serving.entity import Served
 from lib.serving.metrics import Registry
@@ -66,9 +66,14 @@ class Endpoint:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "id": self.id, "creator": self.creator, "creation_timestamp": self.created_ms,
-               "last_updated_timestamp": self.updated_ms,
-               "state": {"ready": "READY" if self.active else "NOT_READY", "config_update": self.config_update}}
+        out = {
+            "name": self.name,
+            "id": self.id,
+            "creator": self.creator,
+            "creation_timestamp": self.created_ms,
+            "last_updated_timestamp": self.updated_ms,
+            "state": {"ready": "READY" if self.active else "NOT_READY", "config_update": self.config_update},
+        }
         if self.active:
             config = self.active.config.to_dict()
             for entity in config["served_entities"]:
@@ -90,9 +95,14 @@ def _now_ms() -> int:
 class Manager:
     """All endpoints of one server (one environment)."""
 
-    def __init__(self, catalog: str, make_served: Callable[[object], Served],
-                 make_capture: Callable[[str], CaptureWriter], check_version: Callable[[str, str], None],
-                 saved: Path | None = None):
+    def __init__(
+        self,
+        catalog: str,
+        make_served: Callable[[object], Served],
+        make_capture: Callable[[str], CaptureWriter],
+        check_version: Callable[[str, str], None],
+        saved: Path | None = None,
+    ):
         self.catalog = catalog
         self._make_served, self._make_capture, self._check_version = make_served, make_capture, check_version
         self._saved = saved
@@ -115,8 +125,7 @@ class Manager:
         config = self._parse(body, name)
         with self._lock:
             if endpoint.config_update == "IN_PROGRESS":
-                raise ApiError(409, "RESOURCE_CONFLICT",
-                               f"endpoint {name!r} is already being updated; wait for it to finish")
+                raise ApiError(409, "RESOURCE_CONFLICT", f"endpoint {name!r} is already being updated; wait for it to finish")
             self._start_update(endpoint, config)
             return endpoint.to_dict()
 
@@ -125,7 +134,7 @@ class Manager:
             endpoint = self.get(name)
             del self._endpoints[name]
             self._save()
-        for served in (endpoint.active.served.values() if endpoint.active else ()):
+        for served in endpoint.active.served.values() if endpoint.active else ():
             served.retire()
         if endpoint.capture:
             threading.Thread(target=endpoint.capture.close, daemon=True).start()
@@ -149,8 +158,7 @@ class Manager:
     def _start_update(self, endpoint: Endpoint, config: EndpointConfig) -> None:
         endpoint.pending, endpoint.pending_states, endpoint.config_update = config, {}, "IN_PROGRESS"
         endpoint.updated_ms = _now_ms()
-        threading.Thread(target=self._apply, args=(endpoint, config), name=f"update-{endpoint.name}",
-                         daemon=True).start()
+        threading.Thread(target=self._apply, args=(endpoint, config), name=f"update-{endpoint.name}", daemon=True).start()
 
     def _apply(self, endpoint: Endpoint, config: EndpointConfig) -> None:
         current = endpoint.active.served if endpoint.active else {}
@@ -189,20 +197,27 @@ class Manager:
             endpoint.updated_ms = _now_ms()
             if endpoint.name in self._endpoints:
                 self._save()
-        for name, entity in (old.served.items() if old else ()):
+        for name, entity in old.served.items() if old else ():
             if served.get(name) is not entity:
                 entity.retire()
         if old_capture is not None and old_capture is not capture:
             old_capture.close()
-        log.info("endpoint %s serves config %d: %s", endpoint.name, endpoint.active.version,
-                 ", ".join(f"{n} {p}%" for n, p in config.routes))
+        log.info(
+            "endpoint %s serves config %d: %s",
+            endpoint.name,
+            endpoint.active.version,
+            ", ".join(f"{n} {p}%" for n, p in config.routes),
+        )
 
     # -- persistence and shutdown ------------------------------------------------------------
     def _save(self) -> None:
         if self._saved is None:
             return
-        data = {name: {"creator": e.creator, "config": (e.active.config if e.active else e.pending).to_dict()}
-                for name, e in self._endpoints.items() if e.active or e.pending}
+        data = {
+            name: {"creator": e.creator, "config": (e.active.config if e.active else e.pending).to_dict()}
+            for name, e in self._endpoints.items()
+            if e.active or e.pending
+        }
         self._saved.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._saved.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))

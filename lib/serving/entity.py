@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lib.features.store import FeatureLookup
 from lib.core import payload
 from lib.core.errors import ApiError
+from lib.features.store import FeatureLookup
 from lib.serving.contract import ServedEntity
 from lib.serving.online_store import MISSES, OnlineStore
 
@@ -165,10 +166,14 @@ class Served:
                 frame, missed = pd.concat([f for f, _ in parts], ignore_index=True), [m for _, m in parts]
             scores = np.asarray(self._model.predict(frame))
             bounds = np.cumsum([0] + [rows for _, _, rows in items])
-            return [Scored(scores[bounds[i]:bounds[i + 1]], missed[i]) for i in range(len(items))]
+            return [Scored(scores[bounds[i] : bounds[i + 1]], missed[i]) for i in range(len(items))]
         except Exception as exc:
             if len(items) == 1:
-                return [ModelFailed(f"{self.spec.name} failed to score: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")]
+                return [
+                    ModelFailed(
+                        f"{self.spec.name} failed to score: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                    )
+                ]
         return [self.predict([item])[0] for item in items]
 
     def retire(self) -> None:

@@ -58,8 +58,9 @@ class _Collector:
         entity = ["endpoint", "served_entity"]
         requests = CounterMetricFamily("serving_requests", "Requests answered, by status", labels=[*entity, "status"])
         rows = CounterMetricFamily("serving_rows", "Rows scored", labels=entity)
-        misses = CounterMetricFamily("serving_feature_lookup_misses",
-                                     "Rows scored although a feature lookup found no row for their keys", labels=entity)
+        misses = CounterMetricFamily(
+            "serving_feature_lookup_misses", "Rows scored although a feature lookup found no row for their keys", labels=entity
+        )
         latency = HistogramMetricFamily("serving_request_latency_seconds", "Request latency", labels=entity)
         for name, m in sorted(self.registry.entities.items()):
             labels = [self.endpoint, name]
@@ -67,8 +68,9 @@ class _Collector:
                 requests.add_metric([*labels, str(status)], n)
             rows.add_metric(labels, m.rows)
             misses.add_metric(labels, m.lookup_misses)
-            latency.add_metric(labels, list(zip((floatToGoString(b) for b in BUCKETS), accumulate(m.buckets))),
-                               sum_value=m.latency_sum)
+            latency.add_metric(
+                labels, list(zip((floatToGoString(b) for b in BUCKETS), accumulate(m.buckets))), sum_value=m.latency_sum
+            )
         yield from (requests, rows, misses, latency)
         for counter, n in sorted(self.registry.counters.items()):
             family = CounterMetricFamily(f"serving_{counter}", f"Endpoint-wide count of {counter}", labels=["endpoint"])
@@ -84,9 +86,12 @@ class Snapshot:
     errors: int = 0  # 5xx: the model or server failed, not the caller
     buckets: dict[float, int] = field(default_factory=dict)
 
-    def since(self, earlier: "Snapshot") -> "Snapshot":
-        return Snapshot(self.requests - earlier.requests, self.errors - earlier.errors,
-                        {b: n - earlier.buckets.get(b, 0) for b, n in self.buckets.items()})
+    def since(self, earlier: Snapshot) -> Snapshot:
+        return Snapshot(
+            self.requests - earlier.requests,
+            self.errors - earlier.errors,
+            {b: n - earlier.buckets.get(b, 0) for b, n in self.buckets.items()},
+        )
 
     def quantile_bound(self, q: float) -> float:
         """The upper bound (seconds) of the bucket holding quantile q; 0 with no requests."""

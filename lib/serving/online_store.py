@@ -89,8 +89,11 @@ def publish(lakehouse, lookups: list[FeatureLookup], path: Path, force: bool = F
             rows, kinds = _to_sqlite(lakehouse.read(table, version=version).select(*columns).toArrow(), lakehouse)
             _copy_and_swap(db, name, rows, kinds, keys, ts, version, columns)
             published[table] = Published(rows.num_rows, version, skipped=False)
-            print(f"online store: {table} version {version} published, {rows.num_rows:,} rows in "
-                  f"{time.perf_counter() - began:.1f} s", flush=True)
+            print(
+                f"online store: {table} version {version} published, {rows.num_rows:,} rows in "
+                f"{time.perf_counter() - began:.1f} s",
+                flush=True,
+            )
     return published
 
 
@@ -99,8 +102,10 @@ def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode=WAL")  # lookups read on while a table is being published
     db.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent; a power cut may lose the last publish
     db.execute("BEGIN IMMEDIATE")  # one publisher at a time checks and migrates the meta table
-    db.execute(f"CREATE TABLE IF NOT EXISTS {_META} (name TEXT PRIMARY KEY, primary_keys TEXT, "
-               "timestamp_key TEXT, rows INTEGER, published_at TEXT)")
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {_META} (name TEXT PRIMARY KEY, primary_keys TEXT, "
+        "timestamp_key TEXT, rows INTEGER, published_at TEXT)"
+    )
     have = {row[1] for row in db.execute(f"PRAGMA table_info({_META})")}
     for column, kind in _META_ADDED.items():
         if column not in have:  # old rows get NULL: an unknown version, so they are re-copied
@@ -109,15 +114,15 @@ def _prepare(db: sqlite3.Connection) -> None:
 
 
 def _drop_leftovers(db: sqlite3.Connection, name: str) -> None:
-    for (left,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?",
-                              (f"{name}__*",)).fetchall():
+    for (left,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?", (f"{name}__*",)).fetchall():
         db.execute(f'DROP TABLE "{left}"')  # a copy an interrupted publish left behind
 
 
 def _held(db: sqlite3.Connection, name: str, version: int, features: list[str]) -> int | None:
     """The rows the store holds of this version of the table with these columns, else None."""
-    held = db.execute(f"SELECT primary_keys, timestamp_key, rows, delta_version, columns FROM {_META} "
-                      "WHERE name = ?", (name,)).fetchone()
+    held = db.execute(
+        f"SELECT primary_keys, timestamp_key, rows, delta_version, columns FROM {_META} WHERE name = ?", (name,)
+    ).fetchone()
     if held is None or held[3] != version:  # never published, older code (NULL), or a new version
         return None
     # Keys are table properties, which only a new Delta version changes: at the same version the
@@ -165,8 +170,16 @@ def _to_sqlite(data: pa.Table, lakehouse) -> tuple[pa.Table, list[str]]:
     return pa.Table.from_arrays(columns, names=data.column_names), kinds
 
 
-def _copy_and_swap(db: sqlite3.Connection, name: str, rows: pa.Table, kinds: list[str], keys: list[str],
-                   ts: str, version: int, columns: list[str]) -> None:
+def _copy_and_swap(
+    db: sqlite3.Connection,
+    name: str,
+    rows: pa.Table,
+    kinds: list[str],
+    keys: list[str],
+    ts: str,
+    version: int,
+    columns: list[str],
+) -> None:
     """Bulk-load rows into a staged table, index it, then swap it in and record meta at once."""
     staged = f"{name}__{uuid.uuid4().hex[:8]}"
     declared = ", ".join(f"[{c}] {kind}" for c, kind in zip(rows.column_names, kinds))
@@ -180,10 +193,11 @@ def _copy_and_swap(db: sqlite3.Connection, name: str, rows: pa.Table, kinds: lis
     db.execute("BEGIN IMMEDIATE")  # the swap is one transaction: readers see old or new
     db.execute(f'DROP TABLE IF EXISTS "{name}"')
     db.execute(f'ALTER TABLE "{staged}" RENAME TO "{name}"')
-    db.execute(f"INSERT OR REPLACE INTO {_META} (name, primary_keys, timestamp_key, rows, published_at, "
-               f"{', '.join(_META_ADDED)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (name, ",".join(keys), ts, rows.num_rows, dt.datetime.now(dt.timezone.utc).isoformat(), version,
-                json.dumps(columns)))
+    db.execute(
+        f"INSERT OR REPLACE INTO {_META} (name, primary_keys, timestamp_key, rows, published_at, "
+        f"{', '.join(_META_ADDED)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (name, ",".join(keys), ts, rows.num_rows, dt.datetime.now(dt.UTC).isoformat(), version, json.dumps(columns)),
+    )
     db.execute("COMMIT")
 
 
@@ -222,8 +236,7 @@ class OnlineStore:
             where = " AND ".join(f"[{k}] = ?" for k in keys.split(",")) + f" AND [{ts}] <= ?"
             if lk.lookback_hours is not None:
                 where += f" AND [{ts}] >= ?"
-            query = (f'SELECT {", ".join(f"[{c}]" for c in lk.features)} FROM "{name}" WHERE {where} '
-                     f"ORDER BY [{ts}] DESC LIMIT 1")
+            query = f'SELECT {", ".join(f"[{c}]" for c in lk.features)} FROM "{name}" WHERE {where} ORDER BY [{ts}] DESC LIMIT 1'
             at = pd.to_datetime(out[lk.timestamp_lookup_key])
             args = [out[k].tolist() for k in lk.lookup_key]
             found: dict[tuple, tuple | None] = {}
@@ -244,8 +257,7 @@ class OnlineStore:
         return out
 
 
-def publish_predictions(path: Path, frame: pd.DataFrame, key: str, timestamp: str, start: dt.date,
-                        end: dt.date) -> int:
+def publish_predictions(path: Path, frame: pd.DataFrame, key: str, timestamp: str, start: dt.date, end: dt.date) -> int:
     """Replace the predictions of the period [start, end) of `timestamp` with the frame's rows,
     each under its `key`, in one transaction; returns the rows the store holds for the period."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,8 +269,10 @@ def publish_predictions(path: Path, frame: pd.DataFrame, key: str, timestamp: st
         db.execute("BEGIN IMMEDIATE")
         db.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS} (key TEXT PRIMARY KEY, at TEXT, row TEXT)")
         db.execute(f"DELETE FROM {PREDICTIONS} WHERE at >= ? AND at < ?", (lo, hi))
-        db.executemany(f"INSERT OR REPLACE INTO {PREDICTIONS} VALUES (?, ?, ?)",
-                       ((str(r[key]), at, json.dumps(r)) for r, at in zip(rows, times)))
+        db.executemany(
+            f"INSERT OR REPLACE INTO {PREDICTIONS} VALUES (?, ?, ?)",
+            ((str(r[key]), at, json.dumps(r)) for r, at in zip(rows, times)),
+        )
         held = db.execute(f"SELECT count(*) FROM {PREDICTIONS} WHERE at >= ? AND at < ?", (lo, hi)).fetchone()[0]
         db.execute("COMMIT")
     return held
@@ -273,8 +287,9 @@ def prediction(path: Path, key: str) -> dict[str, Any] | None:
         try:
             found = db.execute(f"SELECT row FROM {PREDICTIONS} WHERE key = ?", (str(key),)).fetchone()
         except sqlite3.OperationalError:  # no predictions table yet
-            raise LakehouseError(f"online store {path} holds no predictions: run batch inference with "
-                                 "publish.online enabled") from None
+            raise LakehouseError(
+                f"online store {path} holds no predictions: run batch inference with publish.online enabled"
+            ) from None
     return None if found is None else json.loads(found[0])
 
 

@@ -8,22 +8,19 @@ limit, or a config that fails to load, puts all traffic back on the old version 
 
 from __future__ import annotations
 
-
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lib.core.errors import LakehouseError
 from lib.platform.registry import ModelRef
-from lib.serving import metrics
+from lib.serving import metrics, server, settings
 from lib.serving.client import Client, failure_reason
 from lib.serving.settings import Rollout, Settings
-from lib.serving import server, settings
 
 
 class RolloutFailedError(LakehouseError):
     """The new version failed to load or broke a live limit; the old version serves again."""
-
 
 
 @dataclass(frozen=True)
@@ -35,10 +32,9 @@ class Step:
     verdict: str  # ok | not judged | failed
 
 
-
 @dataclass
 class Outcome:
-    action: str   # created | unchanged | updated | skipped (no Champion yet)
+    action: str  # created | unchanged | updated | skipped (no Champion yet)
     serving: str  # served entity name now taking all traffic
     replaced: str = ""
     steps: list[Step] = field(default_factory=list)
@@ -46,36 +42,50 @@ class Outcome:
     def summary(self) -> str:
         if self.action == "skipped":
             return "endpoint not touched: there is no Champion to serve yet"
-        steps = ", ".join(f"{s.percent}% ({s.requests} req, {s.errors} 5xx, p99<={s.p99_ms:g} ms: {s.verdict})"
-                          for s in self.steps)
-        return f"endpoint {self.action}: serves {self.serving}" + (f" (was {self.replaced})" if self.replaced else "") \
+        steps = ", ".join(
+            f"{s.percent}% ({s.requests} req, {s.errors} 5xx, p99<={s.p99_ms:g} ms: {s.verdict})" for s in self.steps
+        )
+        return (
+            f"endpoint {self.action}: serves {self.serving}"
+            + (f" (was {self.replaced})" if self.replaced else "")
             + (f"; steps {steps}" if steps else "")
-
+        )
 
 
 def served_name(ref: ModelRef) -> str:
     return f"{ref.name}-{ref.version}"
 
 
-
 def endpoint_config(routes: list[tuple[dict, int]], capture: dict | None) -> dict:
     """A config body: each (served entity, traffic %) pair, and the capture settings."""
-    out = {"served_entities": [e for e, _ in routes],
-           "traffic_config": {"routes": [{"served_model_name": e["name"], "traffic_percentage": p} for e, p in routes]}}
+    out = {
+        "served_entities": [e for e, _ in routes],
+        "traffic_config": {"routes": [{"served_model_name": e["name"], "traffic_percentage": p} for e, p in routes]},
+    }
     if capture:
         out["auto_capture_config"] = capture
     return out
 
 
-
 def _entity(ref: ModelRef) -> dict:
-    return {"name": served_name(ref), "entity_name": ref.name, "entity_version": ref.version,
-            "workload_size": "Small", "scale_to_zero_enabled": False}
+    return {
+        "name": served_name(ref),
+        "entity_name": ref.name,
+        "entity_version": ref.version,
+        "workload_size": "Small",
+        "scale_to_zero_enabled": False,
+    }
 
 
-
-def deploy(client: Client, name: str, champion: ModelRef, cfg: Settings, capture: dict | None,
-           wait: Callable[[float], None] = time.sleep, progress: Callable[[str], None] = print) -> Outcome:
+def deploy(
+    client: Client,
+    name: str,
+    champion: ModelRef,
+    cfg: Settings,
+    capture: dict | None,
+    wait: Callable[[float], None] = time.sleep,
+    progress: Callable[[str], None] = print,
+) -> Outcome:
     """Make endpoint `name` serve `champion` with all its traffic."""
     new = _entity(champion)
     endpoint = client.get(name)
@@ -110,14 +120,16 @@ def deploy(client: Client, name: str, champion: ModelRef, cfg: Settings, capture
             break
         step = _observe(client, name, new["name"], percent, cfg, wait)
         outcome.steps.append(step)
-        progress(f"rollout: {percent}% step: {step.requests} requests, {step.errors} 5xx, p99<={step.p99_ms:g} ms, {step.verdict}")
+        progress(
+            f"rollout: {percent}% step: {step.requests} requests, {step.errors} 5xx, p99<={step.p99_ms:g} ms, {step.verdict}"
+        )
         if step.verdict == "failed":
             _update(client, name, [(old, 100)], capture, outcome)
             raise RolloutFailedError(
                 f"rollout of {new['name']} stopped at {percent}%: {step.errors}/{step.requests} 5xx, p99<={step.p99_ms:g} ms "
-                f"(limits {cfg.rollout.max_error_rate:.1%}, {cfg.rollout.max_p99_ms:g} ms); {old_name} serves all traffic again")
+                f"(limits {cfg.rollout.max_error_rate:.1%}, {cfg.rollout.max_p99_ms:g} ms); {old_name} serves all traffic again"
+            )
     return outcome
-
 
 
 def _update(client: Client, name: str, routes: list[tuple[dict, int]], capture: dict | None, outcome: Outcome) -> Outcome:
@@ -128,14 +140,11 @@ def _update(client: Client, name: str, routes: list[tuple[dict, int]], capture: 
     return outcome
 
 
-
-def _observe(client: Client, name: str, entity: str, percent: int, cfg: Settings,
-             wait: Callable[[float], None]) -> Step:
+def _observe(client: Client, name: str, entity: str, percent: int, cfg: Settings, wait: Callable[[float], None]) -> Step:
     before = metrics.parse(client.metrics(name)).get(entity, metrics.Snapshot())
     wait(cfg.rollout.step_seconds)
     seen = metrics.parse(client.metrics(name)).get(entity, metrics.Snapshot()).since(before)
     return judge(percent, seen, cfg.rollout)
-
 
 
 def judge(percent: int, seen: metrics.Snapshot, limits: Rollout) -> Step:
@@ -150,14 +159,16 @@ def judge(percent: int, seen: metrics.Snapshot, limits: Rollout) -> Step:
     return Step(percent, seen.requests, seen.errors, p99_ms, verdict)
 
 
-
 def capture_config(env, name: str, cfg: Settings) -> dict | None:
     """Inference table <catalog>.<schema>.<endpoint>_payload in the environment's own catalog."""
     if not cfg.capture:
         return None
-    return {"catalog_name": env.catalog, "schema_name": env.schema,
-            "table_name_prefix": name.replace("-", "_"), "enabled": True}  # <prefix>_payload
-
+    return {
+        "catalog_name": env.catalog,
+        "schema_name": env.schema,
+        "table_name_prefix": name.replace("-", "_"),
+        "enabled": True,
+    }  # <prefix>_payload
 
 
 def connect(env, champion: ModelRef | None) -> Client | None:
@@ -166,4 +177,3 @@ def connect(env, champion: ModelRef | None) -> Client | None:
         return None
     running = server.start(env)
     return Client(running.url, settings.load(env).token())
-

@@ -20,22 +20,21 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from lib.platform.services.managed import Service
-from lib.core.config import EnvConfig
-from lib.core.errors import LakehouseError
-from lib.serving import settings as serving_settings
-from lib.serving.settings import Settings
 from lib.core import names
-from lib.core.errors import AccessDeniedError, ApiError
+from lib.core.config import EnvConfig
+from lib.core.errors import AccessDeniedError, ApiError, LakehouseError
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
 from lib.platform.registry import ModelRef
+from lib.platform.services.managed import Service
 from lib.platform.spark.session import get_spark
 from lib.serving import app as serving_app
+from lib.serving import settings as serving_settings
 from lib.serving.capture import CaptureWriter
 from lib.serving.endpoints import Manager
 from lib.serving.entity import Served
 from lib.serving.online_store import store_path
+from lib.serving.settings import Settings
 
 log = logging.getLogger("lib.serving")
 START_TIMEOUT_S = 120.0
@@ -53,7 +52,6 @@ def serve(env: EnvConfig) -> None:
     # would oversubscribe the cores and spin-wait against each other. Set before sklearn loads.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import uvicorn
-
 
     cfg = serving_settings.load(env)
     running = find(cfg)
@@ -76,8 +74,9 @@ def serve(env: EnvConfig) -> None:
     manager = Manager(
         env.catalog,
         make_served=lambda spec: Served(spec, store_path(env.home, env.catalog), cfg.max_batch_rows),
-        make_capture=lambda table: CaptureWriter(table, lakehouse, cfg.flush_seconds, cfg.max_queue,
-                                                   after_failure=lakehouse.forget),
+        make_capture=lambda table: CaptureWriter(
+            table, lakehouse, cfg.flush_seconds, cfg.max_queue, after_failure=lakehouse.forget
+        ),
         check_version=check_version,
         saved=cfg.endpoints_file,
     )
@@ -87,12 +86,15 @@ def serve(env: EnvConfig) -> None:
     try:
         sock.bind((cfg.host, cfg.port))
     except OSError as exc:
-        raise LakehouseError(f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}): set "
-                             f"{serving_settings.PORT_ENV_VAR} or serving.port in conf/environments.yml") from None
+        raise LakehouseError(
+            f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}): set "
+            f"{serving_settings.PORT_ENV_VAR} or serving.port in conf/environments.yml"
+        ) from None
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
-    server = _server_class()(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30,
-                                           access_log=False, lifespan="off"))
+    server = _server_class()(
+        uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30, access_log=False, lifespan="off")
+    )
     _service(cfg).record(os.getpid(), url=url, env=env.name)
     restored = manager.restore()
     log.info("serving %s at %s (%d saved endpoint(s) restored)", env.name, url, len(restored))
@@ -174,9 +176,14 @@ def start(env: EnvConfig, say=print) -> Running:
     service = _service(cfg)
     # Ready, not just alive: the saved endpoints are loaded again, so no caller gets a 503. The
     # server writes its state itself, once it listens (its port may be a free one).
-    launch = functools.partial(service.start, [sys.executable, "-m", "lib.serving", "serve", "--env", env.name],
-                               lambda state: _answers(state["url"], "/ready"), START_TIMEOUT_S,
-                               env=os.environ.copy(), record=False)
+    launch = functools.partial(
+        service.start,
+        [sys.executable, "-m", "lib.serving", "serve", "--env", env.name],
+        lambda state: _answers(state["url"], "/ready"),
+        START_TIMEOUT_S,
+        env=os.environ.copy(),
+        record=False,
+    )
     state = service.ensure(launch, lambda state: _answers(state["url"]), say)
     return Running(int(state["pid"]), state["url"])
 

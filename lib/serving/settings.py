@@ -27,7 +27,7 @@ class Settings:
     flush_seconds: float
     max_queue: int
     rollout: Rollout
-    folder: Path                # <home>/serving/<env>: state, token, endpoints, log
+    folder: Path  # <home>/serving/<env>: state, token, endpoints, log
 
     @property
     def state_file(self) -> Path:

@@ -34,17 +34,39 @@ def standalone(tmp_path):
     url = f"spark://127.0.0.1:{port}"
     logs = [tmp_path / "master.log", tmp_path / "worker.log"]
     commands = [
-        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-         "--webui-port", str(free_port())],
-        [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "2",
-         "--memory", "2g", "--webui-port", str(free_port()), "--work-dir", str(work), url],
+        [
+            spark_class,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(free_port()),
+        ],
+        [
+            spark_class,
+            "org.apache.spark.deploy.worker.Worker",
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "2",
+            "--memory",
+            "2g",
+            "--webui-port",
+            str(free_port()),
+            "--work-dir",
+            str(work),
+            url,
+        ],
     ]
     processes = []
     try:
         for command, log in zip(commands, logs):
             with open(log, "wb") as out:
-                processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                  cwd=tmp_path, start_new_session=True))
+                processes.append(
+                    subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)
+                )
             if log is logs[0]:
                 wait_for(lambda: answers(port), "the master listens", log)
         wait_for(lambda: "Registering worker" in logs[0].read_text(), "the worker registers", logs[0])

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lib.platform.services import processes
-from lib.platform.spark import builder as spark, server as spark_server
 from lib.core.config import PROJECT_DIR, load_env
 from lib.core.errors import ConfigError, SetupError
+from lib.platform.services import processes
+from lib.platform.spark import builder as spark
+from lib.platform.spark import server as spark_server
 
 
 @pytest.fixture
@@ -57,7 +58,8 @@ def test_a_taken_port_a_stale_server_and_a_dead_one(own_server, home, monkeypatc
     os.kill(second.pid, signal.SIGKILL)
     os.waitpid(second.pid, 0)
     assert spark_server.died(home, second.url) == (
-        f"the Spark server at {second.url} is gone (log: {home / 'spark' / 'server.log'}); the next run starts a fresh one")
+        f"the Spark server at {second.url} is gone (log: {home / 'spark' / 'server.log'}); the next run starts a fresh one"
+    )
     lines.clear()
     third = spark_server.ensure(env, say=lines.append)
     assert third.pid not in (first.pid, second.pid) and lines[0].startswith("started the Spark server")
@@ -71,8 +73,11 @@ def test_settings_are_checked_and_overridden(staging, monkeypatch):
     cfg = spark_server.settings(staging)
     assert (cfg.mode, cfg.master, cfg.port) == ("local", "spark://127.0.0.1:7077", 15002)
     monkeypatch.setenv(spark_server.MODE_ENV_VAR, "cluster")
-    with pytest.raises(ConfigError, match=r"^environment variables over conf/environments.yml \(environment staging\): "
-                                          r"spark.mode: must be one of connect, local, got 'cluster'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^environment variables over conf/environments.yml \(environment staging\): "
+        r"spark.mode: must be one of connect, local, got 'cluster'$",
+    ):
         spark_server.settings(staging)
 
 
@@ -87,8 +92,10 @@ def test_attaching_to_nothing_is_one_line():
     port = processes.free_port()
     with pytest.raises(SetupError) as nobody:
         spark.attach(f"sc://127.0.0.1:{port}")
-    assert str(nobody.value) == (f"cannot attach to the Spark server at sc://127.0.0.1:{port}: nobody answers "
-                                 "(start one with `python -m lib.platform.spark start`, or unset SPARK_REMOTE)")
+    assert str(nobody.value) == (
+        f"cannot attach to the Spark server at sc://127.0.0.1:{port}: nobody answers "
+        "(start one with `python -m lib.platform.spark start`, or unset SPARK_REMOTE)"
+    )
 
 
 def test_the_server_maps_the_class_archive_made_at_set_up(request):

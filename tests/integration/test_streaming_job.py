@@ -13,11 +13,11 @@ import time
 import pandas as pd
 import pytest
 
-from lib.platform.spark import builder as lspark
-from lib.inference import feed, streaming
-from lib.platform.spark import server as spark_server
-from lib.platform.catalog import Lakehouse
 from lib.features.tables import KEY
+from lib.inference import feed, streaming
+from lib.platform.catalog import Lakehouse
+from lib.platform.spark import builder as lspark
+from lib.platform.spark import server as spark_server
 
 
 def _server(env):
@@ -36,15 +36,21 @@ def _forget(session) -> None:
         session.client.close()
 
 
-def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(featurized, staging, champion, model_cfg, tmp_path,
-                                                                     kafka_records):
+def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(
+    featurized, staging, champion, model_cfg, tmp_path, kafka_records
+):
     """Killed once as a micro-batch starts, and once between its two writes (its bad rows
     quarantined, its predictions not yet written); restarted, the stream scores every arrival
     once and quarantines every bad row once. (A micro-batch replayed after both its writes is
     `test_a_micro_batch_replayed_after_its_write_writes_nothing_twice`.)"""
     inference = model_cfg.inference  # one feed commit per micro-batch:
-    capped = model_cfg.model_copy(update={"inference": inference.model_copy(update={
-        "streaming": inference.streaming.model_copy(update={"max_files_per_trigger": 1})})})
+    capped = model_cfg.model_copy(
+        update={
+            "inference": inference.model_copy(
+                update={"streaming": inference.streaming.model_copy(update={"max_files_per_trigger": 1})}
+            )
+        }
+    )
     day = dt.datetime.combine(staging.data.as_of, dt.time())
     flights = featurized.read(staging.table("flight_features"))
     fed = 0

@@ -13,25 +13,32 @@ import time
 
 import pytest
 
-from lib.inference import feed, streaming
-from lib.features import ingest
-from lib.platform.services import kafka_client as kafka, postgres
-from lib.platform import registry
-from lib.platform.spark import server as spark_server
-from lib.platform.catalog import Lakehouse
+from lib.core import names
 from lib.core.config import PROJECT_DIR, load_env
-from lib.features.tables import in_window
 from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
+from lib.features import ingest
+from lib.features.tables import in_window
+from lib.inference import feed, streaming
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
+from lib.platform.services import kafka_client as kafka
+from lib.platform.services import postgres
+from lib.platform.spark import server as spark_server
 from lib.serving import server, settings
 from lib.serving.client import Client
-from lib.core import names
 
 
 def run(*args, **env):
     import os
 
-    return subprocess.run([sys.executable, "run_pipeline.py", *args], cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=1800, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "run_pipeline.py", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, **env},
+    )
 
 
 def cli(*args) -> subprocess.CompletedProcess:
@@ -50,20 +57,27 @@ def cli(*args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--env", "qa"], "unknown environment 'qa': choose one of dev, staging, prod"),
-    (["--env", "prod", "--job", "nope"], "unknown job 'nope'"),
-    (["--env", "prod", "--as-of", "2013-13-01"], "as-of '2013-13-01' is not a date"),
-    (["--env", "prod", "--as-of", "2014-03-01"], "as-of 2014-03-01 is outside the data of environment prod"),
-    ([], "--env is required"),
-    (["--env", "prod", "--wipe"], "environment prod is not temporary"),
-    (["--env", "prod", "--hyperparameters", "conf/missing.yml"], "config file /"),
-    (["--env", "prod", "--approve", "v2"], "--approve takes a version number, got 'v2'"),
-    (["--env", "prod", "--job", "monitoring", "--hyperparameters", "conf/examples/weak_model.yml"],
-     "--hyperparameters applies to jobs that train; job monitoring does not"),
-    (["--env", "prod", "--hyperparameters", "tests/data/misspelt_hyperparameters.yml"],
-     "hyperparameters for hist_gradient_boosting: HistGradientBoostingClassifier.__init__() got an unexpected keyword argument 'max_depht'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "qa"], "unknown environment 'qa': choose one of dev, staging, prod"),
+        (["--env", "prod", "--job", "nope"], "unknown job 'nope'"),
+        (["--env", "prod", "--as-of", "2013-13-01"], "as-of '2013-13-01' is not a date"),
+        (["--env", "prod", "--as-of", "2014-03-01"], "as-of 2014-03-01 is outside the data of environment prod"),
+        ([], "--env is required"),
+        (["--env", "prod", "--wipe"], "environment prod is not temporary"),
+        (["--env", "prod", "--hyperparameters", "conf/missing.yml"], "config file /"),
+        (["--env", "prod", "--approve", "v2"], "--approve takes a version number, got 'v2'"),
+        (
+            ["--env", "prod", "--job", "monitoring", "--hyperparameters", "conf/examples/weak_model.yml"],
+            "--hyperparameters applies to jobs that train; job monitoring does not",
+        ),
+        (
+            ["--env", "prod", "--hyperparameters", "tests/data/misspelt_hyperparameters.yml"],
+            "hyperparameters for hist_gradient_boosting: HistGradientBoostingClassifier.__init__() got an unexpected keyword argument 'max_depht'",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(home, args, message):
     result = run(*args)
     assert result.returncode == 1
@@ -72,15 +86,18 @@ def test_bad_input_is_one_line_and_writes_nothing(home, args, message):
     assert not (home / "warehouse").exists() and not (home / "runs").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--replay", "2013-03-01"], "--replay takes START:END as ISO dates"),
-    (["--replay", "2013-03-01:2013-03-08", "--every", "1w"], "--every takes a number of days such as 7d"),
-    (["--replay", "2013-01-15:2013-03-08", "--every", "7d"], "--replay starts 2013-01-15, before the first day"),
-    (["--every", "7d"], "--every goes with --replay START:END"),
-    (["--clock", "2013-03-01"], "--clock and --until go with --scheduler"),
-    (["--scheduler", "--clock", "2013-03-01"], "--clock needs --until"),
-    (["--scheduler", "--clock", "March", "--until", "2013-03-08"], "--clock takes an ISO date"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--replay", "2013-03-01"], "--replay takes START:END as ISO dates"),
+        (["--replay", "2013-03-01:2013-03-08", "--every", "1w"], "--every takes a number of days such as 7d"),
+        (["--replay", "2013-01-15:2013-03-08", "--every", "7d"], "--replay starts 2013-01-15, before the first day"),
+        (["--every", "7d"], "--every goes with --replay START:END"),
+        (["--clock", "2013-03-01"], "--clock and --until go with --scheduler"),
+        (["--scheduler", "--clock", "2013-03-01"], "--clock needs --until"),
+        (["--scheduler", "--clock", "March", "--until", "2013-03-08"], "--clock takes an ISO date"),
+    ],
+)
 def test_bad_replay_and_scheduler_arguments_are_one_line(home, args, message):
     result = cli("--env", "staging", *args)
     assert result.returncode == 1 and result.stderr.startswith("error: ") and message in result.stderr
@@ -172,8 +189,13 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     cfg = settings.load(staging)
     api = Client(server.find(cfg).url, cfg.token())
     assert f"Serving: {api.url}/serving-endpoints/delay-model/invocations" in result.stdout
-    keys = (in_window(lakehouse.read("staging.flights.labels"), start, end).select("flight_id", "origin", "sched_dep_ts")
-            .limit(5).toPandas().astype({"sched_dep_ts": str}))
+    keys = (
+        in_window(lakehouse.read("staging.flights.labels"), start, end)
+        .select("flight_id", "origin", "sched_dep_ts")
+        .limit(5)
+        .toPandas()
+        .astype({"sched_dep_ts": str})
+    )
     body = {"dataframe_records": keys.to_dict(orient="records")}
     status, headers, answer = api.query("delay-model", body)
     assert (status, headers["served-model-name"]) == (200, "staging.flights.delay_model-1")
@@ -190,7 +212,8 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     assert days.count() == staging.data.horizon_days
     # Each scored day drifts from v1's baseline, written when v1 was trained.
     baseline_drift = lakehouse.read("staging.flights.predictions_drift_metrics").where(
-        "drift_type = 'BASELINE' AND granularity = '1 day' AND column_name = 'temp' AND slice_key IS NULL")
+        "drift_type = 'BASELINE' AND granularity = '1 day' AND column_name = 'temp' AND slice_key IS NULL"
+    )
     assert baseline_drift.count() == staging.data.horizon_days
 
     registry.configure(staging)
@@ -209,15 +232,21 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     # process's gRPC (the Spark Connect client) can abort the child before it execs.
     handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        job = subprocess.Popen([sys.executable, "run_pipeline.py", "--env", "staging", "--job", "streaming"],
-                               cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        job = subprocess.Popen(
+            [sys.executable, "run_pipeline.py", "--env", "staging", "--job", "streaming"],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     finally:
         signal.signal(signal.SIGINT, handler)
     try:
         _wait_rows(lakehouse, table, fed, job)
         assert _workers() == before + 1  # the query's worker, in the Spark server
-        fed += feed.replay(lakehouse, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1),
-                              0, say=lambda line: None)
+        fed += feed.replay(
+            lakehouse, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0, say=lambda line: None
+        )
         _wait_rows(lakehouse, table, fed, job)  # picked up by the running stream
         job.send_signal(signal.SIGINT)
         out, _ = job.communicate(timeout=180)
@@ -243,8 +272,14 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     #    (Gates that fail, ties and losses are covered by the unit and notebook tests.)
     cluster, work = standalone
     try:
-        result = run("--env", "staging", "--job", "training", SPARK_REMOTE="",
-                     **{spark_server.MASTER_ENV_VAR: cluster, spark_server.PORT_ENV_VAR: "0"})
+        result = run(
+            "--env",
+            "staging",
+            "--job",
+            "training",
+            SPARK_REMOTE="",
+            **{spark_server.MASTER_ENV_VAR: cluster, spark_server.PORT_ENV_VAR: "0"},
+        )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert "started the Spark server at sc://127.0.0.1:" in result.stdout
         found = spark_server.find(home)
@@ -263,11 +298,13 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     assert [line.split()[0] for line in history.splitlines() if line.startswith("v")] == ["v1", "v2"]
     assert "v1 [Champion]" in history and "v2 [Challenger]" in history and "deployment: PROMOTED" in history
     assert cli("--env", "staging", "--approve", "1").stderr.strip() == (
-        "error: models:/staging.flights.delay_model/1 is not the Challenger (staging.flights.delay_model@Challenger is v2)")
+        "error: models:/staging.flights.delay_model/1 is not the Challenger (staging.flights.delay_model@Challenger is v2)"
+    )
     approved = cli("--env", "staging", "--approve", "2")
     assert approved.returncode == 0 and registry.require_version(v2).tags["approval.status"] == "APPROVED"
     assert cli("--env", "staging", "--rollback").stderr.strip() == (
-        "error: staging.flights.delay_model has no Previous version to roll back to (Champion v1 is the only one deployed)")
+        "error: staging.flights.delay_model has no Previous version to roll back to (Champion v1 is the only one deployed)"
+    )
     registry.move_alias(v2, names.PREVIOUS, "test: as if v2 had been Champion before v1")
     rolled = cli("--env", "staging", "--rollback")
     assert rolled.returncode == 0 and "Champion is v2 again, v1 is Previous" in rolled.stdout
@@ -291,8 +328,9 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     assert len(statuses) > 20 and set(statuses) == {200}
     assert api.query("delay-model", body)[1]["served-model-name"] == "staging.flights.delay_model-2"
     # A clean stop writes every captured request to the inference table.
-    assert subprocess.run([sys.executable, "-m", "lib.serving", "stop", "--env", "staging"], cwd=PROJECT_DIR,
-                          capture_output=True, text=True).stdout.startswith("stopped staging server")
+    assert subprocess.run(
+        [sys.executable, "-m", "lib.serving", "stop", "--env", "staging"], cwd=PROJECT_DIR, capture_output=True, text=True
+    ).stdout.startswith("stopped staging server")
     payload = lakehouse.read("staging.flights.delay_model_payload")
     assert payload.count() == len(statuses) + 2 and payload.where("status_code != 200").count() == 0
     assert cli("--env", "staging", "--rollback").returncode == 0  # and forward again

@@ -43,6 +43,7 @@ def executed(kernels, tmp_path, spark_server, postgres_server):
     $LAKEHOUSE_JDBC_URL, which is why it asks for them). Yields the testbook client while the kernel is alive, for tb.ref /
     tb.value; the kernel's stderr goes to `<notebook>.log` in the test's tmp_path.
     """
+
     @contextlib.contextmanager
     def run(relative: str, **params):
         kernel = kernels.take({}, tmp_path / f"{Path(relative).stem}.log")

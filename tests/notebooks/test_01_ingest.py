@@ -15,10 +15,10 @@ def test_ingest_writes_the_raw_tables(executed, lakehouse, staging, task_values,
         monkeypatch.setenv(spark_server.MODE_ENV_VAR, "local")
         monkeypatch.delenv(REMOTE_ENV_VAR)
     with executed("pipelines/01_ingest.ipynb", env="staging", as_of="2013-03-01") as tb:
-        assert tb.value("type(s.spark).__module__") == ("pyspark.sql.session" if mode == "local"
-                                                        else "pyspark.sql.connect.session")
-    expected = {f"staging.raw.{n}": len(ingest.read_source(n, staging.data.start, staging.data.end))
-                for n in ingest.SOURCE_FILES}
+        assert tb.value("type(s.spark).__module__") == (
+            "pyspark.sql.session" if mode == "local" else "pyspark.sql.connect.session"
+        )
+    expected = {f"staging.raw.{n}": len(ingest.read_source(n, staging.data.start, staging.data.end)) for n in ingest.SOURCE_FILES}
     assert task_values()["raw_rows"] == expected
     assert {name: lakehouse.read(name).count() for name in expected} == expected
 
@@ -28,8 +28,10 @@ def test_dev_ingest_needs_prod_raw_tables_and_writes_none(executed, lakehouse, h
         with executed("pipelines/01_ingest.ipynb", env="dev"):
             pass
     assert (failed.value.ename, failed.value.evalue) == (
-        "TableNotFoundError", "prod.raw.flights, prod.raw.weather not found: dev reads raw data from catalog prod, "
-        "which only its own environment ingests (python run_pipeline.py --env prod --job ingest)")
+        "TableNotFoundError",
+        "prod.raw.flights, prod.raw.weather not found: dev reads raw data from catalog prod, "
+        "which only its own environment ingests (python run_pipeline.py --env prod --job ingest)",
+    )
     assert not (home / "warehouse").exists()
 
 

@@ -12,8 +12,11 @@ def test_feature_tables_and_labels_cover_every_flight(executed, ingested, stagin
     flights = ingested.read(staging.raw_table("flights"))
     weather = ingested.read(staging.raw_table("weather"))
     hours = weather.select("origin", "year", "month", "day", "hour").distinct().count()
-    expected = {"flight_features": flights.count(), "weather_features": hours,
-                "labels": flights.where(F.col("arr_delay").isNotNull()).count()}
+    expected = {
+        "flight_features": flights.count(),
+        "weather_features": hours,
+        "labels": flights.where(F.col("arr_delay").isNotNull()).count(),
+    }
     assert task_values()["feature_rows"] == expected
     assert {t: ingested.read(staging.table(t)).count() for t in expected} == expected
     props = ingested.properties(staging.table("flight_features"))

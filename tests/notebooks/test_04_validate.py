@@ -3,8 +3,8 @@ import re
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib.platform import registry
 from lib.core.names import CHALLENGER, CHAMPION
+from lib.platform import registry
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +31,11 @@ def test_a_degraded_model_fails_end_to_end_and_the_champion_stays(executed, cham
     checks = failed.value.evalue.removeprefix(prefix).split("; ")
     assert re.fullmatch(r"performance.roc_auc 0\.\d+ \(needs >= 0.6\) FAIL", checks[0]), checks
     tags = registry.require_version(degraded).tags
-    recorded = {f"{k.removeprefix('validation.')} {v.removeprefix('FAIL: ')} FAIL"
-                for k, v in tags.items() if k.startswith("validation.") and v.startswith("FAIL: ")}
+    recorded = {
+        f"{k.removeprefix('validation.')} {v.removeprefix('FAIL: ')} FAIL"
+        for k, v in tags.items()
+        if k.startswith("validation.") and v.startswith("FAIL: ")
+    }
     assert set(checks) == recorded  # the message names every check that failed, as recorded on the version
     assert tags["model_validation_status"] == "FAILED"
     assert registry.aliases(degraded.name) == {CHAMPION: champion.version}

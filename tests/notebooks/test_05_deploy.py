@@ -1,7 +1,7 @@
 import pytest
 
-from lib.platform import registry
 from lib.core.names import CHALLENGER, CHAMPION
+from lib.platform import registry
 
 pytestmark = pytest.mark.slow
 
@@ -14,6 +14,7 @@ def test_first_deployment_waits_for_approval_then_promotes_the_challenger(execut
     assert registry.aliases(challenger.name) == {CHALLENGER: challenger.version}
 
     from lib.lifecycle import deployment
+
     deployment.approve(challenger, by="reviewer")
     with executed("pipelines/05_deploy.ipynb", env="staging", require_approval="required", run_id="job-2"):
         pass

@@ -3,11 +3,11 @@ import time
 
 import pytest
 
-from lib.platform import registry
+from lib.core import names
 from lib.core.config import load_env
+from lib.platform import registry
 from lib.serving import server, settings
 from lib.serving.client import Client
-from lib.core import names
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,8 @@ def test_without_a_champion_nothing_is_served(executed, trained, task_values, ho
 
 
 def test_creates_the_endpoint_then_moves_it_to_a_new_champion_without_a_failed_request(
-        executed, champion, task_values, holdout, home):
+    executed, champion, task_values, holdout, home
+):
     with executed("pipelines/05_serve.ipynb", env="staging", run_id="job-1"):
         pass
     first = f"{champion.name}-{champion.version}"

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from lib.platform.services import postgres
 from lib.features.tables import in_window
+from lib.platform.services import postgres
 from lib.serving import online_store
 
 pytestmark = pytest.mark.slow
@@ -16,8 +16,11 @@ def test_batch_inference_publishes_the_period(executed, champion, featurized, st
         pass
     start, end = staging.data.split(staging.data.as_of).score
     expected = in_window(featurized.read(staging.table("flight_features")), start, end).count()
-    assert task_values() == {"predictions_table": "staging.flights.predictions", "scored_rows": expected,
-                             "destinations": ["delta", "files", "online", "jdbc"]}
+    assert task_values() == {
+        "predictions_table": "staging.flights.predictions",
+        "scored_rows": expected,
+        "destinations": ["delta", "files", "online", "jdbc"],
+    }
     published = featurized.read(staging.table("predictions"))
     assert published.count() == expected
     assert [tuple(r) for r in published.select("model_version", "period_start").distinct().collect()] == [("1", start)]
@@ -29,5 +32,9 @@ def test_batch_inference_publishes_the_period(executed, champion, featurized, st
     held = online_store.prediction(online_store.store_path(staging.home, staging.catalog), flight["flight_id"])
     assert held["prediction"] == pytest.approx(flight["prediction"], abs=1e-12)
     with postgres.connect(os.environ[postgres.URL_ENV_VAR], "staging") as conn:  # jdbc: on in staging
-        assert conn.execute("SELECT count(*) FROM flights.predictions WHERE sched_dep_ts >= %s AND sched_dep_ts < %s",
-                            (start, end)).fetchone()[0] == expected
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM flights.predictions WHERE sched_dep_ts >= %s AND sched_dep_ts < %s", (start, end)
+            ).fetchone()[0]
+            == expected
+        )

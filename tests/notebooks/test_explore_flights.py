@@ -1,27 +1,26 @@
 import datetime as dt
-from datetime import date
 import shutil
+from datetime import date
 
 import pandas as pd
-from pyspark.sql import functions as F
 import pytest
 import yaml
+from pyspark.sql import functions as F
 from testbook.exceptions import TestbookRuntimeError
 
-from lib.features import tables as features
-from lib.platform import registry
-from lib.platform.catalog import Lakehouse
+from lib.core import names
 from lib.core.config import load_env
+from lib.features import tables as features
 from lib.lifecycle.evaluation import classification_metrics
 from lib.lifecycle.exploration import CANDIDATES
 from lib.monitoring.metrics import PROFILE_FIELDS, to_arrow
-from lib.core import names
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
 
 pytestmark = pytest.mark.slow
 
 
-def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(executed, spark, home, tmp_path, seed,
-                                                                              model_cfg):
+def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(executed, spark, home, tmp_path, seed, model_cfg):
     prod_env = load_env("prod")
     prod = Lakehouse(spark, prod_env)
     # Prod's raw and feature tables: the seed's (Jan 1 - Mar 7), copied under prod's catalog.
@@ -41,28 +40,49 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
     registry.move_alias(champion, names.CHAMPION, "the test's production Champion", by="test")
     registry_before = registry.history(prod_env.model_name)
     window = {"start": dt.datetime(2013, 3, 1), "end": dt.datetime(2013, 3, 2)}
-    metric_rows = [{"window": window, "granularity": "1 day", "model_id": "1", "column_name": ":table",
-                    "log_type": "INPUT", "count": 812, "labelled_count": 790, "accuracy": 0.81, "roc_auc": 0.71}]
+    metric_rows = [
+        {
+            "window": window,
+            "granularity": "1 day",
+            "model_id": "1",
+            "column_name": ":table",
+            "log_type": "INPUT",
+            "count": 812,
+            "labelled_count": 790,
+            "accuracy": 0.81,
+            "roc_auc": 0.71,
+        }
+    ]
     rows = spark.createDataFrame(to_arrow(pd.DataFrame(metric_rows), PROFILE_FIELDS))
     prod.write(rows.select(*[F.col(n).cast(t) for n, t in PROFILE_FIELDS]), "prod.flights.predictions_profile_metrics")
     out = tmp_path / "hyperparameters.yml"
-    with executed("dev/explore_flights.ipynb", env="dev", explore_from="2013-01-03", explore_to="2013-01-13",
-                  holdout_days=4, write_to=str(out)) as tb:
+    with executed(
+        "dev/explore_flights.ipynb",
+        env="dev",
+        explore_from="2013-01-03",
+        explore_to="2013-01-13",
+        holdout_days=4,
+        write_to=str(out),
+    ) as tb:
         assert tb.value("flights.count()") == flights.count()
         assert tb.value("[str(day) for day in train_window + holdout_window]") == [
-            "2013-01-03", "2013-01-09", "2013-01-09", "2013-01-13"]
+            "2013-01-03",
+            "2013-01-09",
+            "2013-01-09",
+            "2013-01-13",
+        ]
         assert tb.value("sorted(train.flight_id)") == sorted(train_ids)
         assert tb.value("sorted(holdout.flight_id)") == sorted(holdout_ids)
         assert tb.value("len(results)") == len(CANDIDATES)
         best = tb.value("results.iloc[0].candidate")
         assert tb.value("str(written)") == str(out)
         quality = tb.value("prod_quality.astype({'window': str}).to_dict('records')")
-        assert [(q["window"], q["model_id"], q["count"], q["labelled_count"], q["accuracy"], q["roc_auc"])
-                for q in quality] == [("2013-03-01", "1", 812, 790, 0.81, 0.71)]
+        assert [(q["window"], q["model_id"], q["count"], q["labelled_count"], q["accuracy"], q["roc_auc"]) for q in quality] == [
+            ("2013-03-01", "1", 812, 790, 0.81, 0.71)
+        ]
         scored = tb.value("prod_champion.to_dict('records')")
         # The same held-out flights, loaded and scored here in the test's process by the same version.
-        held_out = features.load_labelled(prod, load_env("dev"), model_cfg, (date(2013, 1, 9), date(2013, 1, 13)),
-                                          catalog="prod")
+        held_out = features.load_labelled(prod, load_env("dev"), model_cfg, (date(2013, 1, 9), date(2013, 1, 13)), catalog="prod")
         assert tb.value("sorted(holdout.flight_id)") == sorted(held_out.flight_id)
         expected = classification_metrics(held_out["delayed"], registry.predict(champion, held_out), 0.5)
         assert scored[0]["model"] == champion.uri
@@ -70,8 +90,10 @@ def test_dev_explores_prod_read_only_and_writes_the_chosen_hyperparameters(execu
         with pytest.raises(TestbookRuntimeError) as refused:
             tb.inject('s.lakehouse.write(flights, "prod.raw.flights")')
         assert refused.value.eclass.__name__ == "AccessDeniedError"
-        assert refused.value.evalue == ("environment dev may not write prod.raw.flights: catalog prod is read-only "
-                                        "here (environment dev writes only catalog dev)")
+        assert refused.value.evalue == (
+            "environment dev may not write prod.raw.flights: catalog prod is read-only "
+            "here (environment dev writes only catalog dev)"
+        )
     written = yaml.safe_load(out.read_text())
     assert written == CANDIDATES[best].model_dump(mode="json")
     assert "Written by notebooks/dev/explore_flights.ipynb" in out.read_text()

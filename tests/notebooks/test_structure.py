@@ -15,9 +15,17 @@ def cells(path):
 
 
 def test_every_stage_has_a_notebook():
-    assert sorted(p.stem for p in STAGES) == ["01_ingest", "02_features", "03_train", "04_validate",
-                                              "05_deploy", "05_serve", "06_batch_inference", "06_streaming_inference",
-                                              "07_monitoring"]
+    assert sorted(p.stem for p in STAGES) == [
+        "01_ingest",
+        "02_features",
+        "03_train",
+        "04_validate",
+        "05_deploy",
+        "05_serve",
+        "06_batch_inference",
+        "06_streaming_inference",
+        "07_monitoring",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

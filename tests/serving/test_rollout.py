@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 
-from lib.platform import registry
-from lib.core.config import load_env
-from lib.serving import online_store, server, settings
-from lib.serving import rollout
 from lib.core import names
+from lib.core.config import load_env
 from lib.lifecycle import deployment
+from lib.platform import registry
+from lib.serving import online_store, rollout, server, settings
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +39,12 @@ def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, h
     min_requests, verdict = 20, "ok"
     env, cfg, api = serving
     new = promote(champion, registry.client().get_model_version_download_uri(champion.name, champion.version))
-    limits = dataclasses.replace(cfg, rollout=settings.Rollout(steps=(20, 100), step_seconds=0, max_error_rate=0.01,
-                                                               max_p99_ms=10_000, min_requests=min_requests))
+    limits = dataclasses.replace(
+        cfg,
+        rollout=settings.Rollout(
+            steps=(20, 100), step_seconds=0, max_error_rate=0.01, max_p99_ms=10_000, min_requests=min_requests
+        ),
+    )
     keys = holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).astype({"sched_dep_ts": str})
     body = {"dataframe_records": keys.to_dict(orient="records")}
 
@@ -50,8 +53,11 @@ def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, h
 
     outcome = deployment.serve_champion(api, "ep", new, limits, env, wait=traffic)
     assert [(s.percent, s.requests, s.errors, s.verdict) for s in outcome.steps] == [(20, 20, 0, verdict)]
-    assert (outcome.action, outcome.serving, outcome.replaced) == ("updated", f"{champion.name}-{new.version}",
-                                                                   f"{champion.name}-1")
+    assert (outcome.action, outcome.serving, outcome.replaced) == (
+        "updated",
+        f"{champion.name}-{new.version}",
+        f"{champion.name}-1",
+    )
     routes = api.get("ep")["config"]["traffic_config"]["routes"]
     assert [(r["served_model_name"], r["traffic_percentage"]) for r in routes] == [(f"{champion.name}-{new.version}", 100)]
     assert registry.aliases(champion.name) == {names.CHAMPION: new.version, names.PREVIOUS: "1"}
@@ -60,8 +66,9 @@ def test_a_step_that_breaks_no_limit_goes_on_to_all_traffic(serving, champion, h
 def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):
     env, cfg, api = serving
     new = promote(champion, registry.client().get_model_version_download_uri(champion.name, champion.version))
-    strict = dataclasses.replace(cfg, rollout=settings.Rollout(steps=(20, 100), step_seconds=0, max_error_rate=0.01, max_p99_ms=0.0001,
-                                                                  min_requests=10))
+    strict = dataclasses.replace(
+        cfg, rollout=settings.Rollout(steps=(20, 100), step_seconds=0, max_error_rate=0.01, max_p99_ms=0.0001, min_requests=10)
+    )
     keys = holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).astype({"sched_dep_ts": str})
     body = {"dataframe_records": keys.to_dict(orient="records")}
     codes = []
@@ -81,8 +88,9 @@ def test_a_step_over_its_latency_limit_rolls_back(serving, champion, holdout):
 def test_a_champion_that_fails_to_load_never_takes_traffic(serving, champion, home):
     env, cfg, api = serving
     broken = home / "broken"
-    shutil.copytree(registry.client().get_model_version_download_uri(champion.name, champion.version)
-                    .removeprefix("file://"), broken)
+    shutil.copytree(
+        registry.client().get_model_version_download_uri(champion.name, champion.version).removeprefix("file://"), broken
+    )
     (broken / "python_model.pkl").write_bytes(b"garbage")
     new = promote(champion, str(broken))
     with pytest.raises(rollout.RolloutFailedError, match="failed to load.*Champion moved back to v1"):

@@ -18,10 +18,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from lib.platform import registry
-from lib.lifecycle import training
-from lib.platform.catalog import Lakehouse
 from lib.core.config import load_env
+from lib.lifecycle import training
+from lib.platform import registry
+from lib.platform.catalog import Lakehouse
 from lib.serving import metrics, online_store, server, settings
 from lib.serving.client import Client, ServingError
 
@@ -40,8 +40,7 @@ def live(tmp_path_factory, seed, spark, model_cfg_session):
     registry.configure(env)
     client = registry.client()
     client.create_registered_model(env.model_name)
-    versions = [client.create_model_version(env.model_name, source=seed["source"], tags=seed["tags"]).version
-                for _ in range(2)]
+    versions = [client.create_model_version(env.model_name, source=seed["source"], tags=seed["tags"]).version for _ in range(2)]
     broken = root / "broken_model"
     shutil.copytree(seed["source"].removeprefix("file://"), broken)
     (broken / "python_model.pkl").write_bytes(b"not a pickle")
@@ -54,9 +53,20 @@ def live(tmp_path_factory, seed, spark, model_cfg_session):
     columns = training.input_columns(model_cfg_session)
     model = mlflow.pyfunc.load_model(ref.uri)
     expected = model.predict(holdout[columns])
-    yield SimpleNamespace(env=env, url=running.url, api=Client(running.url, settings.load(env).token()),
-                          name=env.model_name, v1=versions[0], v2=versions[1], broken=versions[2],
-                          holdout=holdout, columns=columns, expected=np.asarray(expected), lakehouse=lakehouse, model=model)
+    yield SimpleNamespace(
+        env=env,
+        url=running.url,
+        api=Client(running.url, settings.load(env).token()),
+        name=env.model_name,
+        v1=versions[0],
+        v2=versions[1],
+        broken=versions[2],
+        holdout=holdout,
+        columns=columns,
+        expected=np.asarray(expected),
+        lakehouse=lakehouse,
+        model=model,
+    )
     server.stop(env)
     mp.undo()
 
@@ -67,8 +77,7 @@ def entity(live, version, name=None):
 
 def split(live, rows):
     frame = live.holdout.loc[rows, live.columns]
-    return {"dataframe_split": {"columns": live.columns,
-                                "data": json.loads(frame.to_json(orient="values", date_format="iso"))}}
+    return {"dataframe_split": {"columns": live.columns, "data": json.loads(frame.to_json(orient="values", date_format="iso"))}}
 
 
 def records(live, rows):
@@ -94,8 +103,12 @@ def test_create_then_query_in_every_format(live):
     assert (served["name"], served["state"]["deployment"]) == (f"{live.name}-{live.v1}", "DEPLOYMENT_READY")
     assert [e["name"] for e in live.api.list()] == [EP]
     rows = [0, 1, 2]
-    bodies = [split(live, rows), {"dataframe_records": records(live, rows)}, {"instances": records(live, rows)},
-              {"inputs": {c: [r[c] for r in records(live, rows)] for c in live.columns}}]
+    bodies = [
+        split(live, rows),
+        {"dataframe_records": records(live, rows)},
+        {"instances": records(live, rows)},
+        {"inputs": {c: [r[c] for r in records(live, rows)] for c in live.columns}},
+    ]
     for body in bodies:
         status, headers, answer = live.api.query(EP, body)
         assert status == 200, answer
@@ -104,8 +117,7 @@ def test_create_then_query_in_every_format(live):
 
 
 def test_keys_alone_score_like_batch_inference(live):
-    keys = live.holdout[["flight_id", "origin", "sched_dep_ts"]].assign(
-        sched_dep_ts=lambda f: f["sched_dep_ts"].astype(str))
+    keys = live.holdout[["flight_id", "origin", "sched_dep_ts"]].assign(sched_dep_ts=lambda f: f["sched_dep_ts"].astype(str))
     status, _, answer = live.api.query(EP, {"dataframe_records": keys.to_dict(orient="records")})
     assert status == 200, answer
     assert len(answer["predictions"]) == len(live.holdout)
@@ -122,7 +134,9 @@ def test_keys_not_in_the_online_store_are_scored_and_counted(live):
     # Scored from null features, as Databricks scores them, but counted in the endpoint's metrics.
     name = f"{live.name}-{live.v1}"
     before = lookup_misses(live, name)
-    known = live.holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).assign(sched_dep_ts=lambda f: f["sched_dep_ts"].astype(str))
+    known = (
+        live.holdout[["flight_id", "origin", "sched_dep_ts"]].head(2).assign(sched_dep_ts=lambda f: f["sched_dep_ts"].astype(str))
+    )
     unknown = known.assign(flight_id="no-such-flight")
     rows = [*known.to_dict(orient="records"), *unknown.to_dict(orient="records")]
     status, _, answer = live.api.query(EP, {"dataframe_records": rows})
@@ -134,8 +148,11 @@ def test_keys_not_in_the_online_store_are_scored_and_counted(live):
 
 def test_features_sent_with_the_keys_win_over_the_looked_up_ones(live):
     row = live.holdout.iloc[[7]]
-    keys = {"flight_id": row["flight_id"].iloc[0], "origin": row["origin"].iloc[0],
-            "sched_dep_ts": str(row["sched_dep_ts"].iloc[0])}
+    keys = {
+        "flight_id": row["flight_id"].iloc[0],
+        "origin": row["origin"].iloc[0],
+        "sched_dep_ts": str(row["sched_dep_ts"].iloc[0]),
+    }
     changed = {"precip": 2.0, "visib": 0.5, "dep_hour": 23.0}
     status, _, answer = live.api.query(EP, {"dataframe_records": [{**keys, **changed}]})
     assert status == 200, answer
@@ -144,14 +161,17 @@ def test_features_sent_with_the_keys_win_over_the_looked_up_ones(live):
     assert not np.allclose(answer["predictions"], live.expected[7], rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("raw, status, words", [
-    (b"{nope", 400, "not valid JSON"),
-    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply to parse"),
-    (b'{"inputs": [], "instances": []}', 400, "exactly one of"),
-    (b'{"params": {}}', 400, "(found: none)"),
-    (json.dumps({"dataframe_records": [{"carrier": "UA", "temperature": 3}]}).encode(), 400, "unknown column(s) temperature"),
-    (json.dumps({"dataframe_records": [{"carrier": "UA"}]}).encode(), 400, "missing column(s)"),
-])
+@pytest.mark.parametrize(
+    "raw, status, words",
+    [
+        (b"{nope", 400, "not valid JSON"),
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply to parse"),
+        (b'{"inputs": [], "instances": []}', 400, "exactly one of"),
+        (b'{"params": {}}', 400, "(found: none)"),
+        (json.dumps({"dataframe_records": [{"carrier": "UA", "temperature": 3}]}).encode(), 400, "unknown column(s) temperature"),
+        (json.dumps({"dataframe_records": [{"carrier": "UA"}]}).encode(), 400, "missing column(s)"),
+    ],
+)
 def test_bad_input_gets_a_4xx_and_the_server_keeps_serving(live, raw, status, words):
     code, _, body = _post(live, f"/serving-endpoints/{EP}/invocations", raw)
     assert code == status and words in json.loads(body)["message"]
@@ -160,8 +180,10 @@ def test_bad_input_gets_a_4xx_and_the_server_keeps_serving(live, raw, status, wo
 
 def test_wrong_types_and_forbidden_missing_values_get_400(live):
     row = records(live, [0])[0]
-    for bad, words in (({**row, "temp": "warm"}, "column 'temp' must hold numbers"),
-                       ({**row, "carrier": None}, "column 'carrier' has no value in row 0")):
+    for bad, words in (
+        ({**row, "temp": "warm"}, "column 'temp' must hold numbers"),
+        ({**row, "carrier": None}, "column 'carrier' has no value in row 0"),
+    ):
         status, _, answer = live.api.query(EP, {"dataframe_records": [bad]})
         assert status == 400 and words in answer["message"]
 
@@ -200,9 +222,15 @@ def test_a_config_body_too_deep_to_parse_gets_400(live):
 
 def test_a_traffic_split_sends_exact_shares(live):
     a, b = f"{live.name}-{live.v1}", f"{live.name}-{live.v2}"
-    live.api.update(EP, {"served_entities": [entity(live, live.v1), entity(live, live.v2)],
-                         "traffic_config": {"routes": [{"served_model_name": a, "traffic_percentage": 80},
-                                                       {"served_model_name": b, "traffic_percentage": 20}]}})
+    live.api.update(
+        EP,
+        {
+            "served_entities": [entity(live, live.v1), entity(live, live.v2)],
+            "traffic_config": {
+                "routes": [{"served_model_name": a, "traffic_percentage": 80}, {"served_model_name": b, "traffic_percentage": 20}]
+            },
+        },
+    )
     endpoint = live.api.wait(EP)
     assert endpoint["config"]["config_version"] == 2
     names = [live.api.query(EP, split(live, [1]))[1]["served-model-name"] for _ in range(50)]
@@ -211,14 +239,29 @@ def test_a_traffic_split_sends_exact_shares(live):
     assert live.api.wait(EP)["config"]["config_version"] == 3
 
 
-@pytest.mark.parametrize("config, status, words", [
-    ({"served_entities": [{"entity_name": "staging.flights.delay_model", "entity_version": "99"}]}, 400, "99"),
-    ({"served_entities": [{"entity_name": "prod.flights.delay_model", "entity_version": "1"}]}, 403, "catalog 'staging'"),
-    ({"served_entities": [{"entity_name": "staging.flights.delay_model", "entity_version": "1", "name": "a"},
-                          {"entity_name": "staging.flights.delay_model", "entity_version": "2", "name": "b"}],
-      "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 50},
-                                    {"served_model_name": "b", "traffic_percentage": 40}]}}, 400, "sum to 90"),
-])
+@pytest.mark.parametrize(
+    "config, status, words",
+    [
+        ({"served_entities": [{"entity_name": "staging.flights.delay_model", "entity_version": "99"}]}, 400, "99"),
+        ({"served_entities": [{"entity_name": "prod.flights.delay_model", "entity_version": "1"}]}, 403, "catalog 'staging'"),
+        (
+            {
+                "served_entities": [
+                    {"entity_name": "staging.flights.delay_model", "entity_version": "1", "name": "a"},
+                    {"entity_name": "staging.flights.delay_model", "entity_version": "2", "name": "b"},
+                ],
+                "traffic_config": {
+                    "routes": [
+                        {"served_model_name": "a", "traffic_percentage": 50},
+                        {"served_model_name": "b", "traffic_percentage": 40},
+                    ]
+                },
+            },
+            400,
+            "sum to 90",
+        ),
+    ],
+)
 def test_bad_configs_are_refused_and_nothing_changes(live, config, status, words):
     with pytest.raises(ServingError) as error:
         live.api.update(EP, config)
@@ -261,12 +304,17 @@ def test_config_updates_under_load_fail_no_request(live):
         w.start()
     a, b = f"{live.name}-{live.v1}", f"{live.name}-{live.v2}"
     outcomes = []
-    for config in ({"served_entities": [entity(live, live.v2)]},
-                   {"served_entities": [entity(live, live.v1), entity(live, live.v2)],
-                    "traffic_config": {"routes": [{"served_model_name": a, "traffic_percentage": 50},
-                                                  {"served_model_name": b, "traffic_percentage": 50}]}},
-                   {"served_entities": [entity(live, live.broken)]},
-                   {"served_entities": [entity(live, live.v1)]}):
+    for config in (
+        {"served_entities": [entity(live, live.v2)]},
+        {
+            "served_entities": [entity(live, live.v1), entity(live, live.v2)],
+            "traffic_config": {
+                "routes": [{"served_model_name": a, "traffic_percentage": 50}, {"served_model_name": b, "traffic_percentage": 50}]
+            },
+        },
+        {"served_entities": [entity(live, live.broken)]},
+        {"served_entities": [entity(live, live.v1)]},
+    ):
         live.api.update(EP, config)
         outcomes.append(live.api.wait(EP)["state"]["config_update"])
     time.sleep(0.5)

@@ -4,28 +4,33 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lib.monitoring import alerts
-from lib.monitoring.alerts import ERROR, OK, TRIGGERED, Rule
 from lib.core.errors import ConfigError
-from lib.monitoring import monitors
-from lib.monitoring import views
+from lib.monitoring import alerts, monitors, views
+from lib.monitoring.alerts import ERROR, OK, TRIGGERED, Rule
 from lib.platform.workflows import spec
 
 DAYS = [dt.date(2013, 10, d) for d in range(1, 6)]
 
 
 def rule(**overrides) -> Rule:
-    spec = {"name": "temp_drift", "query": "SELECT day AS window, v AS value FROM {metrics}",
-            "condition": {"op": ">", "threshold": 0.2}, "trigger": {"m": 2, "n": 3},
-            "actions": ["notify", {"run_job": "retraining"}]}
+    spec = {
+        "name": "temp_drift",
+        "query": "SELECT day AS window, v AS value FROM {metrics}",
+        "condition": {"op": ">", "threshold": 0.2},
+        "trigger": {"m": 2, "n": 3},
+        "actions": ["notify", {"run_job": "retraining"}],
+    }
     return Rule.model_validate({**spec, **overrides})
 
 
-@pytest.mark.parametrize("values,state,met", [
-    ([0.1, 0.1, 0.9, 0.3, 0.05], TRIGGERED, 2),  # the newest three: 0.9, 0.3, 0.05
-    ([0.9, 0.9, 0.1, 0.3, 0.05], OK, 1),  # older windows do not count
-    ([0.1, 0.1, 0.3, 0.3, 0.3], TRIGGERED, 3),
-])
+@pytest.mark.parametrize(
+    "values,state,met",
+    [
+        ([0.1, 0.1, 0.9, 0.3, 0.05], TRIGGERED, 2),  # the newest three: 0.9, 0.3, 0.05
+        ([0.9, 0.9, 0.1, 0.3, 0.05], OK, 1),  # older windows do not count
+        ([0.1, 0.1, 0.3, 0.3, 0.3], TRIGGERED, 3),
+    ],
+)
 def test_m_of_the_last_n_windows(values, state, met):
     rows = pd.DataFrame({"window": DAYS, "value": values}).sample(frac=1.0, random_state=1)  # any order
     outcome = alerts.judge(rule(), rows, previous_state=None)
@@ -60,7 +65,8 @@ def test_a_rule_acts_once_per_trigger_and_rearms_when_ok(lakehouse, staging, web
     assert first["broken"].reason == "query failed: table staging.flights.no_such_table does not exist"
     assert notified == [
         "NOTIFY [staging] alert temp_drift [warning] is TRIGGERED: " + first["temp_drift"].reason,
-        "NOTIFY [staging] alert broken [warning] is ERROR: " + first["broken"].reason]
+        "NOTIFY [staging] alert broken [warning] is ERROR: " + first["broken"].reason,
+    ]
     # Still triggered (and still broken): no second notification, no second retraining.
     again, notified = step([0.1, 0.1, 0.9, 0.3, 0.05])
     assert (again["temp_drift"].state, again["temp_drift"].acts, again["temp_drift"].jobs) == (TRIGGERED, False, [])
@@ -90,7 +96,9 @@ def test_bad_rules_are_one_line_naming_their_path(tmp_path):
     base = "alerts:\n  - name: a\n    query: SELECT 1\n    condition: {op: '>', threshold: 1}\n"
     with pytest.raises(ConfigError, match=r"alerts.yml: alerts\.0\.trigger: m \(3\) cannot exceed n \(2\)$"):
         load(base + "    trigger: {m: 3, n: 2}\n")
-    with pytest.raises(ConfigError, match=r"alerts\.0\.condition\.op: must be one of >, >=, <, <=, ==, !=, got '=>' \(did you mean >\?\)$"):
+    with pytest.raises(
+        ConfigError, match=r"alerts\.0\.condition\.op: must be one of >, >=, <, <=, ==, !=, got '=>' \(did you mean >\?\)$"
+    ):
         load(base.replace("op: '>'", "op: '=>'"))
     with pytest.raises(ConfigError, match=r"alerts\.0\.actions \(a\): run_job names unknown job 'retrain'$"):
         load(base + "    actions: [{run_job: retrain}]\n")
@@ -115,16 +123,18 @@ def test_a_rule_on_an_unknown_metric_fails_at_load_against_the_tables_schemas(sp
         (tmp_path / "alerts.yml").write_text(
             "alerts:\n  - name: ok\n    query: SELECT window.start AS window, count AS value FROM {predictions_profile_metrics}\n"
             "    condition: {op: '>', threshold: 1}\n"
-            f"  - name: bad\n    query: \"{query}\"\n    condition: {{op: '>', threshold: 1}}\n")
+            f"  - name: bad\n    query: \"{query}\"\n    condition: {{op: '>', threshold: 1}}\n"
+        )
         return alerts.load_rules(tmp_path)
 
     with pytest.raises(ConfigError, match=r"alerts\.1 \(bad\): the query does not compile: .*population_drift"):
-        alerts.check(spark, rules("SELECT window.start AS window, population_drift AS value FROM {predictions_drift_metrics}"),
-                     schemas)
+        alerts.check(
+            spark, rules("SELECT window.start AS window, population_drift AS value FROM {predictions_drift_metrics}"), schemas
+        )
     with pytest.raises(ConfigError, match=r"alerts\.1 \(bad\): the query must return columns window and value, it returns w, v"):
-        alerts.check(spark, rules("SELECT window.start AS w, calibration_gap AS v FROM {predictions_profile_metrics}"),
-                     schemas)
+        alerts.check(spark, rules("SELECT window.start AS w, calibration_gap AS v FROM {predictions_profile_metrics}"), schemas)
     # A custom metric is a column like the built-in ones; a table the monitors do not make is checked when it runs.
-    alerts.check(spark, rules("SELECT window.start AS window, calibration_gap_delta AS value FROM {predictions_drift_metrics}"),
-                 schemas)
+    alerts.check(
+        spark, rules("SELECT window.start AS window, calibration_gap_delta AS value FROM {predictions_drift_metrics}"), schemas
+    )
     alerts.check(spark, rules("SELECT sched_dep_ts AS window, no_such AS value FROM {predictions}"), schemas)

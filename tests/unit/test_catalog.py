@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
-from lib.platform.catalog import Lakehouse, parse_name
 from lib.core.config import load_env
 from lib.core.errors import AccessDeniedError, ConfigError, TableNotFoundError
+from lib.platform.catalog import Lakehouse, parse_name
 
 
 @pytest.mark.parametrize("bad", ["flights", "a.b", "a.b.c.d", "1a.b.c", "a.b.c;", "", None])
@@ -91,13 +91,16 @@ def test_a_stamp_is_read_back_while_its_commit_is_the_newest(lakehouse, spark):
     assert lakehouse.stamp("staging.s.v") == {}
 
 
-@pytest.mark.parametrize("files, expected", [
-    ([f"{7:020d}.checkpoint.parquet"], 7),  # commits up to 7 cleaned up after a checkpoint
-    ([f"{9:020d}.checkpoint.{1:010d}.{2:010d}.parquet"], 9),  # a multi-part checkpoint
-    ([f"{4:020d}.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json"], 4),  # a v2 checkpoint
-    # Not commits: a commit being written, a compacted range, a checksum, the checkpoint hint.
-    ([f".{5:020d}.json.0f1e.tmp", f"{0:020d}.{6:020d}.compacted.json", f"{8:020d}.crc", "_last_checkpoint"], 0),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ([f"{7:020d}.checkpoint.parquet"], 7),  # commits up to 7 cleaned up after a checkpoint
+        ([f"{9:020d}.checkpoint.{1:010d}.{2:010d}.parquet"], 9),  # a multi-part checkpoint
+        ([f"{4:020d}.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json"], 4),  # a v2 checkpoint
+        # Not commits: a commit being written, a compacted range, a checksum, the checkpoint hint.
+        ([f".{5:020d}.json.0f1e.tmp", f"{0:020d}.{6:020d}.compacted.json", f"{8:020d}.crc", "_last_checkpoint"], 0),
+    ],
+)
 def test_the_version_counts_commits_and_checkpoints_only(lakehouse, spark, files, expected):
     lakehouse.write(spark.range(3), "staging.s.v")
     for name in files:

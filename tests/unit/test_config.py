@@ -14,8 +14,9 @@ def write_conf(tmp_path, text):
     return tmp_path
 
 
-@pytest.mark.parametrize("name,catalog,raw", [("dev", "dev", "prod"), ("staging", "staging", "staging"),
-                                              ("prod", "prod", "prod")])
+@pytest.mark.parametrize(
+    "name,catalog,raw", [("dev", "dev", "prod"), ("staging", "staging", "staging"), ("prod", "prod", "prod")]
+)
 def test_each_environment_has_its_own_catalog(name, catalog, raw, home):
     env = config.load_env(name)
     assert (env.catalog, env.raw_catalog) == (catalog, raw)
@@ -51,23 +52,40 @@ def test_malformed_yaml_names_the_line(tmp_path):
         config.load_env("prod", conf)
 
 
-@pytest.mark.parametrize("block,message", [
-    ("catalog: prod", "environments.prod.raw_catalog: missing (required)"),
-    ("catalog: 'prod; drop'\n    raw_catalog: prod",
-     "environments.prod.catalog: must match pattern '^[A-Za-z][A-Za-z0-9_]*$', got 'prod; drop'"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: -3}",
-     "environments.prod.data.train_days: must be greater than 0, got -3"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: 1.5}",
-     "environments.prod.data.train_days: must be a valid integer, got 1.5"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {start: yesterday}",
-     "environments.prod.data.start: must be a YYYY-MM-DD date, got 'yesterday'"),
-    ("catalog: prod\n    raw_catalog: prod\n    notifications: {webhook_url: ftp://x}",
-     "environments.prod.notifications.webhook_url: must match pattern '^https?://\\S+$', got 'ftp://x'"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {train_days: 360}",
-     "environments.prod.data: 2013-01-01..2014-01-01 is too short for train_days + holdout_days + horizon_days"),
-    ("catalog: prod\n    raw_catalog: prod\n    data: {as_of: 2013-01-05}",
-     "environments.prod.data.as_of: 2013-01-05 is outside the data: choose a date from 2013-05-15 to 2013-12-25"),
-])
+@pytest.mark.parametrize(
+    "block,message",
+    [
+        ("catalog: prod", "environments.prod.raw_catalog: missing (required)"),
+        (
+            "catalog: 'prod; drop'\n    raw_catalog: prod",
+            "environments.prod.catalog: must match pattern '^[A-Za-z][A-Za-z0-9_]*$', got 'prod; drop'",
+        ),
+        (
+            "catalog: prod\n    raw_catalog: prod\n    data: {train_days: -3}",
+            "environments.prod.data.train_days: must be greater than 0, got -3",
+        ),
+        (
+            "catalog: prod\n    raw_catalog: prod\n    data: {train_days: 1.5}",
+            "environments.prod.data.train_days: must be a valid integer, got 1.5",
+        ),
+        (
+            "catalog: prod\n    raw_catalog: prod\n    data: {start: yesterday}",
+            "environments.prod.data.start: must be a YYYY-MM-DD date, got 'yesterday'",
+        ),
+        (
+            "catalog: prod\n    raw_catalog: prod\n    notifications: {webhook_url: ftp://x}",
+            "environments.prod.notifications.webhook_url: must match pattern '^https?://\\S+$', got 'ftp://x'",
+        ),
+        (
+            "catalog: prod\n    raw_catalog: prod\n    data: {train_days: 360}",
+            "environments.prod.data: 2013-01-01..2014-01-01 is too short for train_days + holdout_days + horizon_days",
+        ),
+        (
+            "catalog: prod\n    raw_catalog: prod\n    data: {as_of: 2013-01-05}",
+            "environments.prod.data.as_of: 2013-01-05 is outside the data: choose a date from 2013-05-15 to 2013-12-25",
+        ),
+    ],
+)
 def test_bad_values_are_named(tmp_path, block, message):
     base = (config.CONF_DIR / "environments.yml").read_text().split("environments:")[0]
     conf = write_conf(tmp_path, base + "environments:\n  prod:\n    " + block + "\n")
@@ -84,18 +102,23 @@ def test_split_is_contiguous_and_half_open():
     assert w.score == (D(2013, 10, 1), D(2013, 10, 8))
 
 
-@pytest.mark.parametrize("value,expected", [("", D(2013, 10, 1)), (None, D(2013, 10, 1)),
-                                            ("2013-11-04", D(2013, 11, 4)), (D(2013, 6, 1), D(2013, 6, 1))])
+@pytest.mark.parametrize(
+    "value,expected",
+    [("", D(2013, 10, 1)), (None, D(2013, 10, 1)), ("2013-11-04", D(2013, 11, 4)), (D(2013, 6, 1), D(2013, 6, 1))],
+)
 def test_parse_as_of(value, expected):
     assert config.parse_as_of(value, config.load_env("prod")) == expected
 
 
-@pytest.mark.parametrize("value,message", [
-    ("10/01/2013", "is not a date: use YYYY-MM-DD"),
-    (20131001, "must be a YYYY-MM-DD date, got int"),
-    ("2014-02-01", "outside the data of environment prod: choose a date from 2013-05-15 to 2013-12-25"),
-    ("2013-01-05", "outside the data"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("10/01/2013", "is not a date: use YYYY-MM-DD"),
+        (20131001, "must be a YYYY-MM-DD date, got int"),
+        ("2014-02-01", "outside the data of environment prod: choose a date from 2013-05-15 to 2013-12-25"),
+        ("2013-01-05", "outside the data"),
+    ],
+)
 def test_bad_as_of(value, message):
     with pytest.raises(ConfigError, match=message):
         config.parse_as_of(value, config.load_env("prod"))
@@ -136,24 +159,43 @@ def edited(tmp_path, name, old, new, count=1):
 # The typos of issue 24, each once silently ignored (or a KeyError after training), now one line.
 MODEL_TYPOS = [
     ("approval: not_required", "approvel: required", "deployment.approvel: unknown key (did you mean approval?)"),
-    ("require_description: true", "require_descripton: true",
-     "validation.compliance.require_descripton: unknown key (did you mean require_description?)"),
+    (
+        "require_description: true",
+        "require_descripton: true",
+        "validation.compliance.require_descripton: unknown key (did you mean require_description?)",
+    ),
     ("min_improvement: 0.0 ", "min_improvment: 0.01 ", "deployment.min_improvment: unknown key (did you mean min_improvement?)"),
     # a wrong type, a value out of range
     ("decision_threshold: 0.5 ", "decision_threshold: high ", "inference.decision_threshold: must be a valid number, got 'high'"),
-    ("decision_threshold: 0.5 ", "decision_threshold: 1.5 ",
-     "inference.decision_threshold: must be less than or equal to 1, got 1.5"),
+    (
+        "decision_threshold: 0.5 ",
+        "decision_threshold: 1.5 ",
+        "inference.decision_threshold: must be less than or equal to 1, got 1.5",
+    ),
 ]
 ENV_TYPOS = [
-    ("      enabled: true\n      flush_seconds", "      enabeld: false\n      flush_seconds",
-     "defaults.serving.capture.enabeld: unknown key (did you mean enabled?)"),
-    ("    webhook_url: null", "    webhok_url: https://hooks.example.com/x",
-     "defaults.notifications.webhok_url: unknown key (did you mean webhook_url?)"),
+    (
+        "      enabled: true\n      flush_seconds",
+        "      enabeld: false\n      flush_seconds",
+        "defaults.serving.capture.enabeld: unknown key (did you mean enabled?)",
+    ),
+    (
+        "    webhook_url: null",
+        "    webhok_url: https://hooks.example.com/x",
+        "defaults.notifications.webhok_url: unknown key (did you mean webhook_url?)",
+    ),
     ("  temporary: false", "  temporay: false", "defaults.temporay: unknown key (did you mean temporary?)"),
     ("    temporary: true", "    temporay: true", "environments.staging.temporay: unknown key (did you mean temporary?)"),
-    ("    serving: {port: 8781}", "    serving: {port: '8781'}", "environments.staging.serving.port: must be a valid integer, got '8781'"),
-    ("    serving: {port: 8781}", "    serving: {port: 70000}",
-     "environments.staging.serving.port: must be less than or equal to 65535, got 70000"),
+    (
+        "    serving: {port: 8781}",
+        "    serving: {port: '8781'}",
+        "environments.staging.serving.port: must be a valid integer, got '8781'",
+    ),
+    (
+        "    serving: {port: 8781}",
+        "    serving: {port: 70000}",
+        "environments.staging.serving.port: must be less than or equal to 65535, got 70000",
+    ),
 ]
 
 
@@ -180,38 +222,66 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
         config.parse_model(config.ModelConfig, {}, str(inside))
 
 
-@pytest.mark.parametrize("edit,message", [
-    (("roc_auc: {min: 0.60}", "roc_aux: {min: 0.60}"),
-     "validation.thresholds.roc_aux: unknown key: use one of roc_auc, accuracy, precision, recall, f1 (did you mean roc_auc?)"),
-    (("roc_auc: {min: 0.60}", "roc_auc: {min: high}"), "validation.thresholds.roc_auc.min: must be a valid number, got 'high'"),
-    (("roc_auc: {min: 0.60}", "roc_auc: {min_change_vs_champion: 0}"),
-     "validation.thresholds.roc_auc.min_change_vs_champion: must be > 0 (MLflow refuses 0; leave it out instead), got 0"),
-    (("roc_auc: {min: 0.60}", "roc_auc: 0.60"), "validation.thresholds.roc_auc: must be a mapping, got 0.6"),
-    (("roc_auc: {min: 0.60}", "roc_auc: {}"), "validation.thresholds.roc_auc: needs `min` and/or `min_change_vs_champion`"),
-    (("metric: roc_auc                 #", "metric: log_loss                #"),
-     "deployment.metric: must be one of roc_auc, accuracy, precision, recall, f1, got 'log_loss'"),
-    (("approval: not_required", "approval: requird"),
-     "deployment.approval: must be one of not_required, required, got 'requird' (did you mean required?)"),
-    (("mode: enabled", "mode: strict"), "validation.mode: must be one of enabled, dry_run, disabled, got 'strict'"),
-    (("categorical: [carrier, origin, dest]", "categorical: [carrier, origin, dest, tail]"),
-     "features: feature(s) tail come from no lookup, no on-demand function and are not keys"),
-    (("  - table: weather_features", "  - table: weather_feature"),
-     "feature_lookups.1.table: 'weather_feature' is not a table of feature_tables (flight_features, weather_features) "
-     "(did you mean weather_features?)"),
-    (("lookup_key: [origin]", "lookup_key: [dest]"), "feature_lookups.1.lookup_key: must be columns of `keys`"),
-    (("lookup_key: [origin]", "lookup_key: [origin, flight_id]"),
-     "feature_lookups.1.lookup_key: must list one spine column per primary key ['origin'] of weather_features"),
-    (("lookback_hours: 3", "lookback_hours: -1"), "feature_lookups.1.lookback_hours: must be greater than 0, got -1"),
-    (("features: [temp, dewp,", "features: [carrier, temp, dewp,"),
-     "feature_lookups.1.features: feature(s) carrier already come from `keys` or an earlier lookup"),
-    (("inputs: {distance: distance}", "inputs: {distance: miles}"),
-     "on_demand_features.2.inputs: input(s) miles come from no lookup and are not keys"),
-    (("output: hour_of_week}", "output: dep_hour}"),
-     "on_demand_features.0.output: dep_hour already comes from `keys`, a lookup or another function"),
-    ((", output: hour_of_week}", "}"), "on_demand_features.0.output: missing (required)"),
-    (("inputs: {ts: sched_dep_ts}, output: hour_of_week}", "inputs: [sched_dep_ts], output: hour_of_week}"),
-     "on_demand_features.0.inputs: must be a mapping, got ['sched_dep_ts']"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            ("roc_auc: {min: 0.60}", "roc_aux: {min: 0.60}"),
+            "validation.thresholds.roc_aux: unknown key: use one of roc_auc, accuracy, precision, recall, f1 (did you mean roc_auc?)",
+        ),
+        (
+            ("roc_auc: {min: 0.60}", "roc_auc: {min: high}"),
+            "validation.thresholds.roc_auc.min: must be a valid number, got 'high'",
+        ),
+        (
+            ("roc_auc: {min: 0.60}", "roc_auc: {min_change_vs_champion: 0}"),
+            "validation.thresholds.roc_auc.min_change_vs_champion: must be > 0 (MLflow refuses 0; leave it out instead), got 0",
+        ),
+        (("roc_auc: {min: 0.60}", "roc_auc: 0.60"), "validation.thresholds.roc_auc: must be a mapping, got 0.6"),
+        (("roc_auc: {min: 0.60}", "roc_auc: {}"), "validation.thresholds.roc_auc: needs `min` and/or `min_change_vs_champion`"),
+        (
+            ("metric: roc_auc                 #", "metric: log_loss                #"),
+            "deployment.metric: must be one of roc_auc, accuracy, precision, recall, f1, got 'log_loss'",
+        ),
+        (
+            ("approval: not_required", "approval: requird"),
+            "deployment.approval: must be one of not_required, required, got 'requird' (did you mean required?)",
+        ),
+        (("mode: enabled", "mode: strict"), "validation.mode: must be one of enabled, dry_run, disabled, got 'strict'"),
+        (
+            ("categorical: [carrier, origin, dest]", "categorical: [carrier, origin, dest, tail]"),
+            "features: feature(s) tail come from no lookup, no on-demand function and are not keys",
+        ),
+        (
+            ("  - table: weather_features", "  - table: weather_feature"),
+            "feature_lookups.1.table: 'weather_feature' is not a table of feature_tables (flight_features, weather_features) "
+            "(did you mean weather_features?)",
+        ),
+        (("lookup_key: [origin]", "lookup_key: [dest]"), "feature_lookups.1.lookup_key: must be columns of `keys`"),
+        (
+            ("lookup_key: [origin]", "lookup_key: [origin, flight_id]"),
+            "feature_lookups.1.lookup_key: must list one spine column per primary key ['origin'] of weather_features",
+        ),
+        (("lookback_hours: 3", "lookback_hours: -1"), "feature_lookups.1.lookback_hours: must be greater than 0, got -1"),
+        (
+            ("features: [temp, dewp,", "features: [carrier, temp, dewp,"),
+            "feature_lookups.1.features: feature(s) carrier already come from `keys` or an earlier lookup",
+        ),
+        (
+            ("inputs: {distance: distance}", "inputs: {distance: miles}"),
+            "on_demand_features.2.inputs: input(s) miles come from no lookup and are not keys",
+        ),
+        (
+            ("output: hour_of_week}", "output: dep_hour}"),
+            "on_demand_features.0.output: dep_hour already comes from `keys`, a lookup or another function",
+        ),
+        ((", output: hour_of_week}", "}"), "on_demand_features.0.output: missing (required)"),
+        (
+            ("inputs: {ts: sched_dep_ts}, output: hour_of_week}", "inputs: [sched_dep_ts], output: hour_of_week}"),
+            "on_demand_features.0.inputs: must be a mapping, got ['sched_dep_ts']",
+        ),
+    ],
+)
 def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
     conf = edited(tmp_path, "model.yml", *edit)
     with pytest.raises(ConfigError) as error:
@@ -219,12 +289,17 @@ def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
     assert str(error.value).startswith(f"{conf.resolve().as_posix()}/model.yml: {message}")
 
 
-@pytest.mark.parametrize("text,message", [
-    ("algorithm: xgboost\nparams: {}\n",
-     "algorithm: must be one of hist_gradient_boosting, logistic_regression, got 'xgboost'"),
-    ("algorithm: logistic_regression\nparams: [1, 2]\n", "params: must be a mapping, got [1, 2]"),
-    ("algorithm: logistic_regression\nparms: {C: 1}\n", "parms: unknown key (did you mean params?)"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "algorithm: xgboost\nparams: {}\n",
+            "algorithm: must be one of hist_gradient_boosting, logistic_regression, got 'xgboost'",
+        ),
+        ("algorithm: logistic_regression\nparams: [1, 2]\n", "params: must be a mapping, got [1, 2]"),
+        ("algorithm: logistic_regression\nparms: {C: 1}\n", "parms: unknown key (did you mean params?)"),
+    ],
+)
 def test_hyperparameters_file_is_checked(tmp_path, text, message):
     (tmp_path / "h.yml").write_text(text)
     with pytest.raises(ConfigError) as error:

@@ -10,16 +10,24 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from lib.monitoring import dashboard
 from lib.core.errors import ConfigError
+from lib.monitoring import dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium, headless; the last flags stop its background connections (none reach out here).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WINDOWS = list(pd.date_range("2013-10-01", periods=4, freq="D"))
 EVIL = "<script>alert(1)</script>"
-GENERATED = dt.datetime(2013, 10, 5, 12, 30, tzinfo=dt.timezone.utc)
+GENERATED = dt.datetime(2013, 10, 5, 12, 30, tzinfo=dt.UTC)
 
 
 def drift() -> pd.DataFrame:
@@ -29,37 +37,90 @@ def drift() -> pd.DataFrame:
 
 
 def quality() -> pd.DataFrame:
-    rows = [(w, m, 1000, np.nan if k == 1 else 800, np.nan if (m, k) == ("1", 1) else 0.8, auc)
-            for m, aucs in (("1", [0.8, np.nan, 0.7, 0.75]), ("2", [0.85, 0.84, 0.83, 0.82]))
-            for k, (w, auc) in enumerate(zip(WINDOWS, aucs))]
+    rows = [
+        (w, m, 1000, np.nan if k == 1 else 800, np.nan if (m, k) == ("1", 1) else 0.8, auc)
+        for m, aucs in (("1", [0.8, np.nan, 0.7, 0.75]), ("2", [0.85, 0.84, 0.83, 0.82]))
+        for k, (w, auc) in enumerate(zip(WINDOWS, aucs))
+    ]
     return pd.DataFrame(rows, columns=["window", "model_id", "count", "labelled_count", "accuracy", "roc_auc"])
 
 
 def infra() -> pd.DataFrame:
-    return pd.DataFrame({"window": WINDOWS, "served_entity": "flights-1", "requests": [100, 120, 90, 110],
-                         "errors": [0, 2, 0, 1], "error_rate": [0.0, 2 / 120, 0.0, 1 / 110],
-                         "p50_ms": [4.0, 5.0, 4.5, 4.2], "p99_ms": [20.0, 31.0, 25.0, 22.0]})
+    return pd.DataFrame(
+        {
+            "window": WINDOWS,
+            "served_entity": "flights-1",
+            "requests": [100, 120, 90, 110],
+            "errors": [0, 2, 0, 1],
+            "error_rate": [0.0, 2 / 120, 0.0, 1 / 110],
+            "p50_ms": [4.0, 5.0, 4.5, 4.2],
+            "p99_ms": [20.0, 31.0, 25.0, 22.0],
+        }
+    )
 
 
 def alert_history(evaluations: int = 3) -> pd.DataFrame:
     """Rule `temp_drift` evaluated once a day (TRIGGERED on the last day), `auc_drop` once, ERROR."""
     days = pd.date_range("2013-10-01 06:00", periods=evaluations, freq="D")
-    rows = [("temp_drift", t, t.date(), "TRIGGERED" if k == evaluations - 1 else "OK", "OK", 0.1 * k, k % 3, 3,
-             f"evaluation {k}", "warning", k == evaluations - 1, "notify") for k, t in enumerate(days)]
-    rows.append(("auc_drop", days[0], days[0].date(), "ERROR", None, np.nan, 0, 0, "query failed: x < y & z",
-                 "critical", True, "notify"))
-    return pd.DataFrame(rows, columns=["name", "evaluated_at", "as_of", "state", "previous_state", "value", "met",
-                                       "windows", "reason", "severity", "acted", "actions"])
+    rows = [
+        (
+            "temp_drift",
+            t,
+            t.date(),
+            "TRIGGERED" if k == evaluations - 1 else "OK",
+            "OK",
+            0.1 * k,
+            k % 3,
+            3,
+            f"evaluation {k}",
+            "warning",
+            k == evaluations - 1,
+            "notify",
+        )
+        for k, t in enumerate(days)
+    ]
+    rows.append(
+        ("auc_drop", days[0], days[0].date(), "ERROR", None, np.nan, 0, 0, "query failed: x < y & z", "critical", True, "notify")
+    )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "evaluated_at",
+            "as_of",
+            "state",
+            "previous_state",
+            "value",
+            "met",
+            "windows",
+            "reason",
+            "severity",
+            "acted",
+            "actions",
+        ],
+    )
 
 
 def timeline() -> pd.DataFrame:
-    return pd.DataFrame({"step": [1, 2], "as_of": [dt.date(2013, 10, 2), dt.date(2013, 10, 3)],
-                         "champion": ["1", "2"], "retrained": [False, True]})
+    return pd.DataFrame(
+        {
+            "step": [1, 2],
+            "as_of": [dt.date(2013, 10, 2), dt.date(2013, 10, 3)],
+            "champion": ["1", "2"],
+            "retrained": [False, True],
+        }
+    )
 
 
 def page(**overrides) -> str:
-    frames = {"drift": drift(), "quality": quality(), "infra": infra(), "alerts": alert_history(),
-              "timeline": timeline(), **overrides}
+    frames = {
+        "drift": drift(),
+        "quality": quality(),
+        "infra": infra(),
+        "alerts": alert_history(),
+        "timeline": timeline(),
+        **overrides,
+    }
     return dashboard.render("dev", "flights_payload", generated_at=GENERATED, **frames)
 
 
@@ -71,15 +132,27 @@ def section(text: str, panel: str) -> str:
 
 def cells(text: str) -> list[tuple[str, str]]:
     """(fill, tooltip) of each heat map cell, in document order."""
-    return [(fill, html.unescape(tip)) for fill, tip in
-            re.findall(r'<rect class="cell" [^>]*fill="([^"]+)"><title>([^<]*)</title></rect>', text)]
+    return [
+        (fill, html.unescape(tip))
+        for fill, tip in re.findall(r'<rect class="cell" [^>]*fill="([^"]+)"><title>([^<]*)</title></rect>', text)
+    ]
 
 
 def expected_tooltips() -> list[str]:
-    return ["dep_delay, 2013-10-01: 0", "dep_delay, 2013-10-02: 0.1", "dep_delay, 2013-10-03: 0.2",
-            "dep_delay, 2013-10-04: 0.5", "distance, 2013-10-01: 0.05", "distance, 2013-10-02: n/a",
-            "distance, 2013-10-03: 0.1", "distance, 2013-10-04: 0.1", f"{EVIL}, 2013-10-01: 0.25",
-            f"{EVIL}, 2013-10-02: 0.3", f"{EVIL}, 2013-10-03: 0.2", f"{EVIL}, 2013-10-04: 0.1"]
+    return [
+        "dep_delay, 2013-10-01: 0",
+        "dep_delay, 2013-10-02: 0.1",
+        "dep_delay, 2013-10-03: 0.2",
+        "dep_delay, 2013-10-04: 0.5",
+        "distance, 2013-10-01: 0.05",
+        "distance, 2013-10-02: n/a",
+        "distance, 2013-10-03: 0.1",
+        "distance, 2013-10-04: 0.1",
+        f"{EVIL}, 2013-10-01: 0.25",
+        f"{EVIL}, 2013-10-02: 0.3",
+        f"{EVIL}, 2013-10-03: 0.2",
+        f"{EVIL}, 2013-10-04: 0.1",
+    ]
 
 
 def test_the_page_names_the_table_and_environment_and_has_every_panel_in_order():
@@ -98,13 +171,16 @@ def test_the_timeline_panel_is_left_out_without_a_timeline():
     assert 'href="#timeline"' not in text
 
 
-@pytest.mark.parametrize("frame,panel,why", [
-    ("drift", "drift", "no drift metrics"),
-    ("quality", "quality", "no window profiled"),
-    ("infra", "serving", "no request served"),
-    ("alerts", "alerts", "no alert evaluated"),
-    ("timeline", "timeline", "no workflow step recorded"),
-])
+@pytest.mark.parametrize(
+    "frame,panel,why",
+    [
+        ("drift", "drift", "no drift metrics"),
+        ("quality", "quality", "no window profiled"),
+        ("infra", "serving", "no request served"),
+        ("alerts", "alerts", "no alert evaluated"),
+        ("timeline", "timeline", "no workflow step recorded"),
+    ],
+)
 def test_an_empty_frame_says_nothing_yet_and_why(frame, panel, why):
     text = page(**{frame: pd.DataFrame()})
     assert f'<p class="empty">nothing yet: {why}' in section(text, panel)
@@ -132,8 +208,15 @@ def test_the_heat_map_has_a_cell_per_column_and_window_with_its_tooltip_and_colo
 
 
 def test_text_from_data_is_escaped():
-    text = dashboard.render("dev", "a<b>&c", drift=drift(), quality=quality().assign(model_id="<i>"),
-                            infra=infra(), alerts=alert_history(), generated_at=GENERATED)
+    text = dashboard.render(
+        "dev",
+        "a<b>&c",
+        drift=drift(),
+        quality=quality().assign(model_id="<i>"),
+        infra=infra(),
+        alerts=alert_history(),
+        generated_at=GENERATED,
+    )
     assert "<script" not in text and "<i>" not in text and "<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section(text, "drift")
     assert "<title>monitoring: a&lt;b&gt;&amp;c (dev)</title>" in text
@@ -145,13 +228,17 @@ def test_a_missing_quality_value_is_a_gap_in_its_line_not_a_zero():
     text = section(page(), "quality")
     points = [html.unescape(t) for t in re.findall(r'<circle class="point"[^>]*><title>([^<]*)</title>', text)]
     assert [p for p in points if p.startswith("model 1 roc_auc")] == [
-        "model 1 roc_auc, 2013-10-01: 0.8", "model 1 roc_auc, 2013-10-03: 0.7", "model 1 roc_auc, 2013-10-04: 0.75"]
+        "model 1 roc_auc, 2013-10-01: 0.8",
+        "model 1 roc_auc, 2013-10-03: 0.7",
+        "model 1 roc_auc, 2013-10-04: 0.75",
+    ]
     paths = re.findall(r'<path class="series" d="([^"]+)"', text)
     # model 1: roc_auc and accuracy each break at 10-02; model 2's roc_auc is whole, its accuracy too
     assert [d.count("M") for d in paths] == [2, 2, 1, 1]
     assert [len(d.split()) for d in paths] == [3, 3, 4, 4]
-    assert ('<tr><td>2013-10-02</td><td>1</td><td class="num">1000</td>' + '<td class="num"></td>' * 3
-            + "</tr>") in text  # model 1 on 10-02: blanks
+    assert (
+        '<tr><td>2013-10-02</td><td>1</td><td class="num">1000</td>' + '<td class="num"></td>' * 3 + "</tr>"
+    ) in text  # model 1 on 10-02: blanks
 
 
 def test_quality_without_labels_yet_draws_no_line_but_lists_the_windows():
@@ -165,7 +252,8 @@ def test_serving_charts_p50_and_p99_per_window():
     text = section(page(), "serving")
     points = [html.unescape(t) for t in re.findall(r'<circle class="point"[^>]*><title>([^<]*)</title>', text)]
     assert points == [f"flights-1 p50_ms, 2013-10-0{d}: {v}" for d, v in zip(range(1, 5), [4, 5, 4.5, 4.2])] + [
-        f"flights-1 p99_ms, 2013-10-0{d}: {v}" for d, v in zip(range(1, 5), [20, 31, 25, 22])]
+        f"flights-1 p99_ms, 2013-10-0{d}: {v}" for d, v in zip(range(1, 5), [20, 31, 25, 22])
+    ]
     assert ">34.1</text>" in text  # the axis tops out 10 % above the slowest p99
     assert '<td class="num">0.01667</td>' in text  # error rate 2/120
 
@@ -216,6 +304,7 @@ def test_write_replaces_the_page_whole_and_leaves_no_temp_file(tmp_path, monkeyp
 
 
 # --- In a real browser ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:

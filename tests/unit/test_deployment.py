@@ -5,25 +5,28 @@ import mlflow
 import pandas as pd
 import pytest
 
-from lib.lifecycle import deployment, validation
-from lib.platform import registry
-from lib.lifecycle.deployment import Approval, Decision
+from lib.core import names
 from lib.core.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
 from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
+from lib.lifecycle import deployment, validation
+from lib.lifecycle.deployment import Approval, Decision
+from lib.platform import registry
 from lib.platform.registry import ModelRef
-from lib.core import names
 
 NO_APPROVAL = Approval(required=False, approved=False, detail="approval not required")
 
 
-@pytest.mark.parametrize("challenger,incumbent,min_improvement,promote", [
-    (0.70, 0.65, 0.0, True),       # win
-    (0.60, 0.65, 0.0, False),      # loss
-    (0.65, 0.65, 0.0, False),      # tie keeps the Champion
-    (0.66, 0.65, 0.02, False),     # win, but below the minimum improvement
-    (0.70, math.nan, 0.0, True),   # nothing measurable to beat
-    (math.nan, 0.65, 0.0, False),  # an unmeasurable challenger never wins
-])
+@pytest.mark.parametrize(
+    "challenger,incumbent,min_improvement,promote",
+    [
+        (0.70, 0.65, 0.0, True),  # win
+        (0.60, 0.65, 0.0, False),  # loss
+        (0.65, 0.65, 0.0, False),  # tie keeps the Champion
+        (0.66, 0.65, 0.02, False),  # win, but below the minimum improvement
+        (0.70, math.nan, 0.0, True),  # nothing measurable to beat
+        (math.nan, 0.65, 0.0, False),  # an unmeasurable challenger never wins
+    ],
+)
 def test_decision(challenger, incumbent, min_improvement, promote):
     d = Decision("roc_auc", challenger, incumbent, "Champion v1", min_improvement)
     assert d.promote is promote

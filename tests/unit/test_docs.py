@@ -46,25 +46,41 @@ def _by_path(rows: list[dict]) -> dict[str, dict]:
 def test_flatten_gives_every_key_as_a_dotted_path(hook, monitors_schema):
     rows = _by_path(hook.flatten(monitors_schema))
     fields = [f"monitors.<name>.{name}" for name in Monitor.model_fields]
-    metric_fields = [f"monitors.<name>.custom_metrics[].{name}"
-                     for name in ("name", "type", "definition", "input_columns", "output_data_type")]
-    assert list(rows) == ["monitors", *fields[:fields.index("monitors.<name>.custom_metrics") + 1], *metric_fields]
+    metric_fields = [
+        f"monitors.<name>.custom_metrics[].{name}" for name in ("name", "type", "definition", "input_columns", "output_data_type")
+    ]
+    assert list(rows) == ["monitors", *fields[: fields.index("monitors.<name>.custom_metrics") + 1], *metric_fields]
 
 
-@pytest.mark.parametrize("path, type_, default, allowed", [
-    ("monitors", "map[string, object]", "required", ""),
-    ("monitors.<name>.table_name", "string", "required", r"matches <code>^\w+$</code>"),
-    ("monitors.<name>.problem_type", "string", "<code>PROBLEM_TYPE_CLASSIFICATION</code>",
-     "<code>PROBLEM_TYPE_CLASSIFICATION</code>"),
-    ("monitors.<name>.label_col", "string | null", "<code>null</code>", ""),
-    ("monitors.<name>.slicing_exprs", "list[string]", "optional", ""),
-    ("monitors.<name>.baseline_max_rows", "integer", "<code>20000</code>", "> 0"),
-    ("monitors.<name>.custom_metrics[].type", "string", "required",
-     "<code>AGGREGATE</code>, <code>DERIVED</code>, <code>DRIFT</code>"),
-    ("monitors.<name>.custom_metrics[].definition", "string", "required", "not empty"),
-    ("monitors.<name>.custom_metrics[].output_data_type", "string", "<code>double</code>",
-     "<code>double</code>, <code>bigint</code>, <code>int</code>, <code>boolean</code>, <code>string</code>"),
-])
+@pytest.mark.parametrize(
+    "path, type_, default, allowed",
+    [
+        ("monitors", "map[string, object]", "required", ""),
+        ("monitors.<name>.table_name", "string", "required", r"matches <code>^\w+$</code>"),
+        (
+            "monitors.<name>.problem_type",
+            "string",
+            "<code>PROBLEM_TYPE_CLASSIFICATION</code>",
+            "<code>PROBLEM_TYPE_CLASSIFICATION</code>",
+        ),
+        ("monitors.<name>.label_col", "string | null", "<code>null</code>", ""),
+        ("monitors.<name>.slicing_exprs", "list[string]", "optional", ""),
+        ("monitors.<name>.baseline_max_rows", "integer", "<code>20000</code>", "> 0"),
+        (
+            "monitors.<name>.custom_metrics[].type",
+            "string",
+            "required",
+            "<code>AGGREGATE</code>, <code>DERIVED</code>, <code>DRIFT</code>",
+        ),
+        ("monitors.<name>.custom_metrics[].definition", "string", "required", "not empty"),
+        (
+            "monitors.<name>.custom_metrics[].output_data_type",
+            "string",
+            "<code>double</code>",
+            "<code>double</code>, <code>bigint</code>, <code>int</code>, <code>boolean</code>, <code>string</code>",
+        ),
+    ],
+)
 def test_flatten_row(hook, monitors_schema, path, type_, default, allowed):
     row = _by_path(hook.flatten(monitors_schema))[path]
     assert (row["type"], row["default"], row["allowed"]) == (type_, default, allowed)
@@ -78,14 +94,22 @@ def test_flatten_takes_descriptions_from_the_models(hook, monitors_schema):
 
 def test_flatten_lists_of_enums_and_a_model_that_contains_itself(hook):
     schema = {
-        "$defs": {"Node": {"type": "object", "description": "A node.",
-                           "properties": {"name": {"type": "string", "description": "Its name."},
-                                          "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}},
-                           "required": ["name"]}},
+        "$defs": {
+            "Node": {
+                "type": "object",
+                "description": "A node.",
+                "properties": {
+                    "name": {"type": "string", "description": "Its name."},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                },
+                "required": ["name"],
+            }
+        },
         "type": "object",
-        "properties": {"root": {"$ref": "#/$defs/Node"},
-                       "steps": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100},
-                                 "default": [100]}},
+        "properties": {
+            "root": {"$ref": "#/$defs/Node"},
+            "steps": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100}, "default": [100]},
+        },
     }
     rows = hook.flatten(schema)
     assert [(row["path"], row["type"], row["default"], row["description"], row["allowed"]) for row in rows] == [
@@ -121,14 +145,24 @@ def test_on_config_puts_a_page_per_schema_under_the_reference(hook, tmp_path):
     nav = [{"Home": "index.md"}, {"Config reference": "reference/config/index.md"}]
     config = SimpleNamespace(config_file_path=str(tmp_path / "mkdocs.yml"), nav=nav)
     hook.on_config(config)
-    assert config.nav[1] == {"Config reference": [{"Overview": "reference/config/index.md"},
-                                                  {"alerts": "reference/config/alerts.md"},
-                                                  {"monitors": "reference/config/monitors.md"}]}
+    assert config.nav[1] == {
+        "Config reference": [
+            {"Overview": "reference/config/index.md"},
+            {"alerts": "reference/config/alerts.md"},
+            {"monitors": "reference/config/monitors.md"},
+        ]
+    }
 
 
 def _build(config_file: Path, site: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config_file), "-d", str(site)],
-                          check=False, capture_output=True, text=True, env=QUIET, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config_file), "-d", str(site)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=QUIET,
+        timeout=300,
+    )
 
 
 def test_a_site_renders_a_schema_file_as_a_page(monitors_schema, tmp_path):
@@ -138,7 +172,8 @@ def test_a_site_renders_a_schema_file_as_a_page(monitors_schema, tmp_path):
     (tmp_path / "conf" / "schemas" / "monitors.json").write_text(json.dumps(monitors_schema))
     (tmp_path / "mkdocs.yml").write_text(
         f"site_name: t\nhooks: [{HOOK}]\nmarkdown_extensions: [tables]\n"
-        "nav: [{Home: index.md}, {Config reference: reference/config/index.md}]\n")
+        "nav: [{Home: index.md}, {Config reference: reference/config/index.md}]\n"
+    )
     result = _build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "site" / "reference" / "config" / "monitors" / "index.html").read_text()
@@ -152,9 +187,13 @@ def test_a_site_renders_a_schema_file_as_a_page(monitors_schema, tmp_path):
 def test_the_project_site_builds_strict_with_every_notebook(tmp_path):
     result = _build(REPO / "mkdocs.yml", tmp_path / "site")
     assert result.returncode == 0, result.stderr
-    notebooks = sorted(path.relative_to(REPO).with_suffix("").as_posix() for path in (REPO / "notebooks").rglob("*.ipynb")
-                       if ".ipynb_checkpoints" not in path.parts)
-    built = sorted(path.parent.relative_to(tmp_path / "site").as_posix()
-                   for path in (tmp_path / "site" / "notebooks").rglob("index.html"))
+    notebooks = sorted(
+        path.relative_to(REPO).with_suffix("").as_posix()
+        for path in (REPO / "notebooks").rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in path.parts
+    )
+    built = sorted(
+        path.parent.relative_to(tmp_path / "site").as_posix() for path in (tmp_path / "site" / "notebooks").rglob("index.html")
+    )
     assert built == notebooks and len(notebooks) == 10
     assert (tmp_path / "site" / "reference" / "config" / "index.html").exists()

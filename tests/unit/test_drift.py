@@ -1,15 +1,15 @@
 """Each drift statistic agrees with scipy (or the textbook PSI) on the same rows."""
 
+import datetime as dt
+
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from lib.monitoring import drift
 from lib.features import ingest
+from lib.monitoring import drift
 from lib.monitoring.drift import Distribution
-
-import datetime as dt
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,10 @@ def test_january_against_july_temperature_drifts_and_a_month_against_itself_does
 
 def test_the_ks_pvalue_is_the_asymptotic_kolmogorov_distribution():
     rng = np.random.default_rng(7)
-    for reference, current in [(rng.integers(0, 500, 150_000), rng.integers(5, 505, 1_000)),
-                               (rng.normal(0, 1, 3_000).round(2), rng.normal(0.05, 1, 2_000).round(2))]:
+    for reference, current in [
+        (rng.integers(0, 500, 150_000), rng.integers(5, 505, 1_000)),
+        (rng.normal(0, 1, 3_000).round(2), rng.normal(0.05, 1, 2_000).round(2)),
+    ]:
         got = drift.ks_test(Distribution.of(current), Distribution.of(reference))
         ks = stats.ks_2samp(current, reference)
         n, m = len(current), len(reference)
@@ -69,8 +71,9 @@ def test_many_pairs_at_once_equal_one_pair_at_a_time():
     cur[3], ref[7] = 0, 0  # an empty side: nulls
     got = drift.numeric(cur, ref, cells)
     for i in (0, 3, 7, 21):
-        one = drift.numeric_drift(Distribution(cells[cur[i] > 0], cur[i][cur[i] > 0]),
-                                  Distribution(cells[ref[i] > 0], ref[i][ref[i] > 0]))
+        one = drift.numeric_drift(
+            Distribution(cells[cur[i] > 0], cur[i][cur[i] > 0]), Distribution(cells[ref[i] > 0], ref[i][ref[i] > 0])
+        )
         if i in (3, 7):
             assert np.isnan(got["ks_statistic"][i]) and one["ks_test"] is None
             continue
@@ -114,4 +117,6 @@ def test_a_constant_column_is_defined_where_it_can_be():
     assert shifted["ks_test"]["statistic"] == 1.0 and shifted["wasserstein_distance"] == 1.0
     # One category on both sides: the chi-squared test has no degrees of freedom.
     assert drift.categorical_drift(Distribution.of(["a"] * 5), Distribution.of(["a"] * 9))["chi_squared_test"] == {
-        "statistic": None, "pvalue": None}
+        "statistic": None,
+        "pvalue": None,
+    }

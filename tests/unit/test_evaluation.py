@@ -24,8 +24,9 @@ def test_metrics_of_five_rows_worked_out_by_hand():
     assert m["precision"] == 2 / 3 and m["recall"] == 2 / 3 and m["f1"] == 2 / 3
     # Of the 3 x 2 (positive, negative) pairs, the positive scores higher in all but (0.4, 0.7).
     assert m["roc_auc"] == pytest.approx(5 / 6, abs=1e-15)
-    assert m["log_loss"] == pytest.approx(-(math.log(0.8) + math.log(0.3) + math.log(0.4) + math.log(0.8)
-                                            + math.log(0.9)) / 5, abs=1e-15)
+    assert m["log_loss"] == pytest.approx(
+        -(math.log(0.8) + math.log(0.3) + math.log(0.4) + math.log(0.8) + math.log(0.9)) / 5, abs=1e-15
+    )
 
 
 def test_the_threshold_moves_only_the_thresholded_metrics():
@@ -50,14 +51,24 @@ def test_one_class_has_no_roc_auc_and_the_rest_is_defined():
     ones = classification_metrics(np.array([1, 1]), np.array([0.2, 0.9]))
     assert math.isnan(ones["roc_auc"])
     assert {k: ones[k] for k in ("accuracy", "precision", "recall", "positive_rate", "count")} == {
-        "accuracy": 0.5, "precision": 1.0, "recall": 0.5, "positive_rate": 1.0, "count": 2.0}
+        "accuracy": 0.5,
+        "precision": 1.0,
+        "recall": 0.5,
+        "positive_rate": 1.0,
+        "count": 2.0,
+    }
     assert ones["f1"] == pytest.approx(2 / 3, abs=1e-15)
     assert ones["log_loss"] == pytest.approx(-(math.log(0.2) + math.log(0.9)) / 2, abs=1e-15)
 
     zeros = classification_metrics(np.array([0, 0]), np.array([0.1, 0.6]))  # no positives: 0, not an error
     assert math.isnan(zeros["roc_auc"])
     assert {k: zeros[k] for k in ("accuracy", "precision", "recall", "f1", "positive_rate")} == {
-        "accuracy": 0.5, "precision": 0.0, "recall": 0.0, "f1": 0.0, "positive_rate": 0.0}
+        "accuracy": 0.5,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "positive_rate": 0.0,
+    }
 
 
 def test_no_rows_give_no_numbers_but_a_count_of_zero():
@@ -76,8 +87,10 @@ def test_certain_wrong_scores_are_clipped_not_infinite():
 def test_feature_importance_ranks_the_signal_and_keeps_rows_with_their_labels():
     rng = np.random.default_rng(0)
     n = 600
-    frame = pd.DataFrame({"noise": rng.normal(size=n), "signal": rng.normal(size=n), "other": rng.normal(size=n)},
-                         index=rng.permutation(np.arange(1000, 1000 + n)))  # labels found by index, not position
+    frame = pd.DataFrame(
+        {"noise": rng.normal(size=n), "signal": rng.normal(size=n), "other": rng.normal(size=n)},
+        index=rng.permutation(np.arange(1000, 1000 + n)),
+    )  # labels found by index, not position
     y = (frame["signal"] + 0.3 * rng.normal(size=n) > 0).astype(int).to_numpy()
     model = LogisticRegression().fit(frame[["noise", "signal", "other"]], y)
     importance = feature_importance(model, frame, y, ["noise", "signal", "other"], max_rows=400)
@@ -89,8 +102,13 @@ def test_feature_importance_ranks_the_signal_and_keeps_rows_with_their_labels():
 def test_figures_are_the_five_pictures_with_the_confusion_matrix_of_the_threshold():
     importance = pd.Series({"signal": 0.4, "noise": 0.01})
     out = figures(Y, P, 0.5, importance)
-    assert list(out) == ["roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png",
-                         "calibration_curve.png", "feature_importance.png"]
+    assert list(out) == [
+        "roc_curve.png",
+        "precision_recall_curve.png",
+        "confusion_matrix.png",
+        "calibration_curve.png",
+        "feature_importance.png",
+    ]
     assert all(isinstance(fig, Figure) for fig in out.values())
     matrix = out["confusion_matrix.png"].axes[0]
     assert [t.get_text() for t in matrix.texts] == ["1", "1", "1", "2"]  # TN FP / FN TP, row by row

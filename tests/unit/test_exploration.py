@@ -1,12 +1,13 @@
 import pytest
 
-from lib.lifecycle import exploration
 from lib.core.errors import ConfigError
+from lib.lifecycle import exploration
 
 
 def test_delay_rates_ignore_flights_that_never_arrived(spark):
     flights = spark.createDataFrame(
-        [("EWR", 30.0), ("EWR", 5.0), ("EWR", None), ("JFK", 16.0), ("JFK", 15.0)], "origin string, arr_delay double")
+        [("EWR", 30.0), ("EWR", 5.0), ("EWR", None), ("JFK", 16.0), ("JFK", 15.0)], "origin string, arr_delay double"
+    )
     rows = [tuple(r) for r in exploration.delay_rates(flights, "origin").collect()]
     assert rows == [("EWR", 2, 0.5), ("JFK", 2, 0.5)]
 
@@ -17,7 +18,9 @@ def test_windows_hold_out_the_last_days():
     from lib.lifecycle import exploration
 
     assert exploration.windows("2013-07-01", "2013-10-01", 14) == (
-        (dt.date(2013, 7, 1), dt.date(2013, 9, 17)), (dt.date(2013, 9, 17), dt.date(2013, 10, 1)))
+        (dt.date(2013, 7, 1), dt.date(2013, 9, 17)),
+        (dt.date(2013, 9, 17), dt.date(2013, 10, 1)),
+    )
     with pytest.raises(ConfigError, match="too short to hold out 14 days"):
         exploration.windows("2013-09-20", "2013-10-01", 14)
     with pytest.raises(ConfigError, match="explore_to 2013-10-01 reaches into production's held-out window"):

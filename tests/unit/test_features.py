@@ -3,27 +3,36 @@ import math
 
 from lib.features import tables as features
 
-FLIGHTS = ("year int, month int, day int, sched_dep_time int, arr_delay double, carrier string, "
-           "flight int, origin string, dest string, distance double, time_hour timestamp_ntz")
-WEATHER = ("origin string, year int, month int, day int, hour int, time_hour timestamp_ntz, "
-           + ", ".join(f"{c} double" for c in features.WEATHER_COLUMNS))
+FLIGHTS = (
+    "year int, month int, day int, sched_dep_time int, arr_delay double, carrier string, "
+    "flight int, origin string, dest string, distance double, time_hour timestamp_ntz"
+)
+WEATHER = "origin string, year int, month int, day int, hour int, time_hour timestamp_ntz, " + ", ".join(
+    f"{c} double" for c in features.WEATHER_COLUMNS
+)
 
 
 def frames(spark):
     t = dt.datetime
-    flights = spark.createDataFrame([
-        (2013, 1, 1, 517, 11.0, "UA", 1545, "EWR", "IAH", 1400.0, t(2013, 1, 1, 10)),
-        (2013, 1, 1, 1945, 16.0, "AA", 7, "JFK", "LAX", 2475.0, t(2013, 1, 2, 0)),
-        (2013, 1, 2, 600, None, "B6", 9, "LGA", "BOS", 184.0, t(2013, 1, 2, 11)),   # cancelled
-    ], FLIGHTS)
-    weather = spark.createDataFrame([
-        ("EWR", 2013, 1, 1, 4, t(2013, 1, 1, 9), *[float(i) for i in range(9)]),
-        # the 05:xx reports (up to 05:51) are not known at a 05:17 departure
-        ("EWR", 2013, 1, 1, 5, t(2013, 1, 1, 10), *[99.0] * 9),
-        # the autumn DST change repeats 01:00 local; the later observation (UTC 06:00) wins
-        ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 5), *[1.0] * 9),
-        ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 6), *[2.0] * 9),
-    ], WEATHER)
+    flights = spark.createDataFrame(
+        [
+            (2013, 1, 1, 517, 11.0, "UA", 1545, "EWR", "IAH", 1400.0, t(2013, 1, 1, 10)),
+            (2013, 1, 1, 1945, 16.0, "AA", 7, "JFK", "LAX", 2475.0, t(2013, 1, 2, 0)),
+            (2013, 1, 2, 600, None, "B6", 9, "LGA", "BOS", 184.0, t(2013, 1, 2, 11)),  # cancelled
+        ],
+        FLIGHTS,
+    )
+    weather = spark.createDataFrame(
+        [
+            ("EWR", 2013, 1, 1, 4, t(2013, 1, 1, 9), *[float(i) for i in range(9)]),
+            # the 05:xx reports (up to 05:51) are not known at a 05:17 departure
+            ("EWR", 2013, 1, 1, 5, t(2013, 1, 1, 10), *[99.0] * 9),
+            # the autumn DST change repeats 01:00 local; the later observation (UTC 06:00) wins
+            ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 5), *[1.0] * 9),
+            ("EWR", 2013, 11, 3, 1, t(2013, 11, 3, 6), *[2.0] * 9),
+        ],
+        WEATHER,
+    )
     return flights, weather
 
 
@@ -40,8 +49,11 @@ def test_weather_features_are_local_hours_one_per_origin(spark):
     _, weather = frames(spark)
     rows = {(r["origin"], r["observed_at"]): r for r in features.build_weather_features(weather).collect()}
     # stamped at the end of the observed hour, when its values are known
-    assert set(rows) == {("EWR", dt.datetime(2013, 1, 1, 5)), ("EWR", dt.datetime(2013, 1, 1, 6)),
-                         ("EWR", dt.datetime(2013, 11, 3, 2))}
+    assert set(rows) == {
+        ("EWR", dt.datetime(2013, 1, 1, 5)),
+        ("EWR", dt.datetime(2013, 1, 1, 6)),
+        ("EWR", dt.datetime(2013, 11, 3, 2)),
+    }
     assert rows[("EWR", dt.datetime(2013, 1, 1, 5))]["visib"] == 8.0
     assert rows[("EWR", dt.datetime(2013, 11, 3, 2))]["temp"] == 2.0
 

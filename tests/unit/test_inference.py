@@ -7,11 +7,11 @@ from pyspark.sql import functions as F
 
 from lib.core.config import parse_model
 from lib.core.config.blocks import Destinations
+from lib.core.errors import ConfigError, PublishError, TableNotFoundError
+from lib.features.tables import in_window
 from lib.inference import batch as inference
 from lib.platform.services import postgres, processes
-from lib.core.errors import ConfigError, PublishError, TableNotFoundError
 from lib.serving import online_store
-from lib.features.tables import in_window
 
 
 def test_score_and_publish_each_period_once(featurized, staging, champion, model_cfg):
@@ -20,8 +20,9 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     start = staging.data.as_of
     periods = [(start, start + dt.timedelta(days=1)), (start + dt.timedelta(days=1), start + dt.timedelta(days=2))]
     # Each period is scored once (the model runs on Spark's Python workers) and kept for re-publishing.
-    scored = {lo: inference.score(featurized, flight_features, champion, lo, hi, 0.5, alias="Champion").cache()
-              for lo, hi in periods}
+    scored = {
+        lo: inference.score(featurized, flight_features, champion, lo, hi, 0.5, alias="Champion").cache() for lo, hi in periods
+    }
     expected = {}
     for lo, hi in periods + periods[:1]:  # the first period is published twice
         expected[lo] = flight_features.where((F.col("sched_dep_ts") >= F.lit(lo)) & (F.col("sched_dep_ts") < F.lit(hi))).count()
@@ -32,8 +33,11 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     assert {r["period_end"] for r in published.select("period_end").distinct().collect()} == {hi for _, hi in periods}
     # A period overlapping both replaces their flights instead of adding them again.
     both = (periods[0][0], periods[1][1])
-    rescored = scored[periods[0][0]].unionByName(scored[periods[1][0]]).withColumns(
-        {"period_start": F.lit(both[0]), "period_end": F.lit(both[1])})
+    rescored = (
+        scored[periods[0][0]]
+        .unionByName(scored[periods[1][0]])
+        .withColumns({"period_start": F.lit(both[0]), "period_end": F.lit(both[1])})
+    )
     assert inference.publish(featurized, rescored, table, *both) == sum(expected.values())
     assert featurized.read(table).count() == sum(expected.values())
     assert {r["period_start"] for r in featurized.read(table).select("period_start").distinct().collect()} == {both[0]}
@@ -53,9 +57,9 @@ def test_score_needs_only_the_keys(featurized, staging, champion):
     full = featurized.read(staging.table("flight_features"))
     assert len(scored) == in_window(keys, start, start + dt.timedelta(days=1)).count() > 0
     # The same predictions as the model on the training-style lookup of those flights.
+    from lib.core.config import load_model_config
     from lib.features import tables as features
     from lib.platform import registry
-    from lib.core.config import load_model_config
 
     window = (start, start + dt.timedelta(days=1))
     expected = features.load_labelled(featurized, staging, load_model_config(), window)
@@ -76,47 +80,69 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
     scored = inference.score(featurized, known.unionByName(unknown), champion, start, end, 0.5).toPandas()
     missing = scored["flight_id"].str.startswith("no-such-")
     misses = scored.assign(flight=scored["flight_id"].str.removeprefix("no-such-"), missing=missing).pivot(
-        index="flight", columns="missing", values=inference.MISSES)
+        index="flight", columns="missing", values=inference.MISSES
+    )
     assert len(misses) == 20 and (misses[True] == misses[False] + 1).all()  # the flight lookup missed, weather as before
     assert scored["prediction"].notna().all()
 
 
-@pytest.mark.parametrize("publish, words", [
-    ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: must be one of parquet, csv, got 'xlsx'"),
-    ({"files": {"formats": []}}, "publish.files.formats: must have at least 1 item after validation, not 0"),
-    ({"kafak": {"enabled": True}}, "publish.kafak: unknown key (did you mean kafka?)"),
-    ({"jdbc": {"url": "postgres://somewhere"}}, "publish.jdbc.url: must match pattern '^jdbc:postgresql://[^/]+/$', got 'postgres://somewhere'"),
-    ({"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
-     "publish: every destination is switched off, so nothing would be published"),
-])
+@pytest.mark.parametrize(
+    "publish, words",
+    [
+        ({"files": {"formats": ["xlsx"]}}, "publish.files.formats.0: must be one of parquet, csv, got 'xlsx'"),
+        ({"files": {"formats": []}}, "publish.files.formats: must have at least 1 item after validation, not 0"),
+        ({"kafak": {"enabled": True}}, "publish.kafak: unknown key (did you mean kafka?)"),
+        (
+            {"jdbc": {"url": "postgres://somewhere"}},
+            "publish.jdbc.url: must match pattern '^jdbc:postgresql://[^/]+/$', got 'postgres://somewhere'",
+        ),
+        (
+            {"delta": {"enabled": False}, "files": {"enabled": False}, "online": {"enabled": False}},
+            "publish: every destination is switched off, so nothing would be published",
+        ),
+    ],
+)
 def test_bad_destinations_are_one_line(staging, publish, words):
     with pytest.raises(ConfigError) as error:
         parse_model(Destinations, publish, "conf/environments.yml", "environments", "staging", "publish")
     assert str(error.value) == f"conf/environments.yml: environments.staging.{words}"
 
 
-def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(featurized, staging, champion, tmp_path,
-                                                                            postgres_server):
+def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(
+    featurized, staging, champion, tmp_path, postgres_server
+):
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
-    predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
-                                  0.5, alias="Champion")
+    predictions = inference.score(
+        featurized, featurized.read(staging.table("flight_features")), champion, start, end, 0.5, alias="Champion"
+    )
     targets = staging.publish
     assert targets.enabled() == ["delta", "files", "online", "jdbc"] and targets.files.formats == ["parquet", "csv"]
     first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
     delta = in_window(featurized.read(table), start, end).toPandas().set_index("flight_id").sort_index()
     assert first["delta"] == first["online"] == first["jdbc"] == len(delta) > 0
     with postgres.connect(postgres_server, "staging") as conn:
-        held = pd.DataFrame(conn.execute('SELECT flight_id, prediction, model_version FROM flights.predictions '
-                                         'WHERE sched_dep_ts >= %s AND sched_dep_ts < %s', (start, end)).fetchall(),
-                            columns=["flight_id", "prediction", "model_version"]).set_index("flight_id").sort_index()
+        held = (
+            pd.DataFrame(
+                conn.execute(
+                    "SELECT flight_id, prediction, model_version FROM flights.predictions "
+                    "WHERE sched_dep_ts >= %s AND sched_dep_ts < %s",
+                    (start, end),
+                ).fetchall(),
+                columns=["flight_id", "prediction", "model_version"],
+            )
+            .set_index("flight_id")
+            .sort_index()
+        )
     assert list(held.index) == list(delta.index) and set(held["model_version"]) == {champion.version}
     assert np.allclose(held["prediction"], delta["prediction"], rtol=0, atol=1e-12)
     folder = first["files"]
     assert folder == featurized.export_path(table) / f"{start}_{end}" and folder.is_symlink()
-    for kind, frame in [("parquet", pd.read_parquet(folder / "parquet")),
-                        ("csv", pd.concat(pd.read_csv(f) for f in (folder / "csv").glob("*.csv")))]:
+    for kind, frame in [
+        ("parquet", pd.read_parquet(folder / "parquet")),
+        ("csv", pd.concat(pd.read_csv(f) for f in (folder / "csv").glob("*.csv"))),
+    ]:
         frame = frame.set_index("flight_id").sort_index()
         assert list(frame.index) == list(delta.index), kind
         assert np.allclose(frame["prediction"], delta["prediction"], rtol=0, atol=1e-12), kind
@@ -146,8 +172,9 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
-    predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
-                                  0.5, alias="Champion")
+    predictions = inference.score(
+        featurized, featurized.read(staging.table("flight_features")), champion, start, end, 0.5, alias="Champion"
+    )
     targets = Destinations(delta={"enabled": False}, files={"formats": ["parquet"]})
     assert targets.enabled() == ["files", "online"]
     published = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
@@ -161,19 +188,24 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
         featurized.read(table)
 
 
-def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_period(featurized, staging, champion,
-                                                                                   tmp_path):
+def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_period(featurized, staging, champion, tmp_path):
     nobody = processes.free_port()  # a port nobody listens on
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table = staging.table("predictions")
-    predictions = inference.score(featurized, featurized.read(staging.table("flight_features")), champion, start, end,
-                                  0.5, alias="Champion")
-    targets = Destinations(files={"enabled": False}, online={"enabled": False},
-                           jdbc={"enabled": True, "url": f"jdbc:postgresql://127.0.0.1:{nobody}/"})
+    predictions = inference.score(
+        featurized, featurized.read(staging.table("flight_features")), champion, start, end, 0.5, alias="Champion"
+    )
+    targets = Destinations(
+        files={"enabled": False},
+        online={"enabled": False},
+        jdbc={"enabled": True, "url": f"jdbc:postgresql://127.0.0.1:{nobody}/"},
+    )
     with pytest.raises(PublishError) as error:
         inference.publish_everywhere(featurized, predictions, table, targets, start, end, tmp_path / "online.db")
-    assert str(error.value).startswith(f"destination jdbc (jdbc:postgresql://127.0.0.1:{nobody}/staging, table "
-                                       "flights.predictions) failed; it still holds what it held: PostgreSQL at ")
+    assert str(error.value).startswith(
+        f"destination jdbc (jdbc:postgresql://127.0.0.1:{nobody}/staging, table "
+        "flights.predictions) failed; it still holds what it held: PostgreSQL at "
+    )
     assert "unreachable" in str(error.value) and "\n" not in str(error.value)
     assert in_window(featurized.read(table), start, end).count() == predictions.count()  # Delta went first, whole

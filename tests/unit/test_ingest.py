@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from lib.features import ingest
 from lib.core.errors import TableNotFoundError
+from lib.features import ingest
 
 
 def test_source_is_the_bundled_package():
@@ -43,12 +43,15 @@ def test_ingest_writes_raw_tables_idempotently(lakehouse, staging, capsys):
 
 
 def test_dev_reads_prod_raw_tables_and_never_writes_them(spark, home):
-    from lib.platform.catalog import Lakehouse
     from lib.core.config import load_env
+    from lib.platform.catalog import Lakehouse
 
     dev = Lakehouse(spark, load_env("dev"))
-    with pytest.raises(TableNotFoundError, match=r"prod.raw.flights, prod.raw.weather not found: dev reads raw "
-                                                 r"data from catalog prod.*--env prod --job ingest"):
+    with pytest.raises(
+        TableNotFoundError,
+        match=r"prod.raw.flights, prod.raw.weather not found: dev reads raw "
+        r"data from catalog prod.*--env prod --job ingest",
+    ):
         ingest.ingest(dev, dt.date(2013, 1, 1), dt.date(2013, 1, 2))
     assert not (home / "warehouse" / "prod").exists()
     prod = Lakehouse(spark, load_env("prod"))

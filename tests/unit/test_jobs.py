@@ -5,20 +5,32 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from lib.platform.workflows import runner as jobs
 from lib.core.config import load_env
 from lib.core.errors import ConfigError, JobFailedError
-from lib.platform.workflows import notify
-from lib.platform.workflows import spec
+from lib.platform.workflows import notify, spec
+from lib.platform.workflows import runner as jobs
 
 
 def test_the_project_jobs_load():
     all_jobs = spec.load_jobs()
-    assert set(all_jobs) == {"workflow", "ingest", "training", "deployment", "retraining", "serving", "batch_inference",
-                             "score_and_monitor", "monitoring", "streaming", "streaming_catchup"}
+    assert set(all_jobs) == {
+        "workflow",
+        "ingest",
+        "training",
+        "deployment",
+        "retraining",
+        "serving",
+        "batch_inference",
+        "score_and_monitor",
+        "monitoring",
+        "streaming",
+        "streaming_catchup",
+    }
     # One notebook, two triggers: until stopped, and what has arrived (then stop).
     assert [t.parameters["trigger"] for name in ("streaming", "streaming_catchup") for t in all_jobs[name].tasks] == [
-        "1 second", "availableNow"]
+        "1 second",
+        "availableNow",
+    ]
     assert [t.job for t in all_jobs["retraining"].tasks] == ["training", "deployment"]
     assert [t.job for t in all_jobs["score_and_monitor"].tasks] == ["batch_inference", "monitoring"]
     assert {name for name, job in all_jobs.items() if job.schedule} == {"retraining"}
@@ -50,34 +62,60 @@ def load(tmp_path, text):
 NB = "notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}"
 
 
-@pytest.mark.parametrize("text,message", [
-    ("jobs: {}", "jobs: must have at least 1 item after validation, not 0"),
-    ("jobs: {a: {tasks: []}}", "jobs.a.tasks: must have at least 1 item after validation, not 0"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}]}}}}",
-     "jobs.a.tasks.0.depends_on.0: depends on unknown task 'y'"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}, "
-     f"{{task_key: y, {NB}, depends_on: [{{task_key: x}}]}}]}}}}", "jobs.a.tasks: depends_on has a cycle: "),
-    ("jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: nope.ipynb}}]}}",
-     "jobs.a.tasks.0.notebook_task.notebook_path: notebook 'nope.ipynb' does not exist"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, timeout: 3}}]}}}}", "jobs.a.tasks.0.timeout: unknown key"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, max_retry: 3}}]}}}}",
-     "jobs.a.tasks.0.max_retry: unknown key (did you mean max_retries?)"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, max_retries: -1}}]}}}}",
-     "jobs.a.tasks.0.max_retries: must be greater than or equal to 0, got -1"),
-    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: b}}]}}", "jobs.a.tasks.0.run_job_task.job_name: runs unknown job 'b'"),
-    ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: a}}]}}", "jobs.a: job a runs itself through a -> a"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: x, {NB}}}]}}}}", "jobs.a.tasks.1.task_key: two tasks are named x"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: y, {NB}, depends_on: [{{task_key: x}}], run_if: ALWAYS}}]}}}}",
-     "jobs.a.tasks.1.run_if: must be one of ALL_SUCCESS, AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED, "
-     "ALL_FAILED, got 'ALWAYS'"),
-    (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, run_if: ALL_DONE}}]}}}}",
-     "jobs.a.tasks.0.run_if: needs depends_on (it is about the dependencies' outcomes)"),
-    ("jobs: {a: {tasks: [{task_key: x}]}}", "jobs.a.tasks.0: needs exactly one of notebook_task, run_job_task"),
-    ("jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb, "
-     "base_parameters: {env: prod, as_of: '', asof: ''}}}]}}",
-     "jobs.a.tasks.0.notebook_task.base_parameters.asof: not a parameter of notebooks/pipelines/01_ingest.ipynb "
-     "(its parameters cell declares env, as_of) (did you mean as_of?)"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("jobs: {}", "jobs: must have at least 1 item after validation, not 0"),
+        ("jobs: {a: {tasks: []}}", "jobs.a.tasks: must have at least 1 item after validation, not 0"),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}]}}}}",
+            "jobs.a.tasks.0.depends_on.0: depends on unknown task 'y'",
+        ),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, depends_on: [{{task_key: y}}]}}, "
+            f"{{task_key: y, {NB}, depends_on: [{{task_key: x}}]}}]}}}}",
+            "jobs.a.tasks: depends_on has a cycle: ",
+        ),
+        (
+            "jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: nope.ipynb}}]}}",
+            "jobs.a.tasks.0.notebook_task.notebook_path: notebook 'nope.ipynb' does not exist",
+        ),
+        (f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, timeout: 3}}]}}}}", "jobs.a.tasks.0.timeout: unknown key"),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, max_retry: 3}}]}}}}",
+            "jobs.a.tasks.0.max_retry: unknown key (did you mean max_retries?)",
+        ),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, max_retries: -1}}]}}}}",
+            "jobs.a.tasks.0.max_retries: must be greater than or equal to 0, got -1",
+        ),
+        (
+            "jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: b}}]}}",
+            "jobs.a.tasks.0.run_job_task.job_name: runs unknown job 'b'",
+        ),
+        ("jobs: {a: {tasks: [{task_key: x, run_job_task: {job_name: a}}]}}", "jobs.a: job a runs itself through a -> a"),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: x, {NB}}}]}}}}",
+            "jobs.a.tasks.1.task_key: two tasks are named x",
+        ),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}}}, {{task_key: y, {NB}, depends_on: [{{task_key: x}}], run_if: ALWAYS}}]}}}}",
+            "jobs.a.tasks.1.run_if: must be one of ALL_SUCCESS, AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED, "
+            "ALL_FAILED, got 'ALWAYS'",
+        ),
+        (
+            f"jobs: {{a: {{tasks: [{{task_key: x, {NB}, run_if: ALL_DONE}}]}}}}",
+            "jobs.a.tasks.0.run_if: needs depends_on (it is about the dependencies' outcomes)",
+        ),
+        ("jobs: {a: {tasks: [{task_key: x}]}}", "jobs.a.tasks.0: needs exactly one of notebook_task, run_job_task"),
+        (
+            "jobs: {a: {tasks: [{task_key: x, notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb, "
+            "base_parameters: {env: prod, as_of: '', asof: ''}}}]}}",
+            "jobs.a.tasks.0.notebook_task.base_parameters.asof: not a parameter of notebooks/pipelines/01_ingest.ipynb "
+            "(its parameters cell declares env, as_of) (did you mean as_of?)",
+        ),
+    ],
+)
 def test_malformed_jobs_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load(tmp_path, text)
@@ -91,28 +129,48 @@ def test_a_notebooks_parameters_are_read_from_its_parameters_cell(tmp_path):
     nbformat.write(nb, tmp_path / "n.ipynb")
     assert spec.notebook_parameters(tmp_path / "n.ipynb") == ["env", "as_of", "limit", "rows"]
     assert spec.notebook_parameters(spec.PROJECT_DIR / "notebooks/pipelines/05_serve.ipynb") == [
-        "env", "endpoint", "rollout_steps", "step_seconds", "run_id"]
+        "env",
+        "endpoint",
+        "rollout_steps",
+        "step_seconds",
+        "run_id",
+    ]
 
 
 def test_tasks_run_in_dependency_order(tmp_path):
-    text = (f"jobs: {{a: {{tasks: [{{task_key: c, {NB}, depends_on: [{{task_key: b}}]}}, "
-            f"{{task_key: b, {NB}, depends_on: [{{task_key: a}}]}}, {{task_key: a, {NB}}}]}}}}")
+    text = (
+        f"jobs: {{a: {{tasks: [{{task_key: c, {NB}, depends_on: [{{task_key: b}}]}}, "
+        f"{{task_key: b, {NB}, depends_on: [{{task_key: a}}]}}, {{task_key: a, {NB}}}]}}}}"
+    )
     assert [t.key for t in load(tmp_path, text)["a"].tasks] == ["a", "b", "c"]
 
 
 S, F, U, X = "SUCCESS", "FAILED", "UPSTREAM_FAILED", "EXCLUDED"
 
 
-@pytest.mark.parametrize("run_if,dependencies,expected", [
-    ("ALL_SUCCESS", [S, S], None), ("ALL_SUCCESS", [S, F], U), ("ALL_SUCCESS", [S, U], U), ("ALL_SUCCESS", [S, X], None),
-    ("AT_LEAST_ONE_SUCCESS", [F, S], None), ("AT_LEAST_ONE_SUCCESS", [F, U], U), ("AT_LEAST_ONE_SUCCESS", [X, F], None),
-    ("NONE_FAILED", [S, X], None), ("NONE_FAILED", [S, F], U), ("NONE_FAILED", [X, U], U),
-    ("ALL_DONE", [F, U], None), ("ALL_DONE", [S], None),
-    ("AT_LEAST_ONE_FAILED", [S, U], None), ("AT_LEAST_ONE_FAILED", [S, S], X),
-    ("ALL_FAILED", [F, U], None), ("ALL_FAILED", [F, S], X),
-    ("ALL_DONE", [X, X], X),  # every dependency excluded: excluded too, whatever the condition
-    ("ALL_SUCCESS", [], None),  # no dependencies: runs
-])
+@pytest.mark.parametrize(
+    "run_if,dependencies,expected",
+    [
+        ("ALL_SUCCESS", [S, S], None),
+        ("ALL_SUCCESS", [S, F], U),
+        ("ALL_SUCCESS", [S, U], U),
+        ("ALL_SUCCESS", [S, X], None),
+        ("AT_LEAST_ONE_SUCCESS", [F, S], None),
+        ("AT_LEAST_ONE_SUCCESS", [F, U], U),
+        ("AT_LEAST_ONE_SUCCESS", [X, F], None),
+        ("NONE_FAILED", [S, X], None),
+        ("NONE_FAILED", [S, F], U),
+        ("NONE_FAILED", [X, U], U),
+        ("ALL_DONE", [F, U], None),
+        ("ALL_DONE", [S], None),
+        ("AT_LEAST_ONE_FAILED", [S, U], None),
+        ("AT_LEAST_ONE_FAILED", [S, S], X),
+        ("ALL_FAILED", [F, U], None),
+        ("ALL_FAILED", [F, S], X),
+        ("ALL_DONE", [X, X], X),  # every dependency excluded: excluded too, whatever the condition
+        ("ALL_SUCCESS", [], None),  # no dependencies: runs
+    ],
+)
 def test_run_if_as_databricks_decides(run_if, dependencies, expected):
     assert jobs.outcome_of(run_if, dependencies) == expected
 
@@ -141,30 +199,52 @@ def notebook(path, *code, title="# A task"):
 
 @pytest.mark.slow
 def test_runner_passes_task_values_and_stops_at_a_failure(tmp_path, home):
-    first = notebook(tmp_path / "first.ipynb", "from lib import task_values\ntask_values.set('uri', x + '/7')")
-    second = notebook(tmp_path / "second.ipynb", "from lib import task_values\ntask_values.set('got', x)\n"
-                      "task_values.set('run_jobs', ['k', 'k', 'again'])")  # as an alert asks for retraining
+    first = notebook(tmp_path / "first.ipynb", "from lib.platform.workflows import task_values\ntask_values.set('uri', x + '/7')")
+    second = notebook(
+        tmp_path / "second.ipynb",
+        "from lib.platform.workflows import task_values\ntask_values.set('got', x)\n"
+        "task_values.set('run_jobs', ['k', 'k', 'again'])",
+    )  # as an alert asks for retraining
     later = notebook(tmp_path / "later.ipynb", "open(x, 'a').write('ran\\n')")
     broken = notebook(tmp_path / "broken.ipynb", "raise ValueError(f'bad input {x}')")
     never = notebook(tmp_path / "never.ipynb", "open('ran', 'w')")
-    job = spec.Job("j", "", (
-        spec.Task("first", notebook=first, parameters={"x": "{{job.parameters.env}}"}),
-        spec.Task("second", notebook=second, parameters={"x": "{{tasks.first.values.uri}}"}, depends_on=("first",)),
-    ))
+    job = spec.Job(
+        "j",
+        "",
+        (
+            spec.Task("first", notebook=first, parameters={"x": "{{job.parameters.env}}"}),
+            spec.Task("second", notebook=second, parameters={"x": "{{tasks.first.values.uri}}"}, depends_on=("first",)),
+        ),
+    )
     # After a failure, what does not need it still runs; the job fails at the end.
-    failing = spec.Job("f", "", (spec.Task("broken", notebook=broken, parameters={"x": "42"}),
-                                 spec.Task("never", notebook=never, depends_on=("broken",)),
-                                 spec.Task("anyway", notebook=later, parameters={"x": str(tmp_path / "anyway.txt")},
-                                           depends_on=("broken", "never"), run_if="ALL_DONE"),
-                                 spec.Task("also_never", notebook=never, depends_on=("anyway",), run_if="ALL_FAILED")))
+    failing = spec.Job(
+        "f",
+        "",
+        (
+            spec.Task("broken", notebook=broken, parameters={"x": "42"}),
+            spec.Task("never", notebook=never, depends_on=("broken",)),
+            spec.Task(
+                "anyway",
+                notebook=later,
+                parameters={"x": str(tmp_path / "anyway.txt")},
+                depends_on=("broken", "never"),
+                run_if="ALL_DONE",
+            ),
+            spec.Task("also_never", notebook=never, depends_on=("anyway",), run_if="ALL_FAILED"),
+        ),
+    )
     out = io.StringIO()
     triggered = spec.Job("k", "", (spec.Task("later", notebook=later, parameters={"x": str(tmp_path / "k.txt")}),))
     again = spec.Job("again", "", (spec.Task("first", notebook=first, parameters={"x": "again"}),))
-    runner = jobs.Runner(load_env("staging"), {"j": job, "f": failing, "k": triggered, "again": again},
-                         tmp_path / "run", stream=out)
+    runner = jobs.Runner(
+        load_env("staging"), {"j": job, "f": failing, "k": triggered, "again": again}, tmp_path / "run", stream=out
+    )
     values = runner.run("j", {"env": "staging", "as_of": "2013-03-01"})
-    assert values == {"first": {"uri": "staging/7"}, "second": {"got": "staging/7", "run_jobs": ["k", "k", "again"]},
-                      "triggered-k": {}}
+    assert values == {
+        "first": {"uri": "staging/7"},
+        "second": {"got": "staging/7", "run_jobs": ["k", "k", "again"]},
+        "triggered-k": {},
+    }
     # A job whose notebooks the job itself just ran (as the workflow's training) is not run again.
     assert "again (asked for by a task of j): skipped" in out.getvalue()
     assert not (tmp_path / "run" / "triggered-again").exists()

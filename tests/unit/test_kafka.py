@@ -1,13 +1,13 @@
 """The lakehouse's own Kafka broker: started, stopped, restarted with its topics; bad setups are one line."""
 
-
 import pytest
 
+from lib.core import names
 from lib.core.config import parse_model
 from lib.core.config.blocks import Destinations
-from lib.platform.services import kafka_client as kafka, kafka_server, processes
 from lib.core.errors import ConfigError, PublishError, SetupError
-from lib.core import names
+from lib.platform.services import kafka_client as kafka
+from lib.platform.services import kafka_server, processes
 
 
 @pytest.mark.slow
@@ -32,8 +32,11 @@ def test_a_broker_of_its_own_keeps_its_topics_across_a_restart(tmp_path, monkeyp
 
 def test_no_broker_is_one_line_naming_the_destination():
     port = processes.free_port()
-    with pytest.raises(PublishError, match=rf"^kafka destination: no broker answers at 127.0.0.1:{port} \(.*\): "
-                                           r"start it \(python -m lib.platform.services.kafka_server start\)"):
+    with pytest.raises(
+        PublishError,
+        match=rf"^kafka destination: no broker answers at 127.0.0.1:{port} \(.*\): "
+        r"start it \(python -m lib.platform.services.kafka_server start\)",
+    ):
         kafka.ensure_topic(f"127.0.0.1:{port}", "some.topic", timeout=1)
 
 

@@ -7,10 +7,12 @@ from lib.platform.workflows.kernels import KernelPool
 
 pytestmark = pytest.mark.slow
 
-INSPECT = ("import os, sys, json; print(json.dumps([os.getpid(), os.environ.get('TASK'), os.environ.get('LATE'), "
-           "os.environ.get('GONE'), 'mlflow' in sys.modules, "
-           "sorted(n for n in dir() if not n.startswith('_') and n not in "
-           "{'In', 'Out', 'exit', 'quit', 'open', 'get_ipython', 'os', 'sys', 'json'})]))")
+INSPECT = (
+    "import os, sys, json; print(json.dumps([os.getpid(), os.environ.get('TASK'), os.environ.get('LATE'), "
+    "os.environ.get('GONE'), 'mlflow' in sys.modules, "
+    "sorted(n for n in dir() if not n.startswith('_') and n not in "
+    "{'In', 'Out', 'exit', 'quit', 'open', 'get_ipython', 'os', 'sys', 'json'})]))"
+)
 
 
 def run(kernel, code: str) -> str:
@@ -20,8 +22,11 @@ def run(kernel, code: str) -> str:
     printed = []
     try:
         client.wait_for_ready(timeout=60)
-        client.execute_interactive(code, timeout=60, output_hook=lambda msg: printed.append(msg["content"].get("text", ""))
-                                   if msg["msg_type"] == "stream" else None)
+        client.execute_interactive(
+            code,
+            timeout=60,
+            output_hook=lambda msg: printed.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None,
+        )
     finally:
         client.stop_channels()
     return "".join(printed)
@@ -40,8 +45,10 @@ def test_each_task_gets_a_kernel_of_its_own_preloaded_with_its_environment(tmp_p
         seen = [json.loads(run(kernel, INSPECT)) for kernel in (first, second)]
         # Two processes; each has its own environment, the preloaded modules and no extra names.
         assert seen[0][0] != seen[1][0]
-        assert [s[1:] for s in seen] == [["first", "set after the launch", None, True, []],
-                                         ["second", "set after the launch", None, True, []]]
+        assert [s[1:] for s in seen] == [
+            ["first", "set after the launch", None, True, []],
+            ["second", "set after the launch", None, True, []],
+        ]
         # What the kernel process writes to its stderr (as a JVM or a C library would) is in its task's log.
         run(first, "import os; os.write(2, b'written by the first task\\n')")
         assert "written by the first task" in (tmp_path / "first.log").read_text()

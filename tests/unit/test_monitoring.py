@@ -7,16 +7,24 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from lib.monitoring import refresh as monitoring
 from lib.core.errors import ConfigError
-from lib.monitoring import monitors
-from lib.monitoring import served
+from lib.monitoring import monitors, served
+from lib.monitoring import refresh as monitoring
 
 T = dt.datetime
 MONITOR = monitors.Monitor(
-    table_name="predictions", timestamp_col="sched_dep_ts", granularities=["1 day", "1 week"],
-    model_id_col="model_version", prediction_col="prediction", label_col="delayed", labels_table="labels",
-    label_key=["flight_id"], slicing_exprs=["origin"], baseline_table_name="baseline", exclude_columns=["flight_id"])
+    table_name="predictions",
+    timestamp_col="sched_dep_ts",
+    granularities=["1 day", "1 week"],
+    model_id_col="model_version",
+    prediction_col="prediction",
+    label_col="delayed",
+    labels_table="labels",
+    label_key=["flight_id"],
+    slicing_exprs=["origin"],
+    baseline_table_name="baseline",
+    exclude_columns=["flight_id"],
+)
 
 
 def frame(days: list[dt.date], per_day: int, seed: int, temp_mean: float = 10.0) -> pd.DataFrame:
@@ -24,12 +32,18 @@ def frame(days: list[dt.date], per_day: int, seed: int, temp_mean: float = 10.0)
     n = len(days) * per_day
     at = [T(d.year, d.month, d.day, 6) + dt.timedelta(minutes=int(m)) for d in days for m in rng.integers(0, 900, per_day)]
     carriers = rng.choice(["UA", "B6", "EV", None], n, p=[0.4, 0.3, 0.2, 0.1])
-    return pd.DataFrame({
-        "flight_id": [f"f{seed}-{i}" for i in range(n)], "sched_dep_ts": at,
-        "origin": rng.choice(["EWR", "JFK", "LGA"], n), "carrier": carriers,
-        "temp": np.round(rng.normal(temp_mean, 5, n), 1), "prediction": rng.uniform(0, 1, n),
-        "model_version": "1", "delayed": (rng.uniform(0, 1, n) < 0.3).astype("int32"),
-    })
+    return pd.DataFrame(
+        {
+            "flight_id": [f"f{seed}-{i}" for i in range(n)],
+            "sched_dep_ts": at,
+            "origin": rng.choice(["EWR", "JFK", "LGA"], n),
+            "carrier": carriers,
+            "temp": np.round(rng.normal(temp_mean, 5, n), 1),
+            "prediction": rng.uniform(0, 1, n),
+            "model_version": "1",
+            "delayed": (rng.uniform(0, 1, n) < 0.3).astype("int32"),
+        }
+    )
 
 
 @pytest.fixture
@@ -52,8 +66,7 @@ def read(lakehouse, name: str) -> pd.DataFrame:
 
 
 @pytest.mark.slow  # several whole refreshes: ~30 s, kept out of `make unit`
-def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehouse, staging, monitored,
-                                                                            monkeypatch):
+def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehouse, staging, monitored, monkeypatch):
     rows, baseline = monitored
     result = monitoring.refresh(lakehouse, staging, MONITOR, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
     profile = read(lakehouse, result["profile_table"])
@@ -85,14 +98,19 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     # A numeric column, whole and in a slice, against pandas on the rows themselves.
     for slice_value in (None, "JFK"):
         part = on[5] if slice_value is None else on[5][on[5]["origin"] == slice_value]
-        temp = one(granularity="1 day", start=day(5), slice_key=None if slice_value is None else "origin",
-                   slice_value=slice_value, column_name="temp", log_type="INPUT")
+        temp = one(
+            granularity="1 day",
+            start=day(5),
+            slice_key=None if slice_value is None else "origin",
+            slice_value=slice_value,
+            column_name="temp",
+            log_type="INPUT",
+        )
         assert (temp["count"], temp["data_type"], temp["num_nulls"]) == (len(part), "double", 0)
         assert temp["avg"] == pytest.approx(part["temp"].mean())
         assert temp["stddev"] == pytest.approx(part["temp"].std())
         assert (temp["min"], temp["max"]) == (part["temp"].min(), part["temp"].max())
-        assert list(temp["quantiles"]) == list(np.quantile(part["temp"], monitoring.metrics.QUANTILES,
-                                                           method="inverted_cdf"))
+        assert list(temp["quantiles"]) == list(np.quantile(part["temp"], monitoring.metrics.QUANTILES, method="inverted_cdf"))
         assert temp["distinct_count"] == part["temp"].nunique()
     # A categorical column: nulls and the most frequent values.
     carrier = one(granularity="1 day", start=day(4), slice_key=None, column_name="carrier", log_type="INPUT")
@@ -107,8 +125,13 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     drift = read(lakehouse, result["drift_table"])
 
     def drift_row(kind, d, column, granularity="1 day"):
-        hit = drift[(drift["drift_type"] == kind) & (drift["granularity"] == granularity) & (drift["start"] == day(d))
-                    & drift["slice_key"].isna() & (drift["column_name"] == column)]
+        hit = drift[
+            (drift["drift_type"] == kind)
+            & (drift["granularity"] == granularity)
+            & (drift["start"] == day(d))
+            & drift["slice_key"].isna()
+            & (drift["column_name"] == column)
+        ]
         return hit.iloc[0] if len(hit) == 1 else None
 
     # Consecutive: each day against the day before; the first day and the only week have none.
@@ -127,8 +150,7 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
     assert against["ks_test"]["statistic"] == pytest.approx(ks.statistic, abs=1e-9) and against["ks_test"]["pvalue"] < 1e-3
     assert against["window_cmp"] is None and against["population_stability_index"] > 0.25
     cats = drift_row("BASELINE", 6, "carrier")
-    table = pd.crosstab(pd.concat([on[6]["carrier"], baseline["carrier"]]),
-                        ["cur"] * len(on[6]) + ["ref"] * len(baseline))
+    table = pd.crosstab(pd.concat([on[6]["carrier"], baseline["carrier"]]), ["cur"] * len(on[6]) + ["ref"] * len(baseline))
     chi2 = stats.chi2_contingency(table.to_numpy().T)
     assert cats["chi_squared_test"]["statistic"] == pytest.approx(chi2.statistic)
     assert cats["chi_squared_test"]["pvalue"] == pytest.approx(chi2.pvalue)
@@ -158,8 +180,9 @@ def test_profile_quality_and_drift_then_only_what_changed_is_recomputed(lakehous
         detail = lakehouse.spark.sql(f"DESCRIBE DETAIL delta.`{lakehouse.path(table)}`").first()
         assert detail["numFiles"] == 1, table
     profile = lakehouse.read(first["profile_table"])
-    wednesday = profile.where("granularity = '1 day' AND window.start = '2013-03-06' AND column_name = ':table' "
-                              "AND slice_key IS NULL").first()
+    wednesday = profile.where(
+        "granularity = '1 day' AND window.start = '2013-03-06' AND column_name = ':table' AND slice_key IS NULL"
+    ).first()
     assert wednesday["labelled_count"] == 60 and wednesday["refreshed_as_of"] == dt.date(2013, 3, 7)
     after = day4.orderBy("slice_key", "slice_value", "column_name", "log_type").toPandas()
     assert set(after["refreshed_as_of"]) == {dt.date(2013, 3, 6)}
@@ -188,18 +211,24 @@ def _sorted(metrics: pd.DataFrame) -> pd.DataFrame:
 def test_a_bad_monitor_is_one_line_naming_its_path(tmp_path):
     (tmp_path / "monitors.yml").write_text(
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['2 days']\n"
-        "    model_id_col: m\n    prediction_col: p\n")
-    with pytest.raises(ConfigError, match=r"monitors.yml: monitors\.predictions\.granularities\.0: must be one of 5 minutes, "
-                                          r"30 minutes, .*, got '2 days' \(did you mean 1 day\?\)$"):
+        "    model_id_col: m\n    prediction_col: p\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"monitors.yml: monitors\.predictions\.granularities\.0: must be one of 5 minutes, "
+        r"30 minutes, .*, got '2 days' \(did you mean 1 day\?\)$",
+    ):
         monitors.load_monitors(tmp_path)
     (tmp_path / "monitors.yml").write_text(
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['1 day']\n"
-        "    model_id_col: m\n    prediction_col: p\n    slicing_expr: [origin]\n")
+        "    model_id_col: m\n    prediction_col: p\n    slicing_expr: [origin]\n"
+    )
     with pytest.raises(ConfigError, match=r"monitors\.predictions\.slicing_expr: unknown key \(did you mean slicing_exprs\?\)$"):
         monitors.load_monitors(tmp_path)
     (tmp_path / "monitors.yml").write_text(
         "monitors:\n  predictions:\n    table_name: predictions\n    timestamp_col: ts\n    granularities: ['1 day']\n"
-        "    model_id_col: m\n    prediction_col: p\n    labels_table: labels\n")
+        "    model_id_col: m\n    prediction_col: p\n    labels_table: labels\n"
+    )
     with pytest.raises(ConfigError, match=r"monitors\.predictions\.labels_table: needs label_col and label_key$"):
         monitors.load_monitors(tmp_path)
     assert set(monitors.load_monitors()) == {"predictions"}  # the shipped file is valid
@@ -209,8 +238,13 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
     from lib.serving import capture
 
     lakehouse, spark = featurized, featurized.spark
-    flights = (lakehouse.read(staging.table("flight_features")).where("sched_dep_ts >= '2013-03-01 08:00:00'")
-               .orderBy("sched_dep_ts", "flight_id").limit(2).toPandas())
+    flights = (
+        lakehouse.read(staging.table("flight_features"))
+        .where("sched_dep_ts >= '2013-03-01 08:00:00'")
+        .orderBy("sched_dep_ts", "flight_id")
+        .limit(2)
+        .toPandas()
+    )
     f1, f2 = flights.to_dict("records")
 
     def req(rows, status=200, preds=None, entity="m-2", at=T(2026, 11, 29, 10)):
@@ -221,27 +255,40 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
     def key(f):  # a request by key: the spine only
         return {"flight_id": f["flight_id"], "origin": f["origin"], "sched_dep_ts": f["sched_dep_ts"].isoformat()}
 
-    payload = spark.createDataFrame([
-        req([key(f1), key(f2)], preds=[0.9, 0.2]),
-        req([{"carrier": "UA"}], status=400),
-        req([{"carrier": "UA", "origin": "EWR", "temp": 50.0}], preds=[0.7], entity="m-3", at=T(2026, 11, 30, 1)),
-    ], capture.SCHEMA)
+    payload = spark.createDataFrame(
+        [
+            req([key(f1), key(f2)], preds=[0.9, 0.2]),
+            req([{"carrier": "UA"}], status=400),
+            req([{"carrier": "UA", "origin": "EWR", "temp": 50.0}], preds=[0.7], entity="m-3", at=T(2026, 11, 30, 1)),
+        ],
+        capture.SCHEMA,
+    )
     types = {"carrier": "string", "origin": "string", "temp": "double"}
     rows = served.served_predictions(payload, ["flight_id", "origin", "sched_dep_ts"], types).orderBy("prediction")
     assert [(r["flight_id"], r["prediction"], r["model_version"], r["carrier"], r["temp"]) for r in rows.collect()] == [
-        (f2["flight_id"], 0.2, "m-2", None, None), (None, 0.7, "m-3", "UA", 50.0), (f1["flight_id"], 0.9, "m-2", None, None)]
+        (f2["flight_id"], 0.2, "m-2", None, None),
+        (None, 0.7, "m-3", "UA", 50.0),
+        (f1["flight_id"], 0.9, "m-2", None, None),
+    ]
 
     lakehouse.write(payload, staging.table("delay_model_payload"))
-    lakehouse.write(spark.createDataFrame([(f1["flight_id"], f1["sched_dep_ts"], 1), (f2["flight_id"], f2["sched_dep_ts"], 0)],
-                                          "flight_id string, sched_dep_ts timestamp_ntz, delayed int"),
-                    staging.table("labels"))
+    lakehouse.write(
+        spark.createDataFrame(
+            [(f1["flight_id"], f1["sched_dep_ts"], 1), (f2["flight_id"], f2["sched_dep_ts"], 0)],
+            "flight_id string, sched_dep_ts timestamp_ntz, delayed int",
+        ),
+        staging.table("labels"),
+    )
     monitor = monitors.load_monitors()["predictions"].model_copy(update={"granularities": ["1 day"]})
-    table = served.refresh_served(lakehouse, staging, staging.table("delay_model_payload"), monitor,
-                                      dt.date(2013, 4, 1), 0.5, model_cfg)
+    table = served.refresh_served(
+        lakehouse, staging, staging.table("delay_model_payload"), monitor, dt.date(2013, 4, 1), 0.5, model_cfg
+    )
     profile = lakehouse.read(table)
     rows = profile.where("column_name = ':table'").orderBy("window.start").collect()
     assert [(r["window"]["start"], r["model_id"], r["count"], r["labelled_count"]) for r in rows] == [
-        (T(2026, 11, 29), "m-2", 2, 2), (T(2026, 11, 30), "m-3", 1, 0)]
+        (T(2026, 11, 29), "m-2", 2, 2),
+        (T(2026, 11, 30), "m-3", 1, 0),
+    ]
     assert rows[0]["accuracy"] == 1.0
     prediction = profile.where("column_name = 'prediction' AND model_id = 'm-2'").first()
     assert (prediction["avg"], prediction["min"], prediction["max"]) == (pytest.approx(0.55), 0.2, 0.9)
@@ -250,8 +297,11 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
     weather = lakehouse.read(staging.table("weather_features")).toPandas()
 
     def temp_at(f):
-        known = weather[(weather["origin"] == f["origin"]) & (weather["observed_at"] <= f["sched_dep_ts"])
-                        & (weather["observed_at"] >= f["sched_dep_ts"] - pd.Timedelta(hours=3))]
+        known = weather[
+            (weather["origin"] == f["origin"])
+            & (weather["observed_at"] <= f["sched_dep_ts"])
+            & (weather["observed_at"] >= f["sched_dep_ts"] - pd.Timedelta(hours=3))
+        ]
         return known.sort_values("observed_at")["temp"].iloc[-1]
 
     temp = profile.where("column_name = 'temp' AND model_id = 'm-2'").first()
@@ -259,7 +309,8 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
     assert temp["avg"] == pytest.approx((temp_at(f1) + temp_at(f2)) / 2)
     carrier = profile.where("column_name = 'carrier' AND model_id = 'm-2'").first()
     assert sorted((i["item"], i["count"]) for i in carrier["frequent_items"]) == sorted(
-        pd.Series([f1["carrier"], f2["carrier"]]).value_counts().items())
+        pd.Series([f1["carrier"], f2["carrier"]]).value_counts().items()
+    )
     # The request that sent its features keeps them.
     sent = profile.where("column_name = 'temp' AND model_id = 'm-3'").first()
     assert (sent["count"], sent["avg"]) == (1, 50.0)
@@ -269,8 +320,9 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
 def test_custom_metrics_aggregate_derive_and_drift(lakehouse, staging, monitored):
     rows, baseline = monitored
     shipped = monitors.load_monitors()["predictions"].custom_metrics  # mean_predicted, delayed_share, gap, delta
-    squares = monitoring.custom_metrics.CustomMetric(name="mean_square", type="AGGREGATE", input_columns=["temp"],
-                                                     definition="avg({{input_column}} * {{input_column}})")
+    squares = monitoring.custom_metrics.CustomMetric(
+        name="mean_square", type="AGGREGATE", input_columns=["temp"], definition="avg({{input_column}} * {{input_column}})"
+    )
     monitor = MONITOR.model_copy(update={"custom_metrics": [*shipped, squares]})
     result = monitoring.refresh(lakehouse, staging, monitor, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
     profile, drift = read(lakehouse, result["profile_table"]), read(lakehouse, result["drift_table"])
@@ -285,8 +337,9 @@ def test_custom_metrics_aggregate_derive_and_drift(lakehouse, staging, monitored
 
     gaps = {}
     for d in (4, 5, 6):
-        table = one(profile, granularity="1 day", start=pd.Timestamp(2013, 3, d), slice_key=None,
-                    column_name=":table", log_type="INPUT")
+        table = one(
+            profile, granularity="1 day", start=pd.Timestamp(2013, 3, d), slice_key=None, column_name=":table", log_type="INPUT"
+        )
         assert table["mean_predicted"] == pytest.approx(on[d]["prediction"].mean())
         if d < 6:  # labels arrived: the observed share and the gap
             assert table["delayed_share"] == pytest.approx(on[d]["delayed"].mean())
@@ -296,16 +349,26 @@ def test_custom_metrics_aggregate_derive_and_drift(lakehouse, staging, monitored
             assert pd.isna(table["delayed_share"]) and pd.isna(table["calibration_gap"])
         assert pd.isna(table["mean_square"])  # a metric of the temp column only
     jfk = on[5][on[5]["origin"] == "JFK"]
-    temp = one(profile, granularity="1 day", start=pd.Timestamp(2013, 3, 5), slice_key="origin", slice_value="JFK",
-               column_name="temp", log_type="INPUT")
+    temp = one(
+        profile,
+        granularity="1 day",
+        start=pd.Timestamp(2013, 3, 5),
+        slice_key="origin",
+        slice_value="JFK",
+        column_name="temp",
+        log_type="INPUT",
+    )
     assert temp["mean_square"] == pytest.approx((jfk["temp"] ** 2).mean()) and pd.isna(temp["mean_predicted"])
     base = one(profile, log_type="BASELINE", slice_key=None, column_name=":table")
     base_gap = baseline["prediction"].mean() - baseline["delayed"].mean()
     assert base["calibration_gap"] == pytest.approx(base_gap)
 
     def drift_row(kind):
-        return one(drift, drift_type=kind, granularity="1 day", start=pd.Timestamp(2013, 3, 5), slice_key=None,
-                   column_name=":table") if kind else None
+        return (
+            one(drift, drift_type=kind, granularity="1 day", start=pd.Timestamp(2013, 3, 5), slice_key=None, column_name=":table")
+            if kind
+            else None
+        )
 
     assert drift_row("CONSECUTIVE")["calibration_gap_delta"] == pytest.approx(gaps[5] - gaps[4])
     assert drift_row("BASELINE")["calibration_gap_delta"] == pytest.approx(gaps[5] - base_gap)
@@ -316,14 +379,26 @@ def test_custom_metrics_aggregate_derive_and_drift(lakehouse, staging, monitored
 BAD_MONITORS = [
     ({"prediction_col": "score"}, "names column 'score', which predictions does not have"),
     ({"slicing_exprs": ["upper(airport)"]}, r"slicing expression 'upper\(airport\)' does not compile"),
-    ({"custom_metrics": [{"name": "m", "type": "AGGREGATE", "definition": "avg(nonexistent)"}]},
-     r"custom_metrics\.0 \(m\) does not compile: .*nonexistent"),
-    ({"custom_metrics": [{"name": "m", "type": "AGGREGATE", "definition": "avg({{input_column}})",
-                          "input_columns": ["humidity"]}]}, "input column 'humidity' is not a column of predictions"),
-    ({"custom_metrics": [{"name": "m", "type": "DERIVED", "definition": "no_such_metric * 2"}]},
-     r"custom_metrics\.0 \(m\) does not compile"),
-    ({"custom_metrics": [{"name": "m", "type": "DRIFT", "definition": "{{current_df}}.avg - {{base_df}}.nope"}]},
-     r"custom_metrics\.0 \(m\) does not compile"),
+    (
+        {"custom_metrics": [{"name": "m", "type": "AGGREGATE", "definition": "avg(nonexistent)"}]},
+        r"custom_metrics\.0 \(m\) does not compile: .*nonexistent",
+    ),
+    (
+        {
+            "custom_metrics": [
+                {"name": "m", "type": "AGGREGATE", "definition": "avg({{input_column}})", "input_columns": ["humidity"]}
+            ]
+        },
+        "input column 'humidity' is not a column of predictions",
+    ),
+    (
+        {"custom_metrics": [{"name": "m", "type": "DERIVED", "definition": "no_such_metric * 2"}]},
+        r"custom_metrics\.0 \(m\) does not compile",
+    ),
+    (
+        {"custom_metrics": [{"name": "m", "type": "DRIFT", "definition": "{{current_df}}.avg - {{base_df}}.nope"}]},
+        r"custom_metrics\.0 \(m\) does not compile",
+    ),
 ]
 
 

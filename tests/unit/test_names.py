@@ -19,8 +19,7 @@ TABLE_SUFFIXES = ("_payload", "_serving_metrics", "_profile_metrics", "_drift_me
 
 def _sources() -> list[tuple[str, str]]:
     """(where, code) of every lib module but names.py, run_pipeline.py and each notebook's code cells."""
-    found = [(str(p.relative_to(PROJECT_DIR)), p.read_text()) for p in sorted((PROJECT_DIR / "lib").rglob("*.py"))
-             if p != HOME]
+    found = [(str(p.relative_to(PROJECT_DIR)), p.read_text()) for p in sorted((PROJECT_DIR / "lib").rglob("*.py")) if p != HOME]
     found.append(("run_pipeline.py", (PROJECT_DIR / "run_pipeline.py").read_text()))
     for nb in sorted((PROJECT_DIR / "notebooks").rglob("*.ipynb")):
         cells = json.loads(nb.read_text())["cells"]
@@ -47,16 +46,21 @@ def contract_literals(code: str) -> list[str]:
     """The literals that spell out a tag key, an alias, or a table or topic naming rule."""
     bad = []
     for line, text, in_fstring in _literals(code):
-        if (text in EXACT or text.startswith(TAG_PREFIXES)
-                or (text.endswith(TABLE_SUFFIXES) and (in_fstring or text.startswith(TABLE_SUFFIXES)))):
+        if (
+            text in EXACT
+            or text.startswith(TAG_PREFIXES)
+            or (text.endswith(TABLE_SUFFIXES) and (in_fstring or text.startswith(TABLE_SUFFIXES)))
+        ):
             bad.append(f"{line}: {text!r}")
     return bad
 
 
 def test_the_scan_finds_what_it_looks_for():
     """The scan below can fail: each way of spelling a contract out is caught."""
-    code = ('a = "model_validation_status"\nb = f"alias.{x}.at"\nc = f"{t}_payload"\nd = "Champion"\n'
-            'e = "_profile_metrics"\nf = "validation.mode"\ndef g():\n    """About x_payload tables."""\n')
+    code = (
+        'a = "model_validation_status"\nb = f"alias.{x}.at"\nc = f"{t}_payload"\nd = "Champion"\n'
+        'e = "_profile_metrics"\nf = "validation.mode"\ndef g():\n    """About x_payload tables."""\n'
+    )
     assert [s.split(":")[0] for s in contract_literals(code)] == ["1", "2", "3", "4", "5", "6"]
 
 
@@ -68,11 +72,14 @@ def test_no_contract_is_spelt_out_outside_its_home(where, code):
 def test_alias_tags_round_trip():
     at, by, reason = names.alias_tags(names.CHAMPION)
     lost_at, _, _ = names.alias_tags(names.CHAMPION, removed=True)
-    assert (at, by, reason, lost_at) == ("alias.Champion.at", "alias.Champion.by", "alias.Champion.reason",
-                                         "alias.Champion.removed_at")
+    assert (at, by, reason, lost_at) == (
+        "alias.Champion.at",
+        "alias.Champion.by",
+        "alias.Champion.reason",
+        "alias.Champion.removed_at",
+    )
     tags = {at: "t1", by: "me", lost_at: "t2", "alias.Challenger.at": "t0", "validation.mode": "enabled"}
-    assert sorted(names.alias_events(tags)) == [("Challenger", "t0", False), ("Champion", "t1", False),
-                                                ("Champion", "t2", True)]
+    assert sorted(names.alias_events(tags)) == [("Challenger", "t0", False), ("Champion", "t1", False), ("Champion", "t2", True)]
 
 
 def test_table_and_topic_names():
@@ -87,8 +94,11 @@ def test_table_and_topic_names():
 
 def test_the_own_catalog_rule_is_one_function():
     names.check_own("dev", "dev.flights.t", "environment dev")
-    with pytest.raises(AccessDeniedError, match="^environment dev may not write prod.flights.t: catalog prod is read-only "
-                                                r"here \(environment dev writes only catalog dev\)$"):
+    with pytest.raises(
+        AccessDeniedError,
+        match="^environment dev may not write prod.flights.t: catalog prod is read-only "
+        r"here \(environment dev writes only catalog dev\)$",
+    ):
         names.check_own("dev", "prod.flights.t", "environment dev")
 
 
@@ -106,9 +116,11 @@ def test_the_registry_refuses_tags_and_aliases_on_another_catalogs_model(home, t
 
     registry.configure(dev)
     refused = f"environment dev may not write {prod.model_name}: catalog prod is read-only"
-    for write in (lambda: registry.set_tags(ref, {"x": "y"}),
-                  lambda: registry.move_alias(ref, names.CHALLENGER, "sneak", by="test"),
-                  lambda: registry.remove_alias(ref, names.CHAMPION, "sneak", by="test")):
+    for write in (
+        lambda: registry.set_tags(ref, {"x": "y"}),
+        lambda: registry.move_alias(ref, names.CHALLENGER, "sneak", by="test"),
+        lambda: registry.remove_alias(ref, names.CHAMPION, "sneak", by="test"),
+    ):
         with pytest.raises(AccessDeniedError, match=refused):
             write()
     assert dict(client.get_model_version(ref.name, ref.version).tags) == before

@@ -9,19 +9,23 @@ import pytest
 
 from lib.core.config import Hyperparameters
 from lib.core.config.model import OnDemand
-from lib.inference import feed, batch as inference, streaming
-from lib.features import on_demand
 from lib.core.errors import ConfigError
+from lib.features import on_demand
 from lib.features.tables import KEY, TIMESTAMP
+from lib.inference import batch as inference
+from lib.inference import feed, streaming
 
 WHEN = ["2013-07-04 06:00:00", "2013-07-01 23:59:00", "2013-12-23 10:00:00", "2013-01-01 00:00:00", None]
 
 
-@pytest.mark.parametrize("as_given", [
-    lambda values: pd.Series(pd.to_datetime(values)),                     # Spark and pandas: datetime64
-    lambda values: pd.Series(values, dtype=object),                       # text, as JSON brings it
-    lambda values: pd.Series([v and v.replace(" ", "T") for v in values], dtype=object),  # ISO with a T
-])
+@pytest.mark.parametrize(
+    "as_given",
+    [
+        lambda values: pd.Series(pd.to_datetime(values)),  # Spark and pandas: datetime64
+        lambda values: pd.Series(values, dtype=object),  # text, as JSON brings it
+        lambda values: pd.Series([v and v.replace(" ", "T") for v in values], dtype=object),  # ISO with a T
+    ],
+)
 def test_time_features_are_the_same_from_datetimes_and_from_text(as_given):
     ts = as_given(WHEN)
     # Thursday 06h; Monday 23h; Monday 10h; Tuesday 00h (Monday 00h is 0).
@@ -41,13 +45,20 @@ def test_distance_buckets_and_missing_distances():
     assert got.tolist()[:8] == [0, 0, 1, 1, 2, 2, 3, 3] and np.isnan(got.iloc[8])
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"function": "hour_of_year", "inputs": {"ts": "sched_dep_ts"}, "output": "h"},
-     "conf/model.yml: on_demand_features.0.function: unknown function 'hour_of_year' (lib/features/on_demand.py has "
-     "days_to_holiday, distance_bucket, hour_of_week) (did you mean hour_of_week?)"),
-    ({"function": "hour_of_week", "inputs": {"when": "sched_dep_ts"}, "output": "h"},
-     "conf/model.yml: on_demand_features.0.inputs: hour_of_week takes inputs ts, not when"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            {"function": "hour_of_year", "inputs": {"ts": "sched_dep_ts"}, "output": "h"},
+            "conf/model.yml: on_demand_features.0.function: unknown function 'hour_of_year' (lib/features/on_demand.py has "
+            "days_to_holiday, distance_bucket, hour_of_week) (did you mean hour_of_week?)",
+        ),
+        (
+            {"function": "hour_of_week", "inputs": {"when": "sched_dep_ts"}, "output": "h"},
+            "conf/model.yml: on_demand_features.0.inputs: hour_of_week takes inputs ts, not when",
+        ),
+    ],
+)
 def test_a_wrong_declaration_is_one_line(spec, message):
     with pytest.raises(ConfigError) as error:
         on_demand.declared([OnDemand(**spec)])
@@ -68,9 +79,13 @@ def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scori
     rng = np.random.default_rng(0)
     rows = 400
     train = pd.DataFrame({c: rng.normal(size=rows) for c in cfg.features.numeric}).assign(
-        carrier=rng.choice(["AA", "UA"], rows), origin=rng.choice(["JFK", "EWR"], rows), dest="BOS", distance=300.0,
+        carrier=rng.choice(["AA", "UA"], rows),
+        origin=rng.choice(["JFK", "EWR"], rows),
+        dest="BOS",
+        distance=300.0,
         sched_dep_ts=pd.Timestamp("2013-07-01") + pd.to_timedelta(rng.integers(0, 24 * 14, rows), unit="h"),
-        delayed=rng.integers(0, 2, rows))
+        delayed=rng.integers(0, 2, rows),
+    )
     model = training.fit(train, cfg, Hyperparameters(algorithm="logistic_regression"))
     assert model.inputs == training.input_columns(cfg)
     features = model.features(train[model.inputs])
@@ -94,18 +109,22 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     """The on-demand features each path hands its model, and the predictions, are the same."""
     import mlflow
 
+    from lib.core import payload
     from lib.features import store as feature_store
     from lib.serving import online_store
-    from lib.core import payload
     from lib.serving.contract import ServedEntity
     from lib.serving.entity import Served
 
     model = mlflow.pyfunc.load_model(champion.uri).unwrap_python_model()
     made = [f.output for f in model.on_demand]
     day = dt.datetime.combine(staging.data.as_of, dt.time())
-    spine = (featurized.read(staging.table("flight_features")).where(
-        f"{TIMESTAMP} >= TIMESTAMP_NTZ'{day:%Y-%m-%d}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{day:%Y-%m-%d} 12:00:00'")
-        .select(KEY, "origin", TIMESTAMP).orderBy(KEY).limit(40))
+    spine = (
+        featurized.read(staging.table("flight_features"))
+        .where(f"{TIMESTAMP} >= TIMESTAMP_NTZ'{day:%Y-%m-%d}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{day:%Y-%m-%d} 12:00:00'")
+        .select(KEY, "origin", TIMESTAMP)
+        .orderBy(KEY)
+        .limit(40)
+    )
     keys = spine.toPandas()
 
     # Training: the training set's rows (Spark -> pandas), through the model's functions.
@@ -124,7 +143,8 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     checkpoint.mkdir(parents=True)
     (checkpoint / "metadata").write_text(json.dumps({"id": "on-demand-test"}))
     streaming.MicroBatch(staging, str(checkpoint), 0.5, model_cfg.inference.streaming.known_values)(
-        featurized.read(staging.table(streaming.INCOMING)), 0)
+        featurized.read(staging.table(streaming.INCOMING)), 0
+    )
     streamed = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas().set_index(KEY).loc[keys[KEY]]
 
     # Serving: a request of keys (ISO text, as JSON brings them), looked up in the online store.
@@ -132,17 +152,26 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     online_store.publish_for(featurized, champion, store)
     served = Served(ServedEntity(f"{champion.name}-{champion.version}", champion.name, champion.version), store, 100)
     served.load()
-    body = {"dataframe_records": keys.assign(**{TIMESTAMP: keys[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")})
-            .to_dict(orient="records")}
+    body = {
+        "dataframe_records": keys.assign(**{TIMESTAMP: keys[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")}).to_dict(
+            orient="records"
+        )
+    }
     item = served.check(payload.parse(json.dumps(body).encode()))
     frame, _ = served._features(item)
     served_prediction = served.predict([item])[0].predictions
 
-    for name, got in [("batch", model.features(batch)), ("streaming", model.features(streamed)),
-                      ("serving", model.features(frame))]:
-        pd.testing.assert_frame_equal(got[made].reset_index(drop=True), expected.reset_index(drop=True),
-                                      check_exact=True, obj=f"on-demand features of {name}")
-    for name, got in [("batch", batch["prediction"]), ("streaming", streamed["prediction"]),
-                      ("serving", served_prediction)]:
+    for name, got in [
+        ("batch", model.features(batch)),
+        ("streaming", model.features(streamed)),
+        ("serving", model.features(frame)),
+    ]:
+        pd.testing.assert_frame_equal(
+            got[made].reset_index(drop=True),
+            expected.reset_index(drop=True),
+            check_exact=True,
+            obj=f"on-demand features of {name}",
+        )
+    for name, got in [("batch", batch["prediction"]), ("streaming", streamed["prediction"]), ("serving", served_prediction)]:
         assert np.allclose(np.asarray(got, dtype=float), expected_prediction, rtol=0, atol=1e-12), name
     assert expected["hour_of_week"].nunique() > 3 and expected["distance_bucket"].nunique() > 1  # not a constant

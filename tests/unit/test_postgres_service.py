@@ -76,16 +76,21 @@ def test_the_command_line(own):
     env |= {"LAKEHOUSE_HOME": str(own), postgres.PORT_ENV_VAR: "0"}
 
     def run(*args: str) -> tuple[int, list[str], str]:
-        done = subprocess.run([sys.executable, "-m", "lib.platform.services.postgres", *args, "--env", "staging"],
-                              check=False, capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "lib.platform.services.postgres", *args, "--env", "staging"],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         return done.returncode, done.stdout.splitlines(), done.stderr
 
     assert run("status") == (0, [f"no PostgreSQL server runs for {own}"], "")
     code, out, _ = run("start")
     port = json.loads((own / "postgres" / "server.json").read_text())["port"]
     data = postgres._data(own)
-    assert (code, out) == (0, [f"started PostgreSQL on 127.0.0.1:{port} (data {data})",
-                               f"jdbc:postgresql://127.0.0.1:{port}/"])
+    assert (code, out) == (0, [f"started PostgreSQL on 127.0.0.1:{port} (data {data})", f"jdbc:postgresql://127.0.0.1:{port}/"])
     assert run("start")[:2] == (0, [f"jdbc:postgresql://127.0.0.1:{port}/"])  # reused
     assert run("status")[:2] == (0, [f"jdbc:postgresql://127.0.0.1:{port}/"])
     assert run("stop")[:2] == (0, [f"stopped PostgreSQL (data {data})"])

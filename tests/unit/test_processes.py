@@ -41,17 +41,26 @@ def service(tmp_path):
         processes.terminate(state["pid"], timeout=5)
 
 
-def launch(service: Service, *flags: str, delay: float = 0.0, timeout: float = 30.0, fingerprint: str | None = None,
-           ready=None) -> dict:
+def launch(
+    service: Service, *flags: str, delay: float = 0.0, timeout: float = 30.0, fingerprint: str | None = None, ready=None
+) -> dict:
     port = processes.free_port()
-    return service.start([sys.executable, "-c", SERVER, str(delay), str(port), *flags],
-                         ready or (lambda state: processes.answers(state["port"])), timeout,
-                         port=port, fingerprint=fingerprint)
+    return service.start(
+        [sys.executable, "-c", SERVER, str(delay), str(port), *flags],
+        ready or (lambda state: processes.answers(state["port"])),
+        timeout,
+        port=port,
+        fingerprint=fingerprint,
+    )
 
 
 def ensure(service: Service, said: list[str], fingerprint: str | None = None, **kwargs) -> dict:
-    return service.ensure(lambda: launch(service, fingerprint=fingerprint, **kwargs),
-                          lambda state: processes.answers(state["port"]), said.append, fingerprint=fingerprint)
+    return service.ensure(
+        lambda: launch(service, fingerprint=fingerprint, **kwargs),
+        lambda state: processes.answers(state["port"]),
+        said.append,
+        fingerprint=fingerprint,
+    )
 
 
 def a_sleeper() -> subprocess.Popen:
@@ -84,9 +93,12 @@ def test_a_changed_fingerprint_or_a_silent_server_is_restarted(service):
     assert second["pid"] != first["pid"] and second["fingerprint"] == "code-2" and not processes.alive(first["pid"])
 
     said.clear()
-    third = service.ensure(lambda: launch(service, fingerprint="code-2"),
-                           lambda state: state["pid"] != second["pid"],  # the second answers nobody
-                           said.append, fingerprint="code-2")
+    third = service.ensure(
+        lambda: launch(service, fingerprint="code-2"),
+        lambda state: state["pid"] != second["pid"],  # the second answers nobody
+        said.append,
+        fingerprint="code-2",
+    )
     assert said == [f"restarting the test server (pid {second['pid']}): it does not answer"]
     assert third["pid"] != second["pid"] and not processes.alive(second["pid"])
 
@@ -103,18 +115,23 @@ def test_a_stale_state_file_after_a_crash_is_removed_and_a_fresh_server_started(
     assert fresh["pid"] != crashed["pid"] and said == [] and service.read() == fresh
 
 
-@pytest.mark.parametrize("state", [
-    "token",        # the pid runs, but it is another start of it (the server died, the pid was reused)
-    "no-token",     # a state file that does not say which start of its pid it names
-    "not-json",     # half a file
-])
+@pytest.mark.parametrize(
+    "state",
+    [
+        "token",  # the pid runs, but it is another start of it (the server died, the pid was reused)
+        "no-token",  # a state file that does not say which start of its pid it names
+        "not-json",  # half a file
+    ],
+)
 def test_a_pid_that_is_not_ours_is_never_signalled(service, state):
     sleeper = a_sleeper()
     try:
         service.folder.mkdir(parents=True)
-        text = {"token": json.dumps({"pid": sleeper.pid, "pid_start": "another-boot:1", "port": 1}),
-                "no-token": json.dumps({"pid": sleeper.pid, "port": 1}),
-                "not-json": f'{{"pid": {sleeper.pid}, "po'}[state]
+        text = {
+            "token": json.dumps({"pid": sleeper.pid, "pid_start": "another-boot:1", "port": 1}),
+            "no-token": json.dumps({"pid": sleeper.pid, "port": 1}),
+            "not-json": f'{{"pid": {sleeper.pid}, "po',
+        }[state]
         service.state_file.write_text(text)
         assert service.stop() is None and not service.state_file.exists()
         time.sleep(0.2)
@@ -133,8 +150,9 @@ def test_a_server_that_dies_before_ready_is_one_line_with_its_logs_last_error(se
     script = "import sys; print('starting'); print('ValueError: port is not a number', file=sys.stderr); sys.exit(3)"
     with pytest.raises(SetupError) as failed:
         service.start([sys.executable, "-c", script], lambda state: False, 30.0)
-    assert str(failed.value) == (f"the test server exited at start (code 3): ValueError: port is not a number "
-                                 f"(log: {service.log_file})")
+    assert str(failed.value) == (
+        f"the test server exited at start (code 3): ValueError: port is not a number (log: {service.log_file})"
+    )
     assert not service.state_file.exists()
 
 
@@ -193,8 +211,9 @@ def test_two_starters_at_once_start_one_server(service):
     thread = threading.Thread(target=first)
     thread.start()
     assert inside.wait(30)
-    results["second"] = service.ensure(lambda: launched.append(2) or launch(service),
-                                       lambda state: processes.answers(state["port"]), said_second.append)
+    results["second"] = service.ensure(
+        lambda: launched.append(2) or launch(service), lambda state: processes.answers(state["port"]), said_second.append
+    )
     thread.join(60)
     assert launched == [1] and results["first"] == results["second"]
     assert said_second == ["waiting: another run is starting or stopping the test server"] and said_first == []
@@ -202,25 +221,31 @@ def test_two_starters_at_once_start_one_server(service):
 
 def test_a_server_that_records_its_own_state(service):
     """The serving server's way: it writes its state once it listens (its port may be a free one)."""
-    script = ("import http.server, os, sys; from pathlib import Path; from lib.platform.services.managed import Service; "
-              "server = http.server.HTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler); "
-              "Service('the test server', Path(sys.argv[1])).record(os.getpid(), port=server.server_port); "
-              "server.serve_forever()")
-    state = service.start([sys.executable, "-c", script, str(service.folder)],
-                          lambda state: processes.answers(state["port"]), 30.0, record=False)
+    script = (
+        "import http.server, os, sys; from pathlib import Path; from lib.platform.services.managed import Service; "
+        "server = http.server.HTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler); "
+        "Service('the test server', Path(sys.argv[1])).record(os.getpid(), port=server.server_port); "
+        "server.serve_forever()"
+    )
+    state = service.start(
+        [sys.executable, "-c", script, str(service.folder)], lambda state: processes.answers(state["port"]), 30.0, record=False
+    )
     assert processes.answers(state["port"]) and service.read() == state
     service.forget(state["pid"] + 1)  # another pid's clean-up leaves it alone
     assert service.read() == state
     assert service.stop() == state and not processes.alive(state["pid"])
 
 
-@pytest.mark.parametrize("text, since, expected", [
-    ("starting\nWARN slow disk\nERROR bind failed\nshutting down\n", 0, "ERROR bind failed"),
-    ("starting\nlistening\n", 0, "listening"),
-    ("", 0, "(no output)"),
-    ("Exception: old\nstarting again\n", len("Exception: old\n"), "starting again"),
-    ("FATAL:  data directory has wrong ownership\n", 0, "FATAL:  data directory has wrong ownership"),
-])
+@pytest.mark.parametrize(
+    "text, since, expected",
+    [
+        ("starting\nWARN slow disk\nERROR bind failed\nshutting down\n", 0, "ERROR bind failed"),
+        ("starting\nlistening\n", 0, "listening"),
+        ("", 0, "(no output)"),
+        ("Exception: old\nstarting again\n", len("Exception: old\n"), "starting again"),
+        ("FATAL:  data directory has wrong ownership\n", 0, "FATAL:  data directory has wrong ownership"),
+    ],
+)
 def test_last_error_is_the_last_line_that_reports_one(tmp_path, text, since, expected):
     log = tmp_path / "server.log"
     log.write_text(text)

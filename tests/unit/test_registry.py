@@ -42,17 +42,30 @@ def alias_record(ref: ModelRef, alias: str, removed: bool = False) -> dict[str, 
     return {k: tags[key] for k, key in zip(("at", "by", "reason"), names.alias_tags(alias, removed)) if key in tags}
 
 
-@pytest.mark.parametrize("uri,ref", [
-    ("models:/staging.flights.delay_model/3", ModelRef("staging.flights.delay_model", "3")),
-    ("models:/a/b/12", ModelRef("a/b", "12")),  # the version is what follows the last slash
-])
+@pytest.mark.parametrize(
+    "uri,ref",
+    [
+        ("models:/staging.flights.delay_model/3", ModelRef("staging.flights.delay_model", "3")),
+        ("models:/a/b/12", ModelRef("a/b", "12")),  # the version is what follows the last slash
+    ],
+)
 def test_a_model_uri_parses_and_round_trips(uri, ref):
     assert ModelRef.parse(uri) == ref and ref.uri == uri
 
 
-@pytest.mark.parametrize("uri", ["models:/staging.flights.delay_model", "models:/staging.flights.delay_model/x",
-                                 "models:/staging.flights.delay_model@Champion", "runs:/abc/model", "models:/7",
-                                 "", None, 3])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "models:/staging.flights.delay_model",
+        "models:/staging.flights.delay_model/x",
+        "models:/staging.flights.delay_model@Champion",
+        "runs:/abc/model",
+        "models:/7",
+        "",
+        None,
+        3,
+    ],
+)
 def test_a_malformed_model_uri_is_one_line(uri):
     with pytest.raises(ModelNotFoundError) as error:
         ModelRef.parse(uri)
@@ -96,11 +109,14 @@ def test_a_broken_registry_is_raised_not_taken_for_a_missing_alias(mlflow_env, t
     assert "registered_model_aliases" in str(error.value)
 
 
-@pytest.mark.parametrize("alias,hint", [
-    (CHAMPION, "run the deployment job (approve first if approval is required)"),
-    (CHALLENGER, "run the training job (it validates)"),
-    ("Shadow", "see --history"),
-])
+@pytest.mark.parametrize(
+    "alias,hint",
+    [
+        (CHAMPION, "run the deployment job (approve first if approval is required)"),
+        (CHALLENGER, "run the training job (it validates)"),
+        ("Shadow", "see --history"),
+    ],
+)
 def test_require_alias_says_what_to_run_first(mlflow_env, tmp_path, alias, hint):
     name = mlflow_env.model_name
     [v1] = new_versions(name, 1, tmp_path)
@@ -130,28 +146,32 @@ def test_the_alias_tags_keep_their_format():
     """run_pipeline.py --history and the replay's timeline read these keys back."""
     assert names.alias_tags(CHAMPION) == ("alias.Champion.at", "alias.Champion.by", "alias.Champion.reason")
     assert names.alias_tags(CHAMPION, removed=True) == (
-        "alias.Champion.removed_at", "alias.Champion.removed_by", "alias.Champion.removed_reason")
+        "alias.Champion.removed_at",
+        "alias.Champion.removed_by",
+        "alias.Champion.removed_reason",
+    )
 
 
 def test_moving_an_alias_records_when_by_whom_and_why_and_the_loser_records_its_loss(mlflow_env, tmp_path):
     name = mlflow_env.model_name
     v1, v2 = new_versions(name, 2, tmp_path)
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     registry.move_alias(v1, CHAMPION, "first deployment", by="job-1")
     moved = alias_record(v1, CHAMPION)
     assert {k: moved[k] for k in ("by", "reason")} == {"by": "job-1", "reason": "first deployment"}
     at = dt.datetime.fromisoformat(moved["at"])
-    assert at.tzinfo is not None and before <= at <= dt.datetime.now(dt.timezone.utc)
+    assert at.tzinfo is not None and before <= at <= dt.datetime.now(dt.UTC)
     assert alias_record(v1, CHAMPION, removed=True) == {}  # it lost nothing
     assert registry.version_of(name, CHAMPION) == v1
 
     registry.move_alias(v2, CHAMPION, "better AUC")  # by hand: no job run
     assert registry.version_of(name, CHAMPION) == v2
     assert {k: v for k, v in alias_record(v2, CHAMPION).items() if k != "at"} == {
-        "by": f"{getpass.getuser()} (by hand)", "reason": "better AUC"}
+        "by": f"{getpass.getuser()} (by hand)",
+        "reason": "better AUC",
+    }
     lost = alias_record(v1, CHAMPION, removed=True)
-    assert {k: lost[k] for k in ("by", "reason")} == {"by": f"{getpass.getuser()} (by hand)",
-                                                      "reason": "moved to v2: better AUC"}
+    assert {k: lost[k] for k in ("by", "reason")} == {"by": f"{getpass.getuser()} (by hand)", "reason": "moved to v2: better AUC"}
     assert dt.datetime.fromisoformat(lost["at"]) >= at
     assert alias_record(v1, CHAMPION)["reason"] == "first deployment"  # its own move stays on record
     assert registry.aliases(name) == {CHAMPION: "2"}
@@ -214,8 +234,10 @@ def test_the_alias_lock_serializes_moves_of_one_model(mlflow_env):
             with registry.alias_lock(name, timeout_s=1):
                 pytest.fail("the lock was taken twice")
         assert time.monotonic() - started >= 1
-    assert str(error.value) == (f"another run holds the alias lock of {name} ({mlflow_env.home / 'locks'}/{name}.lock) "
-                                "for over 1s: wait for it to finish, then re-run")
+    assert str(error.value) == (
+        f"another run holds the alias lock of {name} ({mlflow_env.home / 'locks'}/{name}.lock) "
+        "for over 1s: wait for it to finish, then re-run"
+    )
 
     taken, released = threading.Event(), threading.Event()
 
@@ -239,9 +261,13 @@ def test_predict_scores_with_the_signature_columns_in_their_order(mlflow_env):
     y = (train["a"] - train["b"] > 0).astype(int)
     model = LogisticRegression().fit(train, y)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(train, y),
-                                        pip_requirements=["scikit-learn"],
-                                        registered_model_name=mlflow_env.model_name)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(train, y),
+            pip_requirements=["scikit-learn"],
+            registered_model_name=mlflow_env.model_name,
+        )
     ref = ModelRef(mlflow_env.model_name, str(info.registered_model_version))
     frame = pd.DataFrame({"extra": ["x"] * 3, "b": [0.0, 2.0, -2.0], "a": [0.0, -1.0, 1.0]})  # other order, a column more
     assert registry.predict(ref, frame).tolist() == model.predict(frame[["a", "b"]]).tolist() == [0, 0, 1]

@@ -10,20 +10,21 @@ import datetime as dt
 
 import pytest
 
+from lib.core import names
+from lib.core.config import DataWindow
+from lib.core.errors import ConfigError, JobFailedError, LakehouseError
+from lib.core.names import DECISION, REASON
 from lib.platform import registry
 from lib.platform.workflows import replay
-from lib.core.config import DataWindow
-from lib.core.names import DECISION, REASON
-from lib.core.errors import ConfigError, JobFailedError, LakehouseError
 from lib.platform.workflows.scheduler import Schedule, Scheduler
-from lib.core import names
 
 D = dt.date
-WINDOW = DataWindow(start=D(2013, 1, 1), end=D(2014, 1, 1), as_of=D(2013, 10, 1), train_days=120,
-                    holdout_days=14, horizon_days=7)
-NOTEBOOKS = {"workflow": {"ingest", "features", "train", "validate", "deploy", "serve", "score", "monitor"},
-             "retraining": {"features", "train", "validate", "deploy", "serve"},
-             "score_and_monitor": {"score", "monitor"}}
+WINDOW = DataWindow(start=D(2013, 1, 1), end=D(2014, 1, 1), as_of=D(2013, 10, 1), train_days=120, holdout_days=14, horizon_days=7)
+NOTEBOOKS = {
+    "workflow": {"ingest", "features", "train", "validate", "deploy", "serve", "score", "monitor"},
+    "retraining": {"features", "train", "validate", "deploy", "serve"},
+    "score_and_monitor": {"score", "monitor"},
+}
 
 
 def test_steps_parse_and_stay_inside_the_data():
@@ -36,14 +37,17 @@ def test_steps_parse_and_stay_inside_the_data():
         replay.steps(D(2013, 3, 1), D(2013, 6, 1), 7, WINDOW)
 
 
-@pytest.mark.parametrize("flag, text, message", [
-    ("span", "2013-06-01", "START:END as ISO dates"),
-    ("span", "2013-06-01:2013-02-30", "START:END as ISO dates"),
-    ("span", "2013-06-01:2013-05-01", "END must be after START"),
-    ("every", "7", "a number of days such as 7d"),
-    ("every", "0d", "a number of days such as 7d"),
-    ("every", "1w", "a number of days such as 7d"),
-])
+@pytest.mark.parametrize(
+    "flag, text, message",
+    [
+        ("span", "2013-06-01", "START:END as ISO dates"),
+        ("span", "2013-06-01:2013-02-30", "START:END as ISO dates"),
+        ("span", "2013-06-01:2013-05-01", "END must be after START"),
+        ("every", "7", "a number of days such as 7d"),
+        ("every", "0d", "a number of days such as 7d"),
+        ("every", "1w", "a number of days such as 7d"),
+    ],
+)
 def test_bad_replay_arguments_are_one_line(flag, text, message):
     with pytest.raises(ConfigError, match=message):
         replay.parse_span(text) if flag == "span" else replay.parse_every(text)
@@ -69,16 +73,20 @@ class Jobs:
             mv = c.create_model_version(self.model, source="file:///nowhere", tags={names.VALIDATION_STATUS: "PASSED"})
             ref = registry.ModelRef(self.model, str(mv.version))
             won = job == "workflow" or as_of in self.promote
-            registry.set_tags(ref, {DECISION: "PROMOTED" if won else "REJECTED",
-                                    REASON: f"challenger roc_auc {0.8 if won else 0.7} vs Champion"})
+            registry.set_tags(
+                ref,
+                {DECISION: "PROMOTED" if won else "REJECTED", REASON: f"challenger roc_auc {0.8 if won else 0.7} vs Champion"},
+            )
             if won:
                 registry.move_alias(ref, names.CHAMPION, "won", by="test")
         if job in ("workflow", "score_and_monitor"):
             fired = as_of in self.fire_on
-            values["monitoring"] = {"alerts": {"temperature_drift": "TRIGGERED" if fired else "OK"},
-                                    "alert_values": {"temperature_drift": 12.5 if fired else 3.0},
-                                    "alerts_fired": ["temperature_drift"] if fired else [],
-                                    "run_jobs": ["retraining"] if fired else []}
+            values["monitoring"] = {
+                "alerts": {"temperature_drift": "TRIGGERED" if fired else "OK"},
+                "alert_values": {"temperature_drift": 12.5 if fired else 3.0},
+                "alerts_fired": ["temperature_drift"] if fired else [],
+                "run_jobs": ["retraining"] if fired else [],
+            }
         return values
 
 
@@ -97,10 +105,15 @@ def test_a_replay_runs_steps_schedules_and_triggers_and_records_each_run(mlflow_
     said: list[str] = []
     returned = replay.replay(model, days, jobs, scheduler, _triggered, NOTEBOOKS.__getitem__, events, said.append)
     assert returned is events
-    assert jobs.ran == [("workflow", D(2013, 6, 1)), ("score_and_monitor", D(2013, 6, 8)),
-                        ("retraining", D(2013, 6, 15)), ("score_and_monitor", D(2013, 6, 15)),
-                        ("score_and_monitor", D(2013, 6, 22)), ("retraining", D(2013, 6, 22)),
-                        ("score_and_monitor", D(2013, 6, 29))]
+    assert jobs.ran == [
+        ("workflow", D(2013, 6, 1)),
+        ("score_and_monitor", D(2013, 6, 8)),
+        ("retraining", D(2013, 6, 15)),
+        ("score_and_monitor", D(2013, 6, 15)),
+        ("score_and_monitor", D(2013, 6, 22)),
+        ("retraining", D(2013, 6, 22)),
+        ("score_and_monitor", D(2013, 6, 29)),
+    ]
     assert [(e.as_of, e.event, e.champion_before, e.champion_after, e.trained, e.ok) for e in events] == [
         (D(2013, 6, 1), "first", "", "1", ["1"], True),
         (D(2013, 6, 8), "step", "1", "1", [], True),
@@ -128,16 +141,32 @@ def test_a_failed_first_step_stops_the_replay(mlflow_env, tmp_path):
 
     events: list[replay.Event] = []
     with pytest.raises(LakehouseError, match=r"first step \(workflow as of 2013-06-01\) failed: task ingest failed"):
-        replay.replay(mlflow_env.model_name, [D(2013, 6, 1), D(2013, 6, 8)], failing,
-                      Scheduler({}, tmp_path / "s.json"), _triggered, NOTEBOOKS.__getitem__, events, lambda _: None)
+        replay.replay(
+            mlflow_env.model_name,
+            [D(2013, 6, 1), D(2013, 6, 8)],
+            failing,
+            Scheduler({}, tmp_path / "s.json"),
+            _triggered,
+            NOTEBOOKS.__getitem__,
+            events,
+            lambda _: None,
+        )
     assert len(events) == 1 and not events[0].ok
 
 
 def test_the_timeline_table_round_trips_and_reads_as_a_table(lakehouse, staging, mlflow_env, tmp_path):
     jobs = Jobs(mlflow_env.model_name, fire_on={D(2013, 6, 8)}, fail_on=set(), promote={D(2013, 6, 8)})
     events: list[replay.Event] = []
-    replay.replay(mlflow_env.model_name, [D(2013, 6, 1), D(2013, 6, 8)], jobs, Scheduler({}, tmp_path / "s.json"),
-                  _triggered, NOTEBOOKS.__getitem__, events, lambda _: None)
+    replay.replay(
+        mlflow_env.model_name,
+        [D(2013, 6, 1), D(2013, 6, 8)],
+        jobs,
+        Scheduler({}, tmp_path / "s.json"),
+        _triggered,
+        NOTEBOOKS.__getitem__,
+        events,
+        lambda _: None,
+    )
     table = replay.write(lakehouse, staging, events)
     assert table == "staging.flights.replay_timeline"
     rows = lakehouse.read(table).orderBy("run").toPandas()

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from lib.core.errors import ConfigError
-from lib.platform.workflows.scheduler import Schedule, Scheduler, run
 from lib.platform.workflows import spec
+from lib.platform.workflows.scheduler import Schedule, Scheduler, run
 
 T = dt.datetime
 
@@ -18,16 +18,19 @@ def _fires(expression: str, after: T, until: T, zone: str = "UTC") -> list[T]:
     return Schedule(quartz_cron_expression=expression, timezone_id=zone).fire_times(after, until)
 
 
-@pytest.mark.parametrize("expression, expected", [
-    ("0 0 6 ? * MON", [T(2013, 6, 3, 6), T(2013, 6, 10, 6)]),
-    ("0 0 6 ? * 2", [T(2013, 6, 3, 6), T(2013, 6, 10, 6)]),          # Quartz: 2 is Monday
-    ("0 0 6 ? * 1", [T(2013, 6, 2, 6), T(2013, 6, 9, 6)]),           # 1 is Sunday
-    ("0 0 6 ? * 7", [T(2013, 6, 1, 6), T(2013, 6, 8, 6)]),           # 7 is Saturday
-    ("0 0 6 ? * 2-3", [T(2013, 6, 3, 6), T(2013, 6, 4, 6), T(2013, 6, 10, 6), T(2013, 6, 11, 6)]),
-    ("0 0 6 ? * 6L", []),                                            # last Friday: 28 June, after the range
-    ("0 30 2 1 1/3 ?", []),                                          # quarterly: 1 July, after the range
-    ("0 0 6 * * ? 2014", []),                                        # a year field
-])
+@pytest.mark.parametrize(
+    "expression, expected",
+    [
+        ("0 0 6 ? * MON", [T(2013, 6, 3, 6), T(2013, 6, 10, 6)]),
+        ("0 0 6 ? * 2", [T(2013, 6, 3, 6), T(2013, 6, 10, 6)]),  # Quartz: 2 is Monday
+        ("0 0 6 ? * 1", [T(2013, 6, 2, 6), T(2013, 6, 9, 6)]),  # 1 is Sunday
+        ("0 0 6 ? * 7", [T(2013, 6, 1, 6), T(2013, 6, 8, 6)]),  # 7 is Saturday
+        ("0 0 6 ? * 2-3", [T(2013, 6, 3, 6), T(2013, 6, 4, 6), T(2013, 6, 10, 6), T(2013, 6, 11, 6)]),
+        ("0 0 6 ? * 6L", []),  # last Friday: 28 June, after the range
+        ("0 30 2 1 1/3 ?", []),  # quarterly: 1 July, after the range
+        ("0 0 6 * * ? 2014", []),  # a year field
+    ],
+)
 def test_quartz_fields_map_onto_croniter(expression, expected):
     assert _fires(expression, T(2013, 6, 1), T(2013, 6, 12)) == expected
 
@@ -44,24 +47,29 @@ def test_a_time_zone_moves_fire_times_with_daylight_saving():
     assert fires == [T(2013, 10, 28, 10), T(2013, 11, 4, 11), T(2013, 11, 11, 11)]
 
 
-@pytest.mark.parametrize("schedule, message", [
-    ("{quartz_cron_expression: '0 6 * * *'}", "needs 6 or 7 fields"),
-    ("{quartz_cron_expression: '0 0 25 * * ?'}", "does not parse"),
-    ("{quartz_cron_expression: '0 0 6 * * ?', timezone_id: Mars/Olympus}", "unknown time zone"),
-    ("{quartz_cron_expression: '0 0 6 * * ?', pause_status: SOMETIMES}", "pause_status"),
-    ("{quartz_cron_expression: '0 0 6 * * ?', every: 2}", "every"),
-    ("{timezone_id: UTC}", "quartz_cron_expression"),
-])
+@pytest.mark.parametrize(
+    "schedule, message",
+    [
+        ("{quartz_cron_expression: '0 6 * * *'}", "needs 6 or 7 fields"),
+        ("{quartz_cron_expression: '0 0 25 * * ?'}", "does not parse"),
+        ("{quartz_cron_expression: '0 0 6 * * ?', timezone_id: Mars/Olympus}", "unknown time zone"),
+        ("{quartz_cron_expression: '0 0 6 * * ?', pause_status: SOMETIMES}", "pause_status"),
+        ("{quartz_cron_expression: '0 0 6 * * ?', every: 2}", "every"),
+        ("{timezone_id: UTC}", "quartz_cron_expression"),
+    ],
+)
 def test_a_bad_schedule_is_one_line_naming_the_job(tmp_path, schedule, message):
     path = tmp_path / "jobs.yml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         jobs:
           nightly:
             schedule: {schedule}
             tasks:
               - task_key: ingest
                 notebook_task: {{notebook_path: notebooks/pipelines/01_ingest.ipynb}}
-        """))
+        """)
+    )
     with pytest.raises(ConfigError) as err:
         spec.load_jobs(path)
     assert "jobs.nightly.schedule" in str(err.value) and message in str(err.value)
@@ -70,8 +78,10 @@ def test_a_bad_schedule_is_one_line_naming_the_job(tmp_path, schedule, message):
 
 def test_a_misspelt_job_setting_is_refused(tmp_path):
     path = tmp_path / "jobs.yml"
-    path.write_text("jobs:\n  nightly:\n    schedul: {}\n    tasks:\n      - task_key: a\n"
-                    "        notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}\n")
+    path.write_text(
+        "jobs:\n  nightly:\n    schedul: {}\n    tasks:\n      - task_key: a\n"
+        "        notebook_task: {notebook_path: notebooks/pipelines/01_ingest.ipynb}\n"
+    )
     with pytest.raises(ConfigError, match=r"jobs.yml: jobs.nightly.schedul: unknown key \(did you mean schedule\?\)$"):
         spec.load_jobs(path)
 
@@ -135,9 +145,22 @@ def test_the_loop_on_a_simulated_clock_runs_each_fire_time_in_order(tmp_path):
         clock[0] += dt.timedelta(minutes=20)  # the job takes time on the clock too
 
     lines: list[str] = []
-    runs = run(Scheduler({"weekly": WEEKLY, "monthly": MONTHLY}, tmp_path / "s.json"), run_job,
-               clock=lambda: clock[0], sleep=sleep, until=T(2013, 7, 2), say=lines.append)
+    runs = run(
+        Scheduler({"weekly": WEEKLY, "monthly": MONTHLY}, tmp_path / "s.json"),
+        run_job,
+        clock=lambda: clock[0],
+        sleep=sleep,
+        until=T(2013, 7, 2),
+        say=lines.append,
+    )
     assert runs == 7
-    assert ran == [("monthly", T(2013, 6, 1, 3)), ("weekly", T(2013, 6, 3, 6)), ("weekly", T(2013, 6, 10, 6)), ("weekly", T(2013, 6, 17, 6)),
-                   ("weekly", T(2013, 6, 24, 6)), ("monthly", T(2013, 7, 1, 3)), ("weekly", T(2013, 7, 1, 6))]
+    assert ran == [
+        ("monthly", T(2013, 6, 1, 3)),
+        ("weekly", T(2013, 6, 3, 6)),
+        ("weekly", T(2013, 6, 10, 6)),
+        ("weekly", T(2013, 6, 17, 6)),
+        ("weekly", T(2013, 6, 24, 6)),
+        ("monthly", T(2013, 7, 1, 3)),
+        ("weekly", T(2013, 7, 1, 6)),
+    ]
     assert any(line.startswith("scheduler: next weekly at 2013-06-03 06:00:00") for line in lines)

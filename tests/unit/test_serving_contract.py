@@ -6,19 +6,21 @@ import math
 import numpy as np
 import pytest
 
-from lib.core.config import load_env
-from lib.core.errors import ConfigError
-from lib.serving import metrics, settings
 from lib.core import payload
-from lib.core.errors import ApiError
+from lib.core.config import load_env
+from lib.core.errors import ApiError, ConfigError
+from lib.serving import metrics, settings
 from lib.serving.contract import parse_config
 from lib.serving.endpoints import Router
 
 MODEL = "staging.flights.delay_model"
-SPEC = payload.InputSpec(columns=("carrier", "origin", "temp", "wind_gust"),
-                         types={"carrier": "string", "origin": "string", "temp": "double", "wind_gust": "double"},
-                         required=frozenset({"carrier", "origin", "temp"}),
-                         keys=("flight_id", "origin", "sched_dep_ts"), timestamp_keys=frozenset({"sched_dep_ts"}))
+SPEC = payload.InputSpec(
+    columns=("carrier", "origin", "temp", "wind_gust"),
+    types={"carrier": "string", "origin": "string", "temp": "double", "wind_gust": "double"},
+    required=frozenset({"carrier", "origin", "temp"}),
+    keys=("flight_id", "origin", "sched_dep_ts"),
+    timestamp_keys=frozenset({"sched_dep_ts"}),
+)
 
 
 def entity(version, **extra):
@@ -34,10 +36,16 @@ def test_a_config_gets_default_names_and_all_traffic():
 
 
 def test_a_traffic_split_and_capture_are_kept():
-    body = {"served_entities": [entity("1", name="a"), entity("2", name="b")],
-            "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 90},
-                                          {"served_entity_name": "b", "traffic_percentage": 10}]},
-            "auto_capture_config": {"catalog_name": "staging", "schema_name": "flights"}}
+    body = {
+        "served_entities": [entity("1", name="a"), entity("2", name="b")],
+        "traffic_config": {
+            "routes": [
+                {"served_model_name": "a", "traffic_percentage": 90},
+                {"served_entity_name": "b", "traffic_percentage": 10},
+            ]
+        },
+        "auto_capture_config": {"catalog_name": "staging", "schema_name": "flights"},
+    }
     config = parse_config(body, "staging", "delay-model")
     assert config.routes == (("a", 90), ("b", 10))
     assert config.auto_capture.table == "staging.flights.delay_model_payload"
@@ -45,22 +53,50 @@ def test_a_traffic_split_and_capture_are_kept():
     assert again == config
 
 
-@pytest.mark.parametrize("body, status, words", [
-    ({}, 400, "served_entities must be a non-empty list"),
-    ({"served_entities": [{"entity_name": "delay_model", "entity_version": 1}]}, 400, "catalog.schema.model"),
-    ({"served_entities": [entity("one")]}, 400, "entity_version must be a version number"),
-    ({"served_entities": [entity(1, workload_size="Huge")]}, 400, "workload_size"),
-    ({"served_entities": [entity(1), entity(2)]}, 400, "traffic_config.routes is required"),
-    ({"served_entities": [entity(1, name="a"), entity(2, name="b")],
-      "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 60},
-                                    {"served_model_name": "b", "traffic_percentage": 30}]}}, 400, "sum to 90"),
-    ({"served_entities": [entity(1, name="a")],
-      "traffic_config": {"routes": [{"served_model_name": "zz", "traffic_percentage": 100}]}}, 400, "'zz'"),
-    ({"served_entities": [entity(1, name="a"), entity(2, name="a")],
-      "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 100}]}}, 400, "unique"),
-    ({"served_entities": [entity(1)], "auto_capture_config": {"catalog_name": "prod", "schema_name": "flights"}},
-     403, "this server may not capture into prod.flights.delay_model_payload: catalog prod is read-only here (this server writes only catalog staging)"),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({}, 400, "served_entities must be a non-empty list"),
+        ({"served_entities": [{"entity_name": "delay_model", "entity_version": 1}]}, 400, "catalog.schema.model"),
+        ({"served_entities": [entity("one")]}, 400, "entity_version must be a version number"),
+        ({"served_entities": [entity(1, workload_size="Huge")]}, 400, "workload_size"),
+        ({"served_entities": [entity(1), entity(2)]}, 400, "traffic_config.routes is required"),
+        (
+            {
+                "served_entities": [entity(1, name="a"), entity(2, name="b")],
+                "traffic_config": {
+                    "routes": [
+                        {"served_model_name": "a", "traffic_percentage": 60},
+                        {"served_model_name": "b", "traffic_percentage": 30},
+                    ]
+                },
+            },
+            400,
+            "sum to 90",
+        ),
+        (
+            {
+                "served_entities": [entity(1, name="a")],
+                "traffic_config": {"routes": [{"served_model_name": "zz", "traffic_percentage": 100}]},
+            },
+            400,
+            "'zz'",
+        ),
+        (
+            {
+                "served_entities": [entity(1, name="a"), entity(2, name="a")],
+                "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 100}]},
+            },
+            400,
+            "unique",
+        ),
+        (
+            {"served_entities": [entity(1)], "auto_capture_config": {"catalog_name": "prod", "schema_name": "flights"}},
+            403,
+            "this server may not capture into prod.flights.delay_model_payload: catalog prod is read-only here (this server writes only catalog staging)",
+        ),
+    ],
+)
 def test_bad_configs_are_refused_with_what_is_wrong(body, status, words):
     with pytest.raises(ApiError) as error:
         parse_config(body, "staging", "delay-model")
@@ -71,13 +107,20 @@ def test_bad_configs_are_refused_with_what_is_wrong(body, status, words):
 ROWS = [{"carrier": "UA", "origin": "EWR", "temp": 50.0}, {"carrier": "B6", "origin": "JFK", "temp": 40, "wind_gust": 20.5}]
 
 
-@pytest.mark.parametrize("body", [
-    {"dataframe_split": {"columns": ["carrier", "origin", "temp", "wind_gust"],
-                         "data": [["UA", "EWR", 50.0, None], ["B6", "JFK", 40, 20.5]]}},
-    {"dataframe_records": ROWS},
-    {"instances": ROWS},
-    {"inputs": {"carrier": ["UA", "B6"], "origin": ["EWR", "JFK"], "temp": [50.0, 40], "wind_gust": [None, 20.5]}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "dataframe_split": {
+                "columns": ["carrier", "origin", "temp", "wind_gust"],
+                "data": [["UA", "EWR", 50.0, None], ["B6", "JFK", 40, 20.5]],
+            }
+        },
+        {"dataframe_records": ROWS},
+        {"instances": ROWS},
+        {"inputs": {"carrier": ["UA", "B6"], "origin": ["EWR", "JFK"], "temp": [50.0, 40], "wind_gust": [None, 20.5]}},
+    ],
+)
 def test_the_four_input_formats_give_the_same_columns(body):
     parsed = payload.parse(json.dumps(body).encode())
     columns, lookup = payload.check(parsed, SPEC)
@@ -94,31 +137,37 @@ def test_keys_alone_ask_for_a_lookup():
     assert columns["sched_dep_ts"][0] == np.datetime64("2013-03-02T06:00:00")
 
 
-@pytest.mark.parametrize("raw, words", [
-    (b"{not json", "not valid JSON"),
-    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply to parse"),
-    (b"[1, 2]", "must be a JSON object"),
-    (b'{"columns": []}', "exactly one of dataframe_split, dataframe_records, instances, inputs (found: none)"),
-    (json.dumps({"dataframe_records": ROWS, "instances": ROWS}).encode(), "(found: dataframe_records, instances)"),
-    (json.dumps({"dataframe_records": []}).encode(), "holds no rows"),
-    (json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}).encode(), "data[0] must be a list of 1"),
-    (json.dumps({"dataframe_records": ROWS, "extra": 1}).encode(), "unknown request field(s): extra"),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply to parse"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"columns": []}', "exactly one of dataframe_split, dataframe_records, instances, inputs (found: none)"),
+        (json.dumps({"dataframe_records": ROWS, "instances": ROWS}).encode(), "(found: dataframe_records, instances)"),
+        (json.dumps({"dataframe_records": []}).encode(), "holds no rows"),
+        (json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}).encode(), "data[0] must be a list of 1"),
+        (json.dumps({"dataframe_records": ROWS, "extra": 1}).encode(), "unknown request field(s): extra"),
+    ],
+)
 def test_malformed_bodies_are_refused(raw, words):
     with pytest.raises(ApiError) as error:
         payload.parse(raw)
     assert error.value.status == 400 and words in error.value.message
 
 
-@pytest.mark.parametrize("rows, words", [
-    ([{"carrier": "UA", "origin": "EWR", "temperature": 50.0}], "unknown column(s) temperature"),
-    ([{"carrier": "UA", "temp": 50.0}], "missing column(s) origin; or send the keys flight_id, origin, sched_dep_ts"),
-    ([{"carrier": "UA", "origin": "EWR", "temp": "warm"}], "column 'temp' must hold numbers (double), row 0 holds 'warm'"),
-    ([{"carrier": 12, "origin": "EWR", "temp": 1.0}], "column 'carrier' must hold strings, row 0 holds 12"),
-    ([ROWS[0], {"carrier": None, "origin": "EWR", "temp": 1.0}], "column 'carrier' has no value in row 1"),
-    ([{"carrier": "UA", "origin": float("nan"), "temp": 1.0}], "column 'origin' has no value in row 0"),
-    ([{"flight_id": 1, "origin": "EWR", "sched_dep_ts": "tomorrow"}], "must hold ISO timestamps"),
-])
+@pytest.mark.parametrize(
+    "rows, words",
+    [
+        ([{"carrier": "UA", "origin": "EWR", "temperature": 50.0}], "unknown column(s) temperature"),
+        ([{"carrier": "UA", "temp": 50.0}], "missing column(s) origin; or send the keys flight_id, origin, sched_dep_ts"),
+        ([{"carrier": "UA", "origin": "EWR", "temp": "warm"}], "column 'temp' must hold numbers (double), row 0 holds 'warm'"),
+        ([{"carrier": 12, "origin": "EWR", "temp": 1.0}], "column 'carrier' must hold strings, row 0 holds 12"),
+        ([ROWS[0], {"carrier": None, "origin": "EWR", "temp": 1.0}], "column 'carrier' has no value in row 1"),
+        ([{"carrier": "UA", "origin": float("nan"), "temp": 1.0}], "column 'origin' has no value in row 0"),
+        ([{"flight_id": 1, "origin": "EWR", "sched_dep_ts": "tomorrow"}], "must hold ISO timestamps"),
+    ],
+)
 def test_wrong_columns_types_and_missing_values_are_refused(rows, words):
     parsed = payload.parse(json.dumps({"dataframe_records": rows}).encode())
     with pytest.raises(ApiError) as error:
@@ -130,12 +179,15 @@ def test_predictions_encode_nan_as_null():
     assert json.loads(payload.encode_predictions(np.array([0.25, math.nan]))) == {"predictions": [0.25, None]}
 
 
-@pytest.mark.parametrize("routes, expected", [
-    ((("a", 100),), {"a": 100}),
-    ((("a", 90), ("b", 10)), {"a": 90, "b": 10}),
-    ((("a", 50), ("b", 50), ("c", 0)), {"a": 50, "b": 50}),
-    ((("a", 33), ("b", 33), ("c", 34)), {"a": 33, "b": 33, "c": 34}),
-])
+@pytest.mark.parametrize(
+    "routes, expected",
+    [
+        ((("a", 100),), {"a": 100}),
+        ((("a", 90), ("b", 10)), {"a": 90, "b": 10}),
+        ((("a", 50), ("b", 50), ("c", 0)), {"a": 50, "b": 50}),
+        ((("a", 33), ("b", 33), ("c", 34)), {"a": 33, "b": 33, "c": 34}),
+    ],
+)
 def test_the_router_gives_exact_shares_per_hundred_requests(routes, expected):
     router = Router(routes)
     picks = [router.pick() for _ in range(100)]
@@ -176,8 +228,9 @@ def test_serving_settings_come_from_the_environment(home, monkeypatch):
     assert settings.load(load_env("staging")).port == 0
 
 
-@pytest.mark.parametrize("steps, words", [("50,10,100", "rising percentages"), ("10,50", "ending at 100"),
-                                          ("ten", "percentages like 10,50,100")])
+@pytest.mark.parametrize(
+    "steps, words", [("50,10,100", "rising percentages"), ("10,50", "ending at 100"), ("ten", "percentages like 10,50,100")]
+)
 def test_bad_rollout_steps_are_refused(home, steps, words):
     with pytest.raises(ConfigError, match=words):
         settings.load(load_env("staging"), steps)

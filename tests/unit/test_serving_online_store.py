@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from lib.features import store as feature_store
 from lib.core.errors import LakehouseError
+from lib.features import store as feature_store
 from lib.serving.online_store import MISSES, OnlineStore, Published, _to_sqlite, publish
 
 FLIGHTS, WEATHER = "staging.flights.flight_features", "staging.flights.weather_features"
@@ -35,31 +35,47 @@ def query(path, sql):
 
 def append_late_weather(lakehouse):
     """A new Delta version of the weather table: one EWR row at 2099-01-01 12:00, temp 99."""
-    row = (lakehouse.read(WEATHER).where("origin = 'EWR'").limit(1)
-           .withColumn("observed_at", F.expr("TIMESTAMP_NTZ'2099-01-01 12:00:00'")).withColumn("temp", F.lit(99.0)))
+    row = (
+        lakehouse.read(WEATHER)
+        .where("origin = 'EWR'")
+        .limit(1)
+        .withColumn("observed_at", F.expr("TIMESTAMP_NTZ'2099-01-01 12:00:00'"))
+        .withColumn("temp", F.lit(99.0))
+    )
     lakehouse.write(row, WEATHER, mode="append")
 
 
 def test_publishing_copies_each_lookup_table_whole(store):
     _, _, counts, lakehouse = store
-    assert counts == {t: Published(lakehouse.read(t).count(), lakehouse.version(t), skipped=False)
-                      for t in (FLIGHTS, WEATHER)}
+    assert counts == {t: Published(lakehouse.read(t).count(), lakehouse.version(t), skipped=False) for t in (FLIGHTS, WEATHER)}
 
 
 def test_timestamps_are_stored_to_the_second_as_text(store):
     online, _, _, lakehouse = store
-    stored = query(online.path, "SELECT min(observed_at), max(observed_at), count(*) FROM staging__flights__weather_features "
-                                "WHERE observed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]'")
-    expected = lakehouse.read(WEATHER).select(F.date_format(F.min("observed_at"), "yyyy-MM-dd HH:mm:ss"),
-                                              F.date_format(F.max("observed_at"), "yyyy-MM-dd HH:mm:ss"),
-                                              F.count("*")).first()
+    stored = query(
+        online.path,
+        "SELECT min(observed_at), max(observed_at), count(*) FROM staging__flights__weather_features "
+        "WHERE observed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]'",
+    )
+    expected = (
+        lakehouse.read(WEATHER)
+        .select(
+            F.date_format(F.min("observed_at"), "yyyy-MM-dd HH:mm:ss"),
+            F.date_format(F.max("observed_at"), "yyyy-MM-dd HH:mm:ss"),
+            F.count("*"),
+        )
+        .first()
+    )
     assert stored == [tuple(expected)]
 
 
-@pytest.mark.parametrize("kind, expected", [
-    (pa.timestamp("us"), "2013-01-01 05:00:00"),  # timestamp_ntz: the wall clock as stored
-    (pa.timestamp("us", tz="UTC"), "2013-01-01 00:00:00"),  # timestamp: shown in the session's zone, as toPandas did
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        (pa.timestamp("us"), "2013-01-01 05:00:00"),  # timestamp_ntz: the wall clock as stored
+        (pa.timestamp("us", tz="UTC"), "2013-01-01 00:00:00"),  # timestamp: shown in the session's zone, as toPandas did
+    ],
+)
 def test_timestamps_become_text_to_the_second(kind, expected):
     session = SimpleNamespace(spark=SimpleNamespace(conf={"spark.sql.session.timeZone": "America/New_York"}))
     column = pa.array([dt.datetime(2013, 1, 1, 5, 0, 0, 700_000), None], pa.timestamp("us")).cast(kind)
@@ -84,8 +100,7 @@ def test_online_lookups_match_the_offline_point_in_time_join(store, holdout, mod
 def test_weather_older_than_the_lookback_is_not_used(store):
     online, lookups, _, _ = store
     weather = [lk for lk in lookups if lk.table.endswith("weather_features")]
-    spine = pd.DataFrame({"origin": ["EWR", "EWR"],
-                          "sched_dep_ts": pd.to_datetime(["2013-02-01 12:30", "2099-01-01 12:30"])})
+    spine = pd.DataFrame({"origin": ["EWR", "EWR"], "sched_dep_ts": pd.to_datetime(["2013-02-01 12:30", "2099-01-01 12:30"])})
     found = online.lookup(spine, weather)
     assert not pd.isna(found["temp"].iloc[0])
     assert pd.isna(found["temp"].iloc[1])  # nothing within 3 hours before
@@ -106,8 +121,10 @@ def test_a_new_delta_version_is_copied_and_looked_up(store):
     weather = [lk for lk in lookups if lk.table == WEATHER]
     append_late_weather(lakehouse)
     again = publish(lakehouse, lookups, online.path)
-    assert again == {FLIGHTS: Published(counts[FLIGHTS].rows, counts[FLIGHTS].version, skipped=True),
-                     WEATHER: Published(counts[WEATHER].rows + 1, counts[WEATHER].version + 1, skipped=False)}
+    assert again == {
+        FLIGHTS: Published(counts[FLIGHTS].rows, counts[FLIGHTS].version, skipped=True),
+        WEATHER: Published(counts[WEATHER].rows + 1, counts[WEATHER].version + 1, skipped=False),
+    }
     assert online.lookup(LATE, weather)["temp"].tolist() == [99.0]
 
 
@@ -117,8 +134,10 @@ def test_a_store_made_before_versions_were_recorded_is_republished(store):
     with closing(sqlite3.connect(online.path, isolation_level=None)) as db:  # the first release's meta table
         rows = db.execute("SELECT name, primary_keys, timestamp_key, rows, published_at FROM _online_tables").fetchall()
         db.execute("DROP TABLE _online_tables")
-        db.execute("CREATE TABLE _online_tables (name TEXT PRIMARY KEY, primary_keys TEXT, timestamp_key TEXT, "
-                   "rows INTEGER, published_at TEXT)")
+        db.execute(
+            "CREATE TABLE _online_tables (name TEXT PRIMARY KEY, primary_keys TEXT, timestamp_key TEXT, "
+            "rows INTEGER, published_at TEXT)"
+        )
         db.executemany("INSERT INTO _online_tables VALUES (?, ?, ?, ?, ?)", rows)
     append_late_weather(lakehouse)
     assert pd.isna(online.lookup(LATE, weather)["temp"].iloc[0])  # the old store still serves

@@ -14,17 +14,28 @@ from lib.platform.registry import ModelRef
 D = dt.date
 
 
-@pytest.mark.parametrize("env,as_of,message", [
-    (3, None, "parameter env must be str, got int 3"),
-    (None, None, "parameter env must be str, got NoneType None"),
-    ("qa", None, f"unknown environment 'qa': choose one of dev, staging, prod ({CONF_DIR / 'environments.yml'})"),
-    ("staging", "2013-13-01", "as-of '2013-13-01' is not a date: use YYYY-MM-DD"),
-    ("staging", 20130301, "as-of must be a YYYY-MM-DD date, got int 20130301"),
-    ("staging", "2013-02-18", "as-of 2013-02-18 is outside the data of environment staging: choose a date from "
-                              "2013-02-19 to 2013-03-05 (data 2013-01-01..2013-03-07, 42+7 days before, 3 after)"),
-    ("staging", D(2013, 3, 6), "as-of 2013-03-06 is outside the data of environment staging: choose a date from "
-                               "2013-02-19 to 2013-03-05 (data 2013-01-01..2013-03-07, 42+7 days before, 3 after)"),
-])
+@pytest.mark.parametrize(
+    "env,as_of,message",
+    [
+        (3, None, "parameter env must be str, got int 3"),
+        (None, None, "parameter env must be str, got NoneType None"),
+        ("qa", None, f"unknown environment 'qa': choose one of dev, staging, prod ({CONF_DIR / 'environments.yml'})"),
+        ("staging", "2013-13-01", "as-of '2013-13-01' is not a date: use YYYY-MM-DD"),
+        ("staging", 20130301, "as-of must be a YYYY-MM-DD date, got int 20130301"),
+        (
+            "staging",
+            "2013-02-18",
+            "as-of 2013-02-18 is outside the data of environment staging: choose a date from "
+            "2013-02-19 to 2013-03-05 (data 2013-01-01..2013-03-07, 42+7 days before, 3 after)",
+        ),
+        (
+            "staging",
+            D(2013, 3, 6),
+            "as-of 2013-03-06 is outside the data of environment staging: choose a date from "
+            "2013-02-19 to 2013-03-05 (data 2013-01-01..2013-03-07, 42+7 days before, 3 after)",
+        ),
+    ],
+)
 def test_bad_parameters_fail_in_one_line_before_anything_starts(home, env, as_of, message):
     """No Spark server (this test asks for none: one would be started in home), no MLflow set-up."""
     mlflow.set_tracking_uri(sentinel := f"sqlite:///{home}/not-this.db")
@@ -38,8 +49,9 @@ def test_bad_parameters_fail_in_one_line_before_anything_starts(home, env, as_of
 def test_start_attaches_to_the_environments_spark_and_mlflow(spark_server, spark, home):
     s = session.start("staging", "2013-02-19", app="test")
     assert (s.env.name, s.env.home, s.as_of) == ("staging", home, D(2013, 2, 19))
-    assert s.windows == RunWindows(train=(D(2013, 1, 1), D(2013, 2, 12)), holdout=(D(2013, 2, 12), D(2013, 2, 19)),
-                                   score=(D(2013, 2, 19), D(2013, 2, 22)))
+    assert s.windows == RunWindows(
+        train=(D(2013, 1, 1), D(2013, 2, 12)), holdout=(D(2013, 2, 12), D(2013, 2, 19)), score=(D(2013, 2, 19), D(2013, 2, 22))
+    )
     assert s.model_cfg == load_model_config()
     assert s.lakehouse.env is s.env and s.spark is s.lakehouse.spark
     assert s.spark is spark  # the session's server, through $SPARK_REMOTE: no server of its own
@@ -69,8 +81,9 @@ def test_a_session_takes_only_its_own_registered_models(spark_server, home, tmp_
     assert s.own_model(f"models:/{name}/1") == ModelRef(name, "1")
     with pytest.raises(AccessDeniedError) as error:
         s.own_model("models:/prod.flights.delay_model/1")
-    assert str(error.value) == ("environment staging may only validate or deploy staging.flights.delay_model, "
-                                "not prod.flights.delay_model")
+    assert str(error.value) == (
+        "environment staging may only validate or deploy staging.flights.delay_model, not prod.flights.delay_model"
+    )
     with pytest.raises(ModelNotFoundError) as error:
         s.own_model(f"models:/{name}/2")
     assert str(error.value) == f"model version models:/{name}/2 is not registered"

@@ -9,30 +9,37 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from lib.monitoring import drift, sketch
-from lib.monitoring import metrics
+from lib.monitoring import drift, metrics, sketch
 
 
 def rows(n: int, seed: int, continuous: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     start = pd.Timestamp(2013, 3, 1)
     temp = rng.normal(10, 5, n)
-    return pd.DataFrame({
-        "_ts": start + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
-        "model_id": rng.choice(["1", "2"], n, p=[0.8, 0.2]),
-        "origin": rng.choice(["EWR", "JFK", "LGA", None], n, p=[0.3, 0.3, 0.3, 0.1]),
-        "temp": np.where(rng.uniform(size=n) < 0.05, np.nan, temp if continuous else temp.round(0)),
-    })
+    return pd.DataFrame(
+        {
+            "_ts": start + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
+            "model_id": rng.choice(["1", "2"], n, p=[0.8, 0.2]),
+            "origin": rng.choice(["EWR", "JFK", "LGA", None], n, p=[0.3, 0.3, 0.3, 0.1]),
+            "temp": np.where(rng.uniform(size=n) < 0.05, np.nan, temp if continuous else temp.round(0)),
+        }
+    )
 
 
 def spec_for(frame: pd.DataFrame, granularities=("1 day", "1 week")) -> sketch.Spec:
-    return sketch.Spec(numeric={"temp": sketch.edges(frame["temp"].to_numpy())}, categorical=["origin"],
-                       granularities=list(granularities), slices=("origin",))
+    return sketch.Spec(
+        numeric={"temp": sketch.edges(frame["temp"].to_numpy())},
+        categorical=["origin"],
+        granularities=list(granularities),
+        slices=("origin",),
+    )
 
 
 def merged(frame: pd.DataFrame, spec: sketch.Spec, parts: int = 1) -> tuple[sketch.Merged, pd.DataFrame]:
-    tables = [sketch.partial(pa.Table.from_pandas(chunk, preserve_index=False), spec)
-              for chunk in (frame.iloc[i::parts] for i in range(parts))]
+    tables = [
+        sketch.partial(pa.Table.from_pandas(chunk, preserve_index=False), spec)
+        for chunk in (frame.iloc[i::parts] for i in range(parts))
+    ]
     out = sketch.derive(sketch.merge(pa.concat_tables(tables), spec), spec)
     return out, metrics.group_keys(out.groups, spec.granularities, ["origin"])
 
@@ -57,24 +64,39 @@ def test_partitions_add_up_and_weeks_are_their_days_summed():
     derived = whole[whole["granularity"] == "1 week"]
     pd.testing.assert_frame_equal(
         derived.sort_values(keys, na_position="first")[keys + compare].reset_index(drop=True),
-        weeks_only.sort_values(keys, na_position="first")[keys + compare].reset_index(drop=True))
+        weeks_only.sort_values(keys, na_position="first")[keys + compare].reset_index(drop=True),
+    )
 
 
 def test_on_values_that_are_cell_edges_the_profile_is_exact():
     frame = rows(2000, seed=2)
     got = profile(frame, spec_for(frame))
     week = pd.Timestamp(2013, 3, 4)
-    mine = frame[(frame["_ts"] >= week) & (frame["_ts"] < week + pd.Timedelta(days=7)) & (frame["model_id"] == "1")
-                 & (frame["origin"] == "JFK")]
-    row = got[(got["granularity"] == "1 week") & (got["window_start"] == week) & (got["model_id"] == "1")
-              & (got["slice_value"] == "JFK") & (got["column_name"] == "temp")].iloc[0]
+    mine = frame[
+        (frame["_ts"] >= week)
+        & (frame["_ts"] < week + pd.Timedelta(days=7))
+        & (frame["model_id"] == "1")
+        & (frame["origin"] == "JFK")
+    ]
+    row = got[
+        (got["granularity"] == "1 week")
+        & (got["window_start"] == week)
+        & (got["model_id"] == "1")
+        & (got["slice_value"] == "JFK")
+        & (got["column_name"] == "temp")
+    ].iloc[0]
     temp = mine["temp"].dropna()
     assert (row["count"], row["num_nulls"]) == (len(temp), mine["temp"].isna().sum())
     assert row["avg"] == pytest.approx(temp.mean()) and row["stddev"] == pytest.approx(temp.std())
     assert row["quantiles"] == list(np.quantile(temp, metrics.QUANTILES, method="inverted_cdf"))
     assert row["distinct_count"] == temp.nunique()
-    origin = got[(got["granularity"] == "1 week") & (got["window_start"] == week) & (got["model_id"] == "1")
-                 & got["slice_key"].isna() & (got["column_name"] == "origin")].iloc[0]
+    origin = got[
+        (got["granularity"] == "1 week")
+        & (got["window_start"] == week)
+        & (got["model_id"] == "1")
+        & got["slice_key"].isna()
+        & (got["column_name"] == "origin")
+    ].iloc[0]
     everyone = frame[(frame["_ts"] >= week) & (frame["_ts"] < week + pd.Timedelta(days=7)) & (frame["model_id"] == "1")]
     assert origin["num_nulls"] == everyone["origin"].isna().sum()
     assert {i["item"]: i["count"] for i in origin["frequent_items"]} == everyone["origin"].value_counts().to_dict()
@@ -86,8 +108,7 @@ def test_between_edges_the_statistics_are_binned_within_the_cells_resolution():
     statistic is within the largest share of rows one cell holds on either side."""
     reference, current = rows(30_000, seed=3, continuous=True), rows(30_000, seed=4, continuous=True)
     current["temp"] += 1.5
-    spec = spec_for(pd.concat([reference.sample(10_000, random_state=0), current.sample(10_000, random_state=0)]),
-                    ("1 week",))
+    spec = spec_for(pd.concat([reference.sample(10_000, random_state=0), current.sample(10_000, random_state=0)]), ("1 week",))
     assert len(spec.numeric["temp"]) <= sketch.CELLS + 10
     ref_m, _ = merged(reference.assign(_ts=pd.Timestamp(2013, 3, 4)), spec)
     cur_m, _ = merged(current.assign(_ts=pd.Timestamp(2013, 3, 4)), spec)
@@ -102,17 +123,29 @@ def test_between_edges_the_statistics_are_binned_within_the_cells_resolution():
     assert got["ks_statistic"][0] > 0.05 and got["population_stability_index"][0] > 0.05  # it did drift
     types = {"temp": "double", "origin": "string"}
     keys = metrics.group_keys(cur_m.groups, ["1 week"], ["origin"])
-    row = metrics.profile_rows(cur_m, spec, types, keys, dt.date(2013, 4, 1)).query(
-        "column_name == 'temp' and model_id == '1' and slice_key.isna()", engine="python").iloc[0]
+    row = (
+        metrics.profile_rows(cur_m, spec, types, keys, dt.date(2013, 4, 1))
+        .query("column_name == 'temp' and model_id == '1' and slice_key.isna()", engine="python")
+        .iloc[0]
+    )
     assert pd.isna(row["distinct_count"]) and row["avg"] == pytest.approx(x.mean())  # moments stay exact
     width = np.diff(spec.numeric["temp"]).max()
     assert np.allclose(row["quantiles"], np.quantile(x, metrics.QUANTILES, method="inverted_cdf"), atol=width)
 
 
-@pytest.mark.parametrize("finer,coarser,nests", [("1 day", "1 week", True), ("1 day", "1 month", True),
-                                                 ("1 hour", "1 day", True), ("1 week", "1 month", False),
-                                                 ("30 minutes", "1 hour", True), ("1 day", "1 day", False),
-                                                 ("1 month", "1 year", True), ("1 week", "2 weeks", True)])
+@pytest.mark.parametrize(
+    "finer,coarser,nests",
+    [
+        ("1 day", "1 week", True),
+        ("1 day", "1 month", True),
+        ("1 hour", "1 day", True),
+        ("1 week", "1 month", False),
+        ("30 minutes", "1 hour", True),
+        ("1 day", "1 day", False),
+        ("1 month", "1 year", True),
+        ("1 week", "2 weeks", True),
+    ],
+)
 def test_which_granularities_are_made_of_finer_ones(finer, coarser, nests):
     assert sketch._nests(finer, coarser) is nests
     spec = sketch.Spec(numeric={}, categorical=[], granularities=[coarser, finer])

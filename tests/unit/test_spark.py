@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
+from lib.core.errors import SetupError
 from lib.platform.services import java
 from lib.platform.spark import builder as lspark
-from lib.core.errors import SetupError
 
 
 def fake_java(tmp_path, version_line, modules="java.base\njdk.incubator.vector\n"):
@@ -24,10 +24,12 @@ if [ "$1" = "--list-modules" ]; then printf '{modules}'; else echo '{version_lin
 @pytest.mark.spark  # runs the machine's java: out of `make unit`, which needs no Java
 def test_the_machine_java_major_version_is_read_right():
     """check_java parses `java -version`; the JVM's own java.specification.version must agree."""
-    shown = subprocess.run([java.java_executable(), "-XshowSettings:properties", "-version"],
-                           capture_output=True, text=True, timeout=30).stderr
-    spec = [line.split("=", 1)[1].strip() for line in shown.splitlines()
-            if line.strip().startswith("java.specification.version =")]
+    shown = subprocess.run(
+        [java.java_executable(), "-XshowSettings:properties", "-version"], capture_output=True, text=True, timeout=30
+    ).stderr
+    spec = [
+        line.split("=", 1)[1].strip() for line in shown.splitlines() if line.strip().startswith("java.specification.version =")
+    ]
     assert len(spec) == 1, shown
     assert java.check_java() == int(spec[0])
 
@@ -87,10 +89,12 @@ def can_unshare_network() -> bool:
 def test_jars_that_cannot_be_had_are_one_line(tmp_path):
     """With no network and empty caches, resolution fails fast with one line, no Java trace."""
     env = {**os.environ, "LAKEHOUSE_IVY_DIR": str(tmp_path / "ivy"), "HOME": str(tmp_path)}
-    result = subprocess.run(["unshare", "-n", sys.executable, "-m", "lib.platform.spark"], capture_output=True,
-                            text=True, env=env, timeout=300)
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "lib.platform.spark"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: Spark's jars ({', '.join(lspark.PACKAGES)}) could not be resolved from ~/.m2, the Ivy cache or "
-        f"Maven Central (details in {tmp_path}/ivy/lakehouse-mlops-resolve.log): check the network, then run `make jars`"]
+        f"Maven Central (details in {tmp_path}/ivy/lakehouse-mlops-resolve.log): check the network, then run `make jars`"
+    ]
     assert "unresolved dependency" in (tmp_path / "ivy" / "lakehouse-mlops-resolve.log").read_text()

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from lib.core.config import Hyperparameters
-from lib.lifecycle import evaluation, training
-from lib.features import store as feature_store
-from lib.platform import registry
 from lib.core.errors import ConfigError, LakehouseError
+from lib.features import store as feature_store
+from lib.lifecycle import evaluation, training
+from lib.platform import registry
 
 
 def test_metrics_on_a_known_case():
@@ -32,8 +32,7 @@ def toy(model_cfg, n=400, seed=0):
     return df
 
 
-@pytest.mark.parametrize("algorithm,params", [("hist_gradient_boosting", {"max_iter": 50}),
-                                              ("logistic_regression", {"C": 1.0})])
+@pytest.mark.parametrize("algorithm,params", [("hist_gradient_boosting", {"max_iter": 50}), ("logistic_regression", {"C": 1.0})])
 def test_fit_learns_a_signal(model_cfg, algorithm, params):
     train, test = toy(model_cfg, seed=1), toy(model_cfg, seed=2)
     model = training.fit(train, model_cfg, Hyperparameters(algorithm=algorithm, params=params))
@@ -57,20 +56,38 @@ def test_bad_hyperparameter_is_a_config_error(model_cfg):
 def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model_cfg, hyper):
     model = training.fit(toy(model_cfg), model_cfg, hyper)
     lookups = feature_store.lookups(model_cfg.feature_lookups, "staging", "flights")
-    ref = training.log_and_register(model, toy(model_cfg), toy(model_cfg, seed=3), model_cfg, hyper, lookups,
-                                    mlflow_env.model_name, {"as_of": "2013-03-01", "train_window": "a/b"})
+    ref = training.log_and_register(
+        model,
+        toy(model_cfg),
+        toy(model_cfg, seed=3),
+        model_cfg,
+        hyper,
+        lookups,
+        mlflow_env.model_name,
+        {"as_of": "2013-03-01", "train_window": "a/b"},
+    )
     assert ref == registry.ModelRef("staging.flights.delay_model", "1")
     mv = registry.require_version(ref)
     assert mv.tags["model_validation_status"] == "PENDING" and mv.tags["as_of"] == "2013-03-01"
     assert mv.tags["git_commit"] == training.git_commit() and len(mv.tags["git_commit"].split("-")[0]) == 40
     assert mv.tags["feature_lookups"].startswith("staging.flights.flight_features by flight_id as of sched_dep_ts; ")
-    assert "hist_gradient_boosting on 19 features (hour_of_week, days_to_holiday, distance_bucket computed on demand), looked up" in mv.description and "trained on a/b" in mv.description
+    assert (
+        "hist_gradient_boosting on 19 features (hour_of_week, days_to_holiday, distance_bucket computed on demand), looked up"
+        in mv.description
+        and "trained on a/b" in mv.description
+    )
     run = mlflow.get_run(mv.tags["run_id"])
     assert run.data.metrics["holdout_roc_auc"] > 0.9
     assert run.data.params["train_rows"] == "400" and run.data.params["algorithm"] == "hist_gradient_boosting"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
-    assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "calibration_curve.png",
-            "feature_importance.png", "feature_importance.json"} <= artifacts
+    assert {
+        "roc_curve.png",
+        "precision_recall_curve.png",
+        "confusion_matrix.png",
+        "calibration_curve.png",
+        "feature_importance.png",
+        "feature_importance.json",
+    } <= artifacts
     loaded = mlflow.pyfunc.load_model(ref.uri)
     assert loaded.metadata.get_input_schema().input_names() == training.input_columns(model_cfg)
     assert [feature_store.FeatureLookup.from_dict(d) for d in loaded.metadata.metadata["feature_lookups"]] == lookups
@@ -78,7 +95,8 @@ def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model
     assert loaded.metadata.metadata["on_demand_features"] == [  # computed by the model, from its inputs
         {"function": "hour_of_week", "inputs": {"ts": "sched_dep_ts"}, "output": "hour_of_week"},
         {"function": "days_to_holiday", "inputs": {"ts": "sched_dep_ts"}, "output": "days_to_holiday"},
-        {"function": "distance_bucket", "inputs": {"distance": "distance"}, "output": "distance_bucket"}]
+        {"function": "distance_bucket", "inputs": {"distance": "distance"}, "output": "distance_bucket"},
+    ]
     sample = toy(model_cfg, n=5)
     assert np.allclose(loaded.predict(sample), model.predict(None, sample))
 

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 from lib.core.config.model import Slices, Threshold
-from lib.platform import registry
-from lib.lifecycle import training, validation
 from lib.core.errors import ValidationFailedError
 from lib.core.names import CHALLENGER
+from lib.lifecycle import training, validation
+from lib.platform import registry
 from lib.platform.registry import ModelRef
 
 
@@ -18,15 +18,29 @@ def by_name(report):
 def test_a_good_version_passes_every_check_and_becomes_challenger(trained, run_validation, holdout, model_cfg):
     report = run_validation(trained, model_cfg)
     checks = by_name(report)
-    assert set(checks) == {"format", "signature", "input_example", "feature_lookups", "performance.roc_auc",
-                           "slice.origin", "slice.carrier", "slice.month", "compliance.tags", "compliance.description"}
+    assert set(checks) == {
+        "format",
+        "signature",
+        "input_example",
+        "feature_lookups",
+        "performance.roc_auc",
+        "slice.origin",
+        "slice.carrier",
+        "slice.month",
+        "compliance.tags",
+        "compliance.description",
+    }
     assert report.passed, report.summary()
-    assert report.metrics["roc_auc"] == pytest.approx(training.evaluation.classification_metrics(
-        holdout["delayed"], registry.predict(trained, holdout))["roc_auc"])
+    assert report.metrics["roc_auc"] == pytest.approx(
+        training.evaluation.classification_metrics(holdout["delayed"], registry.predict(trained, holdout))["roc_auc"]
+    )
     assert validation.record(report, by="job-1") == "PASSED"
     tags = registry.require_version(trained).tags
     assert tags["model_validation_status"] == "PASSED" and tags["validation.mode"] == "enabled"
-    assert tags["validation.performance.roc_auc"].startswith("PASS: 0.") and "(needs >= 0.6)" in tags["validation.performance.roc_auc"]
+    assert (
+        tags["validation.performance.roc_auc"].startswith("PASS: 0.")
+        and "(needs >= 0.6)" in tags["validation.performance.roc_auc"]
+    )
     assert tags["alias.Challenger.by"] == "job-1" and "validation passed" in tags["alias.Challenger.reason"]
     assert registry.version_of(trained.name, CHALLENGER) == trained
     run = mlflow.search_runs(filter_string="tags.model_validation_status = 'PASSED'")
@@ -39,8 +53,9 @@ def test_format_and_metadata_checks_fail_on_a_bare_model(mlflow_env, featurized,
             return np.zeros(len(model_input))
 
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="m", python_model=Bare(), registered_model_name=mlflow_env.model_name,
-                                       pip_requirements=["mlflow"])
+        info = mlflow.pyfunc.log_model(
+            name="m", python_model=Bare(), registered_model_name=mlflow_env.model_name, pip_requirements=["mlflow"]
+        )
     ref = ModelRef(mlflow_env.model_name, str(info.registered_model_version))
     model, checks = validation.check_model(ref, training.input_columns(model_cfg))
     assert [(c.name, c.passed) for c in checks] == [("format", True), ("signature", False), ("input_example", False)]
@@ -72,9 +87,15 @@ def frame(auc_noise: float, n=2000, seed=0):
     return pd.DataFrame({"delayed": y, "prediction": np.clip(y * 0.3 + rng.normal(0.35, auc_noise, size=n), 0, 1)})
 
 
-@pytest.mark.parametrize("rule,passed", [({"min": 0.6}, [True]), ({"min": 0.999}, [False]),
-                                         ({"min": 0.6, "min_change_vs_champion": 0.05}, [True, True]),
-                                         ({"min_change_vs_champion": 0.5}, [False])])
+@pytest.mark.parametrize(
+    "rule,passed",
+    [
+        ({"min": 0.6}, [True]),
+        ({"min": 0.999}, [False]),
+        ({"min": 0.6, "min_change_vs_champion": 0.05}, [True, True]),
+        ({"min_change_vs_champion": 0.5}, [False]),
+    ],
+)
 def test_performance_rules_are_judged_by_mlflow(mlflow_env, rule, passed):
     with mlflow.start_run():
         good = validation.evaluate(frame(0.2), "delayed", 0.5, "candidate")
@@ -87,9 +108,14 @@ def test_performance_rules_are_judged_by_mlflow(mlflow_env, rule, passed):
 
 
 def test_slices_fail_below_the_floor_and_skip_small_slices():
-    table = pd.DataFrame({"slice_key": ["origin"] * 3 + ["carrier"] * 2,
-                          "slice_value": ["EWR", "JFK", "LGA", "UA", "XX"],
-                          "rows": [900, 800, 20, 500, 10], "roc_auc": [0.61, 0.55, 0.10, 0.70, 0.2]})
+    table = pd.DataFrame(
+        {
+            "slice_key": ["origin"] * 3 + ["carrier"] * 2,
+            "slice_value": ["EWR", "JFK", "LGA", "UA", "XX"],
+            "rows": [900, 800, 20, 500, 10],
+            "roc_auc": [0.61, 0.55, 0.10, 0.70, 0.2],
+        }
+    )
     cfg = Slices(columns=["origin", "carrier"], metric="roc_auc", floor=0.58, min_rows=300)
     checks = {c.name: c for c in validation.check_slices(table, cfg)}
     assert not checks["slice.origin"].passed and checks["slice.origin"].value.startswith("worst JFK roc_auc 0.5500 of 2")
@@ -179,6 +205,7 @@ def test_an_environment_validates_only_its_own_model(trained, staging):
 
     session = Session(staging, staging.data.as_of, staging.data.split(staging.data.as_of), {}, lakehouse=None)
     assert session.own_model(trained.uri) == trained
-    with pytest.raises(AccessDeniedError, match="staging may only validate or deploy staging.flights.delay_model, "
-                                                "not prod.flights.delay_model"):
+    with pytest.raises(
+        AccessDeniedError, match="staging may only validate or deploy staging.flights.delay_model, not prod.flights.delay_model"
+    ):
         session.own_model("models:/prod.flights.delay_model/1")

@@ -11,16 +11,54 @@ The names below are re-exported so that call sites keep reading `config.load_env
 """
 
 from lib.core.config.environment import HOME_ENV_VAR, DataWindow, EnvConfig, RunWindows, environment_names, load_env
-from lib.core.config.loading import (CONF_DIR, CONF_ENV_VAR, PROJECT_DIR, conf_dir, deep_merge, display_path,
-                                     parse_model, read_yaml)
-from lib.core.config.model import (ALGORITHMS, APPROVAL_MODES, METRICS, VALIDATION_MODES, Hyperparameters, ModelConfig,
-                                   load_hyperparameters, load_model_config)
+from lib.core.config.loading import (
+    CONF_DIR,
+    CONF_ENV_VAR,
+    PROJECT_DIR,
+    conf_dir,
+    deep_merge,
+    display_path,
+    parse_model,
+    read_yaml,
+)
+from lib.core.config.model import (
+    ALGORITHMS,
+    APPROVAL_MODES,
+    METRICS,
+    VALIDATION_MODES,
+    Hyperparameters,
+    ModelConfig,
+    load_hyperparameters,
+    load_model_config,
+)
 from lib.core.config.parameters import check_as_of, check_param, parse_as_of
 from lib.core.errors import ConfigError
 
 __all__ = [
-    "ALGORITHMS", "APPROVAL_MODES", "CONF_DIR", "CONF_ENV_VAR", "HOME_ENV_VAR", "METRICS", "PROJECT_DIR",
-    "VALIDATION_MODES", "ConfigError", "DataWindow", "EnvConfig", "Hyperparameters", "ModelConfig", "RunWindows",
-    "check_as_of", "check_param", "conf_dir", "deep_merge", "display_path", "environment_names", "load_env",
-    "load_hyperparameters", "load_model_config", "parse_as_of", "parse_model", "read_yaml",
+    "ALGORITHMS",
+    "APPROVAL_MODES",
+    "CONF_DIR",
+    "CONF_ENV_VAR",
+    "HOME_ENV_VAR",
+    "METRICS",
+    "PROJECT_DIR",
+    "VALIDATION_MODES",
+    "ConfigError",
+    "DataWindow",
+    "EnvConfig",
+    "Hyperparameters",
+    "ModelConfig",
+    "RunWindows",
+    "check_as_of",
+    "check_param",
+    "conf_dir",
+    "deep_merge",
+    "display_path",
+    "environment_names",
+    "load_env",
+    "load_hyperparameters",
+    "load_model_config",
+    "parse_as_of",
+    "parse_model",
+    "read_yaml",
 ]

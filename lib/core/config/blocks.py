@@ -95,7 +95,7 @@ class Destinations(Strict):
         return [name for name in ("delta", "files", "online", "jdbc") if getattr(self, name).enabled]
 
     @model_validator(mode="after")
-    def _something_on(self) -> "Destinations":
+    def _something_on(self) -> Destinations:
         if not self.enabled():
             raise invalid("", "every destination is switched off, so nothing would be published")
         return self

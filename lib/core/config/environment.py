@@ -81,11 +81,13 @@ class DataWindow(Strict):
         lo, hi = self.earliest_as_of(), self.latest_as_of()
         if lo <= as_of <= hi:
             return None
-        return (f"choose a date from {lo} to {hi} (data {self.start}..{self.end - dt.timedelta(days=1)}, "
-                f"{self.train_days}+{self.holdout_days} days before, {self.horizon_days} after)")
+        return (
+            f"choose a date from {lo} to {hi} (data {self.start}..{self.end - dt.timedelta(days=1)}, "
+            f"{self.train_days}+{self.holdout_days} days before, {self.horizon_days} after)"
+        )
 
     @model_validator(mode="after")
-    def _fits(self) -> "DataWindow":
+    def _fits(self) -> DataWindow:
         if self.earliest_as_of() > self.latest_as_of():
             raise invalid("", f"{self.start}..{self.end} is too short for train_days + holdout_days + horizon_days")
         problem = self.outside(self.as_of)
@@ -208,12 +210,24 @@ def load_env(name: str, folder: Path | None = None) -> EnvConfig:
         try:
             return value.format(env=name, home=home.as_posix())
         except (KeyError, IndexError, ValueError):
-            raise ConfigError(f"{display_path(path)}: environments.{name}.{key}: {value!r} has a placeholder "
-                              "other than {env} and {home}") from None
+            raise ConfigError(
+                f"{display_path(path)}: environments.{name}.{key}: {value!r} has a placeholder other than {{env}} and {{home}}"
+            ) from None
 
     return EnvConfig(
-        name=name, catalog=spec.catalog, raw_catalog=spec.raw_catalog, schema=spec.schema_, model=spec.model,
-        experiment=text("experiment"), tracking_uri=text("tracking_uri"), registry_uri=text("registry_uri"),
-        home=home, temporary=spec.temporary, data=spec.data, webhook_url=spec.notifications.webhook_url,
-        serving=spec.serving, spark=spec.spark, publish=spec.publish,
+        name=name,
+        catalog=spec.catalog,
+        raw_catalog=spec.raw_catalog,
+        schema=spec.schema_,
+        model=spec.model,
+        experiment=text("experiment"),
+        tracking_uri=text("tracking_uri"),
+        registry_uri=text("registry_uri"),
+        home=home,
+        temporary=spec.temporary,
+        data=spec.data,
+        webhook_url=spec.notifications.webhook_url,
+        serving=spec.serving,
+        spark=spec.spark,
+        publish=spec.publish,
     )

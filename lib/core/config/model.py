@@ -75,7 +75,7 @@ class Threshold(Strict):
         return value
 
     @model_validator(mode="after")
-    def _some_rule(self) -> "Threshold":
+    def _some_rule(self) -> Threshold:
         if self.min is None and self.min_change_vs_champion is None:
             raise invalid("", "needs `min` and/or `min_change_vs_champion`")
         return self
@@ -133,39 +133,47 @@ class ModelConfig(Strict):
     inference: Inference
 
     @model_validator(mode="after")
-    def _features_come_from_somewhere(self) -> "ModelConfig":
+    def _features_come_from_somewhere(self) -> ModelConfig:
         """Every model feature comes from a lookup, the spine or an on-demand function."""
         provided = set(self.keys)
         for i, lookup in enumerate(self.feature_lookups):
             at = f"feature_lookups.{i}"
             table = self.feature_tables.get(lookup.table)
             if table is None:
-                raise invalid(f"{at}.table", f"{lookup.table!r} is not a table of feature_tables "
-                                             f"({', '.join(self.feature_tables)}){suggest(lookup.table, list(self.feature_tables))}")
+                raise invalid(
+                    f"{at}.table",
+                    f"{lookup.table!r} is not a table of feature_tables "
+                    f"({', '.join(self.feature_tables)}){suggest(lookup.table, list(self.feature_tables))}",
+                )
             if len(lookup.lookup_key) != len(table.primary_keys):
-                raise invalid(f"{at}.lookup_key", f"must list one spine column per primary key "
-                                                  f"{table.primary_keys} of {lookup.table}")
+                raise invalid(
+                    f"{at}.lookup_key", f"must list one spine column per primary key {table.primary_keys} of {lookup.table}"
+                )
             for key, columns in (("lookup_key", lookup.lookup_key), ("timestamp_lookup_key", [lookup.timestamp_lookup_key])):
                 if not set(columns) <= set(self.keys):
                     raise invalid(f"{at}.{key}", f"must be columns of `keys` {self.keys}")
             clash = provided & set(lookup.features)
             if clash:
-                raise invalid(f"{at}.features", f"feature(s) {', '.join(sorted(clash))} already come from "
-                                                "`keys` or an earlier lookup")
+                raise invalid(
+                    f"{at}.features", f"feature(s) {', '.join(sorted(clash))} already come from `keys` or an earlier lookup"
+                )
             provided |= set(lookup.features)
         for i, feature in enumerate(self.on_demand_features):
             unknown = [c for c in feature.inputs.values() if c not in provided]
             if unknown:
-                raise invalid(f"on_demand_features.{i}.inputs", f"input(s) {', '.join(unknown)} come from no lookup "
-                                                                "and are not keys")
+                raise invalid(
+                    f"on_demand_features.{i}.inputs", f"input(s) {', '.join(unknown)} come from no lookup and are not keys"
+                )
             if feature.output in provided:
-                raise invalid(f"on_demand_features.{i}.output", f"{feature.output} already comes from `keys`, "
-                                                                "a lookup or another function")
+                raise invalid(
+                    f"on_demand_features.{i}.output", f"{feature.output} already comes from `keys`, a lookup or another function"
+                )
             provided.add(feature.output)
         missing = [c for c in self.features.columns if c not in provided]
         if missing:
-            raise invalid("features", f"feature(s) {', '.join(missing)} come from no lookup, no on-demand "
-                                      "function and are not keys")
+            raise invalid(
+                "features", f"feature(s) {', '.join(missing)} come from no lookup, no on-demand function and are not keys"
+            )
         return self
 
 

@@ -17,8 +17,16 @@ from lib.core.errors import LakehouseError
 Command = Callable[[EnvConfig], int | None]
 
 
-def main(prog: str, argv: list[str], commands: dict[str, Command], *, plain: dict[str, Callable[[], int | None]] | None = None,
-         default: str | None = None, env_default: str = "prod", description: str | None = None) -> int:
+def main(
+    prog: str,
+    argv: list[str],
+    commands: dict[str, Command],
+    *,
+    plain: dict[str, Callable[[], int | None]] | None = None,
+    default: str | None = None,
+    env_default: str = "prod",
+    description: str | None = None,
+) -> int:
     """Run one command: `commands` take the environment named by --env; `plain` ones take nothing.
 
     `default` is the command run when none is given. Returns the exit code (None counts as 0).
@@ -37,13 +45,19 @@ def main(prog: str, argv: list[str], commands: dict[str, Command], *, plain: dic
         return 1
 
 
-def lakehouse_commands(name: str, start: Callable[[Path], str], stop: Callable[[Path], bool],
-                       status: Callable[[Path], str | None], remove: Callable[[Path], None]) -> dict[str, Command]:
+def lakehouse_commands(
+    name: str,
+    start: Callable[[Path], str],
+    stop: Callable[[Path], bool],
+    status: Callable[[Path], str | None],
+    remove: Callable[[Path], None],
+) -> dict[str, Command]:
     """start|stop|status|remove of a server run per lakehouse (PostgreSQL, Kafka).
 
     start(home) -> its address; stop(home) -> whether one ran; status(home) -> its address or
     None; remove(home): stop it and delete its data.
     """
+
     def none(env: EnvConfig) -> str:
         return f"no {name} runs for {env.home}"
 

@@ -24,16 +24,15 @@ def java_executable() -> str:
         return str(candidate)
     found = shutil.which("java")
     if not found:
-        raise SetupError("Java not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless, "
-                         "or use environment.yml) or set JAVA_HOME")
+        raise SetupError(
+            "Java not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless, or use environment.yml) or set JAVA_HOME"
+        )
     return found
-
 
 
 def check_java() -> int:
     """Return the Java major version, or raise SetupError saying what to install."""
     return _check_java(java_executable())
-
 
 
 @functools.cache  # two `java` launches: once per process and java
@@ -49,15 +48,15 @@ def _check_java(java: str) -> int:
     if major == 1 and match.group(2):  # "1.8.0" style
         major = int(match.group(2))
     if major not in SUPPORTED_JAVA:
-        raise SetupError(f"{java} is Java {major}; Spark needs Java 17 or 21 "
-                         "(install openjdk-17-jdk-headless or set JAVA_HOME)")
+        raise SetupError(f"{java} is Java {major}; Spark needs Java 17 or 21 (install openjdk-17-jdk-headless or set JAVA_HOME)")
     try:
         modules = subprocess.run([java, "--list-modules"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         modules = ""
     if "jdk.incubator.vector" not in modules:
-        raise SetupError(f"{java} is a trimmed Java runtime without jdk.incubator.vector: "
-                         "install a full JDK 17 or 21 and set JAVA_HOME")
+        raise SetupError(
+            f"{java} is a trimmed Java runtime without jdk.incubator.vector: install a full JDK 17 or 21 and set JAVA_HOME"
+        )
     return major
 
 

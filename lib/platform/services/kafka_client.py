@@ -9,25 +9,20 @@ The broker: lib/platform/services/kafka_server.py (the lakehouse's own) or any a
 
 from __future__ import annotations
 
-
 import json
 import uuid
 
 from lib.core.errors import PublishError, first_line
 
-
 TXN_HEADER = "lakehouse.txn"  # <query id>:<micro-batch id> on every record the stream writes
-
 
 
 ROW_HEADER = "lakehouse.row"  # the record's row, by its identity columns (flight_id|arrived_at)
 
 
-
 # A replayed micro-batch's records were sent after its Delta commit; they are looked for from
 # that commit's time less this, for a producer's (or broker's) clock behind the driver's.
 REPLAY_SKEW_MS = 10 * 60 * 1000
-
 
 
 def ready(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -40,7 +35,6 @@ def ready(bootstrap: str, timeout: float = 2.0) -> bool:
     except KafkaException:
         return False
     return True
-
 
 
 def ensure_topic(bootstrap: str, name: str, timeout: float = 10.0) -> None:
@@ -58,9 +52,10 @@ def ensure_topic(bootstrap: str, name: str, timeout: float = 10.0) -> None:
         if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return  # created meanwhile by another stream
         why = exc.args[0].str() if exc.args else str(exc)
-        raise PublishError(f"kafka destination: no broker answers at {bootstrap} ({why}): start it "
-                           "(python -m lib.platform.services.kafka_server start), or fix publish.kafka.bootstrap_servers, or switch it off") from None
-
+        raise PublishError(
+            f"kafka destination: no broker answers at {bootstrap} ({why}): start it "
+            "(python -m lib.platform.services.kafka_server start), or fix publish.kafka.bootstrap_servers, or switch it off"
+        ) from None
 
 
 def delete_topic(bootstrap: str, name: str) -> bool:
@@ -78,9 +73,9 @@ def delete_topic(bootstrap: str, name: str) -> bool:
     return True
 
 
-
-def publish(rows, bootstrap: str, name: str, key: str, identity: tuple[str, ...], txn: tuple[str, int],
-            written_since: int | None = None) -> None:
+def publish(
+    rows, bootstrap: str, name: str, key: str, identity: tuple[str, ...], txn: tuple[str, int], written_since: int | None = None
+) -> None:
     """Write rows to topic `name`, one JSON record each keyed by `key`, with the TXN_HEADER of
     their micro-batch and a ROW_HEADER of their `identity` columns. On a replay, `written_since`
     (ms since the epoch) is when that micro-batch's earlier attempts may have started writing:
@@ -90,27 +85,41 @@ def publish(rows, bootstrap: str, name: str, key: str, identity: tuple[str, ...]
     from pyspark.sql import functions as F
 
     marker = f"{txn[0]}:{txn[1]}"
-    options = {"kafka.bootstrap.servers": bootstrap, "kafka.max.block.ms": "15000",
-               "kafka.request.timeout.ms": "10000", "kafka.delivery.timeout.ms": "30000"}
+    options = {
+        "kafka.bootstrap.servers": bootstrap,
+        "kafka.max.block.ms": "15000",
+        "kafka.request.timeout.ms": "10000",
+        "kafka.delivery.timeout.ms": "30000",
+    }
     row = F.concat_ws("|", *[F.col(c).cast("string") for c in identity])
     try:
         if written_since is not None:
-            written = (rows.sparkSession.read.format("kafka").options(**options).option("subscribe", name)
-                       .option("startingTimestamp", str(written_since - REPLAY_SKEW_MS))
-                       .option("startingOffsetsByTimestampStrategy", "latest")  # none since then: nothing to read
-                       .option("includeHeaders", "true").load()
-                       .where(F.exists("headers", lambda h: (h["key"] == TXN_HEADER) & (h["value"].cast("string") == marker)))
-                       .select(F.filter("headers", lambda h: h["key"] == ROW_HEADER)[0]["value"].cast("string")
-                               .alias("_written")))
+            written = (
+                rows.sparkSession.read.format("kafka")
+                .options(**options)
+                .option("subscribe", name)
+                .option("startingTimestamp", str(written_since - REPLAY_SKEW_MS))
+                .option("startingOffsetsByTimestampStrategy", "latest")  # none since then: nothing to read
+                .option("includeHeaders", "true")
+                .load()
+                .where(F.exists("headers", lambda h: (h["key"] == TXN_HEADER) & (h["value"].cast("string") == marker)))
+                .select(F.filter("headers", lambda h: h["key"] == ROW_HEADER)[0]["value"].cast("string").alias("_written"))
+            )
             rows = rows.join(written, row == written["_written"], "left_anti")
         headers = [(TXN_HEADER, F.lit(marker)), (ROW_HEADER, row)]
-        (rows.select(F.col(key).cast("string").alias("key"), F.to_json(F.struct("*")).alias("value"),
-                     F.array(*[F.struct(F.lit(h).alias("key"), v.cast("binary").alias("value")) for h, v in headers])
-                     .alias("headers"))
-         .write.format("kafka").options(**options).option("topic", name).save())
+        (
+            rows.select(
+                F.col(key).cast("string").alias("key"),
+                F.to_json(F.struct("*")).alias("value"),
+                F.array(*[F.struct(F.lit(h).alias("key"), v.cast("binary").alias("value")) for h, v in headers]).alias("headers"),
+            )
+            .write.format("kafka")
+            .options(**options)
+            .option("topic", name)
+            .save()
+        )
     except Exception as exc:  # noqa: BLE001 - Spark's Kafka errors come in many types; say which destination
         raise PublishError(f"kafka destination {bootstrap} topic {name}: {first_line(exc)[:300]}") from exc
-
 
 
 def read(bootstrap: str, name: str, query: str | None = None, timeout: float = 10.0) -> list[tuple[str, dict]]:
@@ -118,8 +127,14 @@ def read(bootstrap: str, name: str, query: str | None = None, timeout: float = 1
     stream's query wrote (by their TXN_HEADER): what a downstream reader sees."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lakehouse-read-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "log_level": 0})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"lakehouse-read-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=timeout)
         consumer.assign([TopicPartition(name, 0, low)])
@@ -127,8 +142,10 @@ def read(bootstrap: str, name: str, query: str | None = None, timeout: float = 1
         while offset < high:
             message = consumer.poll(timeout)
             if message is None or message.error() is not None:
-                raise PublishError(f"kafka destination {bootstrap}: reading topic {name} failed at offset {offset}: "
-                                   f"{message.error() if message is not None else 'no record within the timeout'}")
+                raise PublishError(
+                    f"kafka destination {bootstrap}: reading topic {name} failed at offset {offset}: "
+                    f"{message.error() if message is not None else 'no record within the timeout'}"
+                )
             offset = message.offset() + 1
             txn = dict(message.headers() or []).get(TXN_HEADER, b"").decode()
             if query is None or txn.startswith(f"{query}:"):
@@ -136,4 +153,3 @@ def read(bootstrap: str, name: str, query: str | None = None, timeout: float = 1
         return found
     finally:
         consumer.close()
-

@@ -56,25 +56,37 @@ def broker_classpath() -> str:
 def _resolve() -> str:
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise SetupError("Maven (mvn) is needed once to fetch Kafka's broker jars: apt-get install maven, "
-                         f"or set {SERVERS_ENV_VAR} to brokers you run, or switch publish.kafka off")
+        raise SetupError(
+            "Maven (mvn) is needed once to fetch Kafka's broker jars: apt-get install maven, "
+            f"or set {SERVERS_ENV_VAR} to brokers you run, or switch publish.kafka off"
+        )
     print(f"Fetching Kafka's broker jars ({', '.join(BROKER_PACKAGES)}) once...", flush=True)
-    deps = "".join(f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
-                   for g, a, v in (p.split(":") for p in BROKER_PACKAGES))
+    deps = "".join(
+        f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
+        for g, a, v in (p.split(":") for p in BROKER_PACKAGES)
+    )
     manifest = _manifest()
     manifest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         pom = Path(folder) / "pom.xml"
-        pom.write_text('<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-                       "<groupId>lakehouse-mlops</groupId><artifactId>kafka-broker</artifactId><version>0</version>"
-                       f"<packaging>pom</packaging><dependencies>{deps}</dependencies></project>")
+        pom.write_text(
+            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            "<groupId>lakehouse-mlops</groupId><artifactId>kafka-broker</artifactId><version>0</version>"
+            f"<packaging>pom</packaging><dependencies>{deps}</dependencies></project>"
+        )
         out = Path(folder) / "classpath.txt"
-        done = subprocess.run([mvn, "-B", "-q", "-f", str(pom), "dependency:build-classpath",
-                               f"-Dmdep.outputFile={out}"], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={out}"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if done.returncode != 0 or not out.exists():
             errors = [line for line in done.stdout.splitlines() if "ERROR" in line] or [f"exit code {done.returncode}"]
-            raise SetupError(f"Maven could not fetch Kafka's broker jars ({errors[0].strip()[:200]}): "
-                             "check the network to Maven Central, then run `python -m lib.platform.services.kafka_server jars`")
+            raise SetupError(
+                f"Maven could not fetch Kafka's broker jars ({errors[0].strip()[:200]}): "
+                "check the network to Maven Central, then run `python -m lib.platform.services.kafka_server jars`"
+            )
         classpath = out.read_text().strip()
     manifest.write_text(classpath)
     return classpath
@@ -126,16 +138,22 @@ def _ports(home: Path) -> dict[str, int]:
 def _properties(home: Path, ports: dict[str, int]) -> Path:
     broker, controller = f"127.0.0.1:{ports['port']}", f"127.0.0.1:{ports['controller_port']}"
     settings = {
-        "process.roles": "broker,controller", "node.id": "1",
+        "process.roles": "broker,controller",
+        "node.id": "1",
         "controller.quorum.bootstrap.servers": controller,
         "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
         "advertised.listeners": f"PLAINTEXT://{broker}",
-        "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(_folder(home) / "data"), "num.partitions": "1",
-        "offsets.topic.replication.factor": "1", "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1", "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1", "group.initial.rebalance.delay.ms": "0",
+        "log.dirs": str(_folder(home) / "data"),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
     }
     path = _folder(home) / "server.properties"
     path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
@@ -151,18 +169,29 @@ def _start(home: Path, say) -> dict:
     classpath, ports = broker_classpath(), _ports(home)
     for name in ("port", "controller_port"):
         if processes.answers(ports[name]):
-            raise SetupError(f"Kafka's {name.replace('_', ' ')} 127.0.0.1:{ports[name]} is taken by another "
-                             f"program: stop it, or remove this broker (python -m lib.platform.services.kafka_server remove)")
+            raise SetupError(
+                f"Kafka's {name.replace('_', ' ')} 127.0.0.1:{ports[name]} is taken by another "
+                f"program: stop it, or remove this broker (python -m lib.platform.services.kafka_server remove)"
+            )
     properties = _properties(home, ports)
     if not has_data(home):
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        done = subprocess.run(_java(classpath, "kafka.tools.StorageTool", "format", "-t", cluster, "-c",
-                                    str(properties), "--standalone"), capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            _java(classpath, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(properties), "--standalone"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             raise SetupError(f"Kafka could not format its storage: {(done.stderr or done.stdout).strip()[-200:]}")
-    state = _service(home).start(_java(classpath, "kafka.Kafka", str(properties)),
-                                 lambda state: ready(f"127.0.0.1:{state['port']}"), READY_S, fresh_log=True,
-                                 port=ports["port"], controller_port=ports["controller_port"])
+    state = _service(home).start(
+        _java(classpath, "kafka.Kafka", str(properties)),
+        lambda state: ready(f"127.0.0.1:{state['port']}"),
+        READY_S,
+        fresh_log=True,
+        port=ports["port"],
+        controller_port=ports["controller_port"],
+    )
     say(f"started Kafka {KAFKA_VERSION} on 127.0.0.1:{ports['port']} (data {_folder(home) / 'data'})")
     return state
 
@@ -190,8 +219,12 @@ def main(argv: list[str]) -> int:
     def jars() -> None:
         print(f"Kafka {KAFKA_VERSION}'s broker: {len(broker_classpath().split(os.pathsep))} jars ready in ~/.m2")
 
-    return cli.main("lib.platform.services.kafka_server", argv,
-                    cli.lakehouse_commands("Kafka broker", servers, stop, running_servers, remove), plain={"jars": jars})
+    return cli.main(
+        "lib.platform.services.kafka_server",
+        argv,
+        cli.lakehouse_commands("Kafka broker", servers, stop, running_servers, remove),
+        plain={"jars": jars},
+    )
 
 
 if __name__ == "__main__":

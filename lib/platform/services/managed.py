@@ -36,12 +36,12 @@ Say = Callable[[str], None]
 class Service:
     """A server run per lakehouse (or per environment): where its files are and how it stops."""
 
-    name: str                           # in messages: "the Spark server", "Kafka's broker"
-    folder: Path                        # its state, lock and (unless `log` is given) log
+    name: str  # in messages: "the Spark server", "Kafka's broker"
+    folder: Path  # its state, lock and (unless `log` is given) log
     log: Path | None = None
-    stop_signal: int = signal.SIGTERM   # PostgreSQL's fast shutdown is SIGINT
+    stop_signal: int = signal.SIGTERM  # PostgreSQL's fast shutdown is SIGINT
     stop_timeout: float = 60.0
-    kill_late: bool = True              # SIGKILL one that does not stop in time; else an error, its data kept
+    kill_late: bool = True  # SIGKILL one that does not stop in time; else an error, its data kept
 
     @property
     def state_file(self) -> Path:
@@ -97,9 +97,19 @@ class Service:
             if json.loads(self.state_file.read_text())["pid"] == pid:
                 self.state_file.unlink()
 
-    def start(self, command: list[str], ready: Callable[[dict], bool], timeout: float, *, env: dict | None = None,
-              cwd: Path | None = None, user: str | None = None, fresh_log: bool = False, record: bool = True,
-              **fields) -> dict:
+    def start(
+        self,
+        command: list[str],
+        ready: Callable[[dict], bool],
+        timeout: float,
+        *,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+        fresh_log: bool = False,
+        record: bool = True,
+        **fields,
+    ) -> dict:
         """Launch the server and wait until it is ready; returns its state.
 
         Args:
@@ -115,24 +125,36 @@ class Service:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb" if fresh_log else "ab") as out:
             since = out.tell()
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=env, cwd=cwd, user=user, group=user,
-                                       extra_groups=[] if user else None)
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=cwd,
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
+            )
         try:
             if record:
                 self.record(process.pid, **fields)
             started = time.monotonic()
             while True:
                 if process.poll() is not None:  # before anything else reaps it: its exit code is said
-                    raise SetupError(f"{self.name} exited at start (code {process.returncode}): "
-                                     f"{processes.last_error(log, since)} (log: {log})")
+                    raise SetupError(
+                        f"{self.name} exited at start (code {process.returncode}): "
+                        f"{processes.last_error(log, since)} (log: {log})"
+                    )
                 with contextlib.suppress(FileNotFoundError):
                     state = _parse(self.state_file.read_text())
                     if state is not None and state["pid"] == process.pid and ready(state):
                         break
                 if time.monotonic() - started > timeout:
-                    raise SetupError(f"{self.name} did not get ready within {timeout:.0f} s: "
-                                     f"{processes.last_error(log, since)} (log: {log})")
+                    raise SetupError(
+                        f"{self.name} did not get ready within {timeout:.0f} s: {processes.last_error(log, since)} (log: {log})"
+                    )
                 time.sleep(0.2)
         except BaseException:  # a failed start, or Ctrl-C while waiting: no server left behind
             processes.terminate(process.pid, timeout=10, sig=self.stop_signal)
@@ -140,8 +162,14 @@ class Service:
             raise
         return state
 
-    def ensure(self, start: Callable[[], dict], answers: Callable[[dict], bool], say: Say,
-               fingerprint: str | None = None, changed: str = "what it runs changed since it started") -> dict:
+    def ensure(
+        self,
+        start: Callable[[], dict],
+        answers: Callable[[dict], bool],
+        say: Say,
+        fingerprint: str | None = None,
+        changed: str = "what it runs changed since it started",
+    ) -> dict:
         """The running server's state if it answers and runs what `fingerprint` names; else the
         state `start()` returns, after stopping a server that does not answer or runs stale code."""
         with self.lock(say):

@@ -42,15 +42,16 @@ def bin_dir() -> Path:
     which = shutil.which("initdb")
     if which:
         return Path(which).parent
-    raise SetupError("PostgreSQL's server programs are not installed (the jdbc destination needs them): "
-                     "apt-get install postgresql, or set LAKEHOUSE_JDBC_URL, or switch publish.jdbc off")
+    raise SetupError(
+        "PostgreSQL's server programs are not installed (the jdbc destination needs them): "
+        "apt-get install postgresql, or set LAKEHOUSE_JDBC_URL, or switch publish.jdbc off"
+    )
 
 
 def _service(home: Path) -> Service:
     # SIGINT is PostgreSQL's fast shutdown (SIGTERM's smart one waits for every client to leave);
     # one that does not stop is an error, not a SIGKILL: its data is kept.
-    return Service("PostgreSQL", home / "postgres", log=_data(home) / "server.log", stop_signal=signal.SIGINT,
-                   kill_late=False)
+    return Service("PostgreSQL", home / "postgres", log=_data(home) / "server.log", stop_signal=signal.SIGINT, kill_late=False)
 
 
 def _data(home: Path) -> Path:
@@ -67,8 +68,10 @@ def _owner() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise SetupError("PostgreSQL refuses to run as root, and this machine has no `postgres` user to run it "
-                         "as: run as another user, or set LAKEHOUSE_JDBC_URL to a server you run") from None
+        raise SetupError(
+            "PostgreSQL refuses to run as root, and this machine has no `postgres` user to run it "
+            "as: run as another user, or set LAKEHOUSE_JDBC_URL to a server you run"
+        ) from None
     return "postgres"
 
 
@@ -102,8 +105,7 @@ def has_data(home: Path) -> bool:
 
 def ensure(home: Path, say=print) -> int:
     """Start the lakehouse's PostgreSQL server unless it runs; returns its port."""
-    return _service(home).ensure(lambda: _start(home, say), lambda state: _ready(Path(state["data"]), state["port"]),
-                                 say)["port"]
+    return _service(home).ensure(lambda: _start(home, say), lambda state: _ready(Path(state["data"]), state["port"]), say)["port"]
 
 
 def _start(home: Path, say) -> dict:
@@ -116,16 +118,34 @@ def _start(home: Path, say) -> dict:
         if owner:
             shutil.chown(data, owner, owner)
             data.chmod(0o700)
-        done = subprocess.run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
-                               "--no-instructions"], check=False, capture_output=True, text=True, timeout=120, cwd=data,
-                              user=owner, group=owner, extra_groups=[] if owner else None)
+        done = subprocess.run(
+            [str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-instructions"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=data,
+            user=owner,
+            group=owner,
+            extra_groups=[] if owner else None,
+        )
         if done.returncode != 0:
             why = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
             raise SetupError(f"PostgreSQL: initdb failed: {why[-1]}")
-    command = [str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-               "-c", "unix_socket_directories="]
-    state = _service(home).start(command, lambda state: _ready(data, state["port"]), START_TIMEOUT_S, cwd=data, user=owner,
-                                 port=port, data=str(data))
+    command = [
+        str(binaries / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "unix_socket_directories=",
+    ]
+    state = _service(home).start(
+        command, lambda state: _ready(data, state["port"]), START_TIMEOUT_S, cwd=data, user=owner, port=port, data=str(data)
+    )
     say(f"started PostgreSQL on 127.0.0.1:{port} (data {data})")
     return state
 
@@ -173,8 +193,7 @@ def connect(url: str, database: str):
 
     host, port = _host_port(url)
     try:
-        with psycopg.connect(host=host, port=port, user=USER, dbname="postgres", autocommit=True,
-                             connect_timeout=10) as admin:
+        with psycopg.connect(host=host, port=port, user=USER, dbname="postgres", autocommit=True, connect_timeout=10) as admin:
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
                 admin.execute(f'CREATE DATABASE "{database}"')
         return psycopg.connect(host=host, port=port, user=USER, dbname=database, connect_timeout=10)
@@ -189,8 +208,9 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    return cli.main("lib.platform.services.postgres", argv,
-                    cli.lakehouse_commands("PostgreSQL server", base_url, stop, running_url, remove))
+    return cli.main(
+        "lib.platform.services.postgres", argv, cli.lakehouse_commands("PostgreSQL server", base_url, stop, running_url, remove)
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,4 @@
-"""`python -m lib.platform.spark`: fetch the jars, start or stop the Spark server, archive its classes.
-"""
+"""`python -m lib.platform.spark`: fetch the jars, start or stop the Spark server, archive its classes."""
 
 from __future__ import annotations
 
@@ -17,8 +16,10 @@ def _jars() -> None:
     setup = _local("lakehouse-mlops-setup", None, spark_server.SparkSettings())
     setup.range(1).count()  # fetches the jars
     setup.stop()
-    print(f"Delta Lake {DELTA_VERSION}, the PostgreSQL JDBC driver and the Kafka connector: {len(spark_jars())} jars ready in "
-          f"{ivy_dir() / 'jars'}")
+    print(
+        f"Delta Lake {DELTA_VERSION}, the PostgreSQL JDBC driver and the Kafka connector: {len(spark_jars())} jars ready in "
+        f"{ivy_dir() / 'jars'}"
+    )
 
 
 def _archive() -> None:
@@ -32,10 +33,14 @@ def main(argv: list[str]) -> int:
     if argv == ["--resolve-in-child"]:
         _resolve_in_child()
         return 0
-    return cli.main("lib.platform.spark", argv,
-                    {verb: functools.partial(spark_server.main, verb) for verb in ("start", "stop", "status")},
-                    plain={"jars": _jars, "archive": _archive}, default="jars",
-                    description=main.__doc__)
+    return cli.main(
+        "lib.platform.spark",
+        argv,
+        {verb: functools.partial(spark_server.main, verb) for verb in ("start", "stop", "status")},
+        plain={"jars": _jars, "archive": _archive},
+        default="jars",
+        description=main.__doc__,
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ in the local caches nor downloaded each end in one SetupError line instead of a 
 
 from __future__ import annotations
 
-
 import contextlib
 import hashlib
 import os
@@ -24,41 +23,31 @@ from pathlib import Path
 from lib.core.errors import SetupError
 from lib.platform.services.java import ivy_dir
 
-
 DELTA_VERSION = "4.4.0"
-
 
 
 SPARK_BINARY = "4.2"
 
 
-
 SCALA_BINARY = "2.13"
-
 
 
 DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_BINARY}_{SCALA_BINARY}:{DELTA_VERSION}"
 
 
-
 POSTGRES_JDBC_PACKAGE = "org.postgresql:postgresql:42.7.14"  # the driver of the `jdbc` destination
-
 
 
 KAFKA_PACKAGE = f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:4.2.0"  # the stream's Kafka sink
 
 
-
 PACKAGES = (DELTA_PACKAGE, POSTGRES_JDBC_PACKAGE, KAFKA_PACKAGE)  # what every Spark here runs with
-
 
 
 _JAR_NAME = f"io.delta_delta-spark_{SPARK_BINARY}_{SCALA_BINARY}-{DELTA_VERSION}.jar"
 
 
-
 REMOTE_ENV_VAR = "SPARK_REMOTE"  # sc://host:port of a Spark Connect server to attach to
-
 
 
 # What makes pyspark's builder, and Spark's own launcher, act as a Connect client (the launcher
@@ -66,16 +55,13 @@ REMOTE_ENV_VAR = "SPARK_REMOTE"  # sc://host:port of a Spark Connect server to a
 CLIENT_ENV_VARS = (REMOTE_ENV_VAR, "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE")
 
 
-
 def server_environment() -> dict[str, str]:
     """This process's environment for a process that runs Spark (a server, a master, a worker)."""
     return {k: v for k, v in os.environ.items() if k not in CLIENT_ENV_VARS}
 
 
-
 def _manifest() -> Path:
     return ivy_dir() / "jars" / f"lakehouse-mlops-{hashlib.sha256(','.join(PACKAGES).encode()).hexdigest()[:12]}.txt"
-
 
 
 def cached_jars() -> list[str] | None:
@@ -93,7 +79,6 @@ def cached_jars() -> list[str] | None:
     return _not_shipped(jars)
 
 
-
 def _artifact(jar: str, grouped: bool) -> str:
     """A jar's artifact name: `[group_]parquet-hadoop-1.16.0.jar` -> `parquet-hadoop`.
 
@@ -105,19 +90,16 @@ def _artifact(jar: str, grouped: bool) -> str:
     return re.sub(r"-\d[\w.]*(-\d+)?\.jar$", "", name)
 
 
-
 def _not_shipped(jars: list[str]) -> list[str]:
     """Drop the jars pyspark already ships, newer: Ivy brings older hadoop, parquet, jackson..."""
     shipped = {_artifact(p.name, grouped=False) for p in (spark_home() / "jars").glob("*.jar")}
     return [j for j in jars if _artifact(j, grouped=True) not in shipped]
 
 
-
 def spark_jars() -> list[str]:
     """Delta Lake's jars, the JDBC driver and the Kafka connector: recorded from an earlier resolution,
     else resolved now (once)."""
     return cached_jars() or fetch_jars()
-
 
 
 def fetch_jars() -> list[str]:
@@ -130,29 +112,36 @@ def fetch_jars() -> list[str]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         try:
-            code = subprocess.run([sys.executable, "-m", "lib.platform.spark", "--resolve-in-child"],
-                                  stdout=out, stderr=subprocess.STDOUT, timeout=900).returncode
+            code = subprocess.run(
+                [sys.executable, "-m", "lib.platform.spark", "--resolve-in-child"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+            ).returncode
         except subprocess.TimeoutExpired:
             code = -1
     jars = cached_jars()
     if code != 0 or not jars:
-        raise SetupError(f"Spark's jars ({', '.join(PACKAGES)}) could not be resolved from ~/.m2, the Ivy "
-                         f"cache or Maven Central (details in {log}): check the network, then run `make jars`")
+        raise SetupError(
+            f"Spark's jars ({', '.join(PACKAGES)}) could not be resolved from ~/.m2, the Ivy "
+            f"cache or Maven Central (details in {log}): check the network, then run `make jars`"
+        )
     return jars
 
 
-
 def _resolve_in_child() -> None:
-    spark = (_base_builder("lakehouse-mlops-resolve")
-             .config("spark.jars.packages", ",".join(PACKAGES)).config("spark.jars.ivy", str(ivy_dir()))
-             .getOrCreate())
+    spark = (
+        _base_builder("lakehouse-mlops-resolve")
+        .config("spark.jars.packages", ",".join(PACKAGES))
+        .config("spark.jars.ivy", str(ivy_dir()))
+        .getOrCreate()
+    )
     resolved = spark.sparkContext.getConf().get("spark.jars", "")
     spark.stop()
     for jar in (_JAR_NAME, "org.postgresql_postgresql-", "org.apache.spark_spark-sql-kafka"):
         if jar not in resolved:
             raise SystemExit(f"Spark resolved no {jar}: {resolved!r}")
     _manifest().write_text("\n".join(resolved.split(",")) + "\n")
-
 
 
 # Static confs of every Spark this project starts: the Connect server and in-process sessions.
@@ -171,7 +160,6 @@ SESSION_CONFS = {
 }
 
 
-
 def spark_home() -> Path:
     """pyspark's own Spark distribution (its bin/ and jars/)."""
     import pyspark
@@ -179,13 +167,14 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-
 def worker_environment() -> dict[str, str]:
     """What Spark's Python workers need: this environment's Python (spark_udf and pandas UDFs
     import pandas and lib from it), and no LAN address: everything is local."""
-    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
-
+    return {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+    }
 
 
 def _base_builder(app_name: str, master: str = "local[2]", memory: str = "3g"):
@@ -201,9 +190,7 @@ def _base_builder(app_name: str, master: str = "local[2]", memory: str = "3g"):
     return builder
 
 
-
 _attached: dict = {}  # url -> this process's session to that server
-
 
 
 def attach(url: str):
@@ -221,19 +208,23 @@ def attach(url: str):
         spark = SparkSession.builder.remote(url).create()
         # A server that is gone fails a call within ~10 s, not after pyspark's default 10 minutes.
         spark.client.set_retry_policies([DefaultPolicy(max_retries=6, max_backoff=2000)])
-        spark.version  # the first call: fails here, in one line, if nobody answers
+        _ = spark.version  # the first call: fails here, in one line, if nobody answers
     except Exception as exc:  # grpc and pyspark raise several types for "nobody there"
         if spark is not None:
             with contextlib.suppress(Exception):
                 spark.client.close()  # else its clean-up at exit retries against nobody
         text = str(exc).strip()
-        why = "nobody answers" if "UNAVAILABLE" in text or "RETRIES_EXCEEDED" in text else \
-            (text.splitlines() or [type(exc).__name__])[0][:200]
-        raise SetupError(f"cannot attach to the Spark server at {url}: {why} "
-                         "(start one with `python -m lib.platform.spark start`, or unset SPARK_REMOTE)") from None
+        why = (
+            "nobody answers"
+            if "UNAVAILABLE" in text or "RETRIES_EXCEEDED" in text
+            else (text.splitlines() or [type(exc).__name__])[0][:200]
+        )
+        raise SetupError(
+            f"cannot attach to the Spark server at {url}: {why} "
+            "(start one with `python -m lib.platform.spark start`, or unset SPARK_REMOTE)"
+        ) from None
     _attached[url] = spark
     return spark
-
 
 
 def to_pandas(df):
@@ -243,4 +234,3 @@ def to_pandas(df):
     frame = df.toPandas()
     frame.attrs.clear()
     return frame
-

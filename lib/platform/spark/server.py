@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.core.config import PROJECT_DIR, EnvConfig, parse_model
+from lib.core.config.blocks import SparkSettings
 from lib.platform.services import java, processes
 from lib.platform.services.managed import Service
 from lib.platform.spark import builder as spark
-from lib.core.config import PROJECT_DIR, EnvConfig, parse_model
-from lib.core.config.blocks import SparkSettings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MODE_ENV_VAR = "LAKEHOUSE_SPARK_MODE"  # overrides spark.mode: connect or local
@@ -36,12 +36,19 @@ START_TIMEOUT_S = 180.0
 
 def settings(env: EnvConfig) -> SparkSettings:
     """The environment's Spark settings, with the environment-variable overrides applied."""
-    overrides = {key: os.environ[var] for key, var in (("mode", MODE_ENV_VAR), ("port", PORT_ENV_VAR),
-                                                       ("master", MASTER_ENV_VAR)) if os.environ.get(var)}
+    overrides = {
+        key: os.environ[var]
+        for key, var in (("mode", MODE_ENV_VAR), ("port", PORT_ENV_VAR), ("master", MASTER_ENV_VAR))
+        if os.environ.get(var)
+    }
     if not overrides:
         return env.spark
-    return parse_model(SparkSettings, {**env.spark.model_dump(), **overrides},
-                       f"environment variables over conf/environments.yml (environment {env.name})", "spark")
+    return parse_model(
+        SparkSettings,
+        {**env.spark.model_dump(), **overrides},
+        f"environment variables over conf/environments.yml (environment {env.name})",
+        "spark",
+    )
 
 
 @dataclass(frozen=True)
@@ -120,9 +127,13 @@ def ensure(env: EnvConfig, say=print) -> Running:
     jars = spark.spark_jars()
     confs = server_confs(cfg, env.home / "spark-warehouse")
     wanted = fingerprint(cfg, jars, confs)
-    state = _service(env.home).ensure(lambda: _start(env.home, cfg, jars, confs, wanted, say),
-                                      lambda state: _answers(state["url"]), say, fingerprint=wanted,
-                                      changed="lib/ or its settings changed since it started")
+    state = _service(env.home).ensure(
+        lambda: _start(env.home, cfg, jars, confs, wanted, say),
+        lambda state: _answers(state["url"]),
+        say,
+        fingerprint=wanted,
+        changed="lib/ or its settings changed since it started",
+    )
     return _running(state, env.home)
 
 
@@ -133,18 +144,32 @@ def class_archive() -> Path:
     return Path(sys.prefix) / "lakehouse-spark-server.jsa"
 
 
-def _command(cfg: SparkSettings, jars: list[str], confs: dict[str, str], port: int,
-             archive_to: Path | None = None) -> list[str]:
-    command = [str(spark.spark_home() / "bin" / "spark-submit"), "--class", SERVER_CLASS, "--name", "lakehouse-mlops",
-               "--master", cfg.master, "--driver-memory", cfg.driver_memory, "--jars", ",".join(jars)]
+def _command(cfg: SparkSettings, jars: list[str], confs: dict[str, str], port: int, archive_to: Path | None = None) -> list[str]:
+    command = [
+        str(spark.spark_home() / "bin" / "spark-submit"),
+        "--class",
+        SERVER_CLASS,
+        "--name",
+        "lakehouse-mlops",
+        "--master",
+        cfg.master,
+        "--driver-memory",
+        cfg.driver_memory,
+        "--jars",
+        ",".join(jars),
+    ]
     java = [confs.get("spark.driver.extraJavaOptions", "")]
     if archive_to is not None:
         java.append(f"-XX:ArchiveClassesAtExit={archive_to}")
     elif class_archive().exists():
         java.append(f"-XX:SharedArchiveFile={class_archive()}")
     extra = {"spark.driver.extraJavaOptions": " ".join(filter(None, java))} if any(java) else {}
-    for key, value in {**confs, **extra, "spark.connect.grpc.binding.port": str(port),
-                       "spark.connect.grpc.binding.address": "127.0.0.1"}.items():
+    for key, value in {
+        **confs,
+        **extra,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+    }.items():
         command += ["--conf", f"{key}={value}"]
     return command + ["spark-internal"]
 
@@ -164,8 +189,7 @@ def build_class_archive(say=print) -> Path | None:
         folder(home).mkdir()
         cfg = SparkSettings(port=0)
         confs = server_confs(cfg, home / "spark-warehouse")
-        state = _start(home, cfg, spark.spark_jars(), confs, "class-archive", say=lambda line: None,
-                       archive_to=partial)
+        state = _start(home, cfg, spark.spark_jars(), confs, "class-archive", say=lambda line: None, archive_to=partial)
         try:
             session = spark.attach(state["url"])
             _warm_up(session, home / "warm-up")
@@ -191,35 +215,48 @@ def _warm_up(session, path: Path) -> None:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    frame = pd.DataFrame({"k": ["a", "b", "c"] * 100, "x": range(300),
-                          "t": pd.date_range("2013-01-01", periods=300, freq="h")})
+    frame = pd.DataFrame({"k": ["a", "b", "c"] * 100, "x": range(300), "t": pd.date_range("2013-01-01", periods=300, freq="h")})
     df = session.createDataFrame(frame)
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(path))
     df.where("x < 10").write.format("delta").mode("overwrite").option("replaceWhere", "x < 10").save(str(path))
     table = session.read.format("delta").load(str(path))
     first = Window.partitionBy("k").orderBy(F.col("t").desc())
-    (table.withColumn("n", F.row_number().over(first)).where("n = 1")
-     .join(table.groupBy("k").agg(F.count("*").alias("rows"), F.avg("x").alias("mean")), "k")
-     .mapInPandas(lambda frames: frames, "k string, x long, t timestamp, n int, rows long, mean double")
-     .toPandas())
-    for statement in (f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('warm' = 'up')",
-                      f"DESCRIBE DETAIL delta.`{path}`", f"DESCRIBE HISTORY delta.`{path}`",
-                      f"MERGE INTO delta.`{path}` t USING (SELECT 1L AS x) s ON t.x = s.x WHEN MATCHED THEN DELETE"):
+    (
+        table.withColumn("n", F.row_number().over(first))
+        .where("n = 1")
+        .join(table.groupBy("k").agg(F.count("*").alias("rows"), F.avg("x").alias("mean")), "k")
+        .mapInPandas(lambda frames: frames, "k string, x long, t timestamp, n int, rows long, mean double")
+        .toPandas()
+    )
+    for statement in (
+        f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('warm' = 'up')",
+        f"DESCRIBE DETAIL delta.`{path}`",
+        f"DESCRIBE HISTORY delta.`{path}`",
+        f"MERGE INTO delta.`{path}` t USING (SELECT 1L AS x) s ON t.x = s.x WHEN MATCHED THEN DELETE",
+    ):
         session.sql(statement).collect()
 
 
-def _start(home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str], fingerprint_: str, say,
-           archive_to: Path | None = None) -> dict:
+def _start(
+    home: Path, cfg: SparkSettings, jars: list[str], confs: dict[str, str], fingerprint_: str, say, archive_to: Path | None = None
+) -> dict:
     port, note = _pick_port(cfg.port)
     if note:
         say(note)
     url = f"sc://127.0.0.1:{port}"
     started = time.monotonic()
-    state = _service(home).start(_command(cfg, jars, confs, port, archive_to), lambda state: _answers(state["url"]), START_TIMEOUT_S,
-                                 cwd=home, env={**spark.server_environment(), **spark.worker_environment()},
-                                 url=url, fingerprint=fingerprint_, master=cfg.master, python=sys.executable)
-    say(f"started the Spark server at {url} in {time.monotonic() - started:.1f}s (pid {state['pid']}, "
-        f"log {log_file(home)})")
+    state = _service(home).start(
+        _command(cfg, jars, confs, port, archive_to),
+        lambda state: _answers(state["url"]),
+        START_TIMEOUT_S,
+        cwd=home,
+        env={**spark.server_environment(), **spark.worker_environment()},
+        url=url,
+        fingerprint=fingerprint_,
+        master=cfg.master,
+        python=sys.executable,
+    )
+    say(f"started the Spark server at {url} in {time.monotonic() - started:.1f}s (pid {state['pid']}, log {log_file(home)})")
     return state
 
 
@@ -241,8 +278,10 @@ def main(command: str, env: EnvConfig) -> int:
     home = env.home
     if command == "start":
         running = ensure(env)
-        print(f"Spark server {running.url} (pid {running.pid}); notebooks attach with SPARK_REMOTE={running.url}; "
-              f"stop: {sys.executable} -m lib.platform.spark stop")
+        print(
+            f"Spark server {running.url} (pid {running.pid}); notebooks attach with SPARK_REMOTE={running.url}; "
+            f"stop: {sys.executable} -m lib.platform.spark stop"
+        )
     elif command == "stop":
         stopped = stop(home)
         print(f"stopped the Spark server (pid {stopped.pid})" if stopped else f"no Spark server runs for {home}")
@@ -254,7 +293,9 @@ def main(command: str, env: EnvConfig) -> int:
         running, state = found
         cfg = settings(env)
         stale = state.get("fingerprint") != fingerprint(cfg, spark.spark_jars(), server_confs(cfg, home / "spark-warehouse"))
-        print(f"Spark server {running.url} (pid {running.pid}, master {state.get('master')}, up "
-              f"{time.time() - running.started_at:.0f}s{', stale: lib/ or settings changed' if stale else ''}; "
-              f"log {running.log})")
+        print(
+            f"Spark server {running.url} (pid {running.pid}, master {state.get('master')}, up "
+            f"{time.time() - running.started_at:.0f}s{', stale: lib/ or settings changed' if stale else ''}; "
+            f"log {running.log})"
+        )
     return 0

@@ -4,14 +4,13 @@ default, as a Databricks notebook attaches to its cluster) or a local in-process
 
 from __future__ import annotations
 
-
 import os
 from pathlib import Path
 
 from lib.core.errors import SetupError
 from lib.platform.services.java import check_java
-from lib.platform.spark.builder import REMOTE_ENV_VAR, _base_builder, attach, spark_jars
 from lib.platform.spark import server as spark_server
+from lib.platform.spark.builder import REMOTE_ENV_VAR, _base_builder, attach, spark_jars
 
 
 def get_spark(app_name: str = "lakehouse-mlops", env=None, warehouse: Path | None = None):
@@ -36,7 +35,6 @@ def get_spark(app_name: str = "lakehouse-mlops", env=None, warehouse: Path | Non
     return _local(app_name, warehouse, cfg or spark_server.SparkSettings())
 
 
-
 def _local(app_name: str, warehouse: Path | None, cfg):
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
@@ -56,4 +54,3 @@ def _local(app_name: str, warehouse: Path | None, cfg):
         raise SetupError(f"Spark failed to start ({exc.getErrorClass()}); see the Java output above") from None
     spark.sparkContext.setLogLevel("WARN")
     return spark
-

@@ -42,8 +42,9 @@ class KernelPool:
         km = KernelManager(kernel_name=self.kernel_name)
         started_with = dict(os.environ)
         with open(log, "ab") as err:  # the kernel keeps its own handle on the file
-            km.start_kernel(cwd=str(PROJECT_DIR), stderr=err, env=started_with,
-                            extra_arguments=[f"--IPKernelApp.exec_lines={[code]!r}"])
+            km.start_kernel(
+                cwd=str(PROJECT_DIR), stderr=err, env=started_with, extra_arguments=[f"--IPKernelApp.exec_lines={[code]!r}"]
+            )
         return km, log, started_with
 
     def start(self) -> None:
@@ -68,7 +69,10 @@ class KernelPool:
             client.wait_for_ready(timeout=START_TIMEOUT_S)
             reply = client.execute_interactive(
                 f"import os as _os; _os.environ.update({changed!r}); [_os.environ.pop(k, None) for k in {removed!r}]; del _os",
-                store_history=False, timeout=START_TIMEOUT_S, output_hook=lambda msg: None)
+                store_history=False,
+                timeout=START_TIMEOUT_S,
+                output_hook=lambda msg: None,
+            )
             if reply["content"]["status"] != "ok":
                 raise RuntimeError(f"a new kernel failed to take its environment: {reply['content'].get('evalue')}")
         except BaseException:

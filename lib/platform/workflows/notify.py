@@ -1,12 +1,11 @@
-"""Failure and alert notifications: always a console line, and a webhook POST when configured.
-"""
+"""Failure and alert notifications: always a console line, and a webhook POST when configured."""
 
 from __future__ import annotations
 
-
 import json
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lib.core.config import EnvConfig
 
@@ -24,4 +23,3 @@ def notify(env: EnvConfig, message: str, out: Callable[[str], None], details: di
             pass
     except OSError as exc:
         out(f"NOTIFY webhook {env.webhook_url} failed: {exc}")
-

@@ -19,22 +19,25 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from lib.platform import registry
-from lib.core.config import DataWindow
-from lib.core.names import DECISION, REASON
-from lib.core.errors import ConfigError, LakehouseError
 from lib.core import names
+from lib.core.config import DataWindow
+from lib.core.errors import ConfigError, LakehouseError
+from lib.core.names import DECISION, REASON
+from lib.platform import registry
 
 TABLE = "replay_timeline"
-SCHEMA = ("run int, step int, as_of date, event string, job string, seconds double, ok boolean, error string, "
-          "champion_before string, champion_after string, alert_values map<string,double>, "
-          "alert_states map<string,string>, alerts_fired array<string>, trained array<string>, outcome string")
-FIRST_JOB = "workflow"         # step 0: everything, so that there is a Champion to score with
+SCHEMA = (
+    "run int, step int, as_of date, event string, job string, seconds double, ok boolean, error string, "
+    "champion_before string, champion_after string, alert_values map<string,double>, "
+    "alert_states map<string,string>, alerts_fired array<string>, trained array<string>, outcome string"
+)
+FIRST_JOB = "workflow"  # step 0: everything, so that there is a Champion to score with
 STEP_JOB = "score_and_monitor"  # every later step
 
 
@@ -61,8 +64,10 @@ def steps(start: dt.date, end: dt.date, every: int, window: DataWindow) -> list[
     """The as-of date of each step: START, START + every, ... up to END, each a valid run date
     (at least the training window after the data's start; its scored period inside the data)."""
     if start < window.earliest_as_of():
-        raise ConfigError(f"--replay starts {start}, before the first day a model can be trained as of "
-                          f"({window.earliest_as_of()}: {window.train_days + window.holdout_days} days of data first)")
+        raise ConfigError(
+            f"--replay starts {start}, before the first day a model can be trained as of "
+            f"({window.earliest_as_of()}: {window.train_days + window.holdout_days} days of data first)"
+        )
     last = min(end, window.latest_as_of())
     days = []
     day = start
@@ -93,15 +98,33 @@ class Event:
     values: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # the job's task values
 
     def record(self) -> tuple:
-        return (self.step, self.as_of, self.event, self.job, round(self.seconds, 1), self.ok, self.error,
-                self.champion_before, self.champion_after, self.alert_values, self.alert_states,
-                self.alerts_fired, self.trained, self.outcome)
+        return (
+            self.step,
+            self.as_of,
+            self.event,
+            self.job,
+            round(self.seconds, 1),
+            self.ok,
+            self.error,
+            self.champion_before,
+            self.champion_after,
+            self.alert_values,
+            self.alert_states,
+            self.alerts_fired,
+            self.trained,
+            self.outcome,
+        )
 
     def line(self) -> str:
-        champion = (f"Champion v{self.champion_before}" if self.champion_before == self.champion_after
-                    else f"Champion v{self.champion_before or '-'} -> v{self.champion_after or '-'}")
-        alerts = ", ".join(f"{name} {_num(self.alert_values.get(name))}{'!' if state == 'TRIGGERED' else ''}"
-                           for name, state in self.alert_states.items())
+        champion = (
+            f"Champion v{self.champion_before}"
+            if self.champion_before == self.champion_after
+            else f"Champion v{self.champion_before or '-'} -> v{self.champion_after or '-'}"
+        )
+        alerts = ", ".join(
+            f"{name} {_num(self.alert_values.get(name))}{'!' if state == 'TRIGGERED' else ''}"
+            for name, state in self.alert_states.items()
+        )
         parts = [f"{self.as_of}  {self.event:<9} {self.job:<17} {self.seconds:5.0f}s  {champion}"]
         if alerts:
             parts.append(alerts)
@@ -136,9 +159,16 @@ def _outcome(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]
     return new, "; ".join(words)
 
 
-def replay(model: str, days: list[dt.date], run_job: Callable[[str, dt.date], dict[str, dict[str, Any]]],
-           scheduler, triggered: Callable[[dict[str, dict[str, Any]]], list[str]],
-           notebooks: Callable[[str], set], events: list[Event], say: Callable[[str], None] = print) -> list[Event]:
+def replay(
+    model: str,
+    days: list[dt.date],
+    run_job: Callable[[str, dt.date], dict[str, dict[str, Any]]],
+    scheduler,
+    triggered: Callable[[dict[str, dict[str, Any]]], list[str]],
+    notebooks: Callable[[str], set],
+    events: list[Event],
+    say: Callable[[str], None] = print,
+) -> list[Event]:
     """Run the replay, appending each job run to `events` (so a caller has them also when it
     stops early), and return them.
 
@@ -173,14 +203,15 @@ def replay(model: str, days: list[dt.date], run_job: Callable[[str, dt.date], di
                 raise LakehouseError(f"the replay's first step ({FIRST_JOB} as of {day}) failed: {event.error}")
             if event.ok:
                 ran |= notebooks(job)
-            for name in (triggered(event.values) if event.ok else []):
+            for name in triggered(event.values) if event.ok else []:
                 if all(name != j for _, j in planned):
                     planned.append(("triggered", name))
     return events
 
 
-def _run(step: int, day: dt.date, kind: str, job: str, model: str,
-         run_job: Callable[[str, dt.date], dict[str, dict[str, Any]]]) -> Event:
+def _run(
+    step: int, day: dt.date, kind: str, job: str, model: str, run_job: Callable[[str, dt.date], dict[str, dict[str, Any]]]
+) -> Event:
     event = Event(step, day, kind, job)
     before = _versions(model)
     event.champion_before = registry.aliases(model).get(names.CHAMPION, "")
@@ -211,10 +242,12 @@ def write(lakehouse, env, events: list[Event]) -> str:
 
 def display(timeline: pd.DataFrame) -> pd.DataFrame:
     """The timeline table as people read it: one row per job run, the alerts in one column."""
+
     def alerts(row) -> str:
         values, states = row["alert_values"] or {}, row["alert_states"] or {}
-        return ", ".join(f"{n} {_num(values.get(n))}{' TRIGGERED' if s == 'TRIGGERED' else ''}"
-                         for n, s in sorted(states.items()))
+        return ", ".join(
+            f"{n} {_num(values.get(n))}{' TRIGGERED' if s == 'TRIGGERED' else ''}" for n, s in sorted(states.items())
+        )
 
     def champion(row) -> str:
         before, after = row["champion_before"] or "-", row["champion_after"] or "-"
@@ -222,24 +255,30 @@ def display(timeline: pd.DataFrame) -> pd.DataFrame:
 
     if timeline.empty:
         return pd.DataFrame(columns=["as_of", "event", "job", "seconds", "champion", "alerts", "fired", "outcome"])
-    return pd.DataFrame({
-        "as_of": timeline["as_of"], "event": timeline["event"], "job": timeline["job"], "seconds": timeline["seconds"],
-        "champion": timeline.apply(champion, axis=1), "alerts": timeline.apply(alerts, axis=1),
-        "fired": timeline["alerts_fired"].map(lambda v: ", ".join(v) if v is not None else ""),
-        "outcome": [o if ok else f"FAILED: {e}" for o, ok, e in zip(timeline["outcome"], timeline["ok"], timeline["error"])],
-    })
+    return pd.DataFrame(
+        {
+            "as_of": timeline["as_of"],
+            "event": timeline["event"],
+            "job": timeline["job"],
+            "seconds": timeline["seconds"],
+            "champion": timeline.apply(champion, axis=1),
+            "alerts": timeline.apply(alerts, axis=1),
+            "fired": timeline["alerts_fired"].map(lambda v: ", ".join(v) if v is not None else ""),
+            "outcome": [o if ok else f"FAILED: {e}" for o, ok, e in zip(timeline["outcome"], timeline["ok"], timeline["error"])],
+        }
+    )
 
 
 def summary(events: list[Event]) -> list[str]:
     """What happened, in a few lines: steps, retrains and why, promotions, alerts fired."""
     retrains = [e for e in events if e.event in ("scheduled", "triggered") and e.trained]
     promoted = [e for e in events if e.champion_after != e.champion_before]
-    lines = [f"{len({e.step for e in events})} steps, {len(events)} job runs, "
-             f"{sum(not e.ok for e in events)} failed"]
+    lines = [f"{len({e.step for e in events})} steps, {len(events)} job runs, {sum(not e.ok for e in events)} failed"]
     fired = [f"{e.as_of} {', '.join(e.alerts_fired)}" for e in events if e.alerts_fired]
     lines.append("alerts fired: " + ("; ".join(fired) if fired else "none"))
     lines.append(f"retrains: {len(retrains)} (" + ", ".join(f"{e.as_of} {e.event}" for e in retrains) + ")")
     for e in promoted:
-        lines.append(f"promotion {e.as_of}: Champion v{e.champion_before or '-'} -> v{e.champion_after} "
-                     f"({e.event} {e.job}): {e.outcome}")
+        lines.append(
+            f"promotion {e.as_of}: Champion v{e.champion_before or '-'} -> v{e.champion_after} ({e.event} {e.job}): {e.outcome}"
+        )
     return lines

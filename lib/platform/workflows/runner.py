@@ -9,7 +9,6 @@ notifies (console line always, webhook if configured).
 
 from __future__ import annotations
 
-
 import contextlib
 import datetime as dt
 import json
@@ -18,23 +17,21 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
-from lib.platform.workflows import task_values
 from lib.core.config import PROJECT_DIR, EnvConfig
 from lib.core.errors import ConfigError, JobFailedError
+from lib.platform.workflows import task_values
 from lib.platform.workflows.kernels import KernelPool
 from lib.platform.workflows.notify import notify
-from lib.platform.workflows.spec import Job, TRIGGER_KEY, Task, notebooks
-
+from lib.platform.workflows.spec import TRIGGER_KEY, Job, Task, notebooks
 
 _REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 
 
-
 SUCCESS, FAILED, UPSTREAM_FAILED, EXCLUDED = "SUCCESS", "FAILED", "UPSTREAM_FAILED", "EXCLUDED"
-
 
 
 def outcome_of(run_if: str, dependencies: list[str]) -> str | None:
@@ -48,13 +45,17 @@ def outcome_of(run_if: str, dependencies: list[str]) -> str | None:
         return EXCLUDED
     ok = [d in (SUCCESS, EXCLUDED) for d in dependencies]
     failed = [d in (FAILED, UPSTREAM_FAILED) for d in dependencies]
-    runs = {"ALL_SUCCESS": all(ok), "AT_LEAST_ONE_SUCCESS": any(ok),
-            "NONE_FAILED": not any(failed) and SUCCESS in dependencies, "ALL_DONE": True,
-            "AT_LEAST_ONE_FAILED": any(failed), "ALL_FAILED": all(failed)}[run_if]
+    runs = {
+        "ALL_SUCCESS": all(ok),
+        "AT_LEAST_ONE_SUCCESS": any(ok),
+        "NONE_FAILED": not any(failed) and SUCCESS in dependencies,
+        "ALL_DONE": True,
+        "AT_LEAST_ONE_FAILED": any(failed),
+        "ALL_FAILED": all(failed),
+    }[run_if]
     if runs:
         return None
     return EXCLUDED if run_if in ("AT_LEAST_ONE_FAILED", "ALL_FAILED") else UPSTREAM_FAILED
-
 
 
 def resolve(value: Any, job_params: dict[str, Any], values: dict[str, dict[str, Any]]) -> Any:
@@ -78,7 +79,6 @@ def resolve(value: Any, job_params: dict[str, Any], values: dict[str, dict[str, 
     return _REF.sub(lookup, value)
 
 
-
 @contextlib.contextmanager
 def _stderr_to(path: Path) -> Iterator[None]:
     """Send this process's stderr (inherited by kernels and their JVMs) to a log file."""
@@ -94,7 +94,6 @@ def _stderr_to(path: Path) -> Iterator[None]:
             os.close(saved)
 
 
-
 def _failing_cell(notebook: Path) -> str:
     """Name the cell that raised in an executed notebook: its In [n] and the heading above it."""
     try:
@@ -103,19 +102,25 @@ def _failing_cell(notebook: Path) -> str:
         return "an unknown cell"
     for index, cell in enumerate(cells):
         if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            headings = [c for c in cells[:index] if c["cell_type"] == "markdown"
-                        and "".join(c["source"]).lstrip().startswith("#")]
+            headings = [
+                c for c in cells[:index] if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("#")
+            ]
             title = "".join(headings[-1]["source"]).strip().splitlines()[0].lstrip("# ") if headings else ""
             return f"cell In [{cell.get('execution_count')}]" + (f" ({title})" if title else "")
     return "an unknown cell"
 
 
-
 class Runner:
     """Runs one job (and the jobs it calls) for one environment, keeping every executed notebook."""
 
-    def __init__(self, env: EnvConfig, jobs: dict[str, Job], run_dir: Path, stream: TextIO | None = None,
-                 health: Callable[[], str | None] | None = None):
+    def __init__(
+        self,
+        env: EnvConfig,
+        jobs: dict[str, Job],
+        run_dir: Path,
+        stream: TextIO | None = None,
+        health: Callable[[], str | None] | None = None,
+    ):
         """`health` says why the Spark the kernels attach to is gone (None while it answers)."""
         self.env = env
         self.jobs = jobs
@@ -142,15 +147,20 @@ class Runner:
                 if name not in self.jobs:
                     raise JobFailedError(f"a task of {job_name} asked to run unknown job {name!r}")
                 if notebooks(self.jobs, name) <= notebooks(self.jobs, job_name):
-                    self.out(f"{name} (asked for by a task of {job_name}): skipped, {job_name} ran its notebooks "
-                             "with these parameters already")
+                    self.out(
+                        f"{name} (asked for by a task of {job_name}): skipped, {job_name} ran its notebooks "
+                        "with these parameters already"
+                    )
                     continue
                 done.add(name)
                 current = name
                 self.out(f"{name} (job, asked for by a task of {job_name})")
                 started = time.monotonic()
-                values[f"triggered-{name}"] = {k: v for d in self._run_job(
-                    name, params, self.run_dir / f"triggered-{name}", depth=1).values() for k, v in d.items()}
+                values[f"triggered-{name}"] = {
+                    k: v
+                    for d in self._run_job(name, params, self.run_dir / f"triggered-{name}", depth=1).values()
+                    for k, v in d.items()
+                }
                 self.out(f"{name} done in {time.monotonic() - started:.1f}s")
             return values
         except JobFailedError as exc:
@@ -185,8 +195,9 @@ class Runner:
             raise JobFailedError(f"{failures[0]}{more}")
         return values
 
-    def _run_task(self, task: Task, params: dict[str, Any], values: dict[str, dict[str, Any]], folder: Path,
-                  indent: str, depth: int) -> dict[str, Any]:
+    def _run_task(
+        self, task: Task, params: dict[str, Any], values: dict[str, dict[str, Any]], folder: Path, indent: str, depth: int
+    ) -> dict[str, Any]:
         if task.job is not None:
             self.out(f"{indent}{task.key} (job {task.job})")
             started = time.monotonic()
@@ -217,9 +228,19 @@ class Runner:
             try:
                 kernel = self.kernels.take({task_values.ENV_VAR: str(values_file)}, log)
                 with _stderr_to(log):
-                    interrupted = self._interruptible(task, kernel, lambda: pm.execute_notebook(
-                        str(task.notebook), str(output), parameters=params, km=kernel, progress_bar=False,
-                        log_output=False, cwd=str(PROJECT_DIR)))
+                    interrupted = self._interruptible(
+                        task,
+                        kernel,
+                        lambda: pm.execute_notebook(  # noqa: B023 - run within this iteration
+                            str(task.notebook),
+                            str(output),
+                            parameters=params,
+                            km=kernel,
+                            progress_bar=False,
+                            log_output=False,
+                            cwd=str(PROJECT_DIR),
+                        ),
+                    )
             except Exception as exc:  # papermill raises its own types and kernel errors
                 elapsed = time.monotonic() - started
                 message = str(getattr(exc, "evalue", exc)).strip().splitlines() or [""]
@@ -277,7 +298,6 @@ class Runner:
         return interrupted
 
 
-
 def triggered(values: dict[str, dict[str, Any]]) -> list[str]:
     """The jobs that tasks asked to run next (task value TRIGGER_KEY: a list of job names), in order."""
     out: list[str] = []
@@ -288,8 +308,6 @@ def triggered(values: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-
 def new_run_dir(env: EnvConfig, job: str) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     return env.home / "runs" / env.name / f"{stamp}-{job}"
-

@@ -20,11 +20,13 @@ import os
 import re
 import time
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, field_validator
+
 from lib.core.errors import ConfigError
 
 PAUSED, UNPAUSED = "PAUSED", "UNPAUSED"
@@ -46,8 +48,10 @@ class Schedule(BaseModel):
     def _parses(cls, value: str) -> str:
         fields = value.split()
         if len(fields) not in (6, 7):
-            raise ValueError(f"{value!r} is not a Quartz cron expression: it needs 6 or 7 fields "
-                             "(seconds minutes hours day-of-month month day-of-week [year])")
+            raise ValueError(
+                f"{value!r} is not a Quartz cron expression: it needs 6 or 7 fields "
+                "(seconds minutes hours day-of-month month day-of-week [year])"
+            )
         if not croniter.is_valid(_as_cron(value), second_at_beginning=True):
             raise ValueError(f"{value!r} does not parse as a Quartz cron expression")
         return value
@@ -67,7 +71,7 @@ class Schedule(BaseModel):
         it = croniter(_as_cron(self.quartz_cron_expression), _utc(after).astimezone(zone), second_at_beginning=True)
         out: list[dt.datetime] = []
         while True:
-            fire = it.get_next(dt.datetime).astimezone(dt.timezone.utc).replace(tzinfo=None)
+            fire = it.get_next(dt.datetime).astimezone(dt.UTC).replace(tzinfo=None)
             if fire > until:
                 return out
             out.append(fire)
@@ -76,11 +80,11 @@ class Schedule(BaseModel):
         """The first fire time after `after` (naive UTC)."""
         zone = zoneinfo.ZoneInfo(self.timezone_id)
         it = croniter(_as_cron(self.quartz_cron_expression), _utc(after).astimezone(zone), second_at_beginning=True)
-        return it.get_next(dt.datetime).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return it.get_next(dt.datetime).astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def _as_cron(expression: str) -> str:
@@ -156,12 +160,17 @@ class Scheduler:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
-def run(scheduler: Scheduler, run_job: Callable[[str, dt.datetime], None], clock: Callable[[], dt.datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep, until: dt.datetime | None = None,
-        say: Callable[[str], None] = print) -> int:
+def run(
+    scheduler: Scheduler,
+    run_job: Callable[[str, dt.datetime], None],
+    clock: Callable[[], dt.datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+    until: dt.datetime | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
     """Run due jobs as the clock goes, until `until` (forever when None; Ctrl-C stops it).
 
     `run_job(name, fire_time)` runs one job; a failure is reported by it and does not stop the
@@ -175,8 +184,10 @@ def run(scheduler: Scheduler, run_job: Callable[[str, dt.datetime], None], clock
         now = clock()
         for name, fire in scheduler.due(now):
             skipped = scheduler.missed(name, now)
-            say(f"scheduler: {name} due at {fire:%Y-%m-%d %H:%M:%S} UTC"
-                + (f" (missed {skipped} earlier fire time(s) while down: run once)" if skipped else ""))
+            say(
+                f"scheduler: {name} due at {fire:%Y-%m-%d %H:%M:%S} UTC"
+                + (f" (missed {skipped} earlier fire time(s) while down: run once)" if skipped else "")
+            )
             scheduler.ran(name, fire)  # recorded first: a run that fails is not retried at every tick
             run_job(name, fire)
             runs += 1

@@ -29,16 +29,19 @@ class NotebookTask(Strict):
     base_parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)  # may hold {{...}} references
 
     @model_validator(mode="after")
-    def _declared(self) -> "NotebookTask":
+    def _declared(self) -> NotebookTask:
         notebook = PROJECT_DIR / self.notebook_path
         if not notebook.is_file() or notebook.suffix != ".ipynb":
             raise invalid("notebook_path", f"notebook {self.notebook_path!r} does not exist")
         declared = notebook_parameters(notebook)
         for name in self.base_parameters:
             if name not in declared:
-                raise invalid(f"base_parameters.{name}", f"not a parameter of {self.notebook_path} (its parameters "
-                                                         f"cell declares {', '.join(declared) or 'none'})"
-                                                         f"{suggest(name, declared)}")
+                raise invalid(
+                    f"base_parameters.{name}",
+                    f"not a parameter of {self.notebook_path} (its parameters "
+                    f"cell declares {', '.join(declared) or 'none'})"
+                    f"{suggest(name, declared)}",
+                )
         return self
 
 
@@ -60,7 +63,7 @@ class TaskSpec(Strict):
     max_retries: StrictInt = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "TaskSpec":
+    def _one_kind(self) -> TaskSpec:
         if (self.notebook_task is None) == (self.run_job_task is None):
             raise invalid("", "needs exactly one of notebook_task, run_job_task")
         if "run_if" in self.model_fields_set and not self.depends_on:
@@ -74,15 +77,16 @@ class JobSpec(Strict):
     schedule: Schedule | None = None
 
     @model_validator(mode="after")
-    def _a_dag(self) -> "JobSpec":
+    def _a_dag(self) -> JobSpec:
         keys = [t.task_key for t in self.tasks]
         for i, task in enumerate(self.tasks):
             if task.task_key in keys[:i]:
                 raise invalid(f"tasks.{i}.task_key", f"two tasks are named {task.task_key}")
             for j, dep in enumerate(task.depends_on):
                 if dep.task_key not in keys:
-                    raise invalid(f"tasks.{i}.depends_on.{j}", f"depends on unknown task {dep.task_key!r}"
-                                                               f"{suggest(dep.task_key, keys)}")
+                    raise invalid(
+                        f"tasks.{i}.depends_on.{j}", f"depends on unknown task {dep.task_key!r}{suggest(dep.task_key, keys)}"
+                    )
         sorter = graphlib.TopologicalSorter({t.task_key: [d.task_key for d in t.depends_on] for t in self.tasks})
         try:
             sorter.prepare()
@@ -97,13 +101,15 @@ class JobsFile(Strict):
     jobs: dict[str, JobSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _known_jobs(self) -> "JobsFile":
+    def _known_jobs(self) -> JobsFile:
         for name, job in self.jobs.items():
             for i, task in enumerate(job.tasks):
                 called = task.run_job_task.job_name if task.run_job_task else None
                 if called is not None and called not in self.jobs:
-                    raise invalid(f"jobs.{name}.tasks.{i}.run_job_task.job_name",
-                                  f"runs unknown job {called!r}{suggest(called, list(self.jobs))}")
+                    raise invalid(
+                        f"jobs.{name}.tasks.{i}.run_job_task.job_name",
+                        f"runs unknown job {called!r}{suggest(called, list(self.jobs))}",
+                    )
         for name in self.jobs:
             self._no_recursion(name, ())
         return self
@@ -146,13 +152,18 @@ def load_jobs(path: Path | None = None) -> dict[str, Job]:
 def _job(name: str, job: JobSpec) -> Job:
     tasks = {}
     for t in job.tasks:
-        common = {"key": t.task_key, "depends_on": tuple(d.task_key for d in t.depends_on),
-                  "max_retries": t.max_retries, "run_if": t.run_if}
+        common = {
+            "key": t.task_key,
+            "depends_on": tuple(d.task_key for d in t.depends_on),
+            "max_retries": t.max_retries,
+            "run_if": t.run_if,
+        }
         if t.run_job_task:
             tasks[t.task_key] = Task(job=t.run_job_task.job_name, **common)
         else:
-            tasks[t.task_key] = Task(notebook=PROJECT_DIR / t.notebook_task.notebook_path,
-                                     parameters=dict(t.notebook_task.base_parameters), **common)
+            tasks[t.task_key] = Task(
+                notebook=PROJECT_DIR / t.notebook_task.notebook_path, parameters=dict(t.notebook_task.base_parameters), **common
+            )
     order = graphlib.TopologicalSorter({key: task.depends_on for key, task in tasks.items()}).static_order()
     return Job(name, job.description, tuple(tasks[key] for key in order), job.schedule)
 
@@ -172,8 +183,13 @@ def notebook_parameters(notebook: Path) -> list[str]:
             except SyntaxError as exc:
                 raise ConfigError(f"{display_path(notebook)}: its parameters cell does not parse: {exc.msg}") from None
             for node in ast.walk(tree):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-                    node, (ast.AnnAssign, ast.AugAssign)) else []
+                targets = (
+                    node.targets
+                    if isinstance(node, ast.Assign)
+                    else [node.target]
+                    if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+                    else []
+                )
                 found += [t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)]
     return list(dict.fromkeys(found))
 
