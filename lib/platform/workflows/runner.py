@@ -231,11 +231,11 @@ class Runner:
                     interrupted = self._interruptible(
                         task,
                         kernel,
-                        lambda: pm.execute_notebook(  # noqa: B023 - run within this iteration
+                        lambda km=kernel: pm.execute_notebook(
                             str(task.notebook),
                             str(output),
                             parameters=params,
-                            km=kernel,
+                            km=km,
                             progress_bar=False,
                             log_output=False,
                             cwd=str(PROJECT_DIR),
