@@ -30,12 +30,13 @@ from lib.core.errors import LakehouseError
 from lib.monitoring import monitors
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
-from lib.platform.services import java
+from lib.platform.services import java, kafka_server, postgres
+from lib.platform.services import kafka_client as kafka
 from lib.platform.spark import builder as spark
 from lib.platform.spark import server as spark_server
 from lib.platform.spark import session
+from lib.platform.workflows import replay, scheduler, spec
 from lib.platform.workflows import runner as jobs
-from lib.platform.workflows import spec
 
 DEFAULT_JOB = "workflow"
 TRAIN_NOTEBOOK = config.PROJECT_DIR / "notebooks" / "pipelines" / "03_train.ipynb"
@@ -95,9 +96,7 @@ def wipe(env: config.EnvConfig) -> None:
     """Delete a temporary environment's catalog, registered models, experiment and run folders."""
     import shutil
 
-    from lib.platform.services import kafka_client as kafka
-    from lib.platform.services import kafka_server, postgres
-    from lib.serving import online_store, server, settings
+    from lib.serving import online_store, server, settings  # the serving stack: imported by the commands that serve
 
     folder = Lakehouse(None, env).drop_catalog()  # refuses a non-temporary environment first
     server.stop(env)  # its endpoints serve models that are about to go
@@ -176,7 +175,7 @@ def show_history(env: config.EnvConfig) -> None:
 
 
 def approve(env: config.EnvConfig, version: str) -> None:
-    from lib.lifecycle import deployment
+    from lib.lifecycle import deployment  # MLflow and scikit-learn: seconds to import
 
     if not version.isdigit():
         raise config.ConfigError(f"--approve takes a version number, got {version!r}")
@@ -188,7 +187,7 @@ def approve(env: config.EnvConfig, version: str) -> None:
 
 
 def rollback(env: config.EnvConfig) -> None:
-    from lib.lifecycle import deployment
+    from lib.lifecycle import deployment  # MLflow and scikit-learn: seconds to import
 
     registry.configure(env)
     new, old = deployment.rollback(env.model_name)
@@ -230,7 +229,7 @@ def summary(env: config.EnvConfig, run_dir, spark_url: str | None) -> None:
     print(f"History: python run_pipeline.py --env {env.name} --history")
     for page in sorted((env.home / "dashboards" / env.name).glob("*.html")):
         print(f"Dashboard: {page}")
-    from lib.serving import server, settings
+    from lib.serving import server, settings  # the serving stack: imported by the commands that serve
 
     cfg = settings.load(env)
     running = server.find(cfg)
@@ -288,7 +287,6 @@ def run_scheduler(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: ar
     With --clock the clock is simulated: it starts there, jumps to each fire time, runs each
     job as of its fire date, and stops at --until.
     """
-    from lib.platform.workflows import scheduler
 
     schedules = {name: job.schedule for name, job in all_jobs.items() if job.schedule}
     if args.clock:
@@ -333,8 +331,7 @@ def run_replay(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: argpa
     in a lakehouse of its own under <lakehouse>/replays/, attached to the lakehouse's Spark server."""
     import shutil
 
-    from lib.platform.workflows import replay, scheduler
-    from lib.serving import server, settings
+    from lib.serving import server, settings  # the serving stack: imported by the commands that serve
 
     start, end = replay.parse_span(args.replay)
     every = replay.parse_every(args.every or "")
@@ -368,8 +365,7 @@ def run_replay(env: config.EnvConfig, all_jobs: dict[str, spec.Job], args: argpa
             )
         finally:
             if events:
-                from lib.monitoring import dashboard
-                from lib.platform.catalog import Lakehouse
+                from lib.monitoring import dashboard  # matplotlib: seconds to import
 
                 lakehouse = Lakehouse(session.get_spark("replay", env=renv), renv)
                 table = replay.write(lakehouse, renv, events)
@@ -404,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.env:
             raise config.ConfigError(f"--env is required: one of {', '.join(config.environment_names())}")
         env = config.load_env(args.env)
-        from lib.serving import server
+        from lib.serving import server  # the serving stack: imported by the commands that serve
 
         for flag, action in (
             (args.wipe, lambda: wipe(env)),
@@ -426,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         model_cfg = config.load_model_config()
         if TRAIN_NOTEBOOK in spec.notebooks(all_jobs, args.job):
             # A bad --hyperparameters file fails here too: unknown names fail when the estimator is built.
-            from lib.lifecycle import training
+            from lib.lifecycle import training  # scikit-learn and MLflow: seconds to import
 
             training.make_pipeline(model_cfg, config.load_hyperparameters(args.hyperparameters, model_cfg)[1])
         elif args.hyperparameters:
