@@ -66,7 +66,7 @@ def cli(*args) -> subprocess.CompletedProcess:
         (["--env", "prod", "--as-of", "2014-03-01"], "as-of 2014-03-01 is outside the data of environment prod"),
         ([], "--env is required"),
         (["--env", "prod", "--wipe"], "environment prod is not temporary"),
-        (["--env", "prod", "--hyperparameters", "conf/missing.yml"], "config file /"),
+        (["--env", "prod", "--hyperparameters", "conf/missing.yml"], "config file conf/missing.yml is missing"),
         (["--env", "prod", "--approve", "v2"], "--approve takes a version number, got 'v2'"),
         (
             ["--env", "prod", "--job", "monitoring", "--hyperparameters", "conf/examples/weak_model.yml"],
