@@ -77,6 +77,7 @@ def check_key(df: DataFrame, name: str, spec: FeatureTable) -> int:
         )
         .first()
     )
+    assert stats is not None, "an aggregate without groups has one row"
     if stats["duplicated"] or stats["nulls"]:
         raise LakehouseError(
             f"feature table {name}: {stats['duplicated'] or 0} rows share a primary key and "

@@ -149,16 +149,17 @@ def write_tables(
     specs = {name: model_cfg.feature_tables.get(name) for name in tables}
     cached = {name: df.cache() for name, df in tables.items()}
     try:
-        rows = {
-            name: feature_store.check_key(df, env.table(name), specs[name]) if specs[name] is not None else df.count()
-            for name, df in cached.items()
-        }
+        rows: dict[str, int] = {}
         for name, df in cached.items():
+            spec = specs[name]
+            rows[name] = feature_store.check_key(df, env.table(name), spec) if spec is not None else df.count()
+        for name, df in cached.items():
+            spec = specs[name]
             stamp = {"inputs": inputs, "rows": rows[name]} if inputs else None
-            if specs[name] is None:
+            if spec is None:
                 lakehouse.write(df, env.table(name), stamp=stamp)
             else:
-                feature_store.write_table(lakehouse, df, env.table(name), specs[name], stamp=stamp)
+                feature_store.write_table(lakehouse, df, env.table(name), spec, stamp=stamp)
     finally:
         for df in cached.values():
             df.unpersist()

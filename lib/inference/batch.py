@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql import DataFrame
@@ -73,10 +74,11 @@ def predict(
 
     uri = registry.artifact_uri(ref)  # unique to this version of this lakehouse (see below)
     info = Model.load(uri.removeprefix("file://"))  # the MLmodel file, read in place: signature and packaged lookups
-    packaged = (info.metadata or {}).get("feature_lookups")
+    metadata = info.metadata or {}
+    packaged = metadata.get("feature_lookups")
     if not packaged:
         raise ModelNotFoundError(f"{ref.uri} carries no feature lookups: it cannot score from keys")
-    keys = info.metadata.get("keys") or []
+    keys = metadata.get("keys") or []
     missing = [k for k in keys if k not in spine.columns]
     if missing:
         raise TableNotFoundError(f"the rows to score lack key column(s) {', '.join(missing)} needed by {ref.uri}")
@@ -194,7 +196,7 @@ def export_jdbc(predictions: DataFrame, table: str, url: str | None, home: Path,
     return int(held)
 
 
-def export_files(predictions: DataFrame, folder: Path, formats: list[str], start: dt.date, end: dt.date) -> Path:
+def export_files(predictions: DataFrame, folder: Path, formats: Sequence[str], start: dt.date, end: dt.date) -> Path:
     """Write the period as one folder per format (`<folder>/<start>_<end>/<format>/`).
 
     The new set is written beside the old one and swapped in with one rename of a symbolic
@@ -206,7 +208,9 @@ def export_files(predictions: DataFrame, folder: Path, formats: list[str], start
     try:
         for fmt in formats:
             writer = predictions.coalesce(1).write.mode("overwrite").format(fmt)  # a new folder each time
-            writer.save(str(version / fmt), **({"header": True} if fmt == "csv" else {}))
+            if fmt == "csv":
+                writer = writer.option("header", True)
+            writer.save(str(version / fmt))
         link = folder / f".{version.name}.link"
         link.symlink_to(version.relative_to(folder))
     except BaseException:

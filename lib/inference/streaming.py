@@ -32,6 +32,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 
 from lib.core import names
 from lib.core.config import EnvConfig
@@ -214,7 +215,7 @@ def kafka_topic(env: EnvConfig) -> str:
     return env.topic
 
 
-def start(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str):
+def start(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str) -> StreamingQuery:
     """Start the query (incoming_flights -> streaming_predictions) and return it."""
     kwargs = check_trigger(trigger)
     env = lakehouse.env
@@ -247,10 +248,14 @@ def run(
     check_trigger(trigger)
     check_source(lakehouse)
     champion = wait_for_champion(lakehouse.env, say, poll_s)
-    seen, rows, failure, query = set(), 0, None, None
+    seen: set[int] = set()
+    rows = 0
+    failure: Exception | None = None
+    query: StreamingQuery | None = None
 
     def report() -> None:
         nonlocal rows
+        assert query is not None, "reported on once the query has started"
         for progress in query.recentProgress:
             if progress.batchId not in seen and progress.numInputRows:
                 seen.add(progress.batchId)
@@ -280,9 +285,10 @@ def run(
     finally:
         if query is not None:
             query.stop()
-    if query is None and failure is None:  # Ctrl-C before the query began
-        return {"batches": 0, "rows": 0}
-    failure = failure or query.exception()
+    if failure is None:
+        if query is None:  # Ctrl-C before the query began
+            return {"batches": 0, "rows": 0}
+        failure = query.exception()
     if failure is not None:
         raise StreamingError(f"the stream stopped on an error: {cause(failure)}") from failure
     report()  # the last micro-batch, if the query ended between two looks

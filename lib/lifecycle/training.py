@@ -13,6 +13,7 @@ import subprocess
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
@@ -34,7 +35,7 @@ from lib.platform.registry import ModelRef
 _REQUIREMENTS = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
 
 
-class DelayModel(mlflow.pyfunc.PythonModel):
+class DelayModel(PythonModel):  # by name: mypy cannot see through mlflow's lazily loaded `mlflow.pyfunc` attribute
     """The pyfunc that is logged: features in, probability that the flight is delayed out.
 
     It computes its on-demand features itself, with the functions it was trained with.

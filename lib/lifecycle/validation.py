@@ -25,7 +25,7 @@ import pandas as pd
 
 from lib.core import names
 from lib.core.config import METRICS, VALIDATION_MODES, ConfigError, check_param
-from lib.core.config.model import Compliance, ModelConfig, Slices, Threshold
+from lib.core.config.model import Compliance, Metric, ModelConfig, Slices, Threshold
 from lib.core.errors import ValidationFailedError, first_line
 from lib.core.names import CHALLENGER, VALIDATION_STATUS
 from lib.features import store as feature_store
@@ -149,7 +149,7 @@ def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
         )
 
 
-def check_performance(candidate, baseline, thresholds: dict[str, Threshold], champion: str | None) -> list[Check]:
+def check_performance(candidate, baseline, thresholds: dict[Metric, Threshold], champion: str | None) -> list[Check]:
     """One check per configured rule, each judged by mlflow.validate_evaluation_results."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -282,13 +282,12 @@ def validate(
         else:
             candidate = evaluate(scored, label, threshold, f"candidate v{ref.version}")
             report.metrics = dict(candidate.metrics)
-            baseline = None
+            baseline = against = None
             if champion is not None and champion != ref:
+                against = f"Champion v{champion.version}"
                 scored_champion = holdout.assign(prediction=registry.predict(champion, holdout))
-                baseline = evaluate(scored_champion, label, threshold, f"Champion v{champion.version}")
-            report.checks += check_performance(
-                candidate, baseline, cfg.thresholds, f"Champion v{champion.version}" if baseline else None
-            )
+                baseline = evaluate(scored_champion, label, threshold, against)
+            report.checks += check_performance(candidate, baseline, cfg.thresholds, against)
             if cfg.slices is not None:
                 sl = cfg.slices
                 report.slices = slice_metrics(scored, sl.columns, sl.metric, label, threshold)

@@ -73,6 +73,13 @@ class RunJob(_Strict):
     run_job: str
 
 
+Action = Literal["notify"] | RunJob
+
+
+def _notify() -> list[Action]:
+    return ["notify"]
+
+
 class Rule(_Strict):
     """One alert of conf/alerts.yml."""
 
@@ -82,7 +89,7 @@ class Rule(_Strict):
     condition: Condition
     trigger: Trigger = Field(default_factory=Trigger)
     severity: Literal["info", "warning", "critical"] = "warning"
-    actions: list[Literal["notify"] | RunJob] = Field(default_factory=lambda: ["notify"])
+    actions: list[Action] = Field(default_factory=_notify)
 
 
 class AlertsFile(_Strict):

@@ -30,7 +30,8 @@ PANELS = ("drift", "quality", "serving", "alerts", "timeline")  # the <section> 
 HISTORY_ROWS = 200  # alert evaluations shown, newest first
 NAN_FILL = "#c8c8c8"  # a drift cell whose statistic is undefined
 _STATE_FILL = {OK: "#2e7d32", TRIGGERED: "#c62828", ERROR: "#ef6c00"}
-_SERIES = [to_hex(c) for c in colormaps["tab10"].colors]
+# tab10 is a ListedColormap (it has .colors); matplotlib's stubs type the registry's items as Colormap.
+_SERIES = [to_hex(c) for c in colormaps["tab10"].colors]  # type: ignore[attr-defined]
 _CELL_W, _CELL_H = 44, 20
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -333,5 +334,5 @@ def _text(value: Any) -> str:
         ts = pd.Timestamp(value)
         return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else ts.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, (float, np.floating)):
-        return f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+        return f"{int(value)}" if float(value).is_integer() and abs(float(value)) < 1e15 else f"{value:.4g}"
     return str(value)

@@ -361,7 +361,8 @@ def drift_rows(
     rows, previous = _pairs(keys, compared)
     parts = []
     window = [{"start": s, "end": e} for s, e in zip(keys["window_start"], keys["window_end"])]
-    sides = []
+    # (drift type, the compared rows, the rows they are compared against, the side those are in, window_cmp)
+    sides: list[tuple[str, np.ndarray, np.ndarray, Merged, list[dict[str, Any] | None]]] = []
     has_prev = previous >= 0
     if has_prev.any():
         a, b = rows[has_prev], previous[has_prev]
@@ -369,6 +370,7 @@ def drift_rows(
             ("CONSECUTIVE", a, b, merged, [{"start": window[j]["start"], "end": window[i]["start"]} for i, j in zip(a, b)])
         )
     if baseline is not None and len(baseline.groups):
+        assert base_keys is not None, "a baseline comes with its keys"
         base_index = base_keys.reset_index().rename(columns={"index": "previous"})
         found = _lookup(keys.loc[rows], base_index, ["model_id", "slice_key", "slice_value"])
         has_base = found >= 0

@@ -150,11 +150,13 @@ def refresh(
         metrics.GROUP,
     )
     baseline = base_keys = None
-    if base_table is not None and base_table.num_rows:
+    base_present: list[str] = []  # the profiled columns the baseline has
+    if base_rows is not None and base_table is not None and base_table.num_rows:  # base_table is None when base_rows is
+        base_present = _present(base_rows, columns)
         baseline = sketch.merge(sketch.partial(base_table, replace(spec, granularities=[])), spec)
         base_keys = metrics.group_keys(baseline.groups, [], monitor.slicing_exprs)
         base_profiles = metrics.profile_rows(baseline, spec, columns, base_keys, as_of, "BASELINE")
-        base_profiles = base_profiles[base_profiles["column_name"].isin([TABLE, *_present(base_rows, columns)])]
+        base_profiles = base_profiles[base_profiles["column_name"].isin([TABLE, *base_present])]
         base_profiles = custom_metrics.merge(
             base_profiles,
             custom_metrics.aggregate(base_rows, monitor, ["model_id"], slice_structs(monitor.slicing_exprs)),
@@ -163,7 +165,7 @@ def refresh(
         profiles = pd.concat([profiles, base_profiles], ignore_index=True)
     drifts = metrics.drift_rows(merged, keys, baseline, base_keys, spec, columns, compared)
     if baseline is not None and not drifts.empty:
-        absent = set(columns) - set(_present(base_rows, columns))
+        absent = set(columns) - set(base_present)
         drifts = drifts[~((drifts["drift_type"] == "BASELINE") & drifts["column_name"].isin(absent))]
     profile_fields = metrics.PROFILE_FIELDS + custom_metrics.fields(monitor.custom_metrics, ("AGGREGATE",))
     models_in = ", ".join(f"'{m}'" for m in models)

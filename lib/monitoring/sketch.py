@@ -242,6 +242,7 @@ def _categorical_column(column) -> dict:
 def _quality_columns(table: pa.Table, spec: Spec) -> list[dict]:
     """Per label (1: POSITIVE, 0: NEGATIVE), the labelled rows' prediction cells, whether each
     is predicted positive, and its log loss."""
+    assert spec.label and spec.prediction, "called only for a spec that has both"
     y, y_null = _float(table.column(spec.label))
     p, p_null = _float(table.column(spec.prediction))
     e = spec.numeric[spec.prediction]

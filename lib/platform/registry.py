@@ -8,9 +8,10 @@ import fcntl
 import getpass
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from lib.core import names
 from lib.core.config import EnvConfig
@@ -142,7 +143,7 @@ def check_writable(name: str) -> None:
     names.check_own(_writer[0], name, _writer[1])
 
 
-def set_tags(ref: ModelRef, tags: dict[str, object]) -> None:
+def set_tags(ref: ModelRef, tags: Mapping[str, object]) -> None:
     check_writable(ref.name)
     c = client()
     for key, value in tags.items():
@@ -241,11 +242,21 @@ def aliases(name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in model.aliases.items()}
 
 
-def history(name: str) -> list[dict[str, object]]:
+class VersionRow(TypedDict):
+    """A model version as `history` lists it (status, decision and reasons are among its tags)."""
+
+    version: str
+    created: str  # ISO 8601, UTC, to the second
+    aliases: list[str]
+    tags: dict[str, str]
+    description: str
+
+
+def history(name: str) -> list[VersionRow]:
     """Every version of a model, oldest first: created, status, decision, aliases and their reasons."""
     held = aliases(name)
     versions = client().search_model_versions(f"name = '{name}'", max_results=1000)
-    rows = []
+    rows: list[VersionRow] = []
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = dict(mv.tags)
         rows.append(

@@ -43,7 +43,7 @@ def _error(exc: ApiError, headers: dict | None = None) -> JSONResponse:
 class Guard:
     """ASGI middleware: bearer token on every route but health/ready, and the body size limit."""
 
-    def __init__(self, app, token: str, max_bytes: int):
+    def __init__(self, app: Starlette, token: str, max_bytes: int):
         self.app, self._token, self.max_bytes = app, token.encode(), max_bytes
 
     async def __call__(self, scope, receive, send):
@@ -86,7 +86,7 @@ def _json_body(raw: bytes) -> dict:
     return body
 
 
-def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer") -> Starlette:
+def build(manager: Manager, token: str, max_bytes: int, requester: str = "bearer") -> Guard:
     state = {"draining": False}
 
     def api(handler):

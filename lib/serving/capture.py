@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from lib.platform.catalog import Lakehouse
+
 log = logging.getLogger("lib.serving")
 
 SCHEMA = (
@@ -65,7 +67,7 @@ class CaptureWriter:
     def __init__(
         self,
         table: str,
-        lakehouse: Callable[[], object],
+        lakehouse: Callable[[], Lakehouse],
         flush_seconds: float = 5.0,
         max_queue: int = 100_000,
         after_failure: Callable[[], None] | None = None,

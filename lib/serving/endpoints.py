@@ -8,6 +8,7 @@ goes on serving. Applied configs are saved, so a restarted server serves them ag
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from lib.core.errors import ApiError
 from lib.serving.capture import CaptureWriter
-from lib.serving.contract import EndpointConfig, check_endpoint_name, parse_config
+from lib.serving.contract import EndpointConfig, ServedEntity, check_endpoint_name, parse_config
 from lib.serving.entity import Served
 from lib.serving.metrics import Registry
 
@@ -98,7 +99,7 @@ class Manager:
     def __init__(
         self,
         catalog: str,
-        make_served: Callable[[object], Served],
+        make_served: Callable[[ServedEntity], Served],
         make_capture: Callable[[str], CaptureWriter],
         check_version: Callable[[str, str], None],
         saved: Path | None = None,
@@ -197,9 +198,9 @@ class Manager:
             endpoint.updated_ms = _now_ms()
             if endpoint.name in self._endpoints:
                 self._save()
-        for name, entity in old.served.items() if old else ():
-            if served.get(name) is not entity:
-                entity.retire()
+        for name, was in old.served.items() if old else ():
+            if served.get(name) is not was:
+                was.retire()
         if old_capture is not None and old_capture is not capture:
             old_capture.close()
         log.info(
@@ -213,17 +214,17 @@ class Manager:
     def _save(self) -> None:
         if self._saved is None:
             return
-        data = {
-            name: {"creator": e.creator, "config": (e.active.config if e.active else e.pending).to_dict()}
-            for name, e in self._endpoints.items()
-            if e.active or e.pending
-        }
+        data = {}
+        for name, e in self._endpoints.items():
+            config = e.active.config if e.active else e.pending
+            if config is not None:
+                data[name] = {"creator": e.creator, "config": config.to_dict()}
         self._saved.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._saved.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self._saved)
 
-    def restore(self) -> list[str]:
+    def restore(self) -> builtins.list[str]:  # `list` in this class is Manager.list
         """Recreate the saved endpoints (loading in the background); returns their names."""
         if self._saved is None or not self._saved.exists():
             return []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from lib.core.errors import ApiError
 from lib.features.store import FeatureLookup
 from lib.serving.contract import ServedEntity
 from lib.serving.online_store import MISSES, OnlineStore
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel  # imported in load(), off the import path of the server
 
 RETIRE_AFTER_S = 30.0  # a replaced entity keeps its thread this long for requests already routed to it
 
@@ -66,7 +69,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                batch, rows = [], 0
+                batch: list[tuple[Any, int, asyncio.Future]] = []
+                rows = 0
                 while self._pending and (not batch or rows + self._pending[0][1] <= self._max_rows):
                     entry = self._pending.popleft()
                     batch.append(entry)
@@ -98,7 +102,7 @@ class Served:
         self.store_path = store_path
         self.max_batch_rows = max_batch_rows
         self.inputs: payload.InputSpec | None = None
-        self._model = None
+        self._model: PyFuncModel | None = None
         self._lookups: list[FeatureLookup] = []
         self._store: OnlineStore | None = None
         self._batcher: Batcher | None = None
@@ -120,7 +124,8 @@ class Served:
             self._store = OnlineStore(self.store_path)
             self._store.check(self._lookups)
         self._model = mlflow.pyfunc.load_model(local)
-        example = meta.load_input_example(local)
+        # mlflow annotates load_input_example as `str | None`; it returns the logged example, a frame for our models
+        example = cast("pd.DataFrame | None", meta.load_input_example(local))
         if example is not None:  # warm up: the whole path once, before any traffic comes
             parsed = payload.Parsed({c: example[c].tolist() for c in example.columns}, len(example), None)
             result = self.predict([self.check(parsed)])[0]
@@ -128,10 +133,11 @@ class Served:
                 raise result
 
     def check(self, parsed: payload.Parsed) -> tuple[dict[str, np.ndarray], bool, int]:
+        assert self.inputs is not None, "an entity is routed requests (and warmed up) once load() has read its inputs"
         columns, lookup = payload.check(parsed, self.inputs)
         return columns, lookup, parsed.rows
 
-    async def score(self, item: tuple[dict[str, np.ndarray], bool, int]) -> np.ndarray:
+    async def score(self, item: tuple[dict[str, np.ndarray], bool, int]) -> Scored:
         if self._batcher is None:
             self._batcher = Batcher(self.predict, self.max_batch_rows, self.spec.name)
         return await self._batcher.submit(item, item[2])
@@ -142,9 +148,12 @@ class Served:
 
     def _features(self, item: tuple[dict[str, np.ndarray], bool, int]) -> tuple[pd.DataFrame, int]:
         """The model's input frame of a request, and its rows whose lookups missed."""
+        assert self.inputs is not None, "called once load() has read the inputs"
         columns, lookup, _ = item
         if not lookup:
             return payload.frame([columns], list(self.inputs.columns)), 0
+        # payload.check asks for a lookup only when the inputs have keys: the model has lookups, and load() opened the store
+        assert self._store is not None
         given = pd.DataFrame(columns)
         found = self._store.lookup(given, self._lookups)
         missed = int((found.pop(MISSES) > 0).sum())
@@ -157,6 +166,7 @@ class Served:
 
     def predict(self, items: list) -> list:
         """A Scored for each item, or the exception that item raised (never raises itself)."""
+        assert self.inputs is not None and self._model is not None, "called once load() has loaded the model"
         try:
             if all(not lookup for _, lookup, _ in items):
                 frame = payload.frame([cols for cols, _, _ in items], list(self.inputs.columns))
@@ -164,7 +174,7 @@ class Served:
             else:
                 parts = [self._features(item) for item in items]
                 frame, missed = pd.concat([f for f, _ in parts], ignore_index=True), [m for _, m in parts]
-            scores = np.asarray(self._model.predict(frame))
+            scores: np.ndarray = np.asarray(self._model.predict(frame))
             bounds = np.cumsum([0] + [rows for _, _, rows in items])
             return [Scored(scores[bounds[i] : bounds[i + 1]], missed[i]) for i in range(len(items))]
         except Exception as exc:

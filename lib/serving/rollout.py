@@ -102,7 +102,7 @@ def deploy(
     if routes == {new["name"]: 100} and (config or {}).get("auto_capture_config", {}).get("enabled", False) == bool(capture):
         return Outcome("unchanged", new["name"])
     entities = {e["name"]: e for e in (config or {}).get("served_entities", [])}
-    old_name = max(routes, key=routes.get) if routes else ""
+    old_name = max(routes, key=routes.__getitem__) if routes else ""
     old = {k: entities[old_name][k] for k in ("name", "entity_name", "entity_version")} if old_name else None
     if old is None or old_name == new["name"]:  # nothing serving yet, or only the traffic split changes
         return _update(client, name, [(new, 100)], capture, Outcome("updated", new["name"], old_name))

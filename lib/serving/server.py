@@ -132,9 +132,10 @@ class _LazyLakehouse:
     first write (no JVM in the serving process); after a failed write, attached anew."""
 
     def __init__(self, env: EnvConfig):
-        self.env, self._lakehouse = env, None
+        self.env = env
+        self._lakehouse: Lakehouse | None = None
 
-    def __call__(self):
+    def __call__(self) -> Lakehouse:
         if self._lakehouse is None:
             self._lakehouse = Lakehouse(get_spark("serving-capture", env=self.env), self.env)
         return self._lakehouse

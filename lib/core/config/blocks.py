@@ -65,8 +65,15 @@ class Switch(Strict):
     enabled: StrictBool = True
 
 
+FileFormat = Literal["parquet", "csv"]
+
+
+def _every_format() -> list[FileFormat]:
+    return ["parquet", "csv"]
+
+
 class FilesTarget(Switch):
-    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+    formats: list[FileFormat] = Field(default_factory=_every_format, min_length=1)
 
 
 class JdbcTarget(Switch):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from lib.core.errors import ConfigError
 
@@ -100,7 +100,7 @@ def _source(source: str) -> str:
     return display_path(source) if ("/" in source or source.endswith((".yml", ".yaml"))) else source
 
 
-def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+def describe(model: type[BaseModel], error: ErrorDetails) -> tuple[tuple[Any, ...], str]:
     """The path of a pydantic error (union members left out) and its message in our words."""
     loc, kind, given = tuple(error["loc"]), error["type"], error.get("input")
     if kind == "config":
@@ -141,7 +141,8 @@ def _quoted(expected: str) -> list[str]:
 
 def _plain(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """The loc without the union-member names pydantic inserts (e.g. `RunJob`, `literal['x']`)."""
-    out, tp = [], model
+    out: list[Any] = []
+    tp: Any = model  # then the annotation at each step: a model, a generic alias, a union, or None
     for part in loc:
         tp = _unwrap(tp)
         members = _union_members(tp)

@@ -146,10 +146,19 @@ def read(bootstrap: str, name: str, query: str | None = None, timeout: float = 1
                     f"kafka destination {bootstrap}: reading topic {name} failed at offset {offset}: "
                     f"{message.error() if message is not None else 'no record within the timeout'}"
                 )
-            offset = message.offset() + 1
-            txn = dict(message.headers() or []).get(TXN_HEADER, b"").decode()
+            position = message.offset()
+            assert position is not None, "a consumed record has its offset"
+            offset = position + 1
+            txn = _text(dict(message.headers() or []).get(TXN_HEADER))
             if query is None or txn.startswith(f"{query}:"):
-                found.append((message.key().decode(), json.loads(message.value())))
+                key, value = message.key(), message.value()
+                assert key is not None and value is not None, "write() gives every record a key and a value"
+                found.append((key.decode(), json.loads(value)))
         return found
     finally:
         consumer.close()
+
+
+def _text(header: str | bytes | None) -> str:
+    """A record header's value as text ("" when it has none)."""
+    return header.decode() if isinstance(header, bytes) else header or ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -225,27 +226,31 @@ class Runner:
             started = time.monotonic()
             self.out(f"{indent}{task.key:<20} ", end="")  # the outcome completes this line
             kernel = None
+            interrupted = False
             try:
                 kernel = self.kernels.take({task_values.ENV_VAR: str(values_file)}, log)
                 with _stderr_to(log):
-                    interrupted = self._interruptible(
+                    interrupted, error = self._interruptible(
                         task,
                         kernel,
-                        lambda km=kernel: pm.execute_notebook(
+                        functools.partial(
+                            pm.execute_notebook,
                             str(task.notebook),
                             str(output),
                             parameters=params,
-                            km=km,
+                            km=kernel,
                             progress_bar=False,
                             log_output=False,
                             cwd=str(PROJECT_DIR),
                         ),
                     )
+                    if error is not None:
+                        raise error
             except Exception as exc:  # papermill raises its own types and kernel errors
                 elapsed = time.monotonic() - started
                 message = str(getattr(exc, "evalue", exc)).strip().splitlines() or [""]
                 detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {message[0]}"
-                if getattr(exc, "interrupted", False):
+                if interrupted:  # the notebook failed after Ctrl-C
                     self.out(f"stopped (Ctrl-C) after {elapsed:.1f}s, ending with {detail[:200]} (see {output})")
                     raise KeyboardInterrupt from None
                 where = _failing_cell(output)
@@ -267,11 +272,11 @@ class Runner:
             return task_values.read(values_file)
         raise AssertionError("unreachable")
 
-    def _interruptible(self, task: Task, kernel, run: Callable[[], Any]) -> bool:
+    def _interruptible(self, task: Task, kernel, run: Callable[[], Any]) -> tuple[bool, BaseException | None]:
         """Run a notebook (`run`) in a thread and pass Ctrl-C on to its kernel; returns whether
-        it was interrupted. The kernel runs in a session of its own, so the terminal's Ctrl-C
-        reaches only this process, and papermill on the main thread would swallow it.
-        A notebook that fails after Ctrl-C raises with `interrupted` set on the error."""
+        it was interrupted and what the notebook raised (None: it ended). The kernel runs in a
+        session of its own, so the terminal's Ctrl-C reaches only this process, and papermill on
+        the main thread would swallow it."""
         outcome: dict[str, BaseException] = {}
 
         def target() -> None:
@@ -292,10 +297,7 @@ class Runner:
                 interrupted = True
                 self.out(f"Ctrl-C: letting {task.key} stop cleanly ... ", end="")
                 kernel.interrupt_kernel()
-        if "error" in outcome:
-            outcome["error"].interrupted = interrupted
-            raise outcome["error"]
-        return interrupted
+        return interrupted, outcome.get("error")
 
 
 def triggered(values: dict[str, dict[str, Any]]) -> list[str]:

@@ -22,14 +22,15 @@ import time
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from lib.core.errors import ConfigError
 
-PAUSED, UNPAUSED = "PAUSED", "UNPAUSED"
+PAUSED: Final = "PAUSED"
+UNPAUSED: Final = "UNPAUSED"
 _DOW_NUMBER = re.compile(r"(?<![#/\d])([1-7])(?!\d)")  # a day number, not a step or an nth
 _LAST_DOW = re.compile(r"^(\d)L$")
 

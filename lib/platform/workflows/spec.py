@@ -161,6 +161,7 @@ def _job(name: str, job: JobSpec) -> Job:
         if t.run_job_task:
             tasks[t.task_key] = Task(job=t.run_job_task.job_name, **common)
         else:
+            assert t.notebook_task is not None, "a task has exactly one kind (TaskSpec._one_kind)"
             tasks[t.task_key] = Task(
                 notebook=PROJECT_DIR / t.notebook_task.notebook_path, parameters=dict(t.notebook_task.base_parameters), **common
             )
@@ -198,5 +199,9 @@ def notebooks(all_jobs: dict[str, Job], name: str) -> set[Path]:
     """Every notebook a job runs, through the jobs it calls."""
     found: set[Path] = set()
     for task in all_jobs[name].tasks:
-        found |= notebooks(all_jobs, task.job) if task.job else {task.notebook}
+        if task.job:
+            found |= notebooks(all_jobs, task.job)
+        else:
+            assert task.notebook is not None, "a task runs a job or a notebook"
+            found.add(task.notebook)
     return found
