@@ -243,7 +243,11 @@ def test_a_traffic_split_sends_exact_shares(live):
     "config, status, words",
     [
         ({"served_entities": [{"entity_name": "staging.flights.delay_model", "entity_version": "99"}]}, 400, "99"),
-        ({"served_entities": [{"entity_name": "prod.flights.delay_model", "entity_version": "1"}]}, 403, "catalog 'staging'"),
+        (
+            {"served_entities": [{"entity_name": "prod.flights.delay_model", "entity_version": "1"}]},
+            403,
+            "the staging server may not serve prod.flights.delay_model: catalog prod is read-only here (the staging server writes only catalog staging)",
+        ),
         (
             {
                 "served_entities": [
