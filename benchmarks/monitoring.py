@@ -380,7 +380,7 @@ def child_refresh(args) -> None:
         _timed(monitoring, "to_pandas", "window counts (change detection query; toPandas)", len)
         _timed(monitoring, "_recorded", "recorded windows (read profile table)")
         _timed(monitoring, "_sample", "sample for the cells' edges (Spark job)")
-        _timed(monitoring, "_sketch", "sketch: edges (sample), pass (driver or mapInArrow), merge")
+        _timed(monitoring, "sketch_rows", "sketch: edges (sample), pass (driver or mapInArrow), merge")
         _timed(monitor_metrics, "profile_rows", "profile_rows (numpy)", len)
         _timed(monitor_metrics, "drift_rows", "drift_rows (numpy/scipy)", len)
         _timed(monitor_metrics, "to_arrow", "to_arrow (metric rows to Arrow)")

@@ -30,7 +30,8 @@ from pyspark.sql import functions as F
 
 from lib.core.errors import ConfigError, first_line
 from lib.monitoring import custom_metrics, metrics, sketch
-from lib.monitoring.monitors import _SECONDS, TABLE, Monitor, load_monitors
+from lib.monitoring.baseline import baseline_rows
+from lib.monitoring.monitors import _SECONDS, TABLE, Monitor
 from lib.platform.spark.builder import to_pandas
 
 LOCAL_ROWS = 200_000  # a refresh reading at most about this many rows sketches them in the driver
@@ -131,14 +132,14 @@ def refresh(
         compared[["granularity", "window_start"]], on=["granularity", "window_start"]
     )
     models = sorted(set(in_compared["model_id"]))
-    base_rows = _baseline_rows(lakehouse, env, monitor, models)
+    base_rows = baseline_rows(lakehouse, env, monitor, models)
     base_table = None if base_rows is None else _columns(base_rows, monitor, columns, windows=False).toArrow()
     # About as many rows as `selected` holds: the needed windows of the granularity covering most.
     in_needed = current.assign(window_start=pd.to_datetime(current["window_start"])).merge(
         needed[["granularity", "window_start"]], on=["granularity", "window_start"]
     )
     n_rows = int(in_needed.groupby("granularity")["count"].sum().max())
-    spec, merged, keys = _sketch(selected, monitor, columns, decision_threshold, n_rows, base_table, needed)
+    spec, merged, keys = sketch_rows(selected, monitor, columns, decision_threshold, n_rows, base_table, needed)
     profiles = custom_metrics.merge(
         metrics.profile_rows(merged, spec, columns, keys, as_of),
         custom_metrics.aggregate(
@@ -171,10 +172,10 @@ def refresh(
     models_in = ", ".join(f"'{m}'" for m in models)
     with contextlib.ExitStack() as stack:
         profile_frame = custom_metrics.derive(
-            _to_spark(lakehouse, stack, _with_window(profiles), profile_fields), monitor.custom_metrics
+            to_spark(lakehouse, stack, with_window(profiles), profile_fields), monitor.custom_metrics
         )
         drift_frame = custom_metrics.drift(
-            _to_spark(lakehouse, stack, drifts, metrics.DRIFT_FIELDS), profile_frame, monitor.custom_metrics
+            to_spark(lakehouse, stack, drifts, metrics.DRIFT_FIELDS), profile_frame, monitor.custom_metrics
         )
         # The two writes at once: each is one Spark task (one staged file), and there are two cores.
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -269,7 +270,7 @@ def _spec(monitor: Monitor, columns: dict[str, str], threshold: float, samples: 
     )
 
 
-def _sketch(
+def sketch_rows(
     rows: DataFrame,
     monitor: Monitor,
     columns: dict[str, str],
@@ -312,14 +313,14 @@ def _partition(batches, spec: sketch.Spec):
         yield from sketch.partial(pa.Table.from_batches(batches), spec).to_batches()
 
 
-def _with_window(profiles: pd.DataFrame) -> pd.DataFrame:
+def with_window(profiles: pd.DataFrame) -> pd.DataFrame:
     if "window_start" not in profiles:
         return profiles
     window = [None if pd.isna(s) else {"start": s, "end": e} for s, e in zip(profiles["window_start"], profiles["window_end"])]
     return profiles.assign(window=window)
 
 
-def _to_spark(lakehouse, stack: contextlib.ExitStack, frame: pd.DataFrame, fields: list[tuple[str, str]]) -> DataFrame:
+def to_spark(lakehouse, stack: contextlib.ExitStack, frame: pd.DataFrame, fields: list[tuple[str, str]]) -> DataFrame:
     """The frame as a Spark DataFrame of the fields, cast to their types (staged as Parquet
     until `stack` closes)."""
     staged = stack.enter_context(lakehouse.staged(metrics.to_arrow(frame, fields)))
@@ -331,17 +332,6 @@ def _recorded(table: DataFrame) -> pd.DataFrame:
         table.where(f"column_name = '{TABLE}' AND slice_key IS NULL AND log_type = 'INPUT'").select(
             "granularity", F.col("window.start").alias("window_start"), "model_id", "count", "labelled_count"
         )
-    )
-
-
-def _baseline_rows(lakehouse, env, monitor: Monitor, models: list[str]) -> DataFrame | None:
-    """The baseline rows of these models (None without a baseline table)."""
-    if not models or not monitor.baseline_table_name or not lakehouse.exists(env.table(monitor.baseline_table_name)):
-        return None
-    return (
-        lakehouse.read(env.table(monitor.baseline_table_name))
-        .withColumn("model_id", F.col(monitor.model_id_col).cast("string"))
-        .where(F.col("model_id").isin(models))
     )
 
 
@@ -378,24 +368,3 @@ def _replace(lakehouse, frame: DataFrame, table: str, windows: pd.DataFrame, ful
     where = [f"(granularity = '{g}' AND window.start = TIMESTAMP_NTZ'{ts.isoformat()}')" for g, ts in keys]
     lakehouse.write(frame, table, replace_where=" OR ".join([*where, *([f"({also})"] if also else [])]))
     lakehouse.compact(table, COMPACT_FILES)  # each incremental refresh adds a file
-
-
-def write_baseline(
-    lakehouse, env, frame: pd.DataFrame, model_version: str, monitors: dict[str, Monitor] | None = None
-) -> list[str]:
-    """Write a model version's training set with its predictions as that version's baseline, in
-    every monitor's baseline table (other versions' rows stay); returns the tables written.
-
-    A larger training set is sampled (seeded) down to the monitor's `baseline_max_rows`: drift
-    against that many rows tells as much as against all of them, at a fraction of the cost.
-    """
-    written = []
-    for monitor in (load_monitors() if monitors is None else monitors).values():
-        table = env.table(monitor.baseline_table_name) if monitor.baseline_table_name else None
-        if table is None or table in written:
-            continue
-        rows = frame if len(frame) <= monitor.baseline_max_rows else frame.sample(monitor.baseline_max_rows, random_state=0)
-        rows = rows.assign(**{monitor.model_id_col: str(model_version)})
-        lakehouse.write(lakehouse.spark.createDataFrame(rows), table, replace_where=f"{monitor.model_id_col} = '{model_version}'")
-        written.append(table)
-    return written

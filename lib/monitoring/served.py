@@ -21,7 +21,7 @@ from lib.features.store import lookup_features
 from lib.features.tables import KEY, TIMESTAMP
 from lib.monitoring import metrics
 from lib.monitoring.monitors import SERVING_FIELDS, Monitor
-from lib.monitoring.refresh import _sketch, _to_spark, _with_window, kinds, windowed
+from lib.monitoring.refresh import kinds, sketch_rows, to_spark, windowed, with_window
 
 REQUEST_TIME = "request_time"
 
@@ -80,8 +80,8 @@ def with_looked_up_features(lakehouse, served: DataFrame, keys: list[str], looku
 def profile_rows_of(df: DataFrame, monitor: Monitor, as_of: dt.date, decision_threshold: float) -> pd.DataFrame:
     """Every window's profile rows of a DataFrame (no baseline, no stored state)."""
     columns = kinds(df, monitor)
-    spec, merged, keys = _sketch(df, monitor, columns, decision_threshold, None)
-    return _with_window(metrics.profile_rows(merged, spec, columns, keys, as_of))
+    spec, merged, keys = sketch_rows(df, monitor, columns, decision_threshold, None)
+    return with_window(metrics.profile_rows(merged, spec, columns, keys, as_of))
 
 
 def refresh_served(
@@ -121,7 +121,7 @@ def refresh_served(
     table = names.profile_metrics_table(payload_table)
     fields = metrics.PROFILE_FIELDS
     with contextlib.ExitStack() as stack:
-        lakehouse.write(_to_spark(lakehouse, stack, rows, fields), table)
+        lakehouse.write(to_spark(lakehouse, stack, rows, fields), table)
     return table
 
 

@@ -5,7 +5,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lib.inference import batch as inference
-from lib.monitoring import refresh as monitoring
+from lib.monitoring import baseline
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_monitoring_profiles_drift_and_arrived_labels(executed, champion, featur
         end,
     )
     model = mlflow.pyfunc.load_model(champion.uri)
-    monitoring.write_baseline(featurized, staging, train_set.assign(prediction=model.predict(train_set)), champion.version)
+    baseline.write_baseline(featurized, staging, train_set.assign(prediction=model.predict(train_set)), champion.version)
     rank_backwards(featurized, staging, start, end)  # the delays that arrive prove the Champion wrong
     later = start + dt.timedelta(days=2)  # labels of the first two scored days have arrived
     with executed("monitoring/07_monitoring.ipynb", env="staging", as_of=later.isoformat()) as tb:
