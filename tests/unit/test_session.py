@@ -6,7 +6,7 @@ import datetime as dt
 import mlflow
 import pytest
 
-from lib.core.config import CONF_DIR, RunWindows, load_model_config
+from lib.core.config import RunWindows, load_model_config
 from lib.core.errors import AccessDeniedError, ConfigError, ModelNotFoundError
 from lib.platform import registry, session
 from lib.platform.registry import ModelRef
@@ -19,7 +19,7 @@ D = dt.date
     [
         (3, None, "parameter env must be str, got int 3"),
         (None, None, "parameter env must be str, got NoneType None"),
-        ("qa", None, f"unknown environment 'qa': choose one of dev, staging, prod ({CONF_DIR / 'environments.yml'})"),
+        ("qa", None, "unknown environment 'qa': choose one of dev, staging, prod (conf/environments.yml)"),
         ("staging", "2013-13-01", "as-of '2013-13-01' is not a date: use YYYY-MM-DD"),
         ("staging", 20130301, "as-of must be a YYYY-MM-DD date, got int 20130301"),
         (
