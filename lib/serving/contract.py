@@ -165,7 +165,7 @@ def _capture(raw: Any, own_catalog: str, endpoint_name: str) -> AutoCapture | No
     if not enabled:
         return None
     catalog, schema = raw.get("catalog_name"), raw.get("schema_name")
-    prefix = raw.get("table_name_prefix") or endpoint_name.replace("-", "_")
+    prefix = raw.get("table_name_prefix") or names.payload_prefix(endpoint_name)
     for key, value in (("catalog_name", catalog), ("schema_name", schema), ("table_name_prefix", prefix)):
         if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
             raise bad(f"auto_capture_config.{key} must be an identifier, got {value!r}")

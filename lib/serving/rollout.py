@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lib.core import names
 from lib.core.errors import LakehouseError
 from lib.platform.registry import ModelRef
 from lib.serving import metrics, server, settings
@@ -166,7 +167,7 @@ def capture_config(env, name: str, cfg: Settings) -> dict | None:
     return {
         "catalog_name": env.catalog,
         "schema_name": env.schema,
-        "table_name_prefix": name.replace("-", "_"),
+        "table_name_prefix": names.payload_prefix(name),
         "enabled": True,
     }  # <prefix>_payload
 
