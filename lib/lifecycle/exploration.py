@@ -134,7 +134,7 @@ def production_quality(lakehouse, env, monitor_name: str = "predictions") -> pd.
     if not lakehouse.exists(table):
         print(f"{table} does not exist yet: run the production workflow (make pipeline) first")
         return pd.DataFrame(columns=["window", "model_id", "count", "labelled_count", "accuracy", "roc_auc"])
-    return views.quality_over_time(lakehouse, table, monitor.granularities[0])
+    return views.quality_over_time(lakehouse, table, monitor.granularities[0], monitor.problem_type)
 
 
 def production_champion(env, holdout: pd.DataFrame, model_cfg: ModelConfig) -> pd.DataFrame:

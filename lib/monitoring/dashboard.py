@@ -21,7 +21,7 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from lib.core.errors import ConfigError
-from lib.monitoring import alerts, monitors, views
+from lib.monitoring import alerts, metrics, monitors, views
 from lib.monitoring.alerts import ERROR, OK, TRIGGERED
 from lib.platform.spark.builder import to_pandas
 from lib.platform.workflows import replay
@@ -84,7 +84,7 @@ def publish(lakehouse, env, monitor) -> Path:
         env.name,
         monitor.table_name,
         drift=views.drift_over_time(lakehouse, monitor.output(env, "drift"), granularity),
-        quality=views.quality_over_time(lakehouse, monitor.output(env, "profile"), granularity),
+        quality=views.quality_over_time(lakehouse, monitor.output(env, "profile"), granularity, monitor.problem_type),
         infra=views.serving_over_time(lakehouse, monitors.serving_metrics_table(env), granularity),
         alerts=alerts.history(lakehouse, env),
         timeline=timeline,
@@ -108,7 +108,9 @@ def render(
 
     Args:
         drift: `statistic` per column (index) and window start (columns); NaN is undefined.
-        quality: window, model_id, count, labelled_count, accuracy, roc_auc.
+        quality: window, model_id, count, labelled_count and two quality metrics: roc_auc and
+            accuracy (a classifier: drawn on a scale that ends at 1), or root_mean_squared_error
+            and mean_absolute_error (a regression: on the scale of its errors, from 0).
         infra: window, served_entity, requests, errors, error_rate, p50_ms, p99_ms.
         alerts: the alert history (lib.monitoring.alerts.history).
         timeline: one row per workflow step, any columns; None leaves the panel out.
@@ -153,14 +155,20 @@ def _quality_panel(quality: pd.DataFrame) -> str:
     if quality.empty:
         return _section("quality", "quality over time", _nothing("no window profiled"))
     frame = quality.sort_values(["window", "model_id"])
+    shown, dashed = metrics.SHOWN_QUALITY[
+        "PROBLEM_TYPE_CLASSIFICATION" if "roc_auc" in frame.columns else "PROBLEM_TYPE_REGRESSION"
+    ]
     series = [
         (f"model {model} {metric}", rows, metric)
         for model, rows in frame.groupby("model_id", sort=True)
-        for metric in ("roc_auc", "accuracy")
+        for metric in (shown, dashed)
     ]
-    scores = pd.to_numeric(pd.concat([frame["roc_auc"], frame["accuracy"]]), errors="coerce").dropna()
-    low = max(0.0, float(np.floor(scores.min() * 10 - 0.5)) / 10) if len(scores) else 0.0  # 0..1 hides changes
-    chart = _line_chart(frame["window"], series, y_range=(low, 1.0), dashed="accuracy")
+    scores = pd.to_numeric(pd.concat([frame[shown], frame[dashed]]), errors="coerce").dropna()
+    y_range = None  # a regression's errors: from 0 to a little above the largest
+    if shown == "roc_auc":
+        low = max(0.0, float(np.floor(scores.min() * 10 - 0.5)) / 10) if len(scores) else 0.0  # 0..1 hides changes
+        y_range = (low, 1.0)
+    chart = _line_chart(frame["window"], series, y_range=y_range, dashed=dashed)
     return _section("quality", "quality over time", chart + _table(frame))
 
 

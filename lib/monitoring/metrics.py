@@ -5,7 +5,7 @@ model, slice) and column, exact counts and moments and the counts over the colum
 Each statistic is computed for all groups at once: counts, nulls, zeros, mean, standard
 deviation, min and max exactly; quantiles, distinct counts, drift and the ROC AUC from the
 cells (exact where the values are the cells' edges: see lib/monitoring/sketch.py); the confusion matrix
-and log loss exactly.
+and log loss exactly; a regression's errors exactly, under Lakehouse Monitoring's column names.
 """
 
 from __future__ import annotations
@@ -18,12 +18,24 @@ import pandas as pd
 import pyarrow as pa
 
 from lib.monitoring import drift
-from lib.monitoring.sketch import NEGATIVE, POSITIVE, Merged, Spec, window_ends
+from lib.monitoring.sketch import ABSOLUTE, ERRORS, NEGATIVE, POSITIVE, RELATIVE, TARGETS, Merged, Spec, window_ends
 
 TABLE = ":table"  # column_name of the table-level rows (row count and model quality)
 QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
 FREQUENT_ITEMS = 5
 QUALITY_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"]
+# The two a chart of quality over time shows, by the monitor's problem type (the second dashed).
+SHOWN_QUALITY = {
+    "PROBLEM_TYPE_CLASSIFICATION": ("roc_auc", "accuracy"),
+    "PROBLEM_TYPE_REGRESSION": ("root_mean_squared_error", "mean_absolute_error"),
+}
+REGRESSION_METRICS = [
+    "mean_squared_error",
+    "root_mean_squared_error",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "r2_score",
+]
 WINDOW = ["granularity", "window_start", "window_end"]
 GROUP = [*WINDOW, "model_id"]
 SLICE = ["slice_key", "slice_value"]
@@ -56,6 +68,7 @@ PROFILE_FIELDS = [
     ("percent_distinct", "double"),
     ("labelled_count", "bigint"),
     *[(m, "double") for m in QUALITY_METRICS],
+    *[(m, "double") for m in REGRESSION_METRICS],
     ("confusion_matrix", "struct<tp:bigint,fp:bigint,tn:bigint,fn:bigint>"),
     ("refreshed_as_of", "date"),
 ]
@@ -218,8 +231,32 @@ def _categorical_profile(st: pd.DataFrame, dense: np.ndarray, items: np.ndarray,
     }
 
 
+def _regression_quality(merged: Merged) -> dict[str, Any]:
+    """A regression's quality per group from the sums of its errors and labels. The percentage
+    error leaves out the rows whose label is 0 (it has none there); r2 is null when the labels
+    of a window do not vary."""
+    err, target = merged.stats[ERRORS], merged.stats[TARGETS]
+    n = err["rows"].to_numpy().astype(float)
+    mse = _ratio(err["squares"].to_numpy(), n)
+    spread = target["squares"].to_numpy() - _ratio(target["total"].to_numpy() ** 2, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        varies = spread > 1e-12 * np.maximum(target["squares"].to_numpy(), 1.0)
+        r2 = np.where(varies, 1 - err["squares"].to_numpy() / spread, np.nan)
+    relative = merged.stats[RELATIVE]
+    return {
+        "labelled_count": err["rows"].to_numpy(),
+        "mean_squared_error": mse,
+        "root_mean_squared_error": np.sqrt(mse),
+        "mean_absolute_error": _ratio(merged.stats[ABSOLUTE]["total"].to_numpy(), n),
+        "mean_absolute_percentage_error": _ratio(relative["total"].to_numpy(), relative["rows"].to_numpy().astype(float)),
+        "r2_score": np.where(n > 0, r2, np.nan),
+    }
+
+
 def _quality(merged: Merged) -> dict[str, Any]:
     """Model quality per group from the quality sketches; only labelled_count (0) before labels."""
+    if ERRORS in merged.stats:
+        return _regression_quality(merged)
     if POSITIVE not in merged.stats:
         return {"labelled_count": np.zeros(len(merged.groups), dtype=np.int64)}
     pos, neg = merged.stats[POSITIVE], merged.stats[NEGATIVE]

@@ -34,7 +34,7 @@ class Monitor(BaseModel):
     granularities: list[Literal[GRANULARITIES]] = Field(min_length=1)  # type: ignore[valid-type]
     model_id_col: str
     prediction_col: str
-    problem_type: Literal["PROBLEM_TYPE_CLASSIFICATION"] = "PROBLEM_TYPE_CLASSIFICATION"
+    problem_type: Literal["PROBLEM_TYPE_CLASSIFICATION", "PROBLEM_TYPE_REGRESSION"] = "PROBLEM_TYPE_CLASSIFICATION"
     label_col: str | None = None
     labels_table: str | None = Field(None, pattern=r"^\w+$")
     label_key: list[str] = Field(default_factory=list)

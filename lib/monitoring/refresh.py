@@ -267,6 +267,7 @@ def _spec(monitor: Monitor, columns: dict[str, str], threshold: float, samples: 
         label=monitor.label_col,
         prediction=monitor.prediction_col if monitor.label_col else None,
         threshold=threshold,
+        problem_type="regression" if monitor.problem_type == "PROBLEM_TYPE_REGRESSION" else "classification",
     )
 
 

@@ -10,8 +10,11 @@ exact) and its counts over cells fixed for the refresh (`cells`). Cell j holds t
 of a reference sample when it has at most EXACT_MAX of them, else its CELLS quantiles: on a
 column whose values all are edges, each cell holds one value, so every statistic computed from
 the cells is exact; `off` counts the values that are not an edge (the sketch is then binned).
-A categorical column's sketch: each value and its count (exact). The model quality: per label,
-the prediction's counts over its cells, the rows predicted positive and the summed log loss.
+A categorical column's sketch: each value and its count (exact). The model quality of a
+classifier: per label, the prediction's counts over its cells, the rows predicted positive and the
+summed log loss. Of a regression: the labelled rows' sums of the error e = prediction - label and
+of e², of the label and its square, of |e|, and of |e / label| over the rows whose label is not 0
+(every regression metric is a ratio of these sums, so windows and partitions add up exactly).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ EXACT_MAX = 1024  # a column with at most this many distinct sample values gets 
 CELLS = 256  # else this many quantile cells (plus the sample's deciles)
 SAMPLE_ROWS = 20_000
 LOG_LOSS_CLIP = 1e-6  # as lib.lifecycle.evaluation.classification_metrics clips the probabilities
-POSITIVE, NEGATIVE = -1, -2  # the `c` of the quality sketches (labels 1 and 0)
+POSITIVE, NEGATIVE = -1, -2  # the `c` of a classifier's quality sketches (labels 1 and 0)
+# The `c` of a regression's quality sketches: rows, sum and sum of squares of each of these.
+ERRORS, TARGETS, ABSOLUTE, RELATIVE = -3, -4, -5, -6  # e, the label, |e|, |e / label| (label != 0)
+MOMENTS = (ERRORS, TARGETS, ABSOLUTE, RELATIVE)
+PROBLEM_TYPES = ("classification", "regression")
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 
 SCHEMA = pa.schema(
@@ -85,7 +92,12 @@ class Spec:
     slices: tuple[str, ...] = ()
     label: str | None = None
     prediction: str | None = None
-    threshold: float = 0.5
+    threshold: float = 0.5  # a classifier's: a probability at or above it is predicted positive
+    problem_type: str = "classification"  # or "regression" (PROBLEM_TYPES)
+
+    def __post_init__(self) -> None:
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type {self.problem_type!r}: choose one of {', '.join(PROBLEM_TYPES)}")
 
     @property
     def columns(self) -> list[str]:
@@ -187,7 +199,7 @@ def partial(table: pa.Table, spec: Spec) -> pa.Table:
     columns = [_numeric_column(table.column(c), e) for c, e in spec.numeric.items()]
     columns += [_categorical_column(table.column(c)) for c in spec.categorical]
     if spec.label and spec.prediction:
-        columns += _quality_columns(table, spec)
+        columns += _quality_columns(table, spec) if spec.problem_type == "classification" else _regression_columns(table, spec)
     out = []
     for g, starts in windows:
         w_values, w_codes = np.unique(starts, return_inverse=True)
@@ -263,6 +275,26 @@ def _quality_columns(table: pa.Table, spec: Spec) -> list[dict]:
     return out
 
 
+def _regression_columns(table: pa.Table, spec: Spec) -> list[dict]:
+    """The labelled rows' moments: of the error, the label, the absolute error and the absolute
+    relative error (rows whose label is 0 have none). One cell each, holding the rows."""
+    assert spec.label and spec.prediction, "called only for a spec that has both"
+    y, y_null = _float(table.column(spec.label))
+    p, p_null = _float(table.column(spec.prediction))
+    rows = np.flatnonzero(~y_null & ~p_null & ~np.isnan(p) & ~np.isnan(y))
+    e = p[rows] - y[rows]
+    nonzero = y[rows] != 0
+    out = []
+    for c, where, values in (
+        (ERRORS, rows, e),
+        (TARGETS, rows, y[rows]),
+        (ABSOLUTE, rows, np.abs(e)),
+        (RELATIVE, rows[nonzero], np.abs(e[nonzero] / y[rows][nonzero])),
+    ):
+        out.append({"c": c, "valid": where, "cell": np.zeros(len(where), dtype=np.int64), "width": 1, "moments": values})
+    return out
+
+
 def _sketch_column(c: int, column: dict, group: np.ndarray, size: int, head: dict, rows: np.ndarray) -> pa.Table:
     """One column's sketches of every group."""
 
@@ -283,7 +315,15 @@ def _sketch_column(c: int, column: dict, group: np.ndarray, size: int, head: dic
                 offsets, pa.array(column["values"][nonzero % column["width"]].astype(str) if len(nonzero) else [], pa.string())
             ),
         }
-    elif "loss" in column:  # quality
+    elif "moments" in column:  # a regression's quality
+        values = column["moments"]
+        given |= {
+            "rows": np.bincount(at, minlength=size),
+            "total": np.bincount(at, weights=values, minlength=size),
+            "squares": np.bincount(at, weights=values * values, minlength=size),
+            "cells": cells,
+        }
+    elif "loss" in column:  # a classifier's quality
         given |= {
             "rows": np.bincount(at, minlength=size),
             "above": count(column["above"]),
@@ -316,7 +356,7 @@ def _sketch_column(c: int, column: dict, group: np.ndarray, size: int, head: dic
 @dataclass
 class Merged:
     """The sketches of every group: `groups` (one row per group: g, w, model, s, v) and per
-    column index c (numeric, categorical, POSITIVE, NEGATIVE) its stats aligned with `groups`:
+    column index c (numeric, categorical, POSITIVE, NEGATIVE or MOMENTS) its stats aligned with `groups`:
     a frame of the scalar fields and a dense counts array [groups, cells] (`items` for categorical)."""
 
     groups: pd.DataFrame
@@ -362,6 +402,7 @@ def merge(table: pa.Table, spec: Spec) -> Merged:
     widths = {i: len(e) for i, e in enumerate(spec.numeric.values())}
     if spec.prediction in spec.numeric:
         widths[POSITIVE] = widths[NEGATIVE] = len(spec.numeric[spec.prediction])
+    widths |= {c: 1 for c in MOMENTS}
     for c in np.unique(frame["c"]):
         rows = np.flatnonzero(frame["c"].to_numpy() == c)
         part = frame.iloc[rows]

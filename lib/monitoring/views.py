@@ -40,13 +40,16 @@ def serving_over_time(lakehouse, table: str | None, granularity: str) -> pd.Data
     )
 
 
-def quality_over_time(lakehouse, table: str, granularity: str) -> pd.DataFrame:
-    """Per window and model: rows, labelled rows and quality (the `:table` rows of the whole table)."""
+def quality_over_time(lakehouse, table: str, granularity: str, problem_type: str = "PROBLEM_TYPE_CLASSIFICATION") -> pd.DataFrame:
+    """Per window and model: rows, labelled rows and the two quality metrics shown for the problem
+    type (metrics.SHOWN_QUALITY; the `:table` rows of the whole table)."""
     return to_pandas(
         lakehouse.read(table)
         .where(F.col("granularity") == granularity)
         .where(f"column_name = '{TABLE}' AND slice_key IS NULL AND log_type = 'INPUT'")
-        .select(F.col("window.start").alias("window"), "model_id", "count", "labelled_count", "accuracy", "roc_auc")
+        .select(
+            F.col("window.start").alias("window"), "model_id", "count", "labelled_count", *metrics.SHOWN_QUALITY[problem_type]
+        )
         .orderBy("window", "model_id")
     )
 

@@ -248,6 +248,17 @@ def test_quality_without_labels_yet_draws_no_line_but_lists_the_windows():
     assert text.count("<tr><td>2013-10-0") == 8  # 4 windows x 2 models
 
 
+def test_a_regressions_quality_charts_its_errors_from_zero():
+    errors = quality().rename(columns={"roc_auc": "root_mean_squared_error", "accuracy": "mean_absolute_error"})
+    errors[["root_mean_squared_error", "mean_absolute_error"]] *= 20  # units, not a share
+    text = section(page(quality=errors), "quality")
+    points = [html.unescape(t) for t in re.findall(r'<circle class="point"[^>]*><title>([^<]*)</title>', text)]
+    assert "model 2 root_mean_squared_error, 2013-10-01: 17" in points and "model 2 mean_absolute_error, 2013-10-01: 16" in points
+    assert "roc_auc" not in text and "accuracy" not in text
+    axis = re.findall(r'<text x="\d+" y="\d+" text-anchor="end">([^<]*)</text>', text)
+    assert axis == ["18.7", "0"]  # 1.1 x the largest error (17), down to 0
+
+
 def test_serving_charts_p50_and_p99_per_window():
     text = section(page(), "serving")
     points = [html.unescape(t) for t in re.findall(r'<circle class="point"[^>]*><title>([^<]*)</title>', text)]

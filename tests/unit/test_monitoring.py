@@ -412,3 +412,52 @@ def test_a_monitor_that_does_not_fit_its_table_fails_in_one_line_before_writing(
             monitoring.refresh(lakehouse, staging, monitor, dt.date(2013, 3, 6), 0.5, say=lambda line: None)
         assert "\n" not in str(err.value)
         assert not lakehouse.exists(monitor.output(staging, "profile"))  # nothing was written
+
+
+def test_a_regression_monitor_profiles_its_quality_under_lakehouse_monitorings_names(lakehouse, staging):
+    """Units sold predicted per order: a refresh writes each day's and week's mse, rmse, mae, mape
+    and r2 of the labelled rows (scikit-learn's on the same rows) and no classifier's metric."""
+    rng = np.random.default_rng(5)
+    n = 240
+    rows = pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(n)],
+            "ordered_at": [T(2013, 3, 4 + i % 3, 9) + dt.timedelta(minutes=i) for i in range(n)],
+            "store": rng.choice(["north", "south"], n),
+            "units": rng.gamma(2.0, 4.0, n).round(1),
+            "model_version": "1",
+        }
+    )
+    rows["prediction"] = rows["units"] + rng.normal(0, 2, n)
+    spark = lakehouse.spark
+    lakehouse.write(spark.createDataFrame(rows.drop(columns="units")), staging.table("orders_predictions"))
+    lakehouse.write(spark.createDataFrame(rows[["order_id", "ordered_at", "units"]]), staging.table("order_labels"))
+    monitor = monitors.Monitor(
+        table_name="orders_predictions",
+        timestamp_col="ordered_at",
+        granularities=["1 day", "1 week"],
+        model_id_col="model_version",
+        prediction_col="prediction",
+        problem_type="PROBLEM_TYPE_REGRESSION",
+        label_col="units",
+        labels_table="order_labels",
+        label_key=["order_id"],
+        slicing_exprs=["store"],
+        exclude_columns=["order_id"],
+    )
+    monitoring.refresh(lakehouse, staging, monitor, dt.date(2013, 3, 7), 0.5, say=lambda line: None)
+    profile = read(lakehouse, monitor.output(staging, "profile"))
+    table = profile[(profile["column_name"] == ":table") & profile["slice_key"].isna() & (profile["log_type"] == "INPUT")]
+    assert sorted(table["granularity"]) == ["1 day"] * 3 + ["1 week"]
+    for _, row in table.iterrows():
+        start = pd.Timestamp(row["start"])
+        length = pd.Timedelta(days=7 if row["granularity"] == "1 week" else 1)
+        window = rows[(rows["ordered_at"] >= start) & (rows["ordered_at"] < start + length)]
+        y, p = window["units"].to_numpy(), window["prediction"].to_numpy()
+        assert row["count"] == len(window) > 0
+        assert row["mean_squared_error"] == pytest.approx(skm.mean_squared_error(y, p), rel=1e-9)
+        assert row["root_mean_squared_error"] == pytest.approx(skm.root_mean_squared_error(y, p), rel=1e-9)
+        assert row["mean_absolute_error"] == pytest.approx(skm.mean_absolute_error(y, p), rel=1e-9)
+        assert row["mean_absolute_percentage_error"] == pytest.approx(skm.mean_absolute_percentage_error(y, p), rel=1e-9)
+        assert row["r2_score"] == pytest.approx(skm.r2_score(y, p), rel=1e-6)
+    assert table["roc_auc"].isna().all() and table["confusion_matrix"].isna().all()

@@ -46,7 +46,7 @@ def merged(frame: pd.DataFrame, spec: sketch.Spec, parts: int = 1) -> tuple[sket
 
 def profile(frame: pd.DataFrame, spec: sketch.Spec, parts: int = 1) -> pd.DataFrame:
     out, keys = merged(frame, spec, parts)
-    types = {"temp": "double", "origin": "string"}
+    types = {"temp": "double", "origin": "string", "prediction": "double"}
     return metrics.profile_rows(out, spec, types, keys, dt.date(2013, 4, 1))
 
 
@@ -150,3 +150,59 @@ def test_which_granularities_are_made_of_finer_ones(finer, coarser, nests):
     assert sketch._nests(finer, coarser) is nests
     spec = sketch.Spec(numeric={}, categorical=[], granularities=[coarser, finer])
     assert spec.bases[0] == (1 if nests else None) and spec.bases[1] is None
+
+
+def test_a_regressions_quality_is_exact_per_window_from_partitions_and_days_summed():
+    """mse, rmse, mae, mape (rows labelled 0 left out) and r2 of each day and week, from
+    sketches of three partitions, equal scikit-learn's on that window's labelled rows."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(7)
+    frame = rows(3000, seed=7, continuous=True)
+    frame["units"] = np.where(rng.uniform(size=len(frame)) < 0.05, 0.0, rng.gamma(2.0, 5.0, len(frame)).round(1))
+    frame.loc[rng.uniform(size=len(frame)) < 0.1, "units"] = np.nan  # not labelled yet
+    frame["prediction"] = frame["units"].fillna(10.0) + rng.normal(0, 3, len(frame))
+    spec = sketch.Spec(
+        numeric={c: sketch.edges(frame[c].to_numpy()) for c in ("temp", "prediction")},
+        categorical=["origin"],
+        granularities=["1 day", "1 week"],
+        slices=("origin",),
+        label="units",
+        prediction="prediction",
+        problem_type="regression",
+    )
+    out = profile(frame, spec, parts=3)
+    table = out[(out["column_name"] == metrics.TABLE) & out["slice_key"].isna() & (out["model_id"] == "1")]
+    assert set(table["granularity"]) == {"1 day", "1 week"} and len(table) > 20
+    for _, row in table.iterrows():
+        start, end = pd.Timestamp(row["window_start"]), pd.Timestamp(row["window_end"])
+        window = frame[(frame["_ts"] >= start) & (frame["_ts"] < end) & (frame["model_id"] == "1")].dropna(subset=["units"])
+        y, p = window["units"].to_numpy(), window["prediction"].to_numpy()
+        nonzero = y != 0
+        assert row["labelled_count"] == len(window)
+        assert row["mean_squared_error"] == pytest.approx(sk.mean_squared_error(y, p), rel=1e-9)
+        assert row["root_mean_squared_error"] == pytest.approx(np.sqrt(sk.mean_squared_error(y, p)), rel=1e-9)
+        assert row["mean_absolute_error"] == pytest.approx(sk.mean_absolute_error(y, p), rel=1e-9)
+        assert row["mean_absolute_percentage_error"] == pytest.approx(
+            sk.mean_absolute_percentage_error(y[nonzero], p[nonzero]), rel=1e-9
+        )
+        assert row["r2_score"] == pytest.approx(sk.r2_score(y, p), rel=1e-6)
+    assert not {"roc_auc", "accuracy", "confusion_matrix"} & set(table.columns)  # no classifier's metric
+
+
+def test_a_regression_window_without_labels_has_no_quality_and_an_unknown_problem_type_is_refused():
+    frame = rows(200, seed=3)
+    frame["units"], frame["prediction"] = np.nan, 1.0
+    spec = sketch.Spec(
+        numeric={"prediction": sketch.edges(frame["prediction"].to_numpy())},
+        categorical=[],
+        granularities=["1 day"],
+        label="units",
+        prediction="prediction",
+        problem_type="regression",
+    )
+    out = profile(frame.drop(columns=["origin"]), spec)
+    table = out[out["column_name"] == metrics.TABLE]
+    assert (table["labelled_count"] == 0).all() and table["root_mean_squared_error"].isna().all()
+    with pytest.raises(ValueError, match="problem_type 'multiclass': choose one of classification, regression"):
+        sketch.Spec(numeric={}, categorical=[], problem_type="multiclass")
