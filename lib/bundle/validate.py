@@ -43,7 +43,7 @@ def validate(env: str | None = None, folder: Path | None = None, say: Callable[[
     say(f"{display_path(conf / 'environments.yml')}: environments {', '.join(names)}")
 
     model_cfg = load_model_config(conf)
-    made = on_demand.declared(model_cfg.on_demand_features, display_path(conf / "model.yml"))
+    made = on_demand.of_model(model_cfg)
     say(
         f"{display_path(conf / 'model.yml')}: {len(model_cfg.features.columns)} features from "
         f"{len(model_cfg.feature_lookups)} lookups and {len(made)} on-demand functions"

@@ -72,10 +72,10 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
         ),
         (
             "model.yml",
-            "{function: distance_bucket,",
-            "{function: distance_buckets,",
-            "model.yml: on_demand_features.2.function: unknown function 'distance_buckets' (lib/features/on_demand.py has "
-            "days_to_holiday, distance_bucket, hour_of_week) (did you mean distance_bucket?)",
+            "{function: flights_features:distance_bucket,",
+            "{function: flights_features:distance_buckets,",
+            "model.yml: on_demand_features.2.function: flights_features.py has no function 'distance_buckets' "
+            "(did you mean distance_bucket?)",
         ),
         (
             "jobs.yml",

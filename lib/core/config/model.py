@@ -7,6 +7,7 @@ nothing above it); here the declarations' shape and the columns they read and ma
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,9 +45,16 @@ class Lookup(Strict):
 class OnDemand(Strict):
     """`output` = `function`(**{parameter: column for parameter, column in inputs})."""
 
-    function: str  # a function of lib/features/on_demand.py
+    function: str  # a function of lib/features/on_demand.py, or module:function of the conf folder's module.py
     inputs: dict[str, str]
     output: str
+
+    @field_validator("function")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w*(:[A-Za-z_]\w*)?", value):
+            raise ValueError(f"must be a built-in function's name or module:function, got {value!r}")
+        return value
 
 
 class Features(Strict):
