@@ -12,6 +12,7 @@ python run_pipeline.py --env prod --rollback       # Champion back to the Previo
 python run_pipeline.py --env prod --serve          # the serving server, in the foreground
 python run_pipeline.py --env prod --scheduler      # run scheduled jobs as they come due
 python run_pipeline.py --env prod --replay 2013-06-01:2013-12-31 --every 7d   # 2013, week by week
+python run_pipeline.py --conf other_project/conf --validate   # another project's config folder (default: conf/)
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ TRAIN_NOTEBOOK = config.PROJECT_DIR / "notebooks" / "pipelines" / "03_train.ipyn
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run lakehouse-mlops jobs (conf/jobs.yml).")
+    parser.add_argument(
+        "--conf",
+        metavar="DIR",
+        help=f"the project's config folder (default: ${config.CONF_ENV_VAR}, else conf/); jobs and kernels inherit it",
+    )
     parser.add_argument("--env", help="environment from conf/environments.yml: dev, staging or prod")
     parser.add_argument("--job", default=DEFAULT_JOB, help=f"job to run (default: {DEFAULT_JOB}, the whole workflow)")
     parser.add_argument("--as-of", default="", help="run date YYYY-MM-DD (default: the environment's data.as_of)")
@@ -55,7 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--wipe", action="store_true", help="delete a temporary environment's tables, models and runs")
     parser.add_argument(
-        "--hyperparameters", default="", help="hyperparameters YAML for the train task (default: conf/hyperparameters.yml)"
+        "--hyperparameters",
+        default="",
+        help="hyperparameters YAML for the train task (default: the conf folder's model.yml training.hyperparameters_file)",
     )
     parser.add_argument("--history", action="store_true", help="show the model's versions and alias moves, then exit")
     parser.add_argument("--approve", metavar="VERSION", help="record an approval of the Challenger VERSION, then exit")
@@ -384,10 +392,25 @@ def _day(text: str, flag: str) -> dt.datetime:
         raise config.ConfigError(f"{flag} takes an ISO date or date-time such as 2013-06-01, got {text!r}") from None
 
 
+def use_conf(args: argparse.Namespace) -> None:
+    """Select --conf DIR for this process and all it starts (kernels, servers, the scheduler's jobs),
+    before any config is read; --hyperparameters, like DIR, is relative to the working folder."""
+    if args.conf:
+        folder = os.path.abspath(os.path.expanduser(args.conf))
+        if not os.path.isdir(folder):
+            raise config.ConfigError(f"--conf {args.conf}: no such folder (give a project's config folder, e.g. conf)")
+        os.environ[config.CONF_ENV_VAR] = folder
+    elif os.environ.get(config.CONF_ENV_VAR):  # made absolute: kernels run in the project folder
+        os.environ[config.CONF_ENV_VAR] = str(config.conf_dir())
+    if args.hyperparameters:
+        args.hyperparameters = os.path.abspath(os.path.expanduser(args.hyperparameters))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     registry.no_telemetry()  # for this process and the kernels and servers it starts
     try:
+        use_conf(args)
         if args.validate:  # like `databricks bundle validate`: one line per file, then `config OK`
             validate.validate(args.env)
             return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lib.bundle import kinds
 from lib.core.config import conf_dir, display_path, environment_names, load_env, load_hyperparameters, load_model_config
+from lib.core.config.loading import CONF_ENV_VAR
 from lib.core.config.model import hyperparameters_path
 from lib.core.errors import ConfigError
 from lib.features import on_demand
@@ -28,6 +29,8 @@ def validate(env: str | None = None, folder: Path | None = None, say: Callable[[
     """Check the conf folder (default: the one in use); `env`, if given, must be one of its
     environments. Raises ConfigError on the first problem."""
     conf = folder or conf_dir()
+    if not conf.is_dir():
+        raise ConfigError(f"conf folder {display_path(conf)} does not exist (--conf or ${CONF_ENV_VAR})")
     found = kinds.files(conf)
     for kind in kinds.FIXED:
         if conf / f"{kind}.yml" not in found:
@@ -40,7 +43,7 @@ def validate(env: str | None = None, folder: Path | None = None, say: Callable[[
     say(f"{display_path(conf / 'environments.yml')}: environments {', '.join(names)}")
 
     model_cfg = load_model_config(conf)
-    made = on_demand.declared(model_cfg.on_demand_features, display_path(conf / "model.yml"))
+    made = on_demand.of_model(model_cfg)
     say(
         f"{display_path(conf / 'model.yml')}: {len(model_cfg.features.columns)} features from "
         f"{len(model_cfg.feature_lookups)} lookups and {len(made)} on-demand functions"

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lib.core import names
-from lib.core.config import PROJECT_DIR, ConfigError, Hyperparameters, ModelConfig
+from lib.core.config import ConfigError, Hyperparameters, ModelConfig, conf_dir
 from lib.core.config.loading import schema_comment
 from lib.features.tables import DELAY_MINUTES
 from lib.lifecycle import training
@@ -99,7 +99,8 @@ def try_candidates(
 
 
 def write_best(results: pd.DataFrame, path: str) -> Path | None:
-    """Write the best-ranked candidate to `path` (nothing if path is ""); returns where."""
+    """Write the best-ranked candidate to `path` (relative: to the conf folder; nothing if path is
+    ""); returns where."""
     if not path:
         return None
     best = results.iloc[0]
@@ -109,10 +110,11 @@ def write_best(results: pd.DataFrame, path: str) -> Path | None:
 
 
 def write_hyperparameters(hyper: Hyperparameters, path: str | Path, note: str) -> Path:
-    """Write the chosen hyperparameters where the training pipeline reads them."""
-    target = Path(path)
+    """Write the chosen hyperparameters where the training pipeline reads them (a relative `path`:
+    in the conf folder in use, as model.yml's training.hyperparameters_file)."""
+    target = Path(path).expanduser()
     if not target.is_absolute():
-        target = PROJECT_DIR / target
+        target = conf_dir() / target
     header = (
         f"{schema_comment(target, 'hyperparameters')}\n# Production hyperparameters, read by the training task (conf/model.yml "
         "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "

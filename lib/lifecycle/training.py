@@ -69,7 +69,7 @@ def feature_columns(model_cfg: ModelConfig) -> list[str]:
 def input_columns(model_cfg: ModelConfig) -> list[str]:
     """What the logged model is given (its signature): the feature columns but the on-demand
     ones, and the columns those are computed from."""
-    return on_demand.model_inputs(feature_columns(model_cfg), on_demand.declared(model_cfg.on_demand_features))
+    return on_demand.model_inputs(feature_columns(model_cfg), on_demand.of_model(model_cfg))
 
 
 def make_pipeline(model_cfg: ModelConfig, hyper: Hyperparameters) -> Pipeline:
@@ -114,7 +114,7 @@ def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> 
     if train[label].nunique() < 2:
         raise LakehouseError(f"the training window has only one class of {label}: widen train_days")
     columns = feature_columns(model_cfg)
-    features = on_demand.declared(model_cfg.on_demand_features)
+    features = on_demand.of_model(model_cfg)
     missing = [c for c in on_demand.inputs(features) if c not in train.columns]
     if missing:
         raise ConfigError(f"on-demand features need column(s) {', '.join(missing)}, which the training set lacks")
@@ -159,7 +159,7 @@ def describe(model_cfg: ModelConfig, hyper: Hyperparameters, tags: dict[str, str
 
 
 def _on_demand_note(model_cfg: ModelConfig) -> str:
-    made = [f.output for f in on_demand.declared(model_cfg.on_demand_features)]
+    made = [f.output for f in on_demand.of_model(model_cfg)]
     return f" ({', '.join(made)} computed on demand)" if made else ""
 
 
@@ -217,7 +217,9 @@ def log_and_register(
             mlflow.log_dict(importance.round(5).to_dict(), "feature_importance.json")
             for name, figure in evaluation.figures(holdout[label], proba, threshold, importance).items():
                 mlflow.log_figure(figure, name)
-        cloudpickle.register_pickle_by_value(on_demand)  # the version carries its functions' code
+        carried = [on_demand, *on_demand.project_modules(model.on_demand)]  # lib's and the project's functions
+        for module in carried:
+            cloudpickle.register_pickle_by_value(module)  # the version carries its functions' code
         try:
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -233,7 +235,8 @@ def log_and_register(
                 pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in _REQUIREMENTS],
             )
         finally:
-            cloudpickle.unregister_pickle_by_value(on_demand)
+            for module in carried:
+                cloudpickle.unregister_pickle_by_value(module)
     ref = ModelRef(model_name, str(info.registered_model_version))
     registry.set_tags(ref, {**tags, "run_id": run.info.run_id, VALIDATION_STATUS: "PENDING"})
     registry.client().update_model_version(ref.name, ref.version, description=describe(model_cfg, hyper, tags, holdout_metrics))

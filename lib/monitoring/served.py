@@ -93,7 +93,7 @@ def refresh_served(
     if not lakehouse.exists(payload_table):
         return None
     keys = list(model_cfg.keys)
-    made = {f.output for f in on_demand.declared(model_cfg.on_demand_features)}  # computed by the model, not sent or looked up
+    made = {f.output for f in on_demand.of_model(model_cfg)}  # computed by the model, not sent or looked up
     types = {c: "string" for c in model_cfg.features.categorical}
     types |= {c: "double" for c in model_cfg.features.numeric if c not in made}
     served = served_predictions(lakehouse.read(payload_table), keys, types)

@@ -72,10 +72,10 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
         ),
         (
             "model.yml",
-            "{function: distance_bucket,",
-            "{function: distance_buckets,",
-            "model.yml: on_demand_features.2.function: unknown function 'distance_buckets' (lib/features/on_demand.py has "
-            "days_to_holiday, distance_bucket, hour_of_week) (did you mean distance_bucket?)",
+            "{function: flights_features:distance_bucket,",
+            "{function: flights_features:distance_buckets,",
+            "model.yml: on_demand_features.2.function: flights_features.py has no function 'distance_buckets' "
+            "(did you mean distance_bucket?)",
         ),
         (
             "jobs.yml",
@@ -113,10 +113,7 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
     ],
 )
 def test_validate_checks_every_file(tmp_path, name, old, new, message):
-    conf = broken_conf(tmp_path, name, old, new)
-    if name == "hyperparameters.yml":  # model.yml names the project's file: point it at the copy
-        model = conf / "model.yml"
-        model.write_text(model.read_text().replace("conf/hyperparameters.yml", str(conf / "hyperparameters.yml")))
+    conf = broken_conf(tmp_path, name, old, new)  # model.yml's hyperparameters_file: the copy's, relative to it
     with pytest.raises(ConfigError) as error:
         validate.validate("staging", conf, say=lambda line: None)
     assert str(error.value) == f"{conf.resolve().as_posix()}/{message}"
@@ -164,3 +161,75 @@ def test_an_environment_schema_lets_defaults_supply_any_key():
     schema = schemas.generate("environments")
     assert all("required" not in block for block in schema["$defs"].values())
     assert schema["$defs"]["Environment"]["additionalProperties"] is False  # a misspelt key is still flagged
+
+
+def another_project(tmp_path):
+    """A copy of conf/ that is another project: its own schema, model and workflow description."""
+    conf = broken_conf(tmp_path, "environments.yml", "  schema: flights ", "  schema: trips   ")
+    text = (conf / "environments.yml").read_text().replace("  model: delay_model ", "  model: trip_model  ", 1)
+    (conf / "environments.yml").write_text(text)
+    jobs = (conf / "jobs.yml").read_text()
+    assert "The production workflow end to end" in jobs
+    (conf / "jobs.yml").write_text(jobs.replace("The production workflow end to end", "Trips end to end", 1))
+    return conf
+
+
+def test_conf_selects_the_projects_folder_for_validate_and_list(tmp_path):
+    conf = another_project(tmp_path)
+    where = conf.resolve().as_posix()
+    done = run_pipeline("--conf", str(conf), "--validate", "--env", "staging")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{where}/environments.yml: environments dev, staging, prod"
+    assert lines[-3:] == [  # the copy's hyperparameters_file, relative to the copy
+        f"{where}/examples/weak_model.yml: hist_gradient_boosting",
+        f"{where}/hyperparameters.yml: hist_gradient_boosting",
+        "config OK",
+    ]
+    listed = run_pipeline("--conf", str(conf), "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == "workflow: Trips end to end - ingest, train, gate, deploy, score, monitor."
+
+
+@pytest.mark.parametrize(
+    "flag, nowhere, message",
+    [
+        ("--validate", True, "--conf {given}: no such folder (give a project's config folder, e.g. conf)"),
+        ("--list", False, "config file {given}/jobs.yml is missing"),  # --list reads the jobs only
+    ],
+)
+def test_a_missing_conf_folder_or_file_is_one_line(tmp_path, flag, nowhere, message):
+    given = tmp_path / "nowhere" if nowhere else tmp_path  # no folder, or one without the config files
+    done = run_pipeline("--conf", str(given), flag)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"error: {message.format(given=given.resolve().as_posix())}\n"
+
+
+def test_a_conf_folder_from_the_environment_that_does_not_exist_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        validate.validate(None, tmp_path / "nowhere", say=lambda line: None)
+    assert str(error.value) == f"conf folder {(tmp_path / 'nowhere').as_posix()} does not exist (--conf or $LAKEHOUSE_CONF)"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"^config file .*/empty/environments.yml is missing$"):
+        validate.validate(None, tmp_path / "empty", say=lambda line: None)
+
+
+def test_conf_reaches_the_processes_a_run_starts(tmp_path, monkeypatch):
+    """run_pipeline sets $LAKEHOUSE_CONF (absolute) before anything loads: kernels, servers and
+    the scheduler's jobs are children, and see the project's config."""
+    import run_pipeline as cli
+
+    conf = another_project(tmp_path)
+    monkeypatch.setenv(config.CONF_ENV_VAR, "")
+    monkeypatch.delenv(config.CONF_ENV_VAR)  # undone: back to unset after the test
+    monkeypatch.chdir(tmp_path)  # --conf is relative to the working folder, the child runs elsewhere
+    assert cli.main(["--conf", "conf", "--list"]) == 0
+    assert os.environ[config.CONF_ENV_VAR] == str(conf.resolve())
+    child = subprocess.run(
+        [sys.executable, "-c", "from lib.core import config; print(config.load_env('staging').model_name)"],
+        cwd=config.PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.stdout == "staging.trips.trip_model\n", child.stderr

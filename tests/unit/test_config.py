@@ -277,6 +277,11 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
         ),
         ((", output: hour_of_week}", "}"), "on_demand_features.0.output: missing (required)"),
         (
+            ("{function: flights_features:distance_bucket,", "{function: flights_features.distance_bucket,"),
+            "on_demand_features.2.function: must be a built-in function's name or module:function, "
+            "got 'flights_features.distance_bucket'",
+        ),
+        (
             ("inputs: {ts: sched_dep_ts}, output: hour_of_week}", "inputs: [sched_dep_ts], output: hour_of_week}"),
             "on_demand_features.0.inputs: must be a mapping, got ['sched_dep_ts']",
         ),

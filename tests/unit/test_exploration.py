@@ -36,3 +36,17 @@ def test_written_hyperparameters_load_back(tmp_path):
     path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], tmp_path / "h.yml", "a note")
     assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
     assert "# Written by notebooks/dev/explore_flights.ipynb: a note" in path.read_text()
+
+
+def test_a_relative_target_is_in_the_conf_folder_the_training_reads(tmp_path, monkeypatch):
+    import shutil
+
+    from lib.core import config
+    from lib.lifecycle import exploration
+
+    shutil.copytree(config.CONF_DIR, tmp_path / "conf")
+    monkeypatch.setenv(config.CONF_ENV_VAR, str(tmp_path / "conf"))
+    path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], "hyperparameters.yml", "a note")
+    assert path == (tmp_path / "conf" / "hyperparameters.yml").resolve()
+    assert config.load_hyperparameters("", config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
+    assert config.load_hyperparameters("", config.load_model_config(config.CONF_DIR))[1].algorithm == "hist_gradient_boosting"

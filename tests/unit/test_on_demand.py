@@ -2,11 +2,13 @@
 
 import datetime as dt
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core import config
 from lib.core.config import Hyperparameters
 from lib.core.config.model import OnDemand
 from lib.core.errors import ConfigError
@@ -15,6 +17,7 @@ from lib.features.tables import KEY, TIMESTAMP
 from lib.inference import batch as inference
 from lib.inference import feed, streaming
 
+DISTANCE_BUCKET = "flights_features:distance_bucket"  # the flights' own, conf/flights_features.py
 WHEN = ["2013-07-04 06:00:00", "2013-07-01 23:59:00", "2013-12-23 10:00:00", "2013-01-01 00:00:00", None]
 
 
@@ -41,7 +44,8 @@ def test_days_to_holiday_is_missing_outside_the_calendar_years():
 
 
 def test_distance_buckets_and_missing_distances():
-    got = on_demand.distance_bucket(pd.Series([17, 499, 500, 999, 1000, 1999, 2000, 4983, None]))
+    distance_bucket = on_demand.function(DISTANCE_BUCKET, config.CONF_DIR)
+    got = distance_bucket(pd.Series([17, 499, 500, 999, 1000, 1999, 2000, 4983, None]))
     assert got.tolist()[:8] == [0, 0, 1, 1, 2, 2, 3, 3] and np.isnan(got.iloc[8])
 
 
@@ -51,7 +55,29 @@ def test_distance_buckets_and_missing_distances():
         (
             {"function": "hour_of_year", "inputs": {"ts": "sched_dep_ts"}, "output": "h"},
             "conf/model.yml: on_demand_features.0.function: unknown function 'hour_of_year' (lib/features/on_demand.py has "
-            "days_to_holiday, distance_bucket, hour_of_week) (did you mean hour_of_week?)",
+            "days_to_holiday, hour_of_week; a project's own is module:function) (did you mean hour_of_week?)",
+        ),
+        (
+            {"function": "distance_bucket", "inputs": {"distance": "distance"}, "output": "d"},  # moved to the project
+            "conf/model.yml: on_demand_features.0.function: unknown function 'distance_bucket' (lib/features/on_demand.py "
+            "has days_to_holiday, hour_of_week; a project's own is module:function)",
+        ),
+        (
+            {"function": "flight_features:distance_bucket", "inputs": {"distance": "distance"}, "output": "d"},
+            "conf/model.yml: on_demand_features.0.function: no file flight_features.py in conf for module flight_features",
+        ),
+        (
+            {"function": "flights_features:distance_buckets", "inputs": {"distance": "distance"}, "output": "d"},
+            "conf/model.yml: on_demand_features.0.function: flights_features.py has no function 'distance_buckets' "
+            "(did you mean distance_bucket?)",
+        ),
+        (
+            {"function": "flights_features:np", "inputs": {"distance": "distance"}, "output": "d"},  # a module, not a function
+            "conf/model.yml: on_demand_features.0.function: flights_features.py has no function 'np'",
+        ),
+        (
+            {"function": DISTANCE_BUCKET, "inputs": {"miles": "distance"}, "output": "d"},
+            "conf/model.yml: on_demand_features.0.inputs: flights_features:distance_bucket takes inputs distance, not miles",
         ),
         (
             {"function": "hour_of_week", "inputs": {"when": "sched_dep_ts"}, "output": "h"},
@@ -65,13 +91,37 @@ def test_a_wrong_declaration_is_one_line(spec, message):
     assert str(error.value) == message
 
 
+def test_a_project_module_that_fails_to_import_is_one_line(tmp_path):
+    (tmp_path / "broken.py").write_text("import numpy as np\n\nEDGES = np.arange(3) / undefined_name\n")
+    with pytest.raises(ConfigError) as error:
+        on_demand.declared([OnDemand(function="broken:f", inputs={"x": "distance"}, output="f")], "model.yml", tmp_path)
+    assert str(error.value) == (
+        f"model.yml: on_demand_features.0.function: {(tmp_path / 'broken.py').as_posix()} fails to import: "
+        "NameError: name 'undefined_name' is not defined"
+    )
+    assert isinstance(error.value.__cause__, NameError)  # the traceback (--verbose) shows the line
+
+
+def test_each_conf_folder_has_its_own_project_module(tmp_path):
+    (tmp_path / "mine.py").write_text("def double(x):\n    return x * 2\n")
+    (first,) = on_demand.declared([OnDemand(function="mine:double", inputs={"x": "n"}, output="n2")], folder=tmp_path)
+    assert first.to_dict() == {"function": "mine:double", "inputs": {"x": "n"}, "output": "n2"}
+    assert first.function(pd.Series([1.0, 2.0])).tolist() == [2.0, 4.0]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mine.py").write_text("def double(x):\n    return x * 2 + 1\n")
+    (second,) = on_demand.declared([OnDemand(function="mine:double", inputs={"x": "n"}, output="n2")], folder=other)
+    assert second.function(pd.Series([1.0])).tolist() == [3.0] and first.function(pd.Series([1.0])).tolist() == [2.0]
+
+
 def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scoring(tmp_path):
     """Chained: the model is given what the first function reads, not what it makes."""
     from lib.core import config
     from lib.lifecycle import training
 
+    shutil.copy(config.CONF_DIR / "flights_features.py", tmp_path)  # model.yml's module, next to it
     text = (config.CONF_DIR / "model.yml").read_text()
-    chained = "  - {function: distance_bucket, inputs: {distance: hour_of_week}, output: week_bucket}\n"
+    chained = f"  - {{function: {DISTANCE_BUCKET}, inputs: {{distance: hour_of_week}}, output: week_bucket}}\n"
     text = text.replace("\n# What the model sees", chained + "\n# What the model sees")
     (tmp_path / "model.yml").write_text(text.replace("distance_bucket]", "distance_bucket, week_bucket]"))
     cfg = config.load_model_config(tmp_path)
@@ -89,20 +139,25 @@ def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scori
     model = training.fit(train, cfg, Hyperparameters(algorithm="logistic_regression"))
     assert model.inputs == training.input_columns(cfg)
     features = model.features(train[model.inputs])
-    expected = on_demand.distance_bucket(on_demand.hour_of_week(train["sched_dep_ts"]))
+    expected = on_demand.function(DISTANCE_BUCKET, tmp_path)(on_demand.hour_of_week(train["sched_dep_ts"]))
     assert features["week_bucket"].tolist() == expected.tolist() and features["week_bucket"].nunique() == 1  # hours < 500
     assert model.predict(None, train[model.inputs]).shape == (rows,)
 
 
 def test_the_version_keeps_the_functions_it_was_trained_with(champion, monkeypatch):
-    """Packaged by value: a later change of lib/features/on_demand.py does not change a registered version."""
+    """Packaged by value: a later change of lib/features/on_demand.py or of the project's module does
+    not change a registered version."""
     import mlflow
 
     monkeypatch.setattr(on_demand, "hour_of_week", lambda ts: pd.Series(-1.0, index=ts.index))
+    project = on_demand.project_module(config.CONF_DIR, "flights_features")
+    monkeypatch.setattr(project, "DISTANCE_EDGES", (1, 2, 3))
     model = mlflow.pyfunc.load_model(champion.uri).unwrap_python_model()
     used = {f.output: f.function for f in model.on_demand}
     assert set(used) == {"hour_of_week", "days_to_holiday", "distance_bucket"}
     assert used["hour_of_week"](pd.Series(pd.to_datetime(WHEN[:1]))).tolist() == [78.0]
+    assert used["distance_bucket"](pd.Series([499.0, 500.0])).tolist() == [0.0, 1.0]
+    assert used["distance_bucket"] is not project.distance_bucket  # its own copy, not the conf folder's
 
 
 def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, staging, champion, model_cfg):

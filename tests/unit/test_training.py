@@ -95,7 +95,7 @@ def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model
     assert loaded.metadata.metadata["on_demand_features"] == [  # computed by the model, from its inputs
         {"function": "hour_of_week", "inputs": {"ts": "sched_dep_ts"}, "output": "hour_of_week"},
         {"function": "days_to_holiday", "inputs": {"ts": "sched_dep_ts"}, "output": "days_to_holiday"},
-        {"function": "distance_bucket", "inputs": {"distance": "distance"}, "output": "distance_bucket"},
+        {"function": "flights_features:distance_bucket", "inputs": {"distance": "distance"}, "output": "distance_bucket"},
     ]
     sample = toy(model_cfg, n=5)
     assert np.allclose(loaded.predict(sample), model.predict(None, sample))

@@ -7,10 +7,11 @@ nothing above it); here the declarations' shape and the columns they read and ma
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import Field, PrivateAttr, StrictBool, StrictInt, field_validator, model_validator
 
 from lib.core.config.blocks import Number
 from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, invalid, parse_model, read_yaml, suggest
@@ -44,9 +45,16 @@ class Lookup(Strict):
 class OnDemand(Strict):
     """`output` = `function`(**{parameter: column for parameter, column in inputs})."""
 
-    function: str  # a function of lib/features/on_demand.py
+    function: str  # a function of lib/features/on_demand.py, or module:function of the conf folder's module.py
     inputs: dict[str, str]
     output: str
+
+    @field_validator("function")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w*(:[A-Za-z_]\w*)?", value):
+            raise ValueError(f"must be a built-in function's name or module:function, got {value!r}")
+        return value
 
 
 class Features(Strict):
@@ -60,7 +68,7 @@ class Features(Strict):
 
 
 class Training(Strict):
-    hyperparameters_file: str  # relative: to the project folder
+    hyperparameters_file: str  # relative: to the conf folder
 
 
 class Threshold(Strict):
@@ -131,6 +139,12 @@ class ModelConfig(Strict):
     validation: Validation
     deployment: Deployment
     inference: Inference
+    _folder: Path | None = PrivateAttr(default=None)  # the conf folder it was read from
+
+    @property
+    def folder(self) -> Path:
+        """The conf folder this model.yml was read from (relative paths in it resolve there)."""
+        return self._folder or conf_dir()
 
     @model_validator(mode="after")
     def _features_come_from_somewhere(self) -> ModelConfig:
@@ -186,14 +200,20 @@ class Hyperparameters(Strict):
 
 def load_model_config(folder: Path | None = None) -> ModelConfig:
     """conf/model.yml (of `folder`, default the conf folder in use), checked."""
-    path = (folder or conf_dir()) / FILE
-    return parse_model(ModelConfig, read_yaml(path), str(path))
+    folder = (folder or conf_dir()).resolve()
+    cfg = parse_model(ModelConfig, read_yaml(folder / FILE), str(folder / FILE))
+    cfg._folder = folder
+    return cfg
 
 
 def hyperparameters_path(path: str | Path | None, model_cfg: ModelConfig) -> Path:
-    """The file given, else model.yml's training.hyperparameters_file; relative: to the project folder."""
-    chosen = Path(path or model_cfg.training.hyperparameters_file).expanduser()
-    return chosen if chosen.is_absolute() else PROJECT_DIR / chosen
+    """The file given (relative: to the project folder, where run_pipeline.py's kernels run), else
+    model.yml's training.hyperparameters_file (relative: to model.yml's conf folder)."""
+    if path:
+        chosen = Path(path).expanduser()
+        return chosen if chosen.is_absolute() else PROJECT_DIR / chosen
+    chosen = Path(model_cfg.training.hyperparameters_file).expanduser()
+    return chosen if chosen.is_absolute() else model_cfg.folder / chosen
 
 
 def load_hyperparameters(path: str | Path | None, model_cfg: ModelConfig) -> tuple[Path, Hyperparameters]:
