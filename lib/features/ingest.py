@@ -69,7 +69,7 @@ def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date, sources: dict[str
         df = read_source(lakehouse, name, source, start, end)
         # A jdbc source's rows are known by their hash (summed as a decimal: a long would overflow).
         content = F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)")) if known is None else F.lit(None)
-        count, content = df.agg(F.count(F.lit(1)), content.cast("string")).first()
+        count, content = df.agg(F.count(F.lit(1)), content.cast("string")).collect()[0]  # an aggregate: one row
         made = known or _digest(name, source, start, end, [f"{count} {content}".encode()])
         if known is None and _current(lakehouse, tables[name], made, rows):
             continue
@@ -112,7 +112,7 @@ def _typed(df: DataFrame, source: Source, where: str) -> DataFrame:
     found = df.agg(
         *[F.count(F.when(bad[c], 1)).alias(f"n{i}") for i, c in enumerate(casts)],
         *[F.first(F.when(bad[c], F.col(c).cast("string")), ignorenulls=True).alias(f"e{i}") for i, c in enumerate(casts)],
-    ).first()
+    ).collect()[0]  # an aggregate: one row
     for i, column in enumerate(casts):
         if found[f"n{i}"]:
             what = "an unparsable timestamp" if column == source.timestamp else f"a value that is not a {casts[column]}"
@@ -145,7 +145,7 @@ def _with_id(df: DataFrame, id_: str | GeneratedId | None, where: str) -> DataFr
             raise SourceDataError(f"{where}: id column {id_} not found (it has {', '.join(df.columns)})")
         column, what = id_, f"column {id_}"
     twice = df.groupBy(column).count().filter("count > 1")
-    found = twice.agg(F.count(F.lit(1)).alias("n"), F.min(F.col(column).cast("string")).alias("e")).first()
+    found = twice.agg(F.count(F.lit(1)).alias("n"), F.min(F.col(column).cast("string")).alias("e")).collect()[0]
     if found["n"]:
         raise SourceDataError(f"{where}: {what}: {found['n']} ids appear more than once, e.g. {found['e']!r}")
     return df

@@ -113,10 +113,17 @@ def test_csv_source_typed_windowed_and_rewritten_only_when_the_file_changes(lake
 
 
 def test_parquet_source_with_a_date_only_timestamp_and_a_generated_id(lakehouse, tmp_path):
-    pdf = pd.DataFrame({"shop": ["a", "b", "a", "b"], "day": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-03"], "units": [1, 2, 3, 4]})
+    pdf = pd.DataFrame(
+        {"shop": ["a", "b", "a", "b"], "day": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-03"], "units": [1, 2, 3, 4]}
+    )
     pdf.to_parquet(tmp_path / "sales.parquet")
     source = Source.model_validate(
-        {"format": "parquet", "path": str(tmp_path / "sales.parquet"), "timestamp": "day", "id": {"generate": "sale_id", "from": ["shop", "day"]}}
+        {
+            "format": "parquet",
+            "path": str(tmp_path / "sales.parquet"),
+            "timestamp": "day",
+            "id": {"generate": "sale_id", "from": ["shop", "day"]},
+        }
     )
     rows = ingest.read_source(lakehouse, "sales", source, START, END).orderBy("day", "shop").collect()
     assert [(r.shop, r.day, r.units) for r in rows] == [
@@ -132,7 +139,9 @@ def test_parquet_source_with_a_date_only_timestamp_and_a_generated_id(lakehouse,
 
 
 def test_delta_source_by_path_and_by_table(lakehouse, tmp_path):
-    frame = lakehouse.spark.createDataFrame(pd.DataFrame({"k": [1, 2, 3], "at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])}))
+    frame = lakehouse.spark.createDataFrame(
+        pd.DataFrame({"k": [1, 2, 3], "at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
+    )
     frame.write.format("delta").save(str(tmp_path / "events"))
     lakehouse.write(frame, "staging.landing.events")
     by_path = Source(format="delta", path=str(tmp_path / "events"), timestamp="at", id="k")
@@ -151,8 +160,16 @@ def test_delta_source_by_path_and_by_table(lakehouse, tmp_path):
             {"timestamp": "ordered_at"},
             "column ordered_at: 2 rows with an unparsable timestamp, e.g. 'yesterday'",
         ),
-        (ORDERS.replace("3,ann", "2,ann"), {"timestamp": "ordered_at", "id": "order"}, "column order: 1 ids appear more than once, e.g. '2'"),
-        (ORDERS.replace(",4\n", ",four\n"), {"timestamp": "ordered_at", "types": {"amount": "double"}}, "column amount: 1 rows with a value that is not a double, e.g. 'four'"),
+        (
+            ORDERS.replace("3,ann", "2,ann"),
+            {"timestamp": "ordered_at", "id": "order"},
+            "column order: 1 ids appear more than once, e.g. '2'",
+        ),
+        (
+            ORDERS.replace(",4\n", ",four\n"),
+            {"timestamp": "ordered_at", "types": {"amount": "double"}},
+            "column amount: 1 rows with a value that is not a double, e.g. 'four'",
+        ),
     ],
 )
 def test_bad_data_is_one_line_naming_the_file_and_column_and_writes_nothing(lakehouse, tmp_path, text, declared, message):

