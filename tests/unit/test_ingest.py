@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from lib.core.config.sources import Source, load_sources
-from lib.core.errors import SourceDataError, TableNotFoundError
+from lib.core.errors import ConfigError, SourceDataError, TableNotFoundError
 from lib.features import ingest, readers
 from lib.platform.services import postgres
 
@@ -197,3 +197,29 @@ def test_jdbc_source_from_the_lakehouse_postgres(lakehouse, postgres_server, cap
     assert ingest.ingest(lakehouse, START, END, {"visits": source}) == {"staging.raw.visits": 2}
     assert lakehouse.version("staging.raw.visits") == version  # the same rows: not rewritten
     assert "staging.raw.visits is current" in capsys.readouterr().out
+
+
+def test_a_relative_path_starts_at_the_conf_folder(tmp_path):
+    (tmp_path / "sources.yml").write_text(
+        "sources:\n"
+        "  orders: {format: csv, path: data/orders.csv, timestamp: at}\n"
+        "  old: {format: parquet, path: /srv/old, timestamp: at}\n"
+    )
+    sources = load_sources(tmp_path)
+    assert (sources["orders"].path, sources["old"].path) == (str(tmp_path / "data" / "orders.csv"), "/srv/old")
+
+
+@pytest.mark.parametrize(
+    "declared,message",
+    [
+        ("{format: delta, timestamp: at}", "sources.x: format delta needs `path` or `table` (one of them)"),
+        ("{format: csv, path: a.csv, table: t, timestamp: at}", "sources.x.table: not a key of format csv"),
+        ("{format: jdbc, table: t, timestamp: at}", "sources.x.database: missing (format jdbc needs database and table)"),
+        ("{format: csv, path: a.csv, timestamp: at, id: {generate: k, from: []}}", "sources.x.id.from: must"),
+    ],
+)
+def test_a_source_declares_where_its_format_reads(tmp_path, declared, message):
+    (tmp_path / "sources.yml").write_text(f"sources:\n  x: {declared}\n")
+    with pytest.raises(ConfigError) as failed:
+        load_sources(tmp_path)
+    assert str(failed.value).startswith(f"{tmp_path.resolve().as_posix()}/sources.yml: {message}")

@@ -52,7 +52,7 @@ class Source(Strict):
     timestamp: str  # the event-time column; a date-only column is read as midnight
     day: str | None = None  # a Spark SQL date expression the window filters on instead of `timestamp`
     types: dict[str, TypeName] = Field(default_factory=dict)
-    id: str | GeneratedId | None = None  # an id column, or one generated; duplicates are refused
+    id: GeneratedId | str | None = None  # an id column, or one generated; duplicates are refused
 
     @model_validator(mode="after")
     def _located(self) -> Source:
