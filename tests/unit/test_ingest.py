@@ -142,13 +142,15 @@ def test_delta_source_by_path_and_by_table(lakehouse, tmp_path):
     frame = lakehouse.spark.createDataFrame(
         pd.DataFrame({"k": [1, 2, 3], "at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
     )
-    frame.write.format("delta").save(str(tmp_path / "events"))
     lakehouse.write(frame, "staging.landing.events")
-    by_path = Source(format="delta", path=str(tmp_path / "events"), timestamp="at", id="k")
+    by_path = Source(format="delta", path=str(lakehouse.path("staging.landing.events")), timestamp="at", id="k")
     by_table = Source(format="delta", table="staging.landing.events", timestamp="at", id="k")
     assert ingest.ingest(lakehouse, START, END, {"a": by_path, "b": by_table}) == {"staging.raw.a": 2, "staging.raw.b": 2}
-    lakehouse.write(frame.limit(2), "staging.landing.events")  # a new version: b is read again
-    assert ingest.ingest(lakehouse, START, END, {"a": by_path, "b": by_table}) == {"staging.raw.a": 2, "staging.raw.b": 1}
+    lakehouse.write(frame.filter("k < 3"), "staging.landing.events")  # a new version: both are read again
+    assert ingest.ingest(lakehouse, START, END, {"a": by_path, "b": by_table}) == {"staging.raw.a": 1, "staging.raw.b": 1}
+    versions = [lakehouse.version("staging.raw.a"), lakehouse.version("staging.raw.b")]
+    ingest.ingest(lakehouse, START, END, {"a": by_path, "b": by_table})  # the same versions: not rewritten
+    assert [lakehouse.version("staging.raw.a"), lakehouse.version("staging.raw.b")] == versions == [1, 1]
 
 
 @pytest.mark.parametrize(
