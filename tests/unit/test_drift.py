@@ -1,6 +1,5 @@
 """Each drift statistic agrees with scipy (or the textbook PSI) on the same rows."""
 
-
 import numpy as np
 import pytest
 from scipy import stats
