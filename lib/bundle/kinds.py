@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from lib.core.config.environment import EnvironmentsFile
 from lib.core.config.loading import display_path, schema_comment
 from lib.core.config.model import Hyperparameters, ModelConfig
+from lib.core.config.sources import SourcesFile
 from lib.core.errors import ConfigError
 from lib.monitoring.alerts import AlertsFile
 from lib.monitoring.monitors import MonitorsFile
@@ -18,12 +19,13 @@ from lib.platform.workflows.spec import JobsFile
 MODELS: dict[str, type[BaseModel]] = {
     "environments": EnvironmentsFile,
     "model": ModelConfig,
+    "sources": SourcesFile,
     "hyperparameters": Hyperparameters,
     "jobs": JobsFile,
     "monitors": MonitorsFile,
     "alerts": AlertsFile,
 }
-FIXED = ("environments", "model", "jobs", "monitors", "alerts")  # conf/<kind>.yml, one file each
+FIXED = ("environments", "sources", "model", "jobs", "monitors", "alerts")  # conf/<kind>.yml, one file each
 SCHEMAS = "schemas"  # conf/schemas/<kind>.json
 _LINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)$")
 

@@ -2,7 +2,7 @@
 
     python run_pipeline.py --validate [--env E]
 
-environments (each environment merged with its defaults), the model (and its on-demand
+environments (each environment merged with its defaults), the sources, the model (and its on-demand
 functions, resolved), every hyperparameters file (its estimator built), the jobs (their
 notebooks exist, their base_parameters are names each notebook's parameters cell declares),
 the monitors and the alerts. One line per file checked, then `config OK`; the first problem
@@ -18,6 +18,7 @@ from lib.bundle import kinds
 from lib.core.config import conf_dir, display_path, environment_names, load_env, load_hyperparameters, load_model_config
 from lib.core.config.loading import CONF_ENV_VAR
 from lib.core.config.model import hyperparameters_path
+from lib.core.config.sources import load_sources
 from lib.core.errors import ConfigError
 from lib.features import on_demand
 from lib.monitoring.alerts import load_rules
@@ -41,6 +42,9 @@ def validate(env: str | None = None, folder: Path | None = None, say: Callable[[
     for name in names:
         load_env(name, conf)
     say(f"{display_path(conf / 'environments.yml')}: environments {', '.join(names)}")
+
+    sources = load_sources(conf)
+    say(f"{display_path(conf / 'sources.yml')}: sources {', '.join(sources)}")
 
     model_cfg = load_model_config(conf)
     made = on_demand.of_model(model_cfg)

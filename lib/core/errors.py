@@ -20,6 +20,10 @@ class SetupError(LakehouseError):
     """The machine lacks something the project needs (Java, Delta jars, data package)."""
 
 
+class SourceDataError(LakehouseError):
+    """A source's rows do not fit its declaration in sources.yml (a column, a type, an id)."""
+
+
 class AccessDeniedError(LakehouseError):
     """An environment tried to write a catalog it may only read."""
 

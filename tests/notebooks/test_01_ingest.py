@@ -1,6 +1,7 @@
 import pytest
 from nbclient.exceptions import CellExecutionError
 
+from lib.core.config.sources import load_sources
 from lib.features import ingest
 from lib.platform.spark import server as spark_server
 from lib.platform.spark.builder import REMOTE_ENV_VAR
@@ -18,7 +19,10 @@ def test_ingest_writes_the_raw_tables(executed, lakehouse, staging, task_values,
         assert tb.value("type(s.spark).__module__") == (
             "pyspark.sql.session" if mode == "local" else "pyspark.sql.connect.session"
         )
-    expected = {f"staging.raw.{n}": len(ingest.read_source(n, staging.data.start, staging.data.end)) for n in ingest.SOURCE_FILES}
+    expected = {
+        f"staging.raw.{n}": ingest.read_source(lakehouse, n, source, staging.data.start, staging.data.end).count()
+        for n, source in load_sources().items()
+    }
     assert task_values()["raw_rows"] == expected
     assert {name: lakehouse.read(name).count() for name in expected} == expected
 

