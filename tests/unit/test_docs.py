@@ -61,7 +61,7 @@ def test_flatten_gives_every_key_as_a_dotted_path(hook, monitors_schema):
             "monitors.<name>.problem_type",
             "string",
             "<code>PROBLEM_TYPE_CLASSIFICATION</code>",
-            "<code>PROBLEM_TYPE_CLASSIFICATION</code>",
+            "<code>PROBLEM_TYPE_CLASSIFICATION</code>, <code>PROBLEM_TYPE_REGRESSION</code>",
         ),
         ("monitors.<name>.label_col", "string | null", "<code>null</code>", ""),
         ("monitors.<name>.slicing_exprs", "list[string]", "optional", ""),
