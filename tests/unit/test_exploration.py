@@ -36,3 +36,12 @@ def test_written_hyperparameters_load_back(tmp_path):
     path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], tmp_path / "h.yml", "a note")
     assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
     assert "# Written by notebooks/dev/explore_flights.ipynb: a note" in path.read_text()
+
+
+def test_candidates_rank_by_the_deployment_metric_in_its_direction():
+    import pandas as pd
+
+    results = pd.DataFrame({"candidate": ["a", "b", "c"], "algorithm": ["x"] * 3, "log_loss": [0.6, float("nan"), 0.5]})
+    assert list(exploration.rank(results, "log_loss")["candidate"]) == ["c", "a", "b"]  # lowest first, unmeasured last
+    auc = results.rename(columns={"log_loss": "roc_auc"})
+    assert list(exploration.rank(auc, "roc_auc")["candidate"]) == ["a", "c", "b"]  # highest first
