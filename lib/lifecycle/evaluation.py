@@ -48,14 +48,20 @@ def metrics(problem_type: str, y_true: np.ndarray, score: np.ndarray, threshold:
 
 
 def feature_importance(
-    pipeline: Any, frame: pd.DataFrame, y: np.ndarray, columns: list[str], max_rows: int = 3000, seed: int = 0
+    pipeline: Any,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    columns: list[str],
+    max_rows: int = 3000,
+    seed: int = 0,
+    scoring: str = "roc_auc",
 ) -> pd.Series:
-    """Permutation importance (drop in ROC AUC when a column is shuffled), largest first."""
+    """Permutation importance (the drop in `scoring`, a scikit-learn scorer, when a column is shuffled), largest first."""
     from sklearn.inspection import permutation_importance
 
     sample = frame[columns].sample(n=min(max_rows, len(frame)), random_state=seed)
     result = permutation_importance(
-        pipeline, sample, np.asarray(y)[frame.index.get_indexer(sample.index)], scoring="roc_auc", n_repeats=3, random_state=seed
+        pipeline, sample, np.asarray(y)[frame.index.get_indexer(sample.index)], scoring=scoring, n_repeats=3, random_state=seed
     )
     return pd.Series(result.importances_mean, index=columns).sort_values(ascending=False)
 
@@ -85,4 +91,37 @@ def figures(y: np.ndarray, proba: np.ndarray, threshold: float, importance: pd.S
     ax = new("feature_importance.png")
     importance.iloc[::-1].plot.barh(ax=ax)
     ax.set_xlabel("drop in ROC AUC when shuffled")
+    return out
+
+
+def regression_figures(
+    y: np.ndarray, predicted: np.ndarray, slices: dict[str, pd.Series], importance: pd.Series
+) -> dict[str, Any]:
+    """Predicted vs actual, residuals (actual - predicted) per value of each slice column, and
+    feature importance. Built without pyplot, so no display backend is needed."""
+    from matplotlib.figure import Figure
+
+    out = {}
+    y, predicted = np.asarray(y, dtype=float), np.asarray(predicted, dtype=float)
+
+    def new(name: str):
+        fig = Figure(figsize=(5.5, 4.5), tight_layout=True)
+        out[name] = fig
+        return fig.add_subplot()
+
+    skm.PredictionErrorDisplay.from_predictions(
+        y, predicted, kind="actual_vs_predicted", ax=new("predicted_vs_actual.png"), scatter_kwargs={"alpha": 0.3, "s": 6}
+    )
+    residuals = pd.Series(y - predicted)
+    for column, values in slices.items():
+        ax = new(f"residuals_by_{column}.png")
+        groups = residuals.groupby(np.asarray(values.astype(str)))
+        ax.boxplot([g.to_numpy() for _, g in groups], showfliers=False)
+        ax.set_xticks(range(1, groups.ngroups + 1), [str(k) for k in groups.groups], rotation=90)
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_xlabel(column)
+        ax.set_ylabel("actual - predicted")
+    ax = new("feature_importance.png")
+    importance.iloc[::-1].plot.barh(ax=ax)
+    ax.set_xlabel("rise in RMSE when shuffled")
     return out

@@ -23,7 +23,12 @@ METRICS = metric_registry.NAMES
 PROBLEM_TYPES = metric_registry.PROBLEM_TYPES
 VALIDATION_MODES = ("enabled", "dry_run", "disabled")
 APPROVAL_MODES = ("not_required", "required")
-ALGORITHMS = ("hist_gradient_boosting", "logistic_regression")
+ALGORITHMS = ("hist_gradient_boosting", "logistic_regression", "ridge")
+# Which algorithms fit which problem type (hist_gradient_boosting: its classifier or its regressor).
+ALGORITHMS_OF = {
+    metric_registry.CLASSIFICATION: ("hist_gradient_boosting", "logistic_regression"),
+    metric_registry.REGRESSION: ("hist_gradient_boosting", "ridge"),
+}
 if TYPE_CHECKING:  # mypy cannot read a Literal built from a tuple; pydantic can (and lists the names)
     Metric = str
     ProblemType = str
@@ -265,7 +270,7 @@ class ModelConfig(Strict):
 class Hyperparameters(Strict):
     """A hyperparameters file: the estimator and its parameters (unknown names fail when it is built)."""
 
-    algorithm: Literal["hist_gradient_boosting", "logistic_regression"]
+    algorithm: Literal["hist_gradient_boosting", "logistic_regression", "ridge"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
