@@ -348,7 +348,7 @@ def test_baseline_kinds(baseline, message):
     [
         (
             "algorithm: xgboost\nparams: {}\n",
-            "algorithm: must be one of hist_gradient_boosting, logistic_regression, got 'xgboost'",
+            "algorithm: must be one of hist_gradient_boosting, logistic_regression, ridge, got 'xgboost'",
         ),
         ("algorithm: logistic_regression\nparams: [1, 2]\n", "params: must be a mapping, got [1, 2]"),
         ("algorithm: logistic_regression\nparms: {C: 1}\n", "parms: unknown key (did you mean params?)"),
