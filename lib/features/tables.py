@@ -175,6 +175,12 @@ def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
     return df.where(_within(start, end))
 
 
+def labels_in(lakehouse, env, *windows: tuple[dt.date, dt.date], catalog: str | None = None) -> DataFrame:
+    """The labels of the windows (the spine's keys, its timestamp and the label): a training set without features."""
+    labels = lakehouse.read(f"{catalog or env.catalog}.{env.schema}.labels")
+    return labels.where(reduce(operator.or_, [_within(start, end) for start, end in windows]))
+
+
 def training_set(
     lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None
 ) -> DataFrame:
@@ -183,8 +189,7 @@ def training_set(
     Tables are read from `catalog` (default: the environment's own; dev explores prod's).
     """
     catalog = catalog or env.catalog
-    labels = lakehouse.read(f"{catalog}.{env.schema}.labels")
-    spine = labels.where(reduce(operator.or_, [_within(start, end) for start, end in windows]))
+    spine = labels_in(lakehouse, env, *windows, catalog=catalog)
     lookups = feature_store.lookups(model_cfg.feature_lookups, catalog, env.schema)
     return feature_store.lookup_features(lakehouse, spine, lookups)
 

@@ -1,7 +1,9 @@
 """Deployment: Challenger vs Champion on the same held-out data; move Champion on a win.
 
-On the first deployment there is no Champion, so the Challenger must beat a business-rule
-baseline instead. Both sides' metrics are logged side by side to MLflow and on the version.
+On the first deployment there is no Champion, so the Challenger must beat the configured
+baseline instead (model.yml deployment.baseline: a rule, the label's mean or median, a group
+mean, or none). "Beat" is in the metric's direction (lower is better for rmse, log_loss, ...).
+Both sides' metrics are logged side by side to MLflow and on the version.
 With approval required, a winning version moves only once `--approve` recorded an approval.
 Alias moves happen under the model's alias lock and only if the Champion is still the one
 compared against, so concurrent deployments can neither leave a stale Champion in place nor
@@ -18,19 +20,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import functions as F
 
+from lib.core import metrics as metric_registry
 from lib.core import names
 from lib.core.config import APPROVAL_MODES, ConfigError, ModelConfig
+from lib.core.config.model import Baseline, GroupMeanBaseline, LabelBaseline, RuleBaseline
 from lib.core.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
 from lib.core.names import APPROVAL, CHALLENGER, CHAMPION, DECISION, PREVIOUS, REASON
-from lib.lifecycle.evaluation import classification_metrics
+from lib.features import tables
+from lib.lifecycle.evaluation import metrics as evaluation_metrics
 from lib.platform import registry
 from lib.platform.registry import ModelRef
+from lib.platform.spark.builder import to_pandas
 from lib.serving.client import Client
 from lib.serving.rollout import Outcome, RolloutFailedError, capture_config, deploy, served_name
 from lib.serving.settings import Settings
 
-BASELINE = "business-rule baseline"
+_ROW = "__baseline_row"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the first Challenger is compared with: a baseline's name and its score per held-out row."""
+
+    name: str
+    values: np.ndarray | None  # None: no baseline (kind none), nothing to beat
 
 
 @dataclass(frozen=True)
@@ -49,13 +64,14 @@ class Decision:
             return False
         if math.isnan(self.incumbent):
             return True
-        return self.challenger > self.incumbent + self.min_improvement
+        return metric_registry.get(self.metric).better(self.challenger, self.incumbent, self.min_improvement)
 
     def reason(self) -> str:
         verb = "beats" if self.promote else "does not beat"
+        sign = "+" if metric_registry.get(self.metric).higher_is_better else "-"
         return (
             f"challenger {self.metric} {self.challenger:.4f} {verb} {self.incumbent_name} "
-            f"{self.incumbent:.4f} + {self.min_improvement}"
+            f"{self.incumbent:.4f} {sign} {self.min_improvement}"
         )
 
     def table(self) -> pd.DataFrame:
@@ -74,12 +90,53 @@ class Approval:
         return self.approved or not self.required
 
 
-def business_rule_score(features: pd.DataFrame) -> np.ndarray:
-    """What operations would say without a model: evening departures and bad weather run late."""
-    evening = (features["dep_hour"] >= 15).astype(float)
-    rain = (features["precip"].fillna(0) > 0).astype(float)
-    fog = (features["visib"].fillna(10) < 3).astype(float)
-    return (0.1 + 0.4 * evening + 0.3 * rain + 0.2 * fog).to_numpy()
+def baseline_name(cfg: Baseline) -> str:
+    """How the baseline is called in the decision and on the version."""
+    if isinstance(cfg, GroupMeanBaseline):
+        return f"{cfg.kind} by {cfg.by} baseline"
+    return f"{cfg.kind} baseline"
+
+
+def rule_scores(spark, expr: str, rows: pd.DataFrame) -> np.ndarray:
+    """A Spark SQL expression over the rows' columns, one score per row, in the rows' order.
+
+    Spark, not pandas: the expression is Spark SQL like every other expression in the config, and
+    the engine that reads it should be the one that runs it. The held-out rows are already pandas
+    here (the models score them so), so they go to Spark once, on the first deployment only.
+    """
+    frame = spark.createDataFrame(rows.assign(**{_ROW: np.arange(len(rows))}))
+    try:
+        scored = frame.select(_ROW, F.expr(expr).cast("double").alias("score"))
+        values = to_pandas(scored.orderBy(_ROW))["score"]
+    except Exception as exc:  # an AnalysisException names the unknown column or the syntax error
+        raise ConfigError(f"model.yml deployment.baseline.expr {expr!r} does not evaluate: {exc}") from exc
+    return values.to_numpy(dtype=float)
+
+
+def baseline_scores(lakehouse, env, model_cfg: ModelConfig, train_window, holdout: pd.DataFrame) -> Scores:
+    """The configured baseline's scores on the held-out rows.
+
+    mean, median and group_mean are the label's over the training window (read with Spark);
+    a group the training window did not see gets the overall mean.
+    """
+    cfg, label = model_cfg.deployment.baseline, model_cfg.label
+    name = baseline_name(cfg)
+    if isinstance(cfg, RuleBaseline):
+        return Scores(name, rule_scores(lakehouse.spark, cfg.expr, holdout))
+    if not isinstance(cfg, LabelBaseline | GroupMeanBaseline):
+        return Scores(name, None)
+    # The labels alone unless the groups are features: no point-in-time lookup to pay for then.
+    train = tables.labels_in(lakehouse, env, train_window)
+    if isinstance(cfg, GroupMeanBaseline) and cfg.by not in train.columns:
+        train = tables.training_set(lakehouse, env, model_cfg, train_window)
+    y = F.col(label).cast("double")
+    if isinstance(cfg, LabelBaseline):
+        value = train.agg((F.avg(y) if cfg.kind == "mean" else F.median(y)).alias("v")).collect()[0]["v"]
+        return Scores(name, np.full(len(holdout), np.nan if value is None else float(value)))
+    groups = to_pandas(train.groupBy(cfg.by).agg(F.sum(y).alias("total"), F.count(y).alias("n")))
+    overall = groups["total"].sum() / groups["n"].sum() if groups["n"].sum() else np.nan
+    means = dict(zip(groups[cfg.by], groups["total"] / groups["n"], strict=True))
+    return Scores(name, holdout[cfg.by].map(means).astype(float).fillna(overall).to_numpy())
 
 
 def challenger_to_deploy(name: str, model_uri: str, own_model) -> ModelRef:
@@ -103,17 +160,32 @@ def require_challenger(ref: ModelRef) -> ModelRef:
     return ref
 
 
-def compare(challenger: ModelRef, champion: ModelRef | None, holdout: pd.DataFrame, model_cfg: ModelConfig) -> Decision:
-    """Score both on the same held-out rows and decide on the configured metric."""
-    cfg = model_cfg.deployment
+def compare(
+    challenger: ModelRef,
+    champion: ModelRef | None,
+    holdout: pd.DataFrame,
+    model_cfg: ModelConfig,
+    baseline: Scores | None = None,
+) -> Decision:
+    """Score both on the same held-out rows and decide on the configured metric.
+
+    Without a Champion the Challenger is compared with `baseline` (baseline_scores); without
+    either, or with the `none` baseline, there is nothing to beat and a measurable Challenger wins.
+    """
+    cfg, kind = model_cfg.deployment, model_cfg.problem_type
     metric, threshold, label = cfg.metric, model_cfg.inference.decision_threshold, model_cfg.label
     y = holdout[label]
-    ours = classification_metrics(y, registry.predict(challenger, holdout), threshold)
-    if champion is None:
-        incumbent_scores, incumbent_name = business_rule_score(holdout), BASELINE
+    ours = evaluation_metrics(kind, y, registry.predict(challenger, holdout), threshold)
+    if champion is not None:
+        theirs = evaluation_metrics(kind, y, registry.predict(champion, holdout), threshold)
+        incumbent_name = f"Champion v{champion.version}"
     else:
-        incumbent_scores, incumbent_name = registry.predict(champion, holdout), f"Champion v{champion.version}"
-    theirs = classification_metrics(y, incumbent_scores, threshold)
+        baseline = baseline or Scores("no baseline", None)
+        incumbent_name = baseline.name
+        if baseline.values is None:
+            theirs = {k: math.nan for k in ours}
+        else:
+            theirs = evaluation_metrics(kind, y, baseline.values, threshold)
     return Decision(metric, ours[metric], theirs[metric], incumbent_name, cfg.min_improvement, ours, theirs)
 
 

@@ -12,14 +12,18 @@ import yaml
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lib.core import metrics as metric_registry
 from lib.core import names
 from lib.core.config import ConfigError, Hyperparameters, ModelConfig, conf_dir
 from lib.core.config.loading import schema_comment
 from lib.features.tables import DELAY_MINUTES
 from lib.lifecycle import training
-from lib.lifecycle.evaluation import classification_metrics
+from lib.lifecycle.evaluation import metrics as evaluation_metrics
 from lib.monitoring import monitors, views
 from lib.platform import registry
+
+# The held-out metrics the ranking shows per problem type (the deployment metric first).
+_SHOWN = {metric_registry.CLASSIFICATION: ["roc_auc", "accuracy", "f1"], metric_registry.REGRESSION: ["rmse", "mae", "r2"]}
 
 # What the exploration notebook tries: name -> hyperparameters file content.
 CANDIDATES: dict[str, Hyperparameters] = {
@@ -74,28 +78,28 @@ def windows(
 def try_candidates(
     train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig, candidates: dict[str, Hyperparameters]
 ) -> pd.DataFrame:
-    """Fit each candidate, log it as an MLflow run, and rank them by held-out ROC AUC."""
+    """Fit each candidate, log it as an MLflow run, and rank them, best first, by the held-out
+    deployment metric (model.yml deployment.metric, in its direction): the metric the Champion is chosen by."""
     import mlflow
 
-    label, threshold = model_cfg.label, model_cfg.inference.decision_threshold
+    label, threshold, kind = model_cfg.label, model_cfg.inference.decision_threshold, model_cfg.problem_type
+    ranked_by = metric_registry.get(model_cfg.deployment.metric)
+    shown = list(dict.fromkeys([ranked_by.name, *_SHOWN[kind]]))
     rows = []
     for name, hyper in candidates.items():
         with mlflow.start_run(run_name=f"explore {name}") as run:
             model = training.fit(train, model_cfg, hyper)
-            m = classification_metrics(holdout[label], model.predict(None, holdout), threshold)
+            m = evaluation_metrics(kind, holdout[label], model.predict(None, holdout), threshold)
             mlflow.log_params({**hyper.params, "algorithm": hyper.algorithm, "train_rows": len(train)})
             mlflow.log_metrics({f"holdout_{k}": v for k, v in m.items() if pd.notna(v)})
-        rows.append(
-            {
-                "candidate": name,
-                "algorithm": hyper.algorithm,
-                "roc_auc": m["roc_auc"],
-                "accuracy": m["accuracy"],
-                "f1": m["f1"],
-                "run_id": run.info.run_id,
-            }
-        )
-    return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, ignore_index=True)
+        rows.append({"candidate": name, "algorithm": hyper.algorithm, **{k: m[k] for k in shown}, "run_id": run.info.run_id})
+    return rank(pd.DataFrame(rows), ranked_by.name)
+
+
+def rank(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Results best first by `metric` in its direction (highest roc_auc, lowest rmse); unmeasured last."""
+    higher = metric_registry.get(metric).higher_is_better
+    return results.sort_values(metric, ascending=not higher, na_position="last", ignore_index=True)
 
 
 def write_best(results: pd.DataFrame, path: str) -> Path | None:
@@ -103,9 +107,9 @@ def write_best(results: pd.DataFrame, path: str) -> Path | None:
     ""); returns where."""
     if not path:
         return None
-    best = results.iloc[0]
+    best, metric = results.iloc[0], results.columns[2]  # try_candidates: candidate, algorithm, the ranking metric
     return write_hyperparameters(
-        CANDIDATES[best["candidate"]], path, f"{best['candidate']}, held-out ROC AUC {best['roc_auc']:.4f} (run {best['run_id']})"
+        CANDIDATES[best["candidate"]], path, f"{best['candidate']}, held-out {metric} {best[metric]:.4f} (run {best['run_id']})"
     )
 
 
@@ -150,6 +154,7 @@ def production_champion(env, holdout: pd.DataFrame, model_cfg: ModelConfig) -> p
     ref = registry.version_of(name, names.CHAMPION)
     if ref is None:
         print(f"{name} has no Champion yet: run the production workflow (make pipeline) first")
-        return pd.DataFrame(columns=["model", "roc_auc", "accuracy", "f1"])
-    m = classification_metrics(holdout[model_cfg.label], registry.predict(ref, holdout), model_cfg.inference.decision_threshold)
-    return pd.DataFrame([{"model": ref.uri, "roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "f1": m["f1"]}])
+        return pd.DataFrame(columns=["model", *_SHOWN[model_cfg.problem_type]])
+    kind, threshold = model_cfg.problem_type, model_cfg.inference.decision_threshold
+    m = evaluation_metrics(kind, holdout[model_cfg.label], registry.predict(ref, holdout), threshold)
+    return pd.DataFrame([{"model": ref.uri, **{k: m[k] for k in _SHOWN[kind]}}])

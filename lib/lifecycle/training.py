@@ -1,4 +1,5 @@
-"""Training: fit the delay classifier, evaluate it, log it to MLflow and register it.
+"""Training: fit the model (a classifier or a regressor, by model.yml problem_type), evaluate it,
+log it to MLflow and register it.
 
 The registered version carries everything needed to trust and use it: its run, data
 windows, git commit, hyperparameters file, a description, and the feature lookups that
@@ -15,13 +16,15 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from lib.core import metrics as metric_registry
 from lib.core.config import PROJECT_DIR, Hyperparameters, ModelConfig
+from lib.core.config.model import ALGORITHMS_OF
 from lib.core.errors import ConfigError, LakehouseError
 from lib.core.names import VALIDATION_STATUS
 from lib.features import on_demand
@@ -36,9 +39,12 @@ _REQUIREMENTS = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
 
 
 class DelayModel(PythonModel):  # by name: mypy cannot see through mlflow's lazily loaded `mlflow.pyfunc` attribute
-    """The pyfunc that is logged: features in, probability that the flight is delayed out.
+    """The pyfunc that is logged: features in; out, the probability of the positive class for a
+    classifier, the predicted value for a regressor.
 
-    It computes its on-demand features itself, with the functions it was trained with.
+    It computes its on-demand features itself, with the functions it was trained with. The name
+    stays: registered versions pickle this class by reference, and renaming it would break
+    loading them.
     """
 
     on_demand: tuple[OnDemandFeature, ...] = ()  # versions logged before on-demand features have none
@@ -58,7 +64,12 @@ class DelayModel(PythonModel):  # by name: mypy cannot see through mlflow's lazi
         return on_demand.compute(model_input, list(self.on_demand))[self.columns]
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        return self.pipeline.predict_proba(self.features(model_input))[:, 1]
+        features = self.features(model_input)
+        # A Pipeline has predict_proba only when its estimator has: versions logged before
+        # regression (all classifiers) need no new attribute to keep predicting probabilities.
+        if hasattr(self.pipeline, "predict_proba"):
+            return self.pipeline.predict_proba(features)[:, 1]
+        return np.asarray(self.pipeline.predict(features), dtype=float)
 
 
 def feature_columns(model_cfg: ModelConfig) -> list[str]:
@@ -73,10 +84,15 @@ def input_columns(model_cfg: ModelConfig) -> list[str]:
 
 
 def make_pipeline(model_cfg: ModelConfig, hyper: Hyperparameters) -> Pipeline:
-    """The estimator named by hyper.algorithm, with its encoding, built from hyper.params."""
+    """The estimator named by hyper.algorithm for model.yml's problem_type, with its encoding, built from hyper.params."""
     categorical = list(model_cfg.features.categorical)
     numeric = list(model_cfg.features.numeric)
-    params = hyper.params
+    params, kind = hyper.params, model_cfg.problem_type
+    if hyper.algorithm not in ALGORITHMS_OF[kind]:
+        raise ConfigError(
+            f"algorithm {hyper.algorithm} does not fit problem_type {kind}: use one of {', '.join(ALGORITHMS_OF[kind])}"
+        )
+    regression = kind == metric_registry.REGRESSION
     try:
         if hyper.algorithm == "hist_gradient_boosting":
             encode = ColumnTransformer(
@@ -90,20 +106,19 @@ def make_pipeline(model_cfg: ModelConfig, hyper: Hyperparameters) -> Pipeline:
                 remainder="passthrough",
                 verbose_feature_names_out=False,
             )
-            classifier = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), **params)
-        elif hyper.algorithm == "logistic_regression":
+            boosting = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+            estimator = boosting(categorical_features=list(range(len(categorical))), **params)
+        else:
             encode = ColumnTransformer(
                 [
                     ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
                     ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
                 ]
             )
-            classifier = LogisticRegression(**{"max_iter": 1000, **params})
-        else:
-            raise ConfigError(f"unknown algorithm {hyper.algorithm!r}")
+            estimator = Ridge(**params) if regression else LogisticRegression(**{"max_iter": 1000, **params})
     except TypeError as exc:
         raise ConfigError(f"hyperparameters for {hyper.algorithm}: {exc}") from None
-    return Pipeline([("encode", encode), ("classify", classifier)])
+    return Pipeline([("encode", encode), ("regress" if regression else "classify", estimator)])
 
 
 def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> DelayModel:
@@ -111,8 +126,10 @@ def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> 
     label = model_cfg.label
     if len(train) == 0:
         raise LakehouseError("the training window holds no labelled flights: check the as-of date and ingestion")
-    if train[label].nunique() < 2:
+    if model_cfg.problem_type == metric_registry.CLASSIFICATION and train[label].nunique() < 2:
         raise LakehouseError(f"the training window has only one class of {label}: widen train_days")
+    if model_cfg.problem_type == metric_registry.REGRESSION and not pd.api.types.is_numeric_dtype(train[label]):
+        raise LakehouseError(f"the regression label {label} is not numeric ({train[label].dtype}): cast it in the labels")
     columns = feature_columns(model_cfg)
     features = on_demand.of_model(model_cfg)
     missing = [c for c in on_demand.inputs(features) if c not in train.columns]
@@ -150,11 +167,17 @@ def git_commit() -> str:
 
 def describe(model_cfg: ModelConfig, hyper: Hyperparameters, tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
     """The model version's description: what it predicts, from what, trained how, how good."""
+    metric = model_cfg.deployment.metric
+    if model_cfg.problem_type == metric_registry.REGRESSION:
+        what, how_good = f"Predicted {model_cfg.label}", f"held-out {metric} {holdout_metrics[metric]:.4f}"
+    else:
+        what = f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg.label})"
+        how_good = f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f}"
     return (
-        f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg.label}). "
+        f"{what}. "
         f"{hyper.algorithm} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
         f"{tags.get('feature_lookups', 'the feature tables')}; trained on {tags.get('train_window', '?')}, "
-        f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f} on {tags.get('holdout_window', '?')}."
+        f"{how_good} on {tags.get('holdout_window', '?')}."
     )
 
 
@@ -184,10 +207,10 @@ def log_and_register(
     from mlflow.models import infer_signature
 
     registry.check_writable(model_name)  # before anything is logged: a version only in this environment's catalog
-    label, threshold = model_cfg.label, model_cfg.inference.decision_threshold
+    label, threshold, kind = model_cfg.label, model_cfg.inference.decision_threshold, model_cfg.problem_type
     columns = model.columns
-    proba = model.predict(None, holdout)
-    holdout_metrics = evaluation.classification_metrics(holdout[label], proba, threshold)
+    score = model.predict(None, holdout)
+    holdout_metrics = evaluation.metrics(kind, holdout[label], score, threshold)
     example = train[model.inputs].head(5)
     signature = infer_signature(example, model.predict(None, example))
     tags = {
@@ -210,12 +233,21 @@ def log_and_register(
             }
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items() if np.isfinite(v)})
-        if holdout[label].nunique() == 2:
+        if kind == metric_registry.REGRESSION and len(holdout) > 1:
+            importance = evaluation.feature_importance(
+                model.pipeline, model.features(holdout), holdout[label].to_numpy(), columns, scoring="neg_root_mean_squared_error"
+            )
+            mlflow.log_dict(importance.round(5).to_dict(), "feature_importance.json")
+            slices = model_cfg.validation.slices.columns if model_cfg.validation.slices else []
+            by = {c: holdout[c] for c in slices if c in holdout.columns}
+            for name, figure in evaluation.regression_figures(holdout[label], score, by, importance).items():
+                mlflow.log_figure(figure, name)
+        elif kind == metric_registry.CLASSIFICATION and holdout[label].nunique() == 2:
             importance = evaluation.feature_importance(
                 model.pipeline, model.features(holdout), holdout[label].to_numpy(), columns
             )
             mlflow.log_dict(importance.round(5).to_dict(), "feature_importance.json")
-            for name, figure in evaluation.figures(holdout[label], proba, threshold, importance).items():
+            for name, figure in evaluation.figures(holdout[label], score, threshold, importance).items():
                 mlflow.log_figure(figure, name)
         carried = [on_demand, *on_demand.project_modules(model.on_demand)]  # lib's and the project's functions
         for module in carried:

@@ -7,9 +7,10 @@ Checks, each reported by name with its measured value, threshold and verdict (in
   input_example   it was logged with an input example
   feature_lookups its feature lookups resolve (tables, keys and columns exist)
   performance.*   mlflow.models.evaluate on the held-out window, judged by
-                  mlflow.validate_evaluation_results: an absolute minimum per metric, and a
-                  minimum change against the Champion when one exists and one is configured
-  slice.<column>  the slice metric per value of a column (origin, carrier, month) >= floor
+                  mlflow.validate_evaluation_results: absolute bounds (`min`, `max`) per metric, and
+                  a minimum change (in the metric's direction) against the Champion when one exists
+                  and one is configured; a bound against the metric's direction is compared plainly
+  slice.<column>  the slice metric per value of a column (origin, carrier, month) within min/max
   compliance.*    required tags and a description are present
 Run modes: `enabled` (a failure blocks: FAILED, no Challenger, the task fails), `dry_run`
 (report, never block: the Challenger alias is given either way) and `disabled` (no checks;
@@ -23,13 +24,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from lib.core import metrics as metric_registry
 from lib.core import names
-from lib.core.config import METRICS, VALIDATION_MODES, ConfigError, check_param
+from lib.core.config import VALIDATION_MODES, ConfigError, check_param
 from lib.core.config.model import Compliance, Metric, ModelConfig, Slices, Threshold
 from lib.core.errors import ValidationFailedError, first_line
 from lib.core.names import CHALLENGER, VALIDATION_STATUS
 from lib.features import store as feature_store
-from lib.lifecycle.evaluation import classification_metrics
 from lib.platform import registry
 from lib.platform.registry import ModelRef
 
@@ -125,17 +126,19 @@ def check_feature_lookups(model, lakehouse) -> Check:
     return Check("feature_lookups", value, "lookups that resolve", not found)
 
 
-def _metric(name: str, threshold: float):
+def _metric(metric: metric_registry.Metric, threshold: float):
     from mlflow.models import make_metric
 
     return make_metric(
-        eval_fn=lambda predictions, targets, metrics=None: classification_metrics(targets, predictions, threshold)[name],
-        greater_is_better=True,
-        name=name,
+        eval_fn=lambda predictions, targets, metrics=None: metric.compute(targets, predictions, threshold, None),
+        greater_is_better=metric.higher_is_better,
+        name=metric.name,
     )
 
 
-def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
+def evaluate(
+    frame: pd.DataFrame, label: str, threshold: float, run_name: str, problem_type: str = metric_registry.CLASSIFICATION
+):
     """mlflow.models.evaluate of a frame with a `prediction` column, in its own nested run."""
     import mlflow
 
@@ -145,8 +148,15 @@ def evaluate(frame: pd.DataFrame, label: str, threshold: float, run_name: str):
             predictions="prediction",
             targets=label,
             model_type=None,
-            extra_metrics=[_metric(m, threshold) for m in METRICS],
+            extra_metrics=[_metric(m, threshold) for m in metric_registry.of(problem_type)],
         )
+
+
+def _plain(name: str, value: float, rule: str, bound: float) -> Check:
+    """A bound against the metric's direction, which MLflow cannot express: compared as written."""
+    if not math.isfinite(value):
+        return Check(name, f"{value} (not measurable)", f"{rule} {bound}", False)
+    return Check(name, f"{value:.4f}", f"{rule} {bound}", value >= bound if rule == ">=" else value <= bound)
 
 
 def check_performance(candidate, baseline, thresholds: dict[Metric, Threshold], champion: str | None) -> list[Check]:
@@ -171,22 +181,25 @@ def check_performance(candidate, baseline, thresholds: dict[Metric, Threshold], 
 
     for metric, rule in thresholds.items():
         value = candidate.metrics.get(metric, math.nan)
-        if rule.min is not None:
-            judge(
-                f"performance.{metric}",
-                metric,
-                MetricThreshold(threshold=rule.min, greater_is_better=True),
-                f"{value:.4f}",
-                f">= {rule.min}",
-            )
+        up = metric_registry.get(metric).higher_is_better
+        # The bound in the metric's direction first: it keeps the check name performance.<metric>.
+        bounds = [(">=", rule.min), ("<=", rule.max)] if up else [("<=", rule.max), (">=", rule.min)]
+        named = [(op, bound) for op, bound in bounds if bound is not None]
+        for i, (op, bound) in enumerate(named):
+            name = f"performance.{metric}" if i == 0 else f"performance.{metric}_{'min' if op == '>=' else 'max'}"
+            if (op == ">=") == up:
+                judge(name, metric, MetricThreshold(threshold=bound, greater_is_better=up), f"{value:.4f}", f"{op} {bound}")
+            else:
+                checks.append(_plain(name, value, op, bound))
         if rule.min_change_vs_champion is not None and baseline is not None:
             base = baseline.metrics.get(metric, math.nan)
+            change = rule.min_change_vs_champion
             judge(
                 f"performance.{metric}_vs_champion",
                 metric,
-                MetricThreshold(min_absolute_change=rule.min_change_vs_champion, greater_is_better=True),
+                MetricThreshold(min_absolute_change=change, greater_is_better=up),
                 f"{value - base:+.4f} vs {champion}",
-                f">= +{rule.min_change_vs_champion}",
+                f">= +{change}" if up else f"<= -{change}",
                 baseline,
             )
     return checks
@@ -194,30 +207,41 @@ def check_performance(candidate, baseline, thresholds: dict[Metric, Threshold], 
 
 def slice_metrics(frame: pd.DataFrame, columns: list[str], metric: str, label: str, threshold: float) -> pd.DataFrame:
     """The metric per value of each slice column: slice_key, slice_value, rows, value."""
+    compute = metric_registry.get(metric).compute
     rows = []
     for column in columns:
         for value, part in frame.groupby(column, dropna=False):
-            m = classification_metrics(part[label], part["prediction"], threshold)[metric]
+            m = compute(part[label], part["prediction"], threshold, None)
             rows.append({"slice_key": column, "slice_value": str(value), "rows": len(part), metric: m})
     return pd.DataFrame(rows, columns=["slice_key", "slice_value", "rows", metric])
 
 
 def check_slices(table: pd.DataFrame, cfg: Slices) -> list[Check]:
-    """Per slice column: the worst judged slice (>= min_rows, measurable) must reach the floor."""
-    metric, floor, min_rows = cfg.metric, cfg.floor, cfg.min_rows
+    """Per slice column: every judged slice (>= min_rows, measurable) must stay within min/max.
+
+    Reported by the worst slice in the metric's direction (the lowest roc_auc, the highest rmse),
+    and, for a bound against the direction, the slice nearest to breaking it.
+    """
+    metric, min_rows = cfg.metric, cfg.min_rows
+    up = metric_registry.get(metric).higher_is_better
+    bounds = [(op, b) for op, b in ((">=", cfg.min), ("<=", cfg.max)) if b is not None]
+    bounds.sort(key=lambda ob: (ob[0] == ">=") != up)  # the bound in the metric's direction first
+    needs = " and ".join(f"{metric} {op} {b}" for op, b in bounds)
     checks = []
     for column, part in table.groupby("slice_key", sort=False):
         judged = part[(part["rows"] >= min_rows) & part[metric].notna()]
         if judged.empty:
-            checks.append(Check(f"slice.{column}", f"no slice has {min_rows}+ rows", f"{metric} >= {floor}", True))
+            checks.append(Check(f"slice.{column}", f"no slice has {min_rows}+ rows", needs, True))
             continue
-        worst = judged.loc[judged[metric].idxmin()]
+        found, passed = [], True
+        for op, bound in bounds:
+            at = judged.loc[judged[metric].idxmin() if op == ">=" else judged[metric].idxmax()]
+            passed &= bool(at[metric] >= bound if op == ">=" else at[metric] <= bound)
+            word = "worst" if (op == ">=") == up else ("lowest" if op == ">=" else "highest")
+            found.append(f"{word} {at['slice_value']} {metric} {at[metric]:.4f}")
         checks.append(
             Check(
-                f"slice.{column}",
-                f"worst {worst['slice_value']} {metric} {worst[metric]:.4f} of {len(judged)} slices",
-                f"{metric} >= {floor} in slices of {min_rows}+ rows",
-                bool(worst[metric] >= floor),
+                f"slice.{column}", f"{', '.join(found)} of {len(judged)} slices", f"{needs} in slices of {min_rows}+ rows", passed
             )
         )
     return checks
@@ -280,13 +304,13 @@ def validate(
                 Check("performance", "not scored (see the checks above)", "scored on the held-out window", False)
             )
         else:
-            candidate = evaluate(scored, label, threshold, f"candidate v{ref.version}")
+            candidate = evaluate(scored, label, threshold, f"candidate v{ref.version}", model_cfg.problem_type)
             report.metrics = dict(candidate.metrics)
             baseline = against = None
             if champion is not None and champion != ref:
                 against = f"Champion v{champion.version}"
                 scored_champion = holdout.assign(prediction=registry.predict(champion, holdout))
-                baseline = evaluate(scored_champion, label, threshold, against)
+                baseline = evaluate(scored_champion, label, threshold, against, model_cfg.problem_type)
             report.checks += check_performance(candidate, baseline, cfg.thresholds, against)
             if cfg.slices is not None:
                 sl = cfg.slices

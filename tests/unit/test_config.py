@@ -227,7 +227,8 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
     [
         (
             ("roc_auc: {min: 0.60}", "roc_aux: {min: 0.60}"),
-            "validation.thresholds.roc_aux: unknown key: use one of roc_auc, accuracy, precision, recall, f1 (did you mean roc_auc?)",
+            "validation.thresholds.roc_aux: unknown key: use one of roc_auc, accuracy, precision, recall, f1, log_loss, "
+            "rmse, mse, mae, mape, r2 (did you mean roc_auc?)",
         ),
         (
             ("roc_auc: {min: 0.60}", "roc_auc: {min: high}"),
@@ -238,11 +239,41 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
             "validation.thresholds.roc_auc.min_change_vs_champion: must be > 0 (MLflow refuses 0; leave it out instead), got 0",
         ),
         (("roc_auc: {min: 0.60}", "roc_auc: 0.60"), "validation.thresholds.roc_auc: must be a mapping, got 0.6"),
-        (("roc_auc: {min: 0.60}", "roc_auc: {}"), "validation.thresholds.roc_auc: needs `min` and/or `min_change_vs_champion`"),
         (
-            ("metric: roc_auc                 #", "metric: log_loss                #"),
-            "deployment.metric: must be one of roc_auc, accuracy, precision, recall, f1, got 'log_loss'",
+            ("roc_auc: {min: 0.60}", "roc_auc: {}"),
+            "validation.thresholds.roc_auc: needs `min`, `max` and/or `min_change_vs_champion`",
         ),
+        (
+            ("roc_auc: {min: 0.60}", "roc_auc: {min: 0.8, max: 0.7}"),
+            "validation.thresholds.roc_auc: `min` 0.8 is above `max` 0.7: no value can pass",
+        ),
+        # a metric of the other problem type
+        (
+            ("roc_auc: {min: 0.60}", "rmse: {max: 3}"),
+            "validation.thresholds.rmse: rmse is not a metric of problem_type binary_classification: "
+            "use one of roc_auc, accuracy, precision, recall, f1, log_loss",
+        ),
+        (
+            ("metric: roc_auc                 #", "metric: mae                     #"),
+            "deployment.metric: mae is not a metric of problem_type binary_classification",
+        ),
+        (("    metric: roc_auc\n    min: 0.52", "    metric: r2\n    min: 0.52"), "validation.slices.metric: r2 is not a metric"),
+        (
+            ("metric: roc_auc                 #", "metric: auc                     #"),
+            "deployment.metric: must be one of roc_auc, accuracy, precision, recall, f1, log_loss, rmse, mse, mae, mape, r2, "
+            "got 'auc' (did you mean roc_auc?)",
+        ),
+        # slices: min | max (the old `floor` is gone)
+        (("    min: 0.52", "    floor: 0.52"), "validation.slices.floor: unknown key"),
+        (("    min: 0.52\n", ""), "validation.slices: needs `min` and/or `max`"),
+        (("    min: 0.52", "    max: 0.5\n    min: 0.52"), "validation.slices: `min` 0.52 is above `max` 0.5"),
+        # the first deployment's baseline
+        (
+            ("    kind: rule", "    kind: rules"),
+            "deployment.baseline: Input tag 'rules' found using 'kind' does not match any of the expected tags: "
+            "'rule', 'mean', 'median', 'group_mean', 'none'",
+        ),
+        (("    kind: rule\n", "    kind: group_mean\n    by: tail\n"), "deployment.baseline.group_mean.expr: unknown key"),
         (
             ("approval: not_required", "approval: requird"),
             "deployment.approval: must be one of not_required, required, got 'requird' (did you mean required?)",
@@ -295,11 +326,34 @@ def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
 
 
 @pytest.mark.parametrize(
+    "baseline,message",
+    [
+        ({"kind": "mean"}, None),
+        ({"kind": "none"}, None),
+        ({"kind": "group_mean", "by": "carrier"}, None),
+        ({"kind": "group_mean", "by": "carier"}, "deployment.baseline.by: 'carier' is not a key nor a looked-up feature"),
+        ({"kind": "group_mean", "by": "hour_of_week"}, "deployment.baseline.by: 'hour_of_week' is not a key nor"),
+        ({"kind": "median", "expr": "1"}, "deployment.baseline.median.expr: unknown key"),
+        ({"kind": "rule", "expr": ""}, "deployment.baseline.rule.expr: "),
+    ],
+)
+def test_baseline_kinds(baseline, message):
+    raw = config.load_model_config().model_dump(mode="json")
+    raw["deployment"]["baseline"] = baseline
+    if message is None:
+        assert config.parse_model(config.ModelConfig, raw, "model.yml").deployment.baseline.kind == baseline["kind"]
+        return
+    with pytest.raises(ConfigError) as error:
+        config.parse_model(config.ModelConfig, raw, "model.yml")
+    assert str(error.value).startswith(f"model.yml: {message}")
+
+
+@pytest.mark.parametrize(
     "text,message",
     [
         (
             "algorithm: xgboost\nparams: {}\n",
-            "algorithm: must be one of hist_gradient_boosting, logistic_regression, got 'xgboost'",
+            "algorithm: must be one of hist_gradient_boosting, logistic_regression, ridge, got 'xgboost'",
         ),
         ("algorithm: logistic_regression\nparams: [1, 2]\n", "params: must be a mapping, got [1, 2]"),
         ("algorithm: logistic_regression\nparms: {C: 1}\n", "parms: unknown key (did you mean params?)"),

@@ -2,11 +2,12 @@ import math
 import threading
 
 import mlflow
-import pandas as pd
+import numpy as np
 import pytest
 
 from lib.core import names
-from lib.core.errors import ConcurrentDeploymentError, ModelNotFoundError, ValidationFailedError
+from lib.core.config.model import GroupMeanBaseline, LabelBaseline, NoBaseline
+from lib.core.errors import ConcurrentDeploymentError, ConfigError, ModelNotFoundError, ValidationFailedError
 from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
 from lib.lifecycle import deployment, validation
 from lib.lifecycle.deployment import Approval, Decision
@@ -17,25 +18,66 @@ NO_APPROVAL = Approval(required=False, approved=False, detail="approval not requ
 
 
 @pytest.mark.parametrize(
-    "challenger,incumbent,min_improvement,promote",
+    "metric,challenger,incumbent,min_improvement,promote",
     [
-        (0.70, 0.65, 0.0, True),  # win
-        (0.60, 0.65, 0.0, False),  # loss
-        (0.65, 0.65, 0.0, False),  # tie keeps the Champion
-        (0.66, 0.65, 0.02, False),  # win, but below the minimum improvement
-        (0.70, math.nan, 0.0, True),  # nothing measurable to beat
-        (math.nan, 0.65, 0.0, False),  # an unmeasurable challenger never wins
+        ("roc_auc", 0.70, 0.65, 0.0, True),  # win
+        ("roc_auc", 0.60, 0.65, 0.0, False),  # loss
+        ("roc_auc", 0.65, 0.65, 0.0, False),  # tie keeps the Champion
+        ("roc_auc", 0.66, 0.65, 0.02, False),  # win, but below the minimum improvement
+        ("roc_auc", 0.70, math.nan, 0.0, True),  # nothing measurable to beat
+        ("roc_auc", math.nan, 0.65, 0.0, False),  # an unmeasurable challenger never wins
+        # lower is better: a smaller log loss wins, by more than the minimum improvement
+        ("log_loss", 0.50, 0.60, 0.0, True),
+        ("log_loss", 0.70, 0.60, 0.0, False),
+        ("log_loss", 0.60, 0.60, 0.0, False),
+        ("log_loss", 0.59, 0.60, 0.02, False),
+        ("log_loss", 0.55, 0.60, 0.02, True),
     ],
 )
-def test_decision(challenger, incumbent, min_improvement, promote):
-    d = Decision("roc_auc", challenger, incumbent, "Champion v1", min_improvement)
+def test_decision(metric, challenger, incumbent, min_improvement, promote):
+    d = Decision(metric, challenger, incumbent, "Champion v1", min_improvement)
     assert d.promote is promote
     assert ("beats" if promote else "does not beat") in d.reason()
+    assert d.reason().endswith(f"{'+' if metric == 'roc_auc' else '-'} {min_improvement}")
 
 
-def test_business_rule_baseline_scores_evening_and_weather():
-    rows = pd.DataFrame({"dep_hour": [8.0, 18.0, 18.0], "precip": [0.0, 0.0, 0.2], "visib": [10.0, 10.0, 1.0]})
-    assert list(deployment.business_rule_score(rows)) == pytest.approx([0.1, 0.5, 1.0])
+def test_the_configured_rule_gives_the_old_business_rule_scores(spark, holdout, model_cfg):
+    """The rule that used to be code (evening departures and bad weather run late), now model.yml's
+    deployment.baseline.expr, scores the real held-out rows the same, missing weather included."""
+    rows = holdout.copy()
+    rows.loc[rows.index[:40:2], "precip"] = np.nan  # weather missing at some flights: the coalesce branches
+    rows.loc[rows.index[1:40:3], "visib"] = np.nan
+    old = (
+        0.1
+        + 0.4 * (rows["dep_hour"] >= 15).astype(float)
+        + 0.3 * (rows["precip"].fillna(0) > 0).astype(float)
+        + 0.2 * (rows["visib"].fillna(10) < 3).astype(float)
+    ).to_numpy()
+    assert len(set(old)) >= 4
+    new = deployment.rule_scores(spark, model_cfg.deployment.baseline.expr, rows)
+    assert new == pytest.approx(old, abs=0)
+    with pytest.raises(ConfigError, match="deployment.baseline.expr 'no_such_column \\+ 1' does not evaluate"):
+        deployment.rule_scores(spark, "no_such_column + 1", holdout.head(3))
+
+
+def test_label_baselines_come_from_the_training_window(featurized, staging, model_cfg, holdout, train_set):
+    windows = staging.data.split(staging.data.as_of)
+
+    def scores(baseline):
+        cfg = model_cfg.model_copy(update={"deployment": model_cfg.deployment.model_copy(update={"baseline": baseline})})
+        return deployment.baseline_scores(featurized, staging, cfg, windows.train, holdout)
+
+    mean = scores(LabelBaseline(kind="mean"))
+    assert mean.name == "mean baseline" and mean.values == pytest.approx(np.full(len(holdout), train_set["delayed"].mean()))
+    median = scores(LabelBaseline(kind="median"))
+    assert median.values == pytest.approx(np.full(len(holdout), train_set["delayed"].median()))
+    # origin is a key, in the labels: no feature lookup needed (a feature such as carrier takes one).
+    holdout.loc[holdout.index[:3], "origin"] = "XYZ"  # unseen in training: the overall mean
+    by_origin = scores(GroupMeanBaseline(kind="group_mean", by="origin"))
+    expected = holdout["origin"].map(train_set.groupby("origin")["delayed"].mean()).fillna(train_set["delayed"].mean())
+    assert by_origin.name == "group_mean by origin baseline" and by_origin.values == pytest.approx(expected.to_numpy())
+    assert len(set(by_origin.values)) == 4
+    assert scores(NoBaseline(kind="none")) == deployment.Scores("none baseline", None)
 
 
 def copy_of(ref: ModelRef) -> ModelRef:
@@ -44,19 +86,20 @@ def copy_of(ref: ModelRef) -> ModelRef:
     return ModelRef(ref.name, str(registry.client().create_model_version(ref.name, source=source).version))
 
 
-def test_first_deployment_beats_the_baseline_and_logs_both_sides(challenger, holdout, model_cfg):
-    decision = deployment.compare(challenger, None, holdout, model_cfg)
-    assert decision.incumbent_name == deployment.BASELINE and decision.promote
+def test_first_deployment_beats_the_baseline_and_logs_both_sides(challenger, spark, holdout, model_cfg):
+    rule = deployment.Scores("rule baseline", deployment.rule_scores(spark, model_cfg.deployment.baseline.expr, holdout))
+    decision = deployment.compare(challenger, None, holdout, model_cfg, rule)
+    assert decision.incumbent_name == "rule baseline" and decision.promote
     run_id = deployment.log_comparison(decision, challenger, "job-7")
     logged = mlflow.get_run(run_id).data
     assert logged.metrics["challenger_roc_auc"] == pytest.approx(decision.challenger)
     assert logged.metrics["incumbent_roc_auc"] == pytest.approx(decision.incumbent)
-    assert set(decision.table().columns) == {"challenger", deployment.BASELINE}
+    assert set(decision.table().columns) == {"challenger", "rule baseline"}
     assert deployment.apply(decision, challenger, None, NO_APPROVAL, run="job-7") == challenger
     assert registry.aliases(challenger.name) == {CHAMPION: challenger.version}
     tags = registry.require_version(challenger).tags
     assert tags["deployment.decision"] == "PROMOTED" and tags["alias.Champion.by"] == "job-7"
-    assert "beats business-rule baseline" in tags["alias.Champion.reason"]
+    assert "beats rule baseline" in tags["alias.Champion.reason"]
     assert tags["alias.Challenger.removed_reason"] == "promoted to Champion"
 
 

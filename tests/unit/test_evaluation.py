@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
 
-from lib.lifecycle.evaluation import classification_metrics, feature_importance, figures
+from lib.lifecycle.evaluation import classification_metrics, feature_importance, figures, regression_figures, regression_metrics
 
 # Five flights: labels and scores. At 0.5 the predictions are 0 1 0 1 1:
 # TP = 2 (0.8, 0.9), FP = 1 (0.7), FN = 1 (0.4), TN = 1 (0.2).
@@ -115,3 +115,15 @@ def test_figures_are_the_five_pictures_with_the_confusion_matrix_of_the_threshol
     bars = out["feature_importance.png"].axes[0]
     assert [t.get_text() for t in bars.get_yticklabels()] == ["noise", "signal"]  # largest on top
     assert [p.get_width() for p in bars.patches] == [0.01, 0.4]
+
+
+def test_regression_metrics_and_figures():
+    y, predicted = np.array([3.0, 5.0, 2.0, 8.0]), np.array([2.0, 5.0, 4.0, 7.0])  # errors -1, 0, 2, -1
+    m = regression_metrics(y, predicted)
+    assert (m["mae"], m["mse"], m["count"]) == (1.0, 1.5, 4.0)
+    importance = pd.Series({"a": 0.2, "b": 0.1})
+    out = regression_figures(y, predicted, {"origin": pd.Series(["EWR", "JFK", "EWR", "JFK"])}, importance)
+    assert sorted(out) == ["feature_importance.png", "predicted_vs_actual.png", "residuals_by_origin.png"]
+    assert all(isinstance(f, Figure) for f in out.values())
+    (ax,) = out["residuals_by_origin.png"].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["EWR", "JFK"]

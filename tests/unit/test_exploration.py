@@ -50,3 +50,12 @@ def test_a_relative_target_is_in_the_conf_folder_the_training_reads(tmp_path, mo
     assert path == (tmp_path / "conf" / "hyperparameters.yml").resolve()
     assert config.load_hyperparameters("", config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
     assert config.load_hyperparameters("", config.load_model_config(config.CONF_DIR))[1].algorithm == "hist_gradient_boosting"
+
+
+def test_candidates_rank_by_the_deployment_metric_in_its_direction():
+    import pandas as pd
+
+    results = pd.DataFrame({"candidate": ["a", "b", "c"], "algorithm": ["x"] * 3, "log_loss": [0.6, float("nan"), 0.5]})
+    assert list(exploration.rank(results, "log_loss")["candidate"]) == ["c", "a", "b"]  # lowest first, unmeasured last
+    auc = results.rename(columns={"log_loss": "roc_auc"})
+    assert list(exploration.rank(auc, "roc_auc")["candidate"]) == ["a", "c", "b"]  # highest first

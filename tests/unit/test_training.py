@@ -39,6 +39,43 @@ def test_fit_learns_a_signal(model_cfg, algorithm, params):
     assert evaluation.classification_metrics(test["delayed"], model.predict(None, test))["roc_auc"] > 0.9
 
 
+def as_regression(model_cfg):
+    """The flights' model config predicting a number (toy's `minutes`) instead of a class."""
+    deployment = model_cfg.deployment.model_copy(update={"metric": "rmse"})
+    return model_cfg.model_copy(update={"problem_type": "regression", "label": "minutes", "deployment": deployment})
+
+
+def with_minutes(df, seed):
+    return df.assign(minutes=10 * df["dep_hour"] + np.random.default_rng(seed).normal(size=len(df)))
+
+
+@pytest.mark.parametrize("algorithm,params", [("hist_gradient_boosting", {"max_iter": 50}), ("ridge", {"alpha": 1.0})])
+def test_a_regression_predicts_values(model_cfg, algorithm, params):
+    train, test = with_minutes(toy(model_cfg, seed=1), 1), with_minutes(toy(model_cfg, seed=2), 2)
+    model = training.fit(train, as_regression(model_cfg), Hyperparameters(algorithm=algorithm, params=params))
+    assert model.pipeline.steps[-1][0] == "regress" and not hasattr(model.pipeline, "predict_proba")
+    predicted = model.predict(None, test)
+    assert predicted.min() < -5 and predicted.max() > 5  # values, not probabilities
+    m = evaluation.regression_metrics(test["minutes"], predicted)
+    assert m["rmse"] < 0.3 * test["minutes"].std() and m["r2"] > 0.9
+
+
+def test_an_algorithm_of_the_other_problem_type_is_a_config_error(model_cfg):
+    with pytest.raises(ConfigError, match="algorithm ridge does not fit problem_type binary_classification: use one of"):
+        training.make_pipeline(model_cfg, Hyperparameters(algorithm="ridge"))
+    with pytest.raises(ConfigError, match="algorithm logistic_regression does not fit problem_type regression"):
+        training.make_pipeline(as_regression(model_cfg), Hyperparameters(algorithm="logistic_regression"))
+
+
+def test_a_regression_label_must_be_numeric_but_may_be_constant(model_cfg):
+    regression = as_regression(model_cfg)
+    ridge = Hyperparameters(algorithm="ridge")
+    constant = training.fit(toy(model_cfg).assign(minutes=7.0), regression, ridge)  # no one-class refusal for a number
+    assert constant.predict(None, toy(model_cfg))[:3] == pytest.approx([7.0] * 3)
+    with pytest.raises(LakehouseError, match="the regression label minutes is not numeric"):
+        training.fit(toy(model_cfg).assign(minutes="late"), regression, ridge)
+
+
 def test_fit_refuses_empty_and_one_class(model_cfg, hyper):
     with pytest.raises(LakehouseError, match="holds no labelled flights"):
         training.fit(toy(model_cfg).iloc[:0], model_cfg, hyper)
@@ -113,3 +150,19 @@ def test_model_uri_parsing():
     for bad in ["models:/prod.flights.delay_model@Champion", "runs:/abc/model", "", "models:/x/"]:
         with pytest.raises(LakehouseError, match="must look like models:/"):
             registry.ModelRef.parse(bad)
+
+
+def test_a_regression_version_is_described_and_pictured_as_one(mlflow_env, model_cfg):
+    regression, ridge = as_regression(model_cfg), Hyperparameters(algorithm="ridge")
+    model = training.fit(with_minutes(toy(model_cfg), 0), regression, ridge)
+    lookups = feature_store.lookups(model_cfg.feature_lookups, "staging", "flights")
+    holdout = with_minutes(toy(model_cfg, seed=3), 3)
+    ref = training.log_and_register(model, holdout, holdout, regression, ridge, lookups, mlflow_env.model_name, {})
+    mv = registry.require_version(ref)
+    assert mv.description.startswith("Predicted minutes. ridge on 19 features") and "held-out rmse 0." in mv.description
+    run = mlflow.get_run(mv.tags["run_id"])
+    assert run.data.metrics["holdout_rmse"] < 1.5 and "holdout_roc_auc" not in run.data.metrics
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    expected = {"predicted_vs_actual.png", "residuals_by_origin.png", "residuals_by_carrier.png", "residuals_by_month.png"}
+    assert expected <= artifacts and "roc_curve.png" not in artifacts
+    assert registry.predict(ref, holdout.head(3)) == pytest.approx(model.predict(None, holdout.head(3)))

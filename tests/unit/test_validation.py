@@ -107,6 +107,31 @@ def test_performance_rules_are_judged_by_mlflow(mlflow_env, rule, passed):
     assert len(validation.check_performance(good, None, {"roc_auc": Threshold(**rule)}, None)) == int("min" in rule)
 
 
+def test_a_lower_is_better_gate_fails_the_right_way(mlflow_env):
+    with mlflow.start_run():
+        good = validation.evaluate(frame(0.2), "delayed", 0.5, "candidate")
+        weak = validation.evaluate(frame(0.6, seed=1), "delayed", 0.5, "champion")
+    loss = good.metrics["log_loss"]
+    assert loss < weak.metrics["log_loss"] - 0.05
+
+    def judge(rule, candidate=good, champion=None):
+        against = "Champion v1" if champion else None
+        checks = validation.check_performance(candidate, champion, {"log_loss": Threshold(**rule)}, against)
+        return [(c.name, c.threshold, c.passed) for c in checks]
+
+    assert judge({"max": loss + 0.01}) == [("performance.log_loss", f"<= {loss + 0.01}", True)]
+    assert judge({"max": loss - 0.01}) == [("performance.log_loss", f"<= {loss - 0.01}", False)]
+    # A bound against the metric's direction (MLflow cannot express it) is compared as written.
+    assert judge({"min": loss - 0.01}) == [("performance.log_loss", f">= {loss - 0.01}", True)]
+    assert judge({"max": 9.0, "min": loss + 0.01}) == [
+        ("performance.log_loss", "<= 9.0", True),
+        ("performance.log_loss_min", f">= {loss + 0.01}", False),
+    ]
+    # Against the Champion: lower by at least the change.
+    assert judge({"min_change_vs_champion": 0.05}, good, weak) == [("performance.log_loss_vs_champion", "<= -0.05", True)]
+    assert judge({"min_change_vs_champion": 0.05}, weak, good) == [("performance.log_loss_vs_champion", "<= -0.05", False)]
+
+
 def test_slices_fail_below_the_floor_and_skip_small_slices():
     table = pd.DataFrame(
         {
@@ -116,11 +141,32 @@ def test_slices_fail_below_the_floor_and_skip_small_slices():
             "roc_auc": [0.61, 0.55, 0.10, 0.70, 0.2],
         }
     )
-    cfg = Slices(columns=["origin", "carrier"], metric="roc_auc", floor=0.58, min_rows=300)
+    cfg = Slices(columns=["origin", "carrier"], metric="roc_auc", min=0.58, min_rows=300)
     checks = {c.name: c for c in validation.check_slices(table, cfg)}
     assert not checks["slice.origin"].passed and checks["slice.origin"].value.startswith("worst JFK roc_auc 0.5500 of 2")
     assert checks["slice.carrier"].passed
-    assert all(c.passed for c in validation.check_slices(table, cfg.model_copy(update={"floor": 0.5})))
+    assert all(c.passed for c in validation.check_slices(table, cfg.model_copy(update={"min": 0.5})))
+    # A max on roc_auc (against its direction) looks at the highest judged slice.
+    capped = {c.name: c for c in validation.check_slices(table, cfg.model_copy(update={"min": 0.5, "max": 0.65}))}
+    assert not capped["slice.carrier"].passed and capped["slice.carrier"].value.startswith("worst UA roc_auc 0.7000, highest UA")
+    assert capped["slice.origin"].passed and capped["slice.origin"].threshold.startswith("roc_auc >= 0.5 and roc_auc <= 0.65")
+
+
+def test_a_lower_is_better_slice_is_judged_by_its_highest_value():
+    table = pd.DataFrame(
+        {
+            "slice_key": ["origin"] * 3,
+            "slice_value": ["EWR", "JFK", "LGA"],
+            "rows": [900, 800, 20],
+            "log_loss": [0.55, 0.70, 2.0],  # LGA is too small to judge
+        }
+    )
+    cfg = Slices(columns=["origin"], metric="log_loss", max=0.6, min_rows=300)
+    (check,) = validation.check_slices(table, cfg)
+    assert not check.passed and check.value == "worst JFK log_loss 0.7000 of 2 slices"
+    assert check.threshold == "log_loss <= 0.6 in slices of 300+ rows"
+    (check,) = validation.check_slices(table, cfg.model_copy(update={"max": 0.75}))
+    assert check.passed
 
 
 def test_slice_metrics_per_value(model_cfg):

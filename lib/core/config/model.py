@@ -9,20 +9,33 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, StrictBool, StrictInt, field_validator, model_validator
 
+from lib.core import metrics as metric_registry
 from lib.core.config.blocks import Number
 from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, invalid, parse_model, read_yaml, suggest
 
 FILE = "model.yml"
-# The metrics every stage reports (lib.lifecycle.evaluation.classification_metrics), nameable in model.yml.
-METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")  # all: higher is better
+# The metrics every stage reports, nameable in model.yml: the names of the registry (lib/core/metrics.py),
+# which knows each one's problem type and direction.
+METRICS = metric_registry.NAMES
+PROBLEM_TYPES = metric_registry.PROBLEM_TYPES
 VALIDATION_MODES = ("enabled", "dry_run", "disabled")
 APPROVAL_MODES = ("not_required", "required")
-ALGORITHMS = ("hist_gradient_boosting", "logistic_regression")
-Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1"]
+ALGORITHMS = ("hist_gradient_boosting", "logistic_regression", "ridge")
+# Which algorithms fit which problem type (hist_gradient_boosting: its classifier or its regressor).
+ALGORITHMS_OF = {
+    metric_registry.CLASSIFICATION: ("hist_gradient_boosting", "logistic_regression"),
+    metric_registry.REGRESSION: ("hist_gradient_boosting", "ridge"),
+}
+if TYPE_CHECKING:  # mypy cannot read a Literal built from a tuple; pydantic can (and lists the names)
+    Metric = str
+    ProblemType = str
+else:
+    Metric = Literal[METRICS]
+    ProblemType = Literal[PROBLEM_TYPES]
 Columns = Annotated[list[str], Field(min_length=1)]
 
 
@@ -72,7 +85,11 @@ class Training(Strict):
 
 
 class Threshold(Strict):
+    """Bounds on a metric. The bound in the metric's direction (`min` if higher is better) is judged
+    by MLflow; one against it (e.g. `max` on roc_auc) is a plain comparison."""
+
     min: Number | None = None
+    max: Number | None = None
     min_change_vs_champion: Number | None = None  # absolute; MLflow refuses 0 (leave it out instead)
 
     @field_validator("min_change_vs_champion")
@@ -84,16 +101,32 @@ class Threshold(Strict):
 
     @model_validator(mode="after")
     def _some_rule(self) -> Threshold:
-        if self.min is None and self.min_change_vs_champion is None:
-            raise invalid("", "needs `min` and/or `min_change_vs_champion`")
+        if self.min is None and self.max is None and self.min_change_vs_champion is None:
+            raise invalid("", "needs `min`, `max` and/or `min_change_vs_champion`")
+        _ordered(self.min, self.max)
         return self
 
 
+def _ordered(low: float | None, high: float | None) -> None:
+    if low is not None and high is not None and low > high:
+        raise invalid("", f"`min` {low} is above `max` {high}: no value can pass")
+
+
 class Slices(Strict):
+    """The metric per value of each column; every judged slice must stay within `min`/`max`."""
+
     columns: Columns
     metric: Metric
-    floor: Number
+    min: Number | None = None
+    max: Number | None = None
     min_rows: StrictInt = Field(ge=0)  # smaller slices are reported but not judged
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Slices:
+        if self.min is None and self.max is None:
+            raise invalid("", "needs `min` and/or `max`")
+        _ordered(self.min, self.max)
+        return self
 
 
 class Compliance(Strict):
@@ -108,9 +141,39 @@ class Validation(Strict):
     compliance: Compliance = Field(default_factory=Compliance)
 
 
+class RuleBaseline(Strict):
+    """A Spark SQL expression over the held-out rows' features that gives a score."""
+
+    kind: Literal["rule"]
+    expr: str = Field(min_length=1)
+
+
+class LabelBaseline(Strict):
+    """The label's mean or median over the training window, for every row."""
+
+    kind: Literal["mean", "median"]
+
+
+class GroupMeanBaseline(Strict):
+    """The label's mean over the training window per value of a column (the overall mean for unseen values)."""
+
+    kind: Literal["group_mean"]
+    by: str
+
+
+class NoBaseline(Strict):
+    """No baseline: the first deployment promotes a Challenger that passed the gates."""
+
+    kind: Literal["none"]
+
+
+Baseline = Annotated[RuleBaseline | LabelBaseline | GroupMeanBaseline | NoBaseline, Field(discriminator="kind")]
+
+
 class Deployment(Strict):
     metric: Metric  # Challenger vs Champion
-    min_improvement: Number  # promote only if challenger > incumbent + this
+    min_improvement: Number  # promote only if challenger beats the incumbent by more than this, in the metric's direction
+    baseline: Baseline  # what the first Challenger must beat when there is no Champion
     approval: Literal["not_required", "required"] = "not_required"
 
 
@@ -129,6 +192,7 @@ class Inference(Strict):
 class ModelConfig(Strict):
     """conf/model.yml."""
 
+    problem_type: ProblemType = metric_registry.CLASSIFICATION
     label: str
     feature_tables: dict[str, FeatureTable] = Field(min_length=1)
     keys: Columns  # the spine: what a caller gives to get a prediction
@@ -145,6 +209,32 @@ class ModelConfig(Strict):
     def folder(self) -> Path:
         """The conf folder this model.yml was read from (relative paths in it resolve there)."""
         return self._folder or conf_dir()
+
+    @model_validator(mode="after")
+    def _metrics_of_the_problem_type(self) -> ModelConfig:
+        """Every metric named is one of the problem type's."""
+        named = [(f"validation.thresholds.{m}", m) for m in self.validation.thresholds]
+        if self.validation.slices is not None:
+            named.append(("validation.slices.metric", self.validation.slices.metric))
+        named.append(("deployment.metric", self.deployment.metric))
+        fits = [m.name for m in metric_registry.of(self.problem_type)]
+        for at, name in named:
+            if name not in fits:
+                raise invalid(at, f"{name} is not a metric of problem_type {self.problem_type}: use one of {', '.join(fits)}")
+        return self
+
+    @model_validator(mode="after")
+    def _baseline_groups_by_a_looked_up_column(self) -> ModelConfig:
+        """group_mean groups the training window's rows, which hold the keys and the looked-up features."""
+        baseline = self.deployment.baseline
+        if isinstance(baseline, GroupMeanBaseline):
+            known = [*self.keys, *(f for lookup in self.feature_lookups for f in lookup.features)]
+            if baseline.by not in known:
+                raise invalid(
+                    "deployment.baseline.by",
+                    f"{baseline.by!r} is not a key nor a looked-up feature{suggest(baseline.by, known)}",
+                )
+        return self
 
     @model_validator(mode="after")
     def _features_come_from_somewhere(self) -> ModelConfig:
@@ -194,7 +284,7 @@ class ModelConfig(Strict):
 class Hyperparameters(Strict):
     """A hyperparameters file: the estimator and its parameters (unknown names fail when it is built)."""
 
-    algorithm: Literal["hist_gradient_boosting", "logistic_regression"]
+    algorithm: Literal["hist_gradient_boosting", "logistic_regression", "ridge"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
