@@ -70,9 +70,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def invalid(at: str, message: str) -> PydanticCustomError:
-    """A cross-field problem found by a model validator, at `at` (dotted, below the model)."""
-    return PydanticCustomError("config", "{message}", {"at": at, "message": message})
+def invalid(at: str | tuple[str, ...], message: str) -> PydanticCustomError:
+    """A cross-field problem found by a model validator, at `at` below the model: a key, or the
+    keys of a path (("deployment", "metric"): a path whose words are not a tag key or a name)."""
+    where = ".".join(at) if isinstance(at, tuple) else at
+    return PydanticCustomError("config", "{message}", {"at": where, "message": message})
 
 
 def parse_model(model: type[M], raw: Any, source: str, *path: Any, skip_missing: bool = False) -> M:

@@ -213,10 +213,10 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _metrics_of_the_problem_type(self) -> ModelConfig:
         """Every metric named is one of the problem type's."""
-        named = [(f"validation.thresholds.{m}", m) for m in self.validation.thresholds]
+        named: list[tuple[tuple[str, ...], str]] = [(("validation", "thresholds", m), m) for m in self.validation.thresholds]
         if self.validation.slices is not None:
-            named.append(("validation.slices.metric", self.validation.slices.metric))
-        named.append(("deployment.metric", self.deployment.metric))
+            named.append((("validation", "slices", "metric"), self.validation.slices.metric))
+        named.append((("deployment", "metric"), self.deployment.metric))
         fits = [m.name for m in metric_registry.of(self.problem_type)]
         for at, name in named:
             if name not in fits:
@@ -231,7 +231,7 @@ class ModelConfig(Strict):
             known = [*self.keys, *(f for lookup in self.feature_lookups for f in lookup.features)]
             if baseline.by not in known:
                 raise invalid(
-                    "deployment.baseline.by",
+                    ("deployment", "baseline", "by"),
                     f"{baseline.by!r} is not a key nor a looked-up feature{suggest(baseline.by, known)}",
                 )
         return self
