@@ -8,7 +8,7 @@ the exploration ranking and monitoring all ask here instead of assuming higher i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,10 +86,6 @@ class Metric:
     def better(self, value: float, than: float, by: float = 0.0) -> bool:
         """Whether `value` beats `than` by more than `by` in this metric's direction."""
         return value > than + by if self.higher_is_better else value < than - by
-
-    def worst(self, values: Sequence[float]) -> float:
-        """The worst of `values` in this metric's direction."""
-        return min(values) if self.higher_is_better else max(values)
 
 
 REGISTRY: dict[str, Metric] = {

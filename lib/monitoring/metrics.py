@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lib.core import metrics as metric_registry
 from lib.monitoring import drift
 from lib.monitoring.sketch import ABSOLUTE, ERRORS, NEGATIVE, POSITIVE, RELATIVE, TARGETS, Merged, Spec, window_ends
 
@@ -29,13 +30,8 @@ SHOWN_QUALITY = {
     "PROBLEM_TYPE_CLASSIFICATION": ("roc_auc", "accuracy"),
     "PROBLEM_TYPE_REGRESSION": ("root_mean_squared_error", "mean_absolute_error"),
 }
-REGRESSION_METRICS = [
-    "mean_squared_error",
-    "root_mean_squared_error",
-    "mean_absolute_error",
-    "mean_absolute_percentage_error",
-    "r2_score",
-]
+# A regression's quality columns: Lakehouse Monitoring's names, as the metrics registry gives them.
+REGRESSION_METRICS = [m.monitoring_column for m in metric_registry.of(metric_registry.REGRESSION) if m.monitoring_column]
 WINDOW = ["granularity", "window_start", "window_end"]
 GROUP = [*WINDOW, "model_id"]
 SLICE = ["slice_key", "slice_value"]
