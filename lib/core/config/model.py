@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, StrictBool, StrictInt, field_validator, model_validator
 
 from lib.core import metrics as metric_registry
+from lib.core.config.aggregates import Aggregate
 from lib.core.config.blocks import Number
 from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, invalid, parse_model, read_yaml, suggest
 
@@ -43,6 +44,7 @@ class FeatureTable(Strict):
     primary_keys: Columns
     timestamp_key: str  # a row holds the values as they were known from this time on
     description: str = ""
+    aggregates: dict[str, Aggregate] | None = None  # a row per spine row: windowed aggregates of sources
 
 
 class Lookup(Strict):

@@ -1,0 +1,165 @@
+"""Windowed aggregates (lib/features/aggregates.py): each value over the events known strictly
+before the row's timestamp, checked against a brute force in pandas; and their config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import pytest
+
+from lib.core.config.aggregates import Aggregate, window_seconds
+from lib.core.config.loading import parse_model
+from lib.core.errors import ConfigError, LakehouseError
+from lib.features import aggregates
+
+T0 = dt.datetime(2013, 3, 1, 12, 0)
+US = dt.timedelta(microseconds=1)
+HOUR = dt.timedelta(hours=1)
+SPINE = "id string, ts timestamp_ntz, k string, k2 string"
+EVENTS = "k string, k2 string, at timestamp_ntz, v double"
+
+# Spine rows: one per case, several keys, a null key and a null timestamp.
+SPINE_ROWS = [
+    ("a1", T0, "a", "x"),
+    ("a2", T0 + 2 * HOUR, "a", "x"),  # the window (2 h) reaches back exactly to T0
+    ("a3", T0 + 5 * HOUR, "a", "x"),  # every event of `a` is older than its window: none counts
+    ("a4", T0, "a", "y"),  # another second key: none of `a x`'s events
+    ("b1", T0, "b", "x"),
+    ("n1", T0, None, "x"),  # a null key matches no event, not even the null-keyed ones
+    ("t1", None, "a", "x"),  # no time: no value
+    ("c1", T0, "c", "x"),  # a key without events
+]
+# Events of `a x`, relative to T0: at T0 exactly (not known to a1), 1 us before, at the window's
+# edge of a1 (T0 - 2 h: known), 1 us past the edge (not), and later ones.
+EVENT_ROWS = [
+    ("a", "x", T0, 100.0),
+    ("a", "x", T0 - US, 1.0),
+    ("a", "x", T0 - 2 * HOUR, 2.0),
+    ("a", "x", T0 - 2 * HOUR - US, 1000.0),
+    ("a", "x", T0 + HOUR, 5.0),
+    ("a", "x", T0 + 2 * HOUR, 7.0),  # at a2's own time: not known to it
+    ("a", "x", T0 + HOUR - US, None),  # a null value counts for nothing
+    ("a", "x", None, 3000.0),  # never known
+    ("a", "y", T0 - HOUR, 10.0),
+    ("a", "y", T0 - HOUR, 20.0),  # the same instant: `last` takes the largest
+    ("b", "x", T0 - 30 * dt.timedelta(minutes=1), -4.0),
+    ("b", "x", T0 + US, 50.0),
+    (None, "x", T0 - HOUR, 9.0),
+]
+FUNCTIONS = ("avg", "sum", "count", "min", "max", "last")
+
+
+def agg(function: str, window: str = "2 hours", **more) -> Aggregate:
+    declared = {"source": "events", "by": ["k", "k2"], "known_at": "at", "value": "v", "function": function, "window": window}
+    return Aggregate(**{**declared, **more})
+
+
+def brute_force(spine: pd.DataFrame, events: pd.DataFrame, aggregate: Aggregate) -> dict[str, float | None]:
+    """Each spine row's value, row by row: the events of its key known in [ts - window, ts)."""
+    window = dt.timedelta(seconds=aggregate.seconds)
+    out: dict[str, float | None] = {}
+    for row in spine.itertuples():
+        if pd.isna(row.ts) or any(pd.isna(getattr(row, c)) for c in aggregate.by):
+            out[row.id] = 0 if aggregate.function == "count" else None
+            continue
+        seen = events[
+            (events["k"] == row.k) & (events["k2"] == row.k2) & (events["at"] >= row.ts - window) & (events["at"] < row.ts)
+        ]
+        values = seen.dropna(subset=["v"])
+        if aggregate.function == "count":
+            out[row.id] = len(values)
+        elif values.empty:
+            out[row.id] = None
+        elif aggregate.function == "last":
+            out[row.id] = values.sort_values(["at", "v"]).iloc[-1]["v"]
+        else:
+            out[row.id] = getattr(values["v"], {"avg": "mean"}.get(aggregate.function, aggregate.function))()
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames(spark):
+    return spark.createDataFrame(SPINE_ROWS, SPINE), spark.createDataFrame(EVENT_ROWS, EVENTS)
+
+
+@pytest.fixture(scope="module")
+def built(frames):
+    """Every function over the same events, built once (one Spark pass each)."""
+    spine, events = frames
+    return aggregates.build(spine, "id", "ts", {f: agg(f) for f in FUNCTIONS}, {"events": events}).toPandas().set_index("id")
+
+
+def test_every_function_matches_a_brute_force_over_strictly_earlier_events(built):
+    assert sorted(built.index) == sorted(r[0] for r in SPINE_ROWS)
+    assert list(built.columns) == ["ts", *FUNCTIONS]
+    spine = pd.DataFrame(SPINE_ROWS, columns=["id", "ts", "k", "k2"])
+    events = pd.DataFrame(EVENT_ROWS, columns=["k", "k2", "at", "v"])
+    for function in FUNCTIONS:
+        expected = brute_force(spine, events, agg(function))
+        got = {i: (None if pd.isna(v) else v) for i, v in built[function].items()}
+        assert got == pytest.approx(expected), function
+
+
+def test_an_event_at_the_rows_own_instant_is_not_known_to_it(built):
+    """Hand-computed, so an inclusive window (or one short by the edge) fails here."""
+    a1 = built.loc["a1"]
+    # a1 at T0 sees 1.0 (T0 - 1 us) and 2.0 (T0 - 2 h, the edge); not 100.0 (T0) nor 1000.0 (past the edge)
+    assert (a1["avg"], a1["sum"], a1["count"], a1["min"], a1["max"], a1["last"]) == (1.5, 3.0, 2, 1.0, 2.0, 1.0)
+    a2 = built.loc["a2"]  # T0 + 2 h: 100.0 (T0, the edge), 5.0; not 7.0 (its own instant)
+    assert (a2["count"], a2["last"], a2["max"]) == (2, 5.0, 100.0)
+    b1 = built.loc["b1"]  # 50.0 at T0 + 1 us is later
+    assert (b1["count"], b1["last"]) == (1, -4.0)
+    assert built.loc["a4", "last"] == 20.0  # two events of one instant: the largest value
+
+
+def test_no_event_no_key_or_no_time_gives_null_and_a_zero_count(built):
+    rows = built
+    for row in ("a3", "n1", "t1", "c1"):
+        assert rows.loc[row, "count"] == 0, row
+        assert math.isnan(rows.loc[row, "avg"]), row
+
+
+def test_filter_and_counting_without_a_value(frames):
+    spine, events = frames
+    declared = {
+        "big": agg("count", filter="v > 1.5"),
+        "events": Aggregate(source="events", by=["k"], known_at="at", function="count", window="1 day"),
+    }
+    rows = aggregates.build(spine, "id", "ts", declared, {"events": events}).toPandas().set_index("id")
+    assert rows.loc["a1", "big"] == 1  # 2.0 only: 1.0 is filtered out
+    # every `a` event with a time before T0 within a day, whatever its k2 or value (a null value is an event too)
+    assert rows.loc["a1", "events"] == 5
+    assert list(rows.columns) == ["ts", "big", "events"]
+
+
+def test_an_unresolvable_expression_is_one_line_naming_the_aggregate(frames):
+    spine, events = frames
+    with pytest.raises(LakehouseError, match=r"^feature table history: aggregate bad: .*nope"):
+        aggregates.build(spine, "id", "ts", {"bad": agg("avg", value="nope + 1")}, {"events": events}, table="history")
+    with pytest.raises(LakehouseError, match=r"aggregate x: unknown source 'events'"):
+        aggregates.build(spine, "id", "ts", {"x": agg("avg")}, {}, table="history")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("7 days", 604800), ("24 hours", 86400), ("1 hour", 3600), ("90 minutes", 5400)])
+def test_window_is_days_hours_or_minutes(text, seconds):
+    assert window_seconds(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"window": "0 days"}, r"window: must be longer than 0, got '0 days'"),
+        ({"window": "7 weeks"}, r"window: must be 'N days', 'N hours' or 'N minutes', got '7 weeks'"),
+        ({"function": "median"}, r"function: must be one of avg, sum, count, min, max, last, got 'median'"),
+        ({"value": None}, r"value: missing \(function avg needs the value it aggregates\)"),
+        ({"by": []}, r"by: "),
+    ],
+)
+def test_a_bad_aggregate_is_one_line_naming_the_key(raw, message):
+    base = {"source": "flights", "by": ["tailnum"], "known_at": "ts", "value": "v", "function": "avg", "window": "1 day"}
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_model(Aggregate, {**base, **raw}, "model.yml", "feature_tables", "history", "aggregates", "x")
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("model.yml: feature_tables.history.aggregates.x.")
