@@ -13,7 +13,7 @@ import hashlib
 import json
 import operator
 from collections.abc import Callable
-from functools import reduce
+from functools import partial, reduce
 from pathlib import Path
 
 import pandas as pd
@@ -74,8 +74,12 @@ def derive(df: DataFrame, name: str, source: Source) -> DataFrame:
     """A source's rows with its derived `columns` added, in their order (one may use those before it)."""
     for column, expr in source.columns.items():
         where = f"{sources_file.FILE} sources.{name}.columns.{column}"
-        df = _resolved(lambda d=df, c=column, e=expr: d.withColumn(c, F.expr(e)), where, expr, name)
+        df = _resolved(partial(_with_column, df, column, expr), where, expr, name)
     return df
+
+
+def _with_column(df: DataFrame, column: str, expr: str) -> DataFrame:
+    return df.withColumn(column, F.expr(expr))
 
 
 def build(raw: dict[str, DataFrame], model_cfg: ModelConfig) -> dict[str, DataFrame]:
@@ -100,7 +104,7 @@ def _table(df: DataFrame, name: str, spec: FeatureTable | Labels) -> DataFrame:
     where, source = _where(name), spec.source
     if spec.filter:
         # Analysed as a column: a filter keeps its input's schema, which Spark Connect answers without analysis.
-        _resolved(lambda: df.selectExpr(f"({spec.filter}) AS {_RANK}"), f"{where}.filter", spec.filter, source)
+        _resolved(partial(df.selectExpr, f"({spec.filter}) AS {_RANK}"), f"{where}.filter", spec.filter, source)
         df = df.where(spec.filter)
     latest = spec.keep_latest_by if isinstance(spec, FeatureTable) else None
     exprs = [*spec.select, *([f"{latest} AS {_LATEST}"] if latest else [])]
@@ -110,8 +114,8 @@ def _table(df: DataFrame, name: str, spec: FeatureTable | Labels) -> DataFrame:
     except AnalysisException:
         # Which expression: each one alone, the first that fails names itself.
         for i, expr in enumerate(spec.select):
-            _resolved(lambda e=expr: df.selectExpr(e), f"{where}.select.{i}", expr, source)
-        _resolved(lambda: df.selectExpr(str(latest)), f"{where}.keep_latest_by", str(latest), source)
+            _resolved(partial(df.selectExpr, expr), f"{where}.select.{i}", expr, source)
+        _resolved(partial(df.selectExpr, str(latest)), f"{where}.keep_latest_by", str(latest), source)
         raise
     if latest and isinstance(spec, FeatureTable):
         key = Window.partitionBy(*spec.primary_keys, spec.timestamp_key).orderBy(F.col(_LATEST).desc())
