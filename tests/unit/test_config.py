@@ -323,8 +323,8 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
         ),
         (
             ("    select: [origin, observed_at,", "    select: [upper(origin), observed_at,"),
-            "feature_tables.weather_features.select: makes no column origin (a primary key); the name 'upper(origin)' "
-            "makes could not be read: end it with `AS <name>`$",
+            "feature_tables.weather_features.select: makes no column origin (a primary key); the name of 'upper(origin)' "
+            "could not be read: end it with `AS <name>`$",
         ),
         (
             ("    source: weather\n", ""),

@@ -59,7 +59,7 @@ def _unmade(select: list[str], needed: dict[str, str]) -> str | None:
     if not missing:
         return None
     unread = [e for e in select if output_name(e) is None]
-    hint = f"; the name {unread[0]!r} makes could not be read: end it with `AS <name>`" if unread else ""
+    hint = f"; the name of {unread[0]!r} could not be read: end it with `AS <name>`" if unread else ""
     return f"makes no column {', '.join(missing)}{hint}"
 
 
