@@ -173,9 +173,7 @@ def in_window(df: DataFrame, timestamp: str, start: dt.date, end: dt.date) -> Da
     return df.where(_within(timestamp, start, end))
 
 
-def labels_in(
-    lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None
-) -> DataFrame:
+def labels_in(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None) -> DataFrame:
     """The labels of the windows (the spine's keys, its timestamp and the label): a training set without features."""
     labels = lakehouse.read(f"{catalog or env.catalog}.{env.schema}.labels")
     at = model_cfg.spine.timestamp

@@ -137,9 +137,7 @@ def _udf(spark, uri: str):
     return _UDFS[key]
 
 
-def publish(
-    lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date, *, timestamp: str
-) -> int:
+def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date, *, timestamp: str) -> int:
     """Replace the predictions whose `timestamp` falls in [start, end); returns their count."""
     period = f"`{timestamp}` >= TIMESTAMP_NTZ'{start.isoformat()}' AND `{timestamp}` < TIMESTAMP_NTZ'{end.isoformat()}'"
     lakehouse.write(predictions, table, mode="overwrite", replace_where=period)
@@ -172,9 +170,7 @@ def publish_everywhere(
     if targets.online.enabled:
         out["online"] = online_store.publish_predictions(store, source.toPandas(), entity.id, entity.timestamp, start, end)
     if targets.jdbc.enabled:
-        out["jdbc"] = export_jdbc(
-            source, table, targets.jdbc.url, lakehouse.env.home, start, end, timestamp=entity.timestamp
-        )
+        out["jdbc"] = export_jdbc(source, table, targets.jdbc.url, lakehouse.env.home, start, end, timestamp=entity.timestamp)
     return out
 
 

@@ -130,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         every = _duration(args.every)
         model_cfg = config.load_model_config()
         lakehouse = Lakehouse(get_spark("feed", env=env), env)
-        replay(lakehouse, model_cfg, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()), every, args.speed)
+        replay(
+            lakehouse,
+            model_cfg,
+            dt.datetime.combine(start_day, dt.time()),
+            dt.datetime.combine(end_day, dt.time()),
+            every,
+            args.speed,
+        )
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

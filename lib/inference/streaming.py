@@ -37,9 +37,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lib.core import names
 from lib.core.config import EnvConfig
-from lib.core.config.model import ModelConfig
+from lib.core.config.model import ModelConfig, Spine
 from lib.core.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
-from lib.core.config.model import Spine
 from lib.inference import batch as inference
 from lib.inference.feed import ARRIVED, Incoming, incoming
 from lib.platform import registry

@@ -328,7 +328,10 @@ def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (("  id: flight_id ", "  id: tail_id "), "spine.id: 'tail_id' is not one of `keys` ['flight_id', 'origin', 'sched_dep_ts']"),
+        (
+            ("  id: flight_id ", "  id: tail_id "),
+            "spine.id: 'tail_id' is not one of `keys` ['flight_id', 'origin', 'sched_dep_ts']",
+        ),
         (("  timestamp: sched_dep_ts ", "  timestamp: dep_ts "), "spine.timestamp: 'dep_ts' is not one of `keys`"),
         (
             ("  table: flight_features ", "  table: flight_feature "),
