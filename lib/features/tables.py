@@ -30,8 +30,6 @@ from lib.core.metrics import REGRESSION
 from lib.features import store as feature_store
 from lib.platform.spark.builder import to_pandas
 
-KEY = "flight_id"
-TIMESTAMP = "sched_dep_ts"
 LABELS = "labels"  # the labels table's short name
 _LATEST, _RANK = "__keep_latest_by", "__rank"  # working columns of keep_latest_by
 
@@ -187,30 +185,31 @@ def write_tables(
     return rows
 
 
-def _within(start: dt.date, end: dt.date) -> F.Column:
-    return (F.col(TIMESTAMP) >= F.lit(start)) & (F.col(TIMESTAMP) < F.lit(end))
+def _within(timestamp: str, start: dt.date, end: dt.date) -> F.Column:
+    return (F.col(timestamp) >= F.lit(start)) & (F.col(timestamp) < F.lit(end))
 
 
-def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
-    """Rows whose scheduled departure falls in [start, end)."""
-    return df.where(_within(start, end))
+def in_window(df: DataFrame, timestamp: str, start: dt.date, end: dt.date) -> DataFrame:
+    """Rows whose `timestamp` (the spine's event time) falls in [start, end)."""
+    return df.where(_within(timestamp, start, end))
 
 
-def labels_in(lakehouse, env, *windows: tuple[dt.date, dt.date], catalog: str | None = None) -> DataFrame:
+def labels_in(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None) -> DataFrame:
     """The labels of the windows (the spine's keys, its timestamp and the label): a training set without features."""
     labels = lakehouse.read(f"{catalog or env.catalog}.{env.schema}.labels")
-    return labels.where(reduce(operator.or_, [_within(start, end) for start, end in windows]))
+    at = model_cfg.spine.timestamp
+    return labels.where(reduce(operator.or_, [_within(at, start, end) for start, end in windows]))
 
 
 def training_set(
     lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None
 ) -> DataFrame:
-    """Labelled flights of the windows with their features looked up point in time.
+    """Labelled rows of the windows with their features looked up point in time.
 
     Tables are read from `catalog` (default: the environment's own; dev explores prod's).
     """
     catalog = catalog or env.catalog
-    spine = labels_in(lakehouse, env, *windows, catalog=catalog)
+    spine = labels_in(lakehouse, env, model_cfg, *windows, catalog=catalog)
     lookups = feature_store.lookups(model_cfg.feature_lookups, catalog, env.schema)
     return feature_store.lookup_features(lakehouse, spine, lookups)
 
@@ -222,9 +221,9 @@ def load_labelled(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.dat
     frame itself for one window.
     """
     both = to_pandas(training_set(lakehouse, env, model_cfg, *windows, catalog=catalog))
-    at = pd.to_datetime(both[TIMESTAMP])
+    at, row_id = pd.to_datetime(both[model_cfg.spine.timestamp]), model_cfg.spine.id
     frames = [
-        both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))].sort_values(KEY, kind="stable").reset_index(drop=True)
+        both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))].sort_values(row_id, kind="stable").reset_index(drop=True)
         for start, end in windows
     ]
     return frames[0] if len(frames) == 1 else frames

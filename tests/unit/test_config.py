@@ -350,6 +350,32 @@ def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
 
 
 @pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            ("  id: flight_id ", "  id: tail_id "),
+            "spine.id: 'tail_id' is not one of `keys` ['flight_id', 'origin', 'sched_dep_ts']",
+        ),
+        (("  timestamp: sched_dep_ts ", "  timestamp: dep_ts "), "spine.timestamp: 'dep_ts' is not one of `keys`"),
+        (
+            ("  table: flight_features ", "  table: flight_feature "),
+            "spine.table: 'flight_feature' is not a table of feature_tables (flight_features, weather_features) "
+            "(did you mean flight_features?)",
+        ),
+        (
+            ("  table: flight_features ", "  table: weather_features "),
+            "spine.table: weather_features is keyed by ['origin'] at observed_at, not by [flight_id] at sched_dep_ts",
+        ),
+    ],
+)
+def test_the_spine_is_a_table_keyed_by_its_id_and_timed_by_its_timestamp(tmp_path, edit, message):
+    conf = edited(tmp_path, "model.yml", *edit)
+    with pytest.raises(ConfigError) as error:
+        config.load_model_config(conf)
+    assert str(error.value).startswith(f"{conf.resolve().as_posix()}/model.yml: {message}")
+
+
+@pytest.mark.parametrize(
     "baseline,message",
     [
         ({"kind": "mean"}, None),

@@ -95,6 +95,14 @@ class Labels(Strict):
     description: str = ""
 
 
+class Spine(Strict):
+    """The entity a prediction is about: the feature table whose rows are scored, its id and its event time."""
+
+    table: str  # a table of `feature_tables`: batch inference scores its rows (in the period), the replay feed streams them
+    id: str  # one per scored row: the online store's and Kafka's key, the predictions' row id
+    timestamp: str  # event time: data windows, scored periods, as-of lookups
+
+
 class Lookup(Strict):
     """A point-in-time lookup from the spine into a feature table."""
 
@@ -230,12 +238,13 @@ class Deployment(Strict):
 class Streaming(Strict):
     """`inference.streaming`."""
 
+    source_table: str = "incoming"  # where arriving rows land (its quarantine table: `<source_table>_quarantine`)
     known_values: dict[str, list[str]] = Field(default_factory=dict)  # other values are quarantined
     max_files_per_trigger: StrictInt | None = Field(None, ge=1)  # a cap on a micro-batch (Delta's default: 1000 files)
 
 
 class Inference(Strict):
-    decision_threshold: Number = Field(ge=0, le=1)  # probability above which a flight is predicted delayed
+    decision_threshold: Number = Field(ge=0, le=1)  # probability from which a row's predicted class is 1 (classification)
     streaming: Streaming = Field(default_factory=Streaming)
 
 
@@ -246,7 +255,8 @@ class ModelConfig(Strict):
     label: str
     feature_tables: dict[str, FeatureTable] = Field(min_length=1)
     labels: Labels
-    keys: Columns  # the spine: what a caller gives to get a prediction
+    spine: Spine
+    keys: Columns  # the spine's columns: what a caller gives to get a prediction
     feature_lookups: list[Lookup] = Field(min_length=1)
     on_demand_features: list[OnDemand] = Field(default_factory=list)
     features: Features
@@ -272,6 +282,33 @@ class ModelConfig(Strict):
         for at, name in named:
             if name not in fits:
                 raise invalid(at, f"{name} is not a metric of problem_type {self.problem_type}: use one of {', '.join(fits)}")
+        return self
+
+    @property
+    def class_threshold(self) -> float | None:
+        """The decision threshold that makes a predicted class; None for regression (no class column)."""
+        return self.inference.decision_threshold if self.problem_type == metric_registry.CLASSIFICATION else None
+
+    @model_validator(mode="after")
+    def _spine_is_a_keyed_table(self) -> ModelConfig:
+        """The spine's id and timestamp are keys, and its table is keyed by the id and timed by the timestamp."""
+        spine = self.spine
+        for part in ("id", "timestamp"):
+            if getattr(spine, part) not in self.keys:
+                raise invalid(("spine", part), f"{getattr(spine, part)!r} is not one of `keys` {self.keys}")
+        table = self.feature_tables.get(spine.table)
+        if table is None:
+            raise invalid(
+                ("spine", "table"),
+                f"{spine.table!r} is not a table of feature_tables ({', '.join(self.feature_tables)})"
+                f"{suggest(spine.table, list(self.feature_tables))}",
+            )
+        if table.primary_keys != [spine.id] or table.timestamp_key != spine.timestamp:
+            raise invalid(
+                ("spine", "table"),
+                f"{spine.table} is keyed by {table.primary_keys} at {table.timestamp_key}, "
+                f"not by [{spine.id}] at {spine.timestamp}: the spine's table has one row per id",
+            )
         return self
 
     @model_validator(mode="after")
