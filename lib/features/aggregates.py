@@ -23,7 +23,7 @@ from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from lib.core.config.aggregates import Aggregate
-from lib.core.errors import LakehouseError, first_line
+from lib.core.errors import SourceDataError, first_line
 
 _US, _VALUE, _SIDE = "_agg_us", "_agg_value", "_agg_side"  # working columns, dropped before the end
 _EPOCH = "TIMESTAMP_NTZ'1970-01-01 00:00:00'"
@@ -81,7 +81,7 @@ def build(
     spine_timestamp: str,
     aggregates: Mapping[str, Aggregate],
     sources: Mapping[str, DataFrame],
-    table: str = "aggregates",
+    where: str = "aggregates",
 ) -> DataFrame:
     """The aggregates table: per spine row its id, its timestamp and each aggregate's value.
 
@@ -89,22 +89,22 @@ def build(
         spine: the spine table's rows (its id, timestamp and every aggregate's `by` columns).
         aggregates: output column -> its declaration.
         sources: source name -> its rows (with the derived columns the aggregates use).
-        table: the feature table's name, for error messages.
+        where: where the table is declared, as errors name it (e.g. `model.yml feature_tables.history`).
 
-    Raises LakehouseError (one line) when an aggregate names an unknown source or a column or
-    expression Spark cannot resolve.
+    Raises SourceDataError (one line, naming the aggregate) when an aggregate names an unknown
+    source, or a column or expression Spark cannot resolve over its source or the spine.
     """
     by = list(dict.fromkeys(c for a in aggregates.values() for c in a.by))
     try:
         out = spine.select(spine_id, spine_timestamp, *[c for c in by if c not in (spine_id, spine_timestamp)])
     except AnalysisException as exc:
-        raise LakehouseError(f"feature table {table}: the spine lacks a column ({first_line(exc)})") from exc
+        raise SourceDataError(f"{where}: a `by` column is not a column of the spine table: {first_line(exc)}") from exc
     for name, aggregate in aggregates.items():
         if aggregate.source not in sources:
-            raise LakehouseError(f"feature table {table}: aggregate {name}: unknown source {aggregate.source!r}")
+            raise SourceDataError(f"{where}.aggregates.{name}.source: {aggregate.source!r} is not a source the tables read")
         try:
             out = add(out, spine_timestamp, name, aggregate, sources[aggregate.source])
             out.schema  # noqa: B018 - analyse now, to name the aggregate whose SQL does not resolve
         except AnalysisException as exc:
-            raise LakehouseError(f"feature table {table}: aggregate {name}: {first_line(exc)}") from exc
+            raise SourceDataError(f"{where}.aggregates.{name}: does not resolve: {first_line(exc)}") from exc
     return out.select(spine_id, spine_timestamp, *aggregates)

@@ -11,7 +11,7 @@ import pytest
 
 from lib.core.config.aggregates import Aggregate, window_seconds
 from lib.core.config.loading import parse_model
-from lib.core.errors import ConfigError, LakehouseError
+from lib.core.errors import ConfigError, SourceDataError
 from lib.features import aggregates
 
 T0 = dt.datetime(2013, 3, 1, 12, 0)
@@ -136,10 +136,13 @@ def test_filter_and_counting_without_a_value(frames):
 
 def test_an_unresolvable_expression_is_one_line_naming_the_aggregate(frames):
     spine, events = frames
-    with pytest.raises(LakehouseError, match=r"^feature table history: aggregate bad: .*nope"):
-        aggregates.build(spine, "id", "ts", {"bad": agg("avg", value="nope + 1")}, {"events": events}, table="history")
-    with pytest.raises(LakehouseError, match=r"aggregate x: unknown source 'events'"):
-        aggregates.build(spine, "id", "ts", {"x": agg("avg")}, {}, table="history")
+    where = "model.yml feature_tables.history"
+    with pytest.raises(SourceDataError, match=r"^model.yml feature_tables.history.aggregates.bad: does not resolve: .*nope"):
+        aggregates.build(spine, "id", "ts", {"bad": agg("avg", value="nope + 1")}, {"events": events}, where)
+    with pytest.raises(SourceDataError, match=r"aggregates.x.source: 'events' is not a source the tables read"):
+        aggregates.build(spine, "id", "ts", {"x": agg("avg")}, {}, where)
+    with pytest.raises(SourceDataError, match=r"^model.yml feature_tables.history: a `by` column is not a column of the spine"):
+        aggregates.build(spine.drop("k2"), "id", "ts", {"x": agg("avg")}, {"events": events}, where)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("7 days", 604800), ("24 hours", 86400), ("1 hour", 3600), ("90 minutes", 5400)])

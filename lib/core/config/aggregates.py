@@ -14,11 +14,14 @@ strictly before the row's own time, so a row never sees what was learnt at or af
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from lib.core.config.loading import Strict, invalid
+
+if TYPE_CHECKING:  # model.py imports this module
+    from lib.core.config.model import FeatureTable
 
 FUNCTIONS = ("avg", "sum", "count", "min", "max", "last")
 _UNITS = {"day": 86400, "hour": 3600, "minute": 60}
@@ -64,24 +67,15 @@ class Aggregate(Strict):
         return window_seconds(self.window)
 
 
-def check_table(at: tuple[str, ...], primary_keys: list[str], timestamp_key: str, spine_id: str, spine_timestamp: str) -> None:
-    """An aggregates table has one row per spine row: keyed by the spine's id and timestamp."""
-    if primary_keys != [spine_id]:
+def check_table(at: tuple[str, ...], table: FeatureTable, spine_id: str, spine_timestamp: str) -> None:
+    """An aggregates table has one row per spine row: keyed by the spine's id and
+    timestamp; its aggregates' names are neither."""
+    if table.primary_keys != [spine_id]:
         raise invalid(
             (*at, "primary_keys"), f"must be [{spine_id}] (the spine's id): an aggregates table has a row per spine row"
         )
-    if timestamp_key != spine_timestamp:
+    if table.timestamp_key != spine_timestamp:
         raise invalid((*at, "timestamp_key"), f"must be {spine_timestamp} (the spine's timestamp)")
-
-
-def check_by(at: tuple[str, ...], aggregates: dict[str, Aggregate], spine_columns: list[str] | None, spine_table: str) -> None:
-    """Every `by` column is a column of the spine table (None: its columns are not known)."""
-    if spine_columns is None:
-        return
-    for name, aggregate in aggregates.items():
-        missing = [c for c in aggregate.by if c not in spine_columns]
-        if missing:
-            raise invalid(
-                (*at, "aggregates", name, "by"),
-                f"column(s) {', '.join(missing)} are not columns of the spine table {spine_table}: add them to its select",
-            )
+    for name in table.aggregates or {}:
+        if name in (spine_id, spine_timestamp):
+            raise invalid((*at, "aggregates", name), "is the name of a key column: name the aggregate otherwise")
