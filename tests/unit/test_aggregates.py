@@ -8,11 +8,14 @@ import math
 
 import pandas as pd
 import pytest
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from lib.core.config.aggregates import Aggregate, window_seconds
 from lib.core.config.loading import parse_model
+from lib.core.config.sources import load_sources
 from lib.core.errors import ConfigError, SourceDataError
-from lib.features import aggregates
+from lib.features import aggregates, store, tables
 
 T0 = dt.datetime(2013, 3, 1, 12, 0)
 US = dt.timedelta(microseconds=1)
@@ -166,3 +169,73 @@ def test_a_bad_aggregate_is_one_line_naming_the_key(raw, message):
         parse_model(Aggregate, {**base, **raw}, "model.yml", "feature_tables", "history", "aggregates", "x")
     assert "\n" not in str(caught.value)
     assert str(caught.value).startswith("model.yml: feature_tables.history.aggregates.x.")
+
+
+# The flights' real tables (the staging seed): no value uses what was known at or after its row's time.
+PROBES = 12
+
+
+def _probes(spine: DataFrame, written: DataFrame, spine_id: str, names: list[str]) -> DataFrame:
+    """Spine rows to check: most with a value of every aggregate (where a leak would show), some without."""
+    full = written.dropna(subset=names).select(spine_id).orderBy(F.xxhash64(spine_id)).limit(PROBES - 3)
+    some = written.where(F.col(names[-1]).isNull()).select(spine_id).orderBy(F.xxhash64(spine_id)).limit(3)
+    return spine.join(full.unionByName(some), spine_id, "left_semi")
+
+
+def test_no_flights_aggregate_changes_without_what_was_known_at_or_after_its_row(featurized, staging, model_cfg):
+    """Each sampled spine row's aggregates computed again from only the events known strictly
+    before its timestamp, less its own event, equal what the features task wrote."""
+    spine_cfg = model_cfg.spine
+    declared = {name: t.aggregates for name, t in model_cfg.feature_tables.items() if t.aggregates}
+    assert declared, "the flights declare aggregate features"
+    sources = tables.read_sources(featurized, staging, model_cfg, load_sources(model_cfg.folder))
+    spine = featurized.read(staging.table(spine_cfg.table))
+    for name, declared_aggregates in declared.items():
+        written = featurized.read(staging.table(name))
+        probes = _probes(spine, written, spine_cfg.id, list(declared_aggregates)).withColumn("_probe", F.col(spine_cfg.id))
+        expected = {r[spine_cfg.id]: r.asDict() for r in written.join(probes.select(spine_cfg.id), spine_cfg.id).collect()}
+        assert len(expected) == PROBES
+        again: dict[str, dict] = {}
+        for agg_name, agg in declared_aggregates.items():
+            probe = probes.select(*agg.by, F.col(spine_cfg.id).alias("_probe_id"), F.col(spine_cfg.timestamp).alias("_probe_ts"))
+            # each probe's own copy of its key's events: those known before its time, not its own
+            known = (
+                sources[agg.source]
+                .join(probe, agg.by)
+                .where(F.expr(agg.known_at) < F.col("_probe_ts"))
+                .where(F.col(spine_cfg.id) != F.col("_probe_id"))
+                .withColumn("_probe", F.col("_probe_id"))
+            )
+            per_probe = agg.model_copy(update={"by": [*agg.by, "_probe"]})
+            for row in aggregates.build(
+                probes, spine_cfg.id, spine_cfg.timestamp, {agg_name: per_probe}, {agg.source: known}
+            ).collect():
+                again.setdefault(row[spine_cfg.id], {})[agg_name] = row[agg_name]
+        assert sorted(again) == sorted(expected)
+        for row_id, values in again.items():
+            assert values == pytest.approx({n: expected[row_id][n] for n in values}), (name, row_id)
+        valued = sum(v is not None for values in again.values() for v in values.values())
+        assert valued >= (PROBES - 3) * len(declared_aggregates)
+
+
+def test_every_flights_lookup_takes_a_row_stamped_at_or_before_its_spine_row(featurized, staging, model_cfg):
+    """The labels (the training spine) through each feature_lookups entry: the row found is never
+    stamped after the spine row. A row stamped at the spine's own instant is the entity's own (its
+    schedule; its aggregates, over what was known strictly before)."""
+    at = model_cfg.spine.timestamp
+    spine = tables.labels_in(featurized, staging, model_cfg, (staging.data.start, staging.data.end))
+    for lookup in store.lookups(model_cfg.feature_lookups, staging.catalog, staging.schema):
+        props = featurized.properties(lookup.table)
+        table_keys, table_ts = props[store.PRIMARY_KEYS].split(","), props[store.TIMESTAMP_KEY]
+        table = featurized.read(lookup.table).withColumn("_row_ts", F.col(table_ts).cast("timestamp_ntz"))
+        stamped = store.FeatureLookup(
+            lookup.table, lookup.lookup_key, lookup.timestamp_lookup_key, ("_row_ts",), lookup.lookback_hours
+        )
+        found = store.as_of_join(spine, table, stamped, table_keys, table_ts)
+        stats = found.agg(
+            F.count("_row_ts").alias("found"),
+            F.sum((F.col("_row_ts") > F.col(at).cast("timestamp_ntz")).cast("int")).alias("later"),
+            F.count("*").alias("rows"),
+        ).first()
+        assert stats["later"] == 0, lookup.table
+        assert stats["found"] > stats["rows"] / 2, lookup.table  # the check saw rows
