@@ -14,14 +14,12 @@ strictly before the row's own time, so a row never sees what was learnt at or af
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from lib.core.config.loading import Strict, invalid
-
-if TYPE_CHECKING:  # model.py imports this module
-    from lib.core.config.model import FeatureTable
 
 FUNCTIONS = ("avg", "sum", "count", "min", "max", "last")
 _UNITS = {"day": 86400, "hour": 3600, "minute": 60}
@@ -67,15 +65,17 @@ class Aggregate(Strict):
         return window_seconds(self.window)
 
 
-def check_table(at: tuple[str, ...], table: FeatureTable, spine_id: str, spine_timestamp: str) -> None:
+def check_table(
+    at: tuple[str, ...], primary_keys: list[str], timestamp_key: str, names: Iterable[str], spine_id: str, spine_timestamp: str
+) -> None:
     """An aggregates table has one row per spine row: keyed by the spine's id and
     timestamp; its aggregates' names are neither."""
-    if table.primary_keys != [spine_id]:
+    if primary_keys != [spine_id]:
         raise invalid(
             (*at, "primary_keys"), f"must be [{spine_id}] (the spine's id): an aggregates table has a row per spine row"
         )
-    if table.timestamp_key != spine_timestamp:
+    if timestamp_key != spine_timestamp:
         raise invalid((*at, "timestamp_key"), f"must be {spine_timestamp} (the spine's timestamp)")
-    for name in table.aggregates or {}:
+    for name in names:
         if name in (spine_id, spine_timestamp):
             raise invalid((*at, "aggregates", name), "is the name of a key column: name the aggregate otherwise")

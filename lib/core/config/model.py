@@ -341,7 +341,7 @@ class ModelConfig(Strict):
             at = ("feature_tables", name)
             if name == spine.table:
                 raise invalid(at, "is the spine's table: it is made from a source (aggregates are computed over its rows)")
-            aggregates.check_table(at, table, spine.id, spine.timestamp)
+            aggregates.check_table(at, table.primary_keys, table.timestamp_key, table.aggregates, spine.id, spine.timestamp)
             if spine_table is None or spine_table.select is None:
                 continue
             for agg_name, agg in table.aggregates.items():
