@@ -97,6 +97,7 @@ def build(
     by = list(dict.fromkeys(c for a in aggregates.values() for c in a.by))
     try:
         out = spine.select(spine_id, spine_timestamp, *[c for c in by if c not in (spine_id, spine_timestamp)])
+        out.schema  # noqa: B018 - analysed now (lazily over Spark Connect otherwise)
     except AnalysisException as exc:
         raise SourceDataError(f"{where}: a `by` column is not a column of the spine table: {first_line(exc)}") from exc
     for name, aggregate in aggregates.items():

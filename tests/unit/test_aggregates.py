@@ -195,22 +195,20 @@ def test_no_flights_aggregate_changes_without_what_was_known_at_or_after_its_row
         probes = _probes(spine, written, spine_cfg.id, list(declared_aggregates)).withColumn("_probe", F.col(spine_cfg.id))
         expected = {r[spine_cfg.id]: r.asDict() for r in written.join(probes.select(spine_cfg.id), spine_cfg.id).collect()}
         assert len(expected) == PROBES
-        again: dict[str, dict] = {}
+        narrowed, truncated = {}, {}
         for agg_name, agg in declared_aggregates.items():
             probe = probes.select(*agg.by, F.col(spine_cfg.id).alias("_probe_id"), F.col(spine_cfg.timestamp).alias("_probe_ts"))
             # each probe's own copy of its key's events: those known before its time, not its own
-            known = (
+            truncated[agg_name] = (
                 sources[agg.source]
                 .join(probe, agg.by)
                 .where(F.expr(agg.known_at) < F.col("_probe_ts"))
                 .where(F.col(spine_cfg.id) != F.col("_probe_id"))
                 .withColumn("_probe", F.col("_probe_id"))
             )
-            per_probe = agg.model_copy(update={"by": [*agg.by, "_probe"]})
-            for row in aggregates.build(
-                probes, spine_cfg.id, spine_cfg.timestamp, {agg_name: per_probe}, {agg.source: known}
-            ).collect():
-                again.setdefault(row[spine_cfg.id], {})[agg_name] = row[agg_name]
+            narrowed[agg_name] = agg.model_copy(update={"by": [*agg.by, "_probe"], "source": agg_name})
+        rebuilt = aggregates.build(probes, spine_cfg.id, spine_cfg.timestamp, narrowed, truncated).collect()
+        again = {row[spine_cfg.id]: {n: row[n] for n in narrowed} for row in rebuilt}
         assert sorted(again) == sorted(expected)
         for row_id, values in again.items():
             assert values == pytest.approx({n: expected[row_id][n] for n in values}), (name, row_id)
