@@ -3,7 +3,7 @@
 Each aggregate of conf/model.yml (`feature_tables.<t>.aggregates`) is `function(value)` over the
 events of a source that share the spine row's `by` key and became known (`known_at`) in
 [timestamp - window, timestamp): strictly before the row's own time. An event learnt at the very
-instant a flight is scheduled to leave is not known to a prediction made for that instant.
+instant of a row is not known to a prediction made for that instant.
 
 One Spark pass per aggregate and no join: the events and the spine rows are unioned per `by`
 key, ordered by their time in microseconds, and each spine row aggregates the events' values of

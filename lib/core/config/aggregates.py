@@ -1,11 +1,11 @@
 """conf/model.yml: a feature table declared by time-windowed aggregates (`feature_tables.<t>.aggregates`).
 
-    history_features:
-      primary_keys: [flight_id]          # the spine's id
-      timestamp_key: sched_dep_ts        # the spine's timestamp
+    order_history:
+      primary_keys: [order_id]           # the spine's id
+      timestamp_key: ordered_at          # the spine's timestamp
       aggregates:                        # one row per row of the spine table
-        route_delayed_7d: {source: flights, by: [origin, dest], known_at: "<SQL>",
-                           value: "CAST(arr_delay > 15 AS double)", function: avg, window: 7 days}
+        store_returns_7d: {source: orders, by: [store], known_at: returned_at,
+                           value: "CAST(returned AS double)", function: avg, window: 7 days}
 
 Each value is over the source's events whose `known_at` falls in [timestamp - window, timestamp):
 strictly before the row's own time, so a row never sees what was learnt at or after it.
