@@ -27,6 +27,7 @@ from lib.core.config.model import FILE, FeatureTable, Labels, ModelConfig, check
 from lib.core.config.sources import Source, load_sources
 from lib.core.errors import SourceDataError, first_line
 from lib.core.metrics import REGRESSION
+from lib.features import aggregates
 from lib.features import store as feature_store
 from lib.platform.spark.builder import to_pandas
 
@@ -49,8 +50,11 @@ def _where(name: str) -> str:
 
 
 def used_sources(model_cfg: ModelConfig) -> list[str]:
-    """The sources the tables are made from, each once, in the order of first use."""
-    return list(dict.fromkeys(s.source for s in _specs(model_cfg).values() if s.source is not None))
+    """The sources the tables are made from (their aggregates' too), each once, in the order of first use."""
+    used = [s.source for s in _specs(model_cfg).values() if s.source is not None]
+    for table in model_cfg.feature_tables.values():
+        used += [a.source for a in (table.aggregates or {}).values()]
+    return list(dict.fromkeys(used))
 
 
 def _resolved(make: Callable[[], DataFrame], where: str, expr: str, source: str) -> DataFrame:
@@ -85,9 +89,15 @@ def build(raw: dict[str, DataFrame], model_cfg: ModelConfig) -> dict[str, DataFr
 
     Each table: the source's rows kept by `filter`, its columns made by `select`, and of rows
     repeating the table's key, the one with the largest `keep_latest_by`. Every expression is
-    analysed here: one Spark cannot resolve fails before anything is written.
+    analysed here: one Spark cannot resolve fails before anything is written. A table declared by
+    `aggregates` is made after them, from the spine table's rows and the sources (lib.features.aggregates).
     """
     tables = {name: _table(raw[spec.source], name, spec) for name, spec in _specs(model_cfg).items() if spec.source}
+    spine = model_cfg.spine
+    for name, table in model_cfg.feature_tables.items():
+        if table.aggregates is not None:
+            tables[name] = aggregates.build(tables[spine.table], spine.id, spine.timestamp, table.aggregates, raw, _where(name))
+    tables = {name: tables[name] for name in table_names(model_cfg)}  # in the declared order
     label = tables[LABELS].schema[model_cfg.label].dataType
     if model_cfg.problem_type == REGRESSION and not isinstance(label, NumericType):
         raise SourceDataError(
@@ -151,7 +161,7 @@ def _inputs(lakehouse, env, model_cfg: ModelConfig, sources: dict[str, Source]) 
     specs = {name: spec.model_dump(mode="json", exclude_unset=True) for name, spec in _specs(model_cfg).items()}
     digest = hashlib.sha256(json.dumps([raw, specs], sort_keys=True, default=str).encode())
     here = Path(__file__)
-    for module in (here, here.with_name("store.py")):
+    for module in (here, here.with_name("store.py"), here.with_name("aggregates.py")):
         digest.update(module.read_bytes())
     return digest.hexdigest()[:16]
 

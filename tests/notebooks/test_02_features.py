@@ -15,6 +15,7 @@ def test_feature_tables_and_labels_cover_every_flight(executed, ingested, stagin
     expected = {
         "flight_features": flights.count(),
         "weather_features": hours,
+        "history_features": flights.count(),  # aggregates: a row per spine row
         "labels": flights.where(F.col("arr_delay").isNotNull()).count(),
     }
     assert task_values()["feature_rows"] == expected

@@ -39,7 +39,7 @@ def test_validate_passes_on_the_shipped_conf():
     assert done.stdout.splitlines() == [
         "conf/environments.yml: environments dev, staging, prod",
         "conf/sources.yml: sources flights, weather",
-        "conf/model.yml: 19 features from 2 lookups and 3 on-demand functions",
+        "conf/model.yml: 23 features from 3 lookups and 3 on-demand functions",
         "conf/jobs.yml: 11 jobs; their notebooks and parameters",
         "conf/monitors.yml: 1 monitor(s)",
         "conf/alerts.yml: 3 alert(s)",

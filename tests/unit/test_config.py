@@ -285,8 +285,8 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
         ),
         (
             ("  - table: weather_features", "  - table: weather_feature"),
-            "feature_lookups.1.table: 'weather_feature' is not a table of feature_tables (flight_features, weather_features) "
-            "(did you mean weather_features?)",
+            "feature_lookups.1.table: 'weather_feature' is not a table of feature_tables (flight_features, weather_features, "
+            "history_features) (did you mean weather_features?)",
         ),
         (("lookup_key: [origin]", "lookup_key: [dest]"), "feature_lookups.1.lookup_key: must be columns of `keys`"),
         (
@@ -328,7 +328,7 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
         ),
         (
             ("    source: weather\n", ""),
-            "feature_tables.weather_features: needs `source` and `select`$",
+            "feature_tables.weather_features: needs `source` and `select`, or `aggregates`$",
         ),
         (
             ("CAST(arr_delay > 15 AS int) AS delayed]", "CAST(arr_delay > 15 AS int) AS late]"),
@@ -359,7 +359,8 @@ def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
         (("  timestamp: sched_dep_ts ", "  timestamp: dep_ts "), "spine.timestamp: 'dep_ts' is not one of `keys`"),
         (
             ("  table: flight_features ", "  table: flight_feature "),
-            "spine.table: 'flight_feature' is not a table of feature_tables (flight_features, weather_features) "
+            "spine.table: 'flight_feature' is not a table of feature_tables (flight_features, weather_features, "
+            "history_features) "
             "(did you mean flight_features?)",
         ),
         (
@@ -373,6 +374,44 @@ def test_the_spine_is_a_table_keyed_by_its_id_and_timed_by_its_timestamp(tmp_pat
     with pytest.raises(ConfigError) as error:
         config.load_model_config(conf)
     assert str(error.value).startswith(f"{conf.resolve().as_posix()}/model.yml: {message}")
+
+
+AGGREGATES = "  history_features:\n    primary_keys: [flight_id]\n    timestamp_key: sched_dep_ts\n"
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            (AGGREGATES, AGGREGATES.replace("[flight_id]", "[tailnum]")),
+            "feature_tables.history_features.primary_keys: must be [flight_id] (the spine's id)",
+        ),
+        (
+            (AGGREGATES, AGGREGATES.replace("key: sched_dep_ts", "key: observed_at")),
+            "feature_tables.history_features.timestamp_key: must be sched_dep_ts (the spine's timestamp)",
+        ),
+        (
+            ("        by: [tailnum]\n", "        by: [tail_number]\n"),
+            "feature_tables.history_features.aggregates.inbound_arr_delay.by: the spine table flight_features's select "
+            "makes no column tail_number (a `by` column)",
+        ),
+        (
+            (AGGREGATES, AGGREGATES + "    source: flights\n"),
+            "feature_tables.history_features.source: not a key of a table made by `aggregates`",
+        ),
+        (("        window: 24 hours\n", "        window: 1 fortnight\n"), "feature_tables.history_features.aggregates."),
+        (
+            ("      inbound_arr_delay:  ", "      flight_id:  "),
+            "feature_tables.history_features.aggregates.flight_id: is the name of a key column",
+        ),
+    ],
+)
+def test_an_aggregates_table_follows_the_spine(tmp_path, edit, message):
+    conf = edited(tmp_path, "model.yml", *edit)
+    with pytest.raises(ConfigError) as error:
+        config.load_model_config(conf)
+    assert str(error.value).startswith(f"{conf.resolve().as_posix()}/model.yml: {message}")
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize(

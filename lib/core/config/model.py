@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, StrictBool, StrictInt, field_validator, model_validator
 
 from lib.core import metrics as metric_registry
+from lib.core.config import aggregates
+from lib.core.config.aggregates import Aggregate
 from lib.core.config.blocks import Number
 from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, display_path, invalid, parse_model, read_yaml, suggest
 from lib.core.errors import ConfigError
@@ -64,7 +66,8 @@ def _unmade(select: list[str], needed: dict[str, str]) -> str | None:
 
 
 class FeatureTable(Strict):
-    """A feature table made from a source's raw table: its rows filtered, its columns selected."""
+    """A feature table made from a source's raw table (its rows filtered, its columns selected), or
+    by windowed `aggregates` of sources over the spine table's rows (lib/core/config/aggregates.py)."""
 
     primary_keys: Columns
     timestamp_key: str  # a row holds the values as they were known from this time on
@@ -73,11 +76,17 @@ class FeatureTable(Strict):
     select: Expressions | None = None  # Spark SQL expressions; they make the keys and the features
     keep_latest_by: str | None = None  # of rows repeating the key (primary keys + timestamp key), keep the largest
     description: str = ""
+    aggregates: Annotated[dict[str, Aggregate], Field(min_length=1)] | None = None  # a row per spine row
 
     @model_validator(mode="after")
     def _made_from_a_source(self) -> FeatureTable:
+        if self.aggregates is not None:
+            given = [k for k in ("source", "filter", "select", "keep_latest_by") if getattr(self, k) is not None]
+            if given:
+                raise invalid(given[0], "not a key of a table made by `aggregates` (it has a row per spine row)")
+            return self
         if self.source is None or self.select is None:
-            raise invalid("", "needs `source` and `select`")
+            raise invalid("", "needs `source` and `select`, or `aggregates`")
         problem = _unmade(
             self.select, {**{k: "a primary key" for k in self.primary_keys}, self.timestamp_key: "the timestamp key"}
         )
@@ -323,6 +332,26 @@ class ModelConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _aggregates_follow_the_spine(self) -> ModelConfig:
+        """An aggregates table has a row per spine row, keyed as the spine table; its `by` columns
+        are columns the spine table's select makes."""
+        spine, spine_table = self.spine, self.feature_tables.get(self.spine.table)
+        for name, table in self.feature_tables.items():
+            if table.aggregates is None:
+                continue
+            at = ("feature_tables", name)
+            if name == spine.table:
+                raise invalid(at, "is the spine's table: it is made from a source (aggregates are computed over its rows)")
+            aggregates.check_table(at, table.primary_keys, table.timestamp_key, table.aggregates, spine.id, spine.timestamp)
+            if spine_table is None or spine_table.select is None:
+                continue
+            for agg_name, agg in table.aggregates.items():
+                problem = _unmade(spine_table.select, {c: "a `by` column" for c in agg.by})
+                if problem:
+                    raise invalid((*at, "aggregates", agg_name, "by"), f"the spine table {spine.table}'s select {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _baseline_groups_by_a_looked_up_column(self) -> ModelConfig:
         """group_mean groups the training window's rows, which hold the keys and the looked-up features."""
         baseline = self.deployment.baseline
@@ -391,6 +420,8 @@ def check_sources(model_cfg: ModelConfig, sources: Iterable[str]) -> None:
     """Every table's and the labels' `source` is a source of sources.yml (a cross-file check)."""
     known = list(sources)
     made = [(f"feature_tables.{name}.source", t.source) for name, t in model_cfg.feature_tables.items()]
+    for name, table in model_cfg.feature_tables.items():
+        made += [(f"feature_tables.{name}.aggregates.{a}.source", agg.source) for a, agg in (table.aggregates or {}).items()]
     for at, source in [*made, ("labels.source", model_cfg.labels.source)]:
         if source is not None and source not in known:
             raise ConfigError(
