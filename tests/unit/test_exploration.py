@@ -23,7 +23,13 @@ def test_the_candidates_fit_their_problem_type_and_the_best_is_written_by_the_ra
     results = pd.DataFrame(
         [
             {"candidate": "hgb_default", "algorithm": "hist_gradient_boosting", "accuracy": 0.9, "roc_auc": 0.61, "run_id": "a"},
-            {"candidate": "hgb_slow_deep", "algorithm": "hist_gradient_boosting", "accuracy": 0.5, "roc_auc": 0.66, "run_id": "b"},
+            {
+                "candidate": "hgb_slow_deep",
+                "algorithm": "hist_gradient_boosting",
+                "accuracy": 0.5,
+                "roc_auc": 0.66,
+                "run_id": "b",
+            },
         ]
     )
     ranked = exploration.rank(results, "roc_auc")
@@ -52,8 +58,13 @@ def test_written_hyperparameters_load_back(tmp_path):
     from lib.core import config
     from lib.lifecycle import exploration
 
-    path = exploration.write_hyperparameters(exploration.CANDIDATES["binary_classification"]["logistic_regression"], tmp_path / "h.yml", "a note")
-    assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["binary_classification"]["logistic_regression"])
+    path = exploration.write_hyperparameters(
+        exploration.CANDIDATES["binary_classification"]["logistic_regression"], tmp_path / "h.yml", "a note"
+    )
+    assert config.load_hyperparameters(path, config.load_model_config()) == (
+        path,
+        exploration.CANDIDATES["binary_classification"]["logistic_regression"],
+    )
     assert "# Written by notebooks/dev/explore.ipynb: a note" in path.read_text()
 
 
@@ -65,9 +76,14 @@ def test_a_relative_target_is_in_the_conf_folder_the_training_reads(tmp_path, mo
 
     shutil.copytree(config.CONF_DIR, tmp_path / "conf")
     monkeypatch.setenv(config.CONF_ENV_VAR, str(tmp_path / "conf"))
-    path = exploration.write_hyperparameters(exploration.CANDIDATES["binary_classification"]["logistic_regression"], "hyperparameters.yml", "a note")
+    path = exploration.write_hyperparameters(
+        exploration.CANDIDATES["binary_classification"]["logistic_regression"], "hyperparameters.yml", "a note"
+    )
     assert path == (tmp_path / "conf" / "hyperparameters.yml").resolve()
-    assert config.load_hyperparameters("", config.load_model_config()) == (path, exploration.CANDIDATES["binary_classification"]["logistic_regression"])
+    assert config.load_hyperparameters("", config.load_model_config()) == (
+        path,
+        exploration.CANDIDATES["binary_classification"]["logistic_regression"],
+    )
     assert config.load_hyperparameters("", config.load_model_config(config.CONF_DIR))[1].algorithm == "hist_gradient_boosting"
 
 

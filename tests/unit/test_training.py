@@ -110,7 +110,7 @@ def test_log_and_register_creates_a_documented_pending_version(mlflow_env, model
     assert mv.tags["git_commit"] == training.git_commit() and len(mv.tags["git_commit"].split("-")[0]) == 40
     assert mv.tags["feature_lookups"].startswith("staging.flights.flight_features by flight_id as of sched_dep_ts; ")
     assert (
-        "hist_gradient_boosting on 19 features (hour_of_week, days_to_holiday, distance_bucket computed on demand), looked up"
+        f"hist_gradient_boosting on {len(model_cfg.features.columns)} features (hour_of_week, days_to_holiday, distance_bucket computed on demand), looked up"
         in mv.description
         and "trained on a/b" in mv.description
     )
@@ -160,9 +160,10 @@ def test_a_regression_version_is_described_and_pictured_as_one(mlflow_env, model
     holdout = with_minutes(toy(model_cfg, seed=3), 3)
     ref = training.log_and_register(model, holdout, holdout, regression, ridge, lookups, mlflow_env.model_name, {})
     mv = registry.require_version(ref)
-    assert mv.description.startswith("Predicted minutes. ridge on 19 features") and "held-out rmse 0." in mv.description
+    n = len(model_cfg.features.columns)
+    assert mv.description.startswith(f"Predicted minutes. ridge on {n} features") and "held-out rmse 0." in mv.description
     described = regression.model_copy(update={"description": "Minutes of delay."})
-    assert training.describe(described, ridge, {}, {"rmse": 0.5}).startswith("Minutes of delay. ridge on 19 features")
+    assert training.describe(described, ridge, {}, {"rmse": 0.5}).startswith(f"Minutes of delay. ridge on {n} features")
     run = mlflow.get_run(mv.tags["run_id"])
     assert run.data.metrics["holdout_rmse"] < 1.5 and "holdout_roc_auc" not in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
