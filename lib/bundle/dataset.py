@@ -96,7 +96,8 @@ def inspect(path: Path, label: str | None = None, timestamp: str | None = None, 
     dropped = {
         c: f"a second date column (the timestamp is {timestamp})" for c in rest if temporal.get(c) is not None and c != id_
     }
-    categorical, numeric = [], []
+    categorical: list[str] = []
+    numeric: list[str] = []
     for column, kind in kinds.items():
         if column == id_:
             continue
@@ -185,7 +186,7 @@ def _temporal(values: pd.Series) -> tuple[str, tuple[str, str] | None, bool] | s
     sample = known.head(10_000)
     for fmt, option, date_only in _FORMATS:
         if pd.to_datetime(sample, format=fmt, errors="coerce").notna().all():
-            return fmt, option, date_only  # type: ignore[return-value]
+            return fmt, option, date_only
     return None
 
 
