@@ -32,8 +32,9 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 def windows(start: dt.date, end: dt.date) -> dict[str, int | dt.date]:
-    """The data window of [start, end): score the last days, hold out the days before them, train on
-    all the earlier ones. horizon = a 30th of the range (1..7 days), holdout = a 10th (1..28 days)."""
+    """The data window of [start, end): horizon = a 30th of the range (1..7 days), holdout = a 10th
+    (1..28 days). The scored period ends a horizon before `end`, so a later run (as of the period's
+    end) finds its labels, as production would; the holdout days precede it, training takes the rest."""
     days = (end - start).days
     if days < MIN_DAYS:
         raise ConfigError(
@@ -41,7 +42,7 @@ def windows(start: dt.date, end: dt.date) -> dict[str, int | dt.date]:
             f"{MIN_DAYS} to train, hold out and score"
         )
     horizon, holdout = min(7, max(1, days // 30)), min(28, max(1, days // 10))
-    as_of = end - dt.timedelta(days=horizon)
+    as_of = end - dt.timedelta(days=2 * horizon)
     train = (as_of - start).days - holdout
     return {
         "start": start,
@@ -272,10 +273,12 @@ def environments_yml(data: Dataset, name: str) -> str:
         f"# model, its experiment and its endpoint carry this project's name. Ports 0: free ones (the\n"
         f"# run's summary prints the endpoint's URL).\n"
         f"#\n"
-        f"# Data windows from the file's dates ({data.start}..{data.end - dt.timedelta(days=1)}): score the last\n"
-        f"# horizon_days (a 30th of the range, 1..7), hold out the holdout_days before them (a 10th, 1..28),\n"
-        f"# train on all the days before; as_of is the first scored day. Staging, CI's short run, takes\n"
-        f"# the last quarter of the range (at least {MIN_DAYS} days), split the same way.\n"
+        f"# Data windows from the file's dates ({data.start}..{data.end - dt.timedelta(days=1)}): score\n"
+        f"# horizon_days (a 30th of the range, 1..7) from as_of, hold out the holdout_days before them (a\n"
+        f"# 10th, 1..28), train on all the days before. as_of leaves one more horizon after the scored\n"
+        f"# days: monitoring as of as_of + horizon_days finds their labels (--job monitoring --as-of ...).\n"
+        f"# Staging, CI's short run, takes the last quarter of the range (at least {MIN_DAYS} days), split\n"
+        f"# the same way.\n"
         f"defaults:\n"
         f"  lakehouse_root: .lakehouse\n"
         f"  schema: {name}\n"

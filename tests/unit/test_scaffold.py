@@ -4,6 +4,7 @@ features (lib/bundle/dataset.py), the data windows, the refusals, and the config
 
 import datetime as dt
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -143,19 +144,19 @@ def test_what_it_cannot_choose_is_one_line_naming_the_choices(tmp_path, change, 
     assert message in str(failed.value) and "\n" not in str(failed.value)
 
 
-def test_windows_score_the_last_days_hold_out_a_tenth_and_refuse_a_short_range():
+def test_windows_score_before_the_last_days_hold_out_a_tenth_and_refuse_a_short_range():
     assert scaffold.windows(dt.date(2024, 1, 1), dt.date(2024, 4, 30)) == {
         "start": dt.date(2024, 1, 1),
         "end": dt.date(2024, 4, 30),
-        "as_of": dt.date(2024, 4, 26),
-        "train_days": 104,
+        "as_of": dt.date(2024, 4, 22),
+        "train_days": 100,
         "holdout_days": 12,
         "horizon_days": 4,
     }
     staging = scaffold.staging_window(dt.date(2024, 1, 1), dt.date(2024, 4, 30))
     assert (staging["start"], staging["train_days"], staging["holdout_days"], staging["horizon_days"]) == (
         dt.date(2024, 3, 31),
-        26,
+        25,
         3,
         1,
     )
@@ -183,7 +184,7 @@ def test_init_writes_a_project_that_validates(tmp_path):
     assert model["deployment"]["baseline"] == {"kind": "mean"} and model["validation"]["thresholds"] == {"r2": {"min": 0.0}}
     monitors = yaml.safe_load((folder / "monitors.yml").read_text())["monitors"]
     assert monitors["predictions"]["problem_type"] == "PROBLEM_TYPE_REGRESSION"
-    assert lines[0].startswith("inspected ") and lines[-1].endswith(f"--conf {folder} --env prod --history")
+    assert lines[0].startswith("inspected ") and lines[-1].endswith(f"--conf {shlex.quote(str(folder))} --env prod --history")
 
     with pytest.raises(ConfigError, match=r"^--init .*My Shop: exists and is not an empty folder: give a new folder$"):
         scaffold.init(folder, tmp_path / "orders.csv", label="units", say=lines.append)
