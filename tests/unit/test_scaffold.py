@@ -214,3 +214,15 @@ def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path):
     )
     assert done.returncode == 1 and done.stderr.startswith("error: choose the label with --label COL")
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+def test_a_two_valued_label_makes_a_classification_project_that_validates(tmp_path):
+    frame = orders().assign(late=["yes", "no", "no"] * 20).drop(columns="units")
+    scaffold.init(tmp_path / "late", write(tmp_path, frame), label="late", say=lambda line: None)
+    model = yaml.safe_load((tmp_path / "late" / "model.yml").read_text())
+    assert model["labels"]["select"][-1] == "CAST(CAST(late AS string) = 'yes' AS int) AS late"
+    assert (model["deployment"]["metric"], model["deployment"]["baseline"]) == ("roc_auc", {"kind": "none"})
+    monitor = yaml.safe_load((tmp_path / "late" / "monitors.yml").read_text())["monitors"]["predictions"]
+    assert monitor["problem_type"] == "PROBLEM_TYPE_CLASSIFICATION" and "predicted_class" in monitor["exclude_columns"]
+    alert = yaml.safe_load((tmp_path / "late" / "alerts.yml").read_text())["alerts"][0]
+    assert alert["condition"] == {"op": "<", "threshold": 0.55} and "roc_auc AS value" in alert["query"]
