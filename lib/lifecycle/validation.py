@@ -10,7 +10,7 @@ Checks, each reported by name with its measured value, threshold and verdict (in
                   mlflow.validate_evaluation_results: absolute bounds (`min`, `max`) per metric, and
                   a minimum change (in the metric's direction) against the Champion when one exists
                   and one is configured; a bound against the metric's direction is compared plainly
-  slice.<column>  the slice metric per value of a column (origin, carrier, month) within min/max
+  slice.<column>  the slice metric per value of each slice column within min/max
   compliance.*    required tags and a description are present
 Run modes: `enabled` (a failure blocks: FAILED, no Challenger, the task fails), `dry_run`
 (report, never block: the Challenger alias is given either way) and `disabled` (no checks;

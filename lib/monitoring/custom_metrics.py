@@ -4,7 +4,7 @@
   (`:table` for one value over the whole row set). The definition may name `{{input_column}}`,
   `{{prediction_col}}` and `{{label_col}}`. A column of `<table>_profile_metrics`.
 - DERIVED: an expression over the other metrics of the same profile row (built-in and custom),
-  e.g. `mean_predicted - delayed_share`. A column of `<table>_profile_metrics`.
+  e.g. `mean_predicted - positive_share`. A column of `<table>_profile_metrics`.
 - DRIFT: an expression over the metrics of the two compared profile rows, `{{current_df}}.m`
   and `{{base_df}}.m` (the window, and the one before it or the baseline). A column of
   `<table>_drift_metrics`.

@@ -3,7 +3,7 @@
 `python -m lib.serving serve --env prod` runs it in the foreground (what `run_pipeline.py
 --serve` does); `start` runs it in the background and waits until it answers. The server
 writes <home>/serving/<env>/server.json (pid and URL) once it listens, restores the saved
-endpoints, and on SIGTERM/SIGINT stops taking connections, finishes the requests in flight,
+endpoints, and on SIGTERM/SIGINT stops taking connections, finishes the requests under way,
 then writes every queued inference-table row before it exits.
 """
 
@@ -117,11 +117,11 @@ def _server_class():
         def capture_signals(self):
             # SIGTERM/SIGINT stop the server gracefully, but unlike uvicorn's own handling they
             # are not re-raised afterwards: the inference tables must still be written.
-            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 yield
             finally:
-                for sig, handler in original.items():
+                for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
     return Server
@@ -152,7 +152,7 @@ class _LazyLakehouse:
 
 
 def _service(cfg: Settings) -> Service:
-    # SIGTERM drains: requests in flight finish and queued inference-table rows are written, so
+    # SIGTERM drains: requests under way finish and queued inference-table rows are written, so
     # one that does not stop in time is an error, not a SIGKILL.
     return Service(f"the {cfg.folder.name} serving server", cfg.folder, stop_timeout=120.0, kill_late=False)
 

@@ -19,6 +19,7 @@ from lib.core.config import PROJECT_DIR, load_env
 from lib.core.config.environment import EnvConfig
 from lib.core.config.sources import load_sources
 from lib.core.names import CHAMPION
+from lib.features import readers
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
 from lib.serving import server, settings
@@ -137,5 +138,5 @@ def test_one_csv_becomes_a_served_regression_model_in_prod(spark, home, tmp_path
 def test_the_seattle_weather_example_runs_whole_in_staging(spark, home):
     result = run("--conf", str(EXAMPLE), "--env", "staging")
     staging = load_env("staging", EXAMPLE)
-    frame = pd.read_csv(load_sources(EXAMPLE)["seattle_weather"].path)
+    frame = pd.read_csv(readers.files(load_sources(EXAMPLE)["seattle_weather"])[0])
     check_run(spark, staging, result, scored_rows(frame, "date", staging, "%Y/%m/%d"), "temp_min")

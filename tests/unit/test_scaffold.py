@@ -17,8 +17,9 @@ import yaml
 from lib.bundle import scaffold
 from lib.bundle.dataset import inspect
 from lib.core import config
-from lib.core.config.sources import load_sources, package_folder
+from lib.core.config.sources import load_sources
 from lib.core.errors import ConfigError
+from lib.features.readers import package_file
 
 
 def orders(n: int = 60, days: int = 30, **extra) -> pd.DataFrame:
@@ -191,7 +192,7 @@ def test_init_writes_a_project_that_validates(tmp_path):
 
 
 def test_a_file_of_an_installed_package_is_referenced_by_package(tmp_path):
-    path = package_folder("vega_datasets") / "_data" / "seattle-weather.csv"
+    path = package_file("vega_datasets", "_data/seattle-weather.csv")
     scaffold.init(tmp_path / "seattle", path, label="temp_max", say=lambda line: None)
     source = yaml.safe_load((tmp_path / "seattle" / "sources.yml").read_text())["sources"]["seattle"]
     assert (source["package"], source["path"], source["options"]) == (

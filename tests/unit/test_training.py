@@ -77,7 +77,7 @@ def test_a_regression_label_must_be_numeric_but_may_be_constant(model_cfg):
 
 
 def test_fit_refuses_empty_and_one_class(model_cfg, hyper):
-    with pytest.raises(LakehouseError, match="holds no labelled flights"):
+    with pytest.raises(LakehouseError, match="holds no labelled rows"):
         training.fit(toy(model_cfg).iloc[:0], model_cfg, hyper)
     one = toy(model_cfg).assign(delayed=1)
     with pytest.raises(LakehouseError, match="only one class"):
@@ -166,3 +166,26 @@ def test_a_regression_version_is_described_and_pictured_as_one(mlflow_env, model
     expected = {"predicted_vs_actual.png", "residuals_by_origin.png", "residuals_by_carrier.png", "residuals_by_month.png"}
     assert expected <= artifacts and "roc_curve.png" not in artifacts
     assert registry.predict(ref, holdout.head(3)) == pytest.approx(model.predict(None, holdout.head(3)))
+
+
+def test_a_constant_or_all_null_feature_is_warned_and_training_goes_on(model_cfg, capsys):
+    train = toy(model_cfg).assign(temp=np.nan, visib=10.0)
+    model = training.fit(train, model_cfg, Hyperparameters(algorithm="hist_gradient_boosting", params={"max_iter": 20}))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: ")]
+    assert lines == [
+        f"warning: feature temp is null in all {len(train):,} rows of the training window",
+        "warning: feature visib is constant (10.0) in the training window",
+    ]
+    assert len(model.predict(None, toy(model_cfg))) == 400
+    assert training.uninformative(toy(model_cfg), model_cfg.features.columns[:5]) == []
+
+
+def test_versions_logged_under_the_first_class_name_still_load():
+    import pickle
+
+    legacy = pickle.dumps(training.TabularModel(None, ["x"]), protocol=0).replace(
+        b"TabularModel", b"DelayModel"
+    )  # the bytes a version registered before the rename holds
+    assert type(pickle.loads(legacy)) is training.TabularModel
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchModel'"):
+        training.NoSuchModel  # noqa: B018

@@ -144,7 +144,7 @@ class EnvConfig:
 
     @property
     def model_name(self) -> str:
-        """The registered model's three-level name, e.g. prod.flights.delay_model."""
+        """The registered model's three-level name, e.g. prod.<schema>.<model>."""
         return f"{self.catalog}.{self.schema}.{self.model}"
 
     def table(self, name: str) -> str:

@@ -192,10 +192,10 @@ def _step(tp: Any, part: Any) -> Any:
             if part in (name, field.alias):
                 return field.annotation
         return None
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is dict and len(args) == 2:
+    base, args = typing.get_origin(tp), typing.get_args(tp)
+    if base is dict and len(args) == 2:
         return args[1]
-    if origin in (list, tuple, set, frozenset) and args:
+    if base in (list, tuple, set, frozenset) and args:
         return args[0]
     return None
 

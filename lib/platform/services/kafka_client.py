@@ -1,7 +1,7 @@
 """Kafka topics: where the stream publishes its predictions, exactly once.
 
 Each serving endpoint has a topic, `<catalog>.<schema>.<endpoint>.predictions`; the stream
-writes a record per scored flight, keyed by flight_id, its value the prediction row as JSON,
+writes a record per scored row, keyed by the spine's id, its value the prediction row as JSON,
 with a header naming its micro-batch. Spark's Kafka sink delivers at least once, so a replayed
 micro-batch first reads what its earlier attempts left in the topic and writes only the rest.
 The broker: lib/platform/services/kafka_server.py (the lakehouse's own) or any at `publish.kafka.bootstrap_servers`.
@@ -17,7 +17,7 @@ from lib.core.errors import PublishError, first_line
 TXN_HEADER = "lakehouse.txn"  # <query id>:<micro-batch id> on every record the stream writes
 
 
-ROW_HEADER = "lakehouse.row"  # the record's row, by its identity columns (flight_id|arrived_at)
+ROW_HEADER = "lakehouse.row"  # the record's row, by its identity columns (<id>|arrived_at)
 
 
 # A replayed micro-batch's records were sent after its Delta commit; they are looked for from

@@ -3,7 +3,7 @@
 Debian's PostgreSQL (`apt-get install postgresql`; `.ci/run` installs it) runs one server per
 lakehouse, started on demand like the Spark server, on 127.0.0.1 only, trusting local
 connections (it is this machine's own). A catalog is a database (`prod`, `staging`), a schema
-a schema: `prod.flights.predictions` is table `flights.predictions` of database `prod`.
+a schema: `prod.<schema>.predictions` is table `<schema>.predictions` of database `prod`.
 PostgreSQL refuses to run as root; as root, the data folder belongs to the `postgres` user, in
 `/var/tmp/lakehouse-mlops-postgres/` (a path that user can reach), and its commands run as it.
 `$LAKEHOUSE_JDBC_URL` (`jdbc:postgresql://host:port/`) names a server someone else runs.
