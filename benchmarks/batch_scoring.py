@@ -33,12 +33,15 @@ import psutil
 from prod_lakehouse import prod_lakehouse
 
 from lib.core import names
+from lib.core.config import load_model_config
 from lib.features import store as feature_store
-from lib.features.tables import KEY, TIMESTAMP
 from lib.inference import batch as inference
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
 from lib.platform.spark import builder as lspark
+
+SPINE = load_model_config().spine  # the flights': flight_features by flight_id at sched_dep_ts
+KEY, TIMESTAMP = SPINE.id, SPINE.timestamp
 
 
 def _tree_rss(pids: list[int]) -> int:
@@ -89,14 +92,16 @@ def ours(lakehouse: Lakehouse, champion, rows: int, server_pid: int) -> dict[str
     out: dict[str, float] = {}
     for part, plan in [
         ("lookups_s", lambda: feature_store.lookup_features(lakehouse, spine, _lookups(lakehouse, champion), inference.MISSES)),
-        ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION)),
+        ("scored_s", lambda: inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION, entity=SPINE)),
     ]:
         began = time.monotonic()
         plan().write.format("noop").mode("overwrite").save()
         out[part] = time.monotonic() - began
     with Peak([os.getpid(), server_pid]) as peak:
         began = time.monotonic()
-        lakehouse.write(inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION), lakehouse.env.table("bench_scores"))
+        lakehouse.write(
+            inference.predict(lakehouse, spine, champion, 0.5, names.CHAMPION, entity=SPINE), lakehouse.env.table("bench_scores")
+        )
         elapsed = time.monotonic() - began
     assert lakehouse.read(lakehouse.env.table("bench_scores")).count() == rows
     return {**out, "total_s": elapsed, "rows_s": rows / elapsed, "peak": peak.peak / 2**30}

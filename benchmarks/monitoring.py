@@ -80,7 +80,7 @@ MONITOR = dict(  # conf/monitors.yml's `predictions` monitor, with this script's
     slicing_exprs=["origin", "carrier"],
     baseline_table_name="delay_model_baseline",
     baseline_max_rows=BASELINE_ROWS,
-    exclude_columns=["flight_id", "predicted_delayed", "model_name", "period_start", "period_end", "scored_at"],
+    exclude_columns=["flight_id", "predicted_class", "model_name", "period_start", "period_end", "scored_at"],
 )
 
 
@@ -204,7 +204,7 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
     frame = frame.iloc[rng.permutation(len(frame))[:rows]].reset_index(drop=True)
     _calendar(frame)
     frame["prediction"] = np.clip(_score(frame) + rng.normal(0, 0.02, len(frame)), 0, 1)
-    frame["predicted_delayed"] = (frame["prediction"] >= 0.5).astype("int32")
+    frame["predicted_class"] = (frame["prediction"] >= 0.5).astype("int32")
     frame["model_name"], frame["model_version"] = "prod.flights.delay_model", "1"
     columns = [
         "flight_id",
@@ -212,7 +212,7 @@ def make_data(rows: int, folder: Path) -> dict[str, int]:
         *CATEGORICAL,
         *NUMERIC,
         "prediction",
-        "predicted_delayed",
+        "predicted_class",
         "model_name",
         "model_version",
     ]

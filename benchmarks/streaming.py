@@ -32,7 +32,6 @@ import pandas as pd
 from prod_lakehouse import prod_lakehouse
 
 from lib.core import config, names
-from lib.features.tables import KEY
 from lib.inference import batch as inference
 from lib.inference import feed, streaming
 from lib.platform import registry
@@ -42,11 +41,13 @@ from lib.platform.services import kafka_server
 from lib.platform.spark import builder as lspark
 from lib.platform.spark import server as spark_server
 
+SOURCE = feed.incoming(config.load_model_config())  # the flights': incoming_flights
+
 
 def _reset(lakehouse: Lakehouse) -> None:
     """No arrivals, predictions, quarantine or checkpoint: a stream from scratch."""
     env = lakehouse.env
-    for name in (streaming.INCOMING, streaming.PREDICTIONS, streaming.QUARANTINE, "bench_batch_predictions"):
+    for name in (SOURCE.table, streaming.PREDICTIONS, SOURCE.quarantine, "bench_batch_predictions"):
         shutil.rmtree(lakehouse.path(env.table(name)), ignore_errors=True)
     shutil.rmtree(streaming.checkpoint_path(lakehouse), ignore_errors=True)
 
@@ -69,7 +70,9 @@ def throughput(
     champion = registry.require_alias(env.model_name, names.CHAMPION)
     for label, cap in (("stream, availableNow, 1 day per micro-batch", 1), ("stream, availableNow, one micro-batch", None)):
         _reset(lakehouse)
-        rows = feed.replay(lakehouse, start, start + dt.timedelta(days=days), dt.timedelta(days=1), 0, say=lambda l: None)
+        rows = feed.replay(
+            lakehouse, model_cfg, start, start + dt.timedelta(days=days), dt.timedelta(days=1), 0, say=lambda l: None
+        )
         began = time.monotonic()
         streaming.run(lakehouse, _cfg(model_cfg, cap), streaming.AVAILABLE_NOW, say=lambda l: None)
         out.append((label, rows, time.monotonic() - began))
@@ -82,6 +85,7 @@ def throughput(
         (start + dt.timedelta(days=days)).date(),
         0.5,
         names.CHAMPION,
+        entity=model_cfg.spine,
     )
     lakehouse.write(scored, env.table("bench_batch_predictions"))
     out.append(
@@ -96,7 +100,7 @@ def throughput(
 
 def latency(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datetime, hours: int) -> dict:
     _reset(lakehouse)
-    feed.replay(lakehouse, start, start + dt.timedelta(hours=1), dt.timedelta(hours=1), 0, say=lambda l: None)
+    feed.replay(lakehouse, model_cfg, start, start + dt.timedelta(hours=1), dt.timedelta(hours=1), 0, say=lambda l: None)
     query = streaming.start(lakehouse, model_cfg, "1 second")
     try:
         while not lakehouse.exists(lakehouse.env.table(streaming.PREDICTIONS)):
@@ -104,6 +108,7 @@ def latency(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datet
         warm = time.monotonic()
         rows = feed.replay(
             lakehouse,
+            model_cfg,
             start + dt.timedelta(hours=1),
             start + dt.timedelta(hours=1 + hours),
             dt.timedelta(hours=1),
@@ -126,7 +131,7 @@ def latency(lakehouse: Lakehouse, model_cfg: config.ModelConfig, start: dt.datet
 
 
 def _count(lakehouse: Lakehouse, start: dt.datetime, end: dt.datetime) -> int:
-    return feed.scheduled(lakehouse.read(lakehouse.env.table("flight_features")), start, end).count()
+    return feed.scheduled(lakehouse.read(lakehouse.env.table("flight_features")), SOURCE, start, end).count()
 
 
 def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.datetime, times: int) -> dict:
@@ -145,7 +150,9 @@ def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.dateti
         lakehouse = Lakehouse(lspark.attach(running.url), env)
         if i == 0:
             _reset(lakehouse)
-            fed = feed.replay(lakehouse, start, start + dt.timedelta(days=2), dt.timedelta(hours=4), 0, say=lambda l: None)
+            fed = feed.replay(
+                lakehouse, model_cfg, start, start + dt.timedelta(days=2), dt.timedelta(hours=4), 0, say=lambda l: None
+            )
         checkpoint = streaming.checkpoint_path(lakehouse)
         streaming.start(lakehouse, capped, streaming.AVAILABLE_NOW)
         after_write, target = i % 2 == 1, i // 2  # micro-batch 0 as it starts, then after its write; then 1, ...
@@ -172,8 +179,8 @@ def kills(env: config.EnvConfig, model_cfg: config.ModelConfig, start: dt.dateti
     running = spark_server.ensure(doomed, say=lambda l: None)
     lakehouse = Lakehouse(lspark.attach(running.url), env)
     streaming.run(lakehouse, model_cfg, streaming.AVAILABLE_NOW, say=lambda l: None)
-    out = lakehouse.read(env.table(streaming.PREDICTIONS)).select(KEY).toPandas()[KEY]
-    incoming = set(lakehouse.read(env.table(streaming.INCOMING)).select(KEY).toPandas()[KEY])
+    out = lakehouse.read(env.table(streaming.PREDICTIONS)).select(SOURCE.id).toPandas()[SOURCE.id]
+    incoming = set(lakehouse.read(env.table(SOURCE.table)).select(SOURCE.id).toPandas()[SOURCE.id])
     bootstrap, topic = streaming.kafka_target(env, say=lambda l: None)
     sent = pd.Series([key for key, _ in kafka.read(bootstrap, topic, streaming.query_id(checkpoint))], dtype=object)
     spark_server.stop(doomed.home, say=lambda l: None)

@@ -36,10 +36,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from batch_scoring import Peak, _pandas_child, _pandas_lookups
+from batch_scoring import KEY, TIMESTAMP, Peak, _pandas_child, _pandas_lookups
 
 from lib.core import config, names
-from lib.features.tables import KEY, TIMESTAMP
 from lib.platform import registry
 
 CHUNK = 500_000

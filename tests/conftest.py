@@ -14,6 +14,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is im
 
 from lib.core import names
 from lib.core.config import load_env, load_hyperparameters, load_model_config
+from lib.core.config.sources import load_sources
 from lib.core.names import CHALLENGER
 from lib.features import ingest
 from lib.features import store as feature_store
@@ -206,8 +207,8 @@ def seed(spark, tmp_path_factory, model_cfg_session, hyper_session, mlflow_templ
         env = load_env("staging")
         lakehouse = Lakehouse(spark, env)
         ingest.ingest(lakehouse, env.data.start, env.data.end)
-        flights, weather = lakehouse.read(env.raw_table("flights")), lakehouse.read(env.raw_table("weather"))
-        features.write_tables(lakehouse, env, model_cfg_session, features.build_tables(flights, weather))
+        raw = features.read_sources(lakehouse, env, model_cfg_session, load_sources())
+        features.write_tables(lakehouse, env, model_cfg_session, features.build(raw, model_cfg_session))
         windows = env.data.split(env.data.as_of)
         train, holdout = features.load_labelled(lakehouse, env, model_cfg_session, windows.train, windows.holdout)
         registry.configure(env)

@@ -17,7 +17,7 @@ from pathlib import Path
 from lib.bundle import kinds
 from lib.core.config import conf_dir, display_path, environment_names, load_env, load_hyperparameters, load_model_config
 from lib.core.config.loading import CONF_ENV_VAR
-from lib.core.config.model import hyperparameters_path
+from lib.core.config.model import check_sources, hyperparameters_path
 from lib.core.config.sources import load_sources
 from lib.core.errors import ConfigError
 from lib.features import on_demand
@@ -47,6 +47,7 @@ def validate(env: str | None = None, folder: Path | None = None, say: Callable[[
     say(f"{display_path(conf / 'sources.yml')}: sources {', '.join(sources)}")
 
     model_cfg = load_model_config(conf)
+    check_sources(model_cfg, sources)
     made = on_demand.of_model(model_cfg)
     say(
         f"{display_path(conf / 'model.yml')}: {len(model_cfg.features.columns)} features from "

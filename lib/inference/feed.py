@@ -1,8 +1,9 @@
-"""The replay source of streaming inference: 2013's scheduled flights arriving in
-`incoming_flights`, in schedule order, at a chosen speed.
+"""The replay source of streaming inference: 2013's scheduled flights (the rows of the spine's
+table, conf/model.yml `spine.table`) arriving in the stream's source table
+(`inference.streaming.source_table`), in event-time order, at a chosen speed.
 
-An arriving flight carries its keys as text (as a feed delivers them: `FIELDS`), stamped with
-the time it landed (`arrived_at`, the event time of the stream's latency).
+An arriving row carries its keys as text (as a feed delivers them: model.yml `keys`), stamped
+with the time it landed (`arrived_at`, the event time of the stream's latency).
 
     python -m lib.inference.feed --env prod --from 2013-10-01 --to 2013-10-08 --every 1h --speed 3600
 """
@@ -13,35 +14,59 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.core import config
+from lib.core import config, names
+from lib.core.config.model import ModelConfig
 from lib.core.errors import ConfigError, LakehouseError
-from lib.features.tables import KEY, TIMESTAMP, in_window
+from lib.features.tables import in_window
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
 from lib.platform.spark.builder import to_pandas
 from lib.platform.spark.session import get_spark
 
-INCOMING = "incoming_flights"
-ARRIVED = "arrived_at"  # when the row landed in incoming_flights (the event time of latency)
-FIELDS = (KEY, "origin", TIMESTAMP)  # what an arriving flight carries, as text
+ARRIVED = "arrived_at"  # when the row landed in the source table (the event time of latency)
 _TEXT_TIME = "yyyy-MM-dd HH:mm:ss"
 
 
-def scheduled(flight_features: DataFrame, start: dt.datetime, end: dt.datetime) -> DataFrame:
-    """The flights scheduled in [start, end) as a feed delivers them: their keys, as text."""
-    return in_window(flight_features, start, end).select(
-        F.col(KEY).cast("string").alias(KEY),
-        F.col("origin").cast("string").alias("origin"),
-        F.date_format(TIMESTAMP, _TEXT_TIME).alias(TIMESTAMP),
+@dataclass(frozen=True)
+class Incoming:
+    """The stream's source table and what an arriving row carries, as values (they travel pickled
+    with the stream's query to the Spark server)."""
+
+    table: str  # in the environment's schema
+    id: str  # the spine's id: Kafka's key
+    timestamp: str  # the spine's event time, as text in the table
+    fields: tuple[str, ...]  # what an arriving row carries, as text: model.yml `keys`
+
+    @property
+    def quarantine(self) -> str:
+        """Where malformed arrivals are set aside."""
+        return names.quarantine_table(self.table)
+
+
+def incoming(model_cfg: ModelConfig) -> Incoming:
+    """The stream's source as model.yml declares it."""
+    spine = model_cfg.spine
+    return Incoming(model_cfg.inference.streaming.source_table, spine.id, spine.timestamp, tuple(model_cfg.keys))
+
+
+def scheduled(rows: DataFrame, source: Incoming, start: dt.datetime, end: dt.datetime) -> DataFrame:
+    """The spine rows whose event time falls in [start, end) as a feed delivers them: their keys, as text."""
+    return in_window(rows, source.timestamp, start, end).select(
+        *[
+            F.date_format(c, _TEXT_TIME).alias(c) if c == source.timestamp else F.col(c).cast("string").alias(c)
+            for c in source.fields
+        ]
     )
 
 
 def replay(
     lakehouse: Lakehouse,
+    model_cfg: ModelConfig,
     start: dt.datetime,
     end: dt.datetime,
     every: dt.timedelta,
@@ -49,24 +74,25 @@ def replay(
     say: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Append the flights scheduled in [start, end) to incoming_flights in schedule order, one
-    commit per `every` of schedule; returns the rows appended.
+    """Append the spine rows whose event time falls in [start, end) to the stream's source table in
+    event-time order, one commit per `every` of schedule; returns the rows appended.
 
     speed: schedule seconds per real second (3600: an hour of departures each second); 0 appends
     as fast as Spark commits.
     """
     if every <= dt.timedelta(0) or speed < 0 or end <= start:
         raise ConfigError(f"feed: need start < end, every > 0 and speed >= 0 (got {start} .. {end}, {every}, {speed})")
-    env = lakehouse.env
-    rows = to_pandas(scheduled(lakehouse.read(env.table("flight_features")), start, end).orderBy(TIMESTAMP))
+    env, source = lakehouse.env, incoming(model_cfg)
+    at_col = source.timestamp
+    rows = to_pandas(scheduled(lakehouse.read(env.table(model_cfg.spine.table)), source, start, end).orderBy(at_col))
     began, appended, at = time.monotonic(), 0, start
     while at < end:
         upto = min(at + every, end)
-        chunk = rows[(rows[TIMESTAMP] >= f"{at:%Y-%m-%d %H:%M:%S}") & (rows[TIMESTAMP] < f"{upto:%Y-%m-%d %H:%M:%S}")]
+        chunk = rows[(rows[at_col] >= f"{at:%Y-%m-%d %H:%M:%S}") & (rows[at_col] < f"{upto:%Y-%m-%d %H:%M:%S}")]
         if speed:
             sleep(max(0.0, (upto - start).total_seconds() / speed - (time.monotonic() - began)))
         if len(chunk):
-            append(lakehouse, lakehouse.spark.createDataFrame(chunk))
+            append(lakehouse, source, lakehouse.spark.createDataFrame(chunk))
             appended += len(chunk)
         say(
             f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
@@ -76,15 +102,15 @@ def replay(
     return appended
 
 
-def append(lakehouse: Lakehouse, rows: DataFrame) -> None:
-    """Append rows (the FIELDS, as text) to incoming_flights, stamped with their arrival time."""
-    text = [F.col(c).cast("string").alias(c) for c in FIELDS]
-    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(INCOMING), mode="append")
+def append(lakehouse: Lakehouse, source: Incoming, rows: DataFrame) -> None:
+    """Append rows (the source's fields, as text) to the source table, stamped with their arrival time."""
+    text = [F.col(c).cast("string").alias(c) for c in source.fields]
+    lakehouse.write(rows.select(*text, F.current_timestamp().alias(ARRIVED)), lakehouse.env.table(source.table), mode="append")
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m lib.inference.feed --env prod --from 2013-10-01 --to 2013-10-02 [--every 1h] [--speed 3600]`:
-    append 2013's scheduled flights to incoming_flights in schedule order (a replay source for the stream)."""
+    append 2013's scheduled flights to the stream's source table in schedule order (a replay source for the stream)."""
     import argparse
     import sys
 
@@ -102,8 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         env = config.load_env(args.env)
         start_day, end_day = _day(args.start, "--from"), _day(args.end, "--to")
         every = _duration(args.every)
+        model_cfg = config.load_model_config()
         lakehouse = Lakehouse(get_spark("feed", env=env), env)
-        replay(lakehouse, dt.datetime.combine(start_day, dt.time()), dt.datetime.combine(end_day, dt.time()), every, args.speed)
+        replay(
+            lakehouse,
+            model_cfg,
+            dt.datetime.combine(start_day, dt.time()),
+            dt.datetime.combine(end_day, dt.time()),
+            every,
+            args.speed,
+        )
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

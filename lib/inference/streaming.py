@@ -1,11 +1,12 @@
 """Streaming inference: score flights as they arrive, each exactly once, with the Champion of the moment.
 
-Arriving flights land in the Delta table `incoming_flights` (lib/inference/feed.py replays 2013's
-scheduled flights there in schedule order, at a chosen speed). A Structured Streaming query reads it and,
+Arriving rows land in the Delta table conf/model.yml `inference.streaming.source_table`
+(`incoming_flights` for the flights; lib/inference/feed.py replays 2013's scheduled flights there
+in schedule order, at a chosen speed). A Structured Streaming query reads it and,
 per micro-batch (`foreachBatch`: the point-in-time lookup is a window function, which a stream
 itself cannot run):
 
-1. sets malformed rows aside in `incoming_flights_quarantine`, each with its reason;
+1. sets malformed rows aside in `<source_table>_quarantine`, each with its reason;
 2. resolves `@Champion` (a new Champion scores from the next micro-batch; with none, the batch
    waits and says so);
 3. looks the features up point in time and scores, as batch inference does (`inference.predict`);
@@ -36,18 +37,16 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lib.core import names
 from lib.core.config import EnvConfig
-from lib.core.config.model import ModelConfig
+from lib.core.config.model import ModelConfig, Spine
 from lib.core.errors import ConfigError, LakehouseError, TableNotFoundError, first_line
-from lib.features.tables import KEY, TIMESTAMP
 from lib.inference import batch as inference
-from lib.inference.feed import ARRIVED, FIELDS, INCOMING
+from lib.inference.feed import ARRIVED, Incoming, incoming
 from lib.platform import registry
 from lib.platform.catalog import Lakehouse
 from lib.platform.services import kafka_client as kafka
 from lib.platform.services import kafka_server
 
 PREDICTIONS = "streaming_predictions"
-QUARANTINE = names.quarantine_table(INCOMING)
 REASON = "reason"
 EARLIEST, LATEST = "1970-01-01", "2200-01-01"  # a time outside: quarantined (pandas and the holiday calendar stop)
 QUERY = "query_id"  # per prediction: the stream's query (its checkpoint) that wrote it, with batch_id
@@ -60,16 +59,17 @@ class StreamingError(LakehouseError):
     """The stream cannot start or stopped on an error; the message names what and where."""
 
 
-def triage(rows: DataFrame, known: dict[str, list[str]]) -> DataFrame:
-    """The rows with their scheduled time parsed and REASON: null for a row fit to score, else
+def triage(rows: DataFrame, source: Incoming, known: dict[str, list[str]]) -> DataFrame:
+    """The rows with their event time parsed and REASON: null for a row fit to score, else
     why it is not (a missing key, an unparseable time, a value the model does not know)."""
-    parsed = F.col(TIMESTAMP).try_cast("timestamp_ntz")
+    at = source.timestamp
+    parsed = F.col(at).try_cast("timestamp_ntz")
     reason = F.lit(None).cast("string")
     outside = (parsed < F.lit(EARLIEST).cast("timestamp_ntz")) | (parsed >= F.lit(LATEST).cast("timestamp_ntz"))
     checks = [
-        *[(F.col(c).isNull() | (F.trim(F.col(c)) == ""), F.lit(f"missing {c}")) for c in FIELDS],
-        (parsed.isNull(), F.concat(F.lit(f"unparseable {TIMESTAMP}: "), F.col(TIMESTAMP))),
-        (outside, F.concat(F.lit(f"{TIMESTAMP} out of range ({EARLIEST} .. {LATEST}): "), F.col(TIMESTAMP))),
+        *[(F.col(c).isNull() | (F.trim(F.col(c)) == ""), F.lit(f"missing {c}")) for c in source.fields],
+        (parsed.isNull(), F.concat(F.lit(f"unparseable {at}: "), F.col(at))),
+        (outside, F.concat(F.lit(f"{at} out of range ({EARLIEST} .. {LATEST}): "), F.col(at))),
         *[(~F.col(c).isin(values), F.concat(F.lit(f"unknown {c}: "), F.col(c))) for c, values in known.items()],
     ]
     for broken, why in reversed(checks):  # the first failing check names the row's reason
@@ -77,20 +77,20 @@ def triage(rows: DataFrame, known: dict[str, list[str]]) -> DataFrame:
     return rows.withColumn("_parsed", parsed).withColumn(REASON, reason)
 
 
-def check_source(lakehouse: Lakehouse) -> None:
-    """incoming_flights exists with the columns a stream reads, as text (else one line naming the column)."""
-    table = lakehouse.env.table(INCOMING)
+def check_source(lakehouse: Lakehouse, source: Incoming) -> None:
+    """The source table exists with the columns a stream reads, as text (else one line naming the column)."""
+    table = lakehouse.env.table(source.table)
     if not lakehouse.exists(table):
         raise TableNotFoundError(
             f"{table} does not exist yet: feed it first "
             f"(python -m lib.inference.feed --env {lakehouse.env.name} --from ... --to ...)"
         )
-    check_columns(lakehouse.read(table), table)
+    check_columns(lakehouse.read(table), table, source.fields)
 
 
-def check_columns(rows: DataFrame, table: str) -> None:
+def check_columns(rows: DataFrame, table: str, fields: tuple[str, ...]) -> None:
     types = {f.name: f.dataType.simpleString() for f in rows.schema.fields}
-    for column, wanted in [*[(c, "string") for c in FIELDS], (ARRIVED, "timestamp")]:
+    for column, wanted in [*[(c, "string") for c in fields], (ARRIVED, "timestamp")]:
         if column not in types:
             raise StreamingError(
                 f"{table} has no column {column} ({wanted}): its schema changed; restore the column or start a new checkpoint"
@@ -117,12 +117,14 @@ class MicroBatch:
 
     env: EnvConfig
     checkpoint: str
-    decision_threshold: float
+    source: Incoming
+    entity: Spine
+    decision_threshold: float | None  # None: regression (no predicted class)
     known: dict[str, list[str]]
     to_kafka: tuple[str, str] | None = None  # (bootstrap servers, topic): the predictions go there too
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
-        check_columns(rows, self.env.table(INCOMING))
+        check_columns(rows, self.env.table(self.source.table), self.source.fields)
         rows = rows.persist()  # read from the source once, not by each of the steps below
         try:
             self._score(rows, batch_id)
@@ -133,22 +135,27 @@ class MicroBatch:
         started = time.monotonic()
         lakehouse = Lakehouse(rows.sparkSession, self.env)
         txn = (query_id(Path(self.checkpoint)), batch_id)
-        checked = triage(rows, self.known)
+        source, row_id = self.source, self.source.id
+        checked = triage(rows, source, self.known)
         bad = checked.where(F.col(REASON).isNotNull()).select(
-            *FIELDS, ARRIVED, REASON, F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at")
+            *source.fields, ARRIVED, REASON, F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at")
         )
         if not bad.isEmpty():
-            lakehouse.write(bad, self.env.table(QUARANTINE), mode="append", txn=txn)
+            lakehouse.write(bad, self.env.table(source.quarantine), mode="append", txn=txn)
         table = self.env.table(PREDICTIONS)
         committed = lakehouse.txn_time(table, txn)
         if committed is not None:  # a replay of a micro-batch whose predictions were written
             if self.to_kafka:  # the topic gets what the table holds, not a second scoring
                 written = lakehouse.read(table).where((F.col(QUERY) == txn[0]) & (F.col("batch_id") == batch_id))
-                kafka.publish(written, *self.to_kafka, KEY, (KEY, ARRIVED), txn, written_since=committed)
+                kafka.publish(written, *self.to_kafka, row_id, (row_id, ARRIVED), txn, written_since=committed)
             return
-        good = checked.where(F.col(REASON).isNull()).select(KEY, "origin", F.col("_parsed").alias(TIMESTAMP), ARRIVED)
+        good = checked.where(F.col(REASON).isNull()).select(
+            *[F.col("_parsed").alias(c) if c == source.timestamp else F.col(c) for c in source.fields], ARRIVED
+        )
         champion = self._champion()
-        scored = inference.predict(lakehouse, good, champion, self.decision_threshold, names.CHAMPION, carry=(ARRIVED,))
+        scored = inference.predict(
+            lakehouse, good, champion, self.decision_threshold, names.CHAMPION, carry=(ARRIVED,), entity=self.entity
+        )
         scored = scored.select(
             "*", F.lit(txn[0]).alias(QUERY), F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("scored_at")
         )
@@ -157,7 +164,7 @@ class MicroBatch:
         try:
             lakehouse.write(scored, table, mode="append", txn=txn)
             if self.to_kafka:
-                kafka.publish(scored, *self.to_kafka, KEY, (KEY, ARRIVED), txn)
+                kafka.publish(scored, *self.to_kafka, row_id, (row_id, ARRIVED), txn)
         finally:
             if self.to_kafka:
                 scored.unpersist()
@@ -216,20 +223,22 @@ def kafka_topic(env: EnvConfig) -> str:
 
 
 def start(lakehouse: Lakehouse, model_cfg: ModelConfig, trigger: str) -> StreamingQuery:
-    """Start the query (incoming_flights -> streaming_predictions) and return it."""
+    """Start the query (the source table -> streaming_predictions) and return it."""
     kwargs = check_trigger(trigger)
-    env = lakehouse.env
-    check_source(lakehouse)
+    env, source = lakehouse.env, incoming(model_cfg)
+    check_source(lakehouse, source)
     checkpoint = checkpoint_path(lakehouse)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     found = model_cfg.inference.streaming
-    batches = MicroBatch(env, str(checkpoint), model_cfg.inference.decision_threshold, found.known_values, kafka_target(env))
+    batches = MicroBatch(
+        env, str(checkpoint), source, model_cfg.spine, model_cfg.class_threshold, found.known_values, kafka_target(env)
+    )
     reader = lakehouse.spark.readStream.format("delta")
     if found.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", found.max_files_per_trigger)
-    source = reader.load(str(lakehouse.path(env.table(INCOMING))))
+    arriving = reader.load(str(lakehouse.path(env.table(source.table))))
     return (
-        source.writeStream.foreachBatch(batches)
+        arriving.writeStream.foreachBatch(batches)
         .queryName(f"{env.catalog}_streaming_inference")
         .option("checkpointLocation", str(checkpoint))
         .trigger(**kwargs)
@@ -246,7 +255,8 @@ def run(
     Returns the micro-batches run and the rows they read.
     """
     check_trigger(trigger)
-    check_source(lakehouse)
+    source = incoming(model_cfg)
+    check_source(lakehouse, source)
     champion = wait_for_champion(lakehouse.env, say, poll_s)
     seen: set[int] = set()
     rows = 0
@@ -269,7 +279,7 @@ def run(
         query = start(lakehouse, model_cfg, trigger)
         to_kafka = f" and Kafka topic {kafka_topic(lakehouse.env)}" if lakehouse.env.publish.kafka.enabled else ""
         say(
-            f"streaming {lakehouse.env.table(INCOMING)} -> {lakehouse.env.table(PREDICTIONS)}{to_kafka} with "
+            f"streaming {lakehouse.env.table(source.table)} -> {lakehouse.env.table(PREDICTIONS)}{to_kafka} with "
             f"{champion.name}@Champion (v{champion.version} now), trigger {trigger}, "
             f"checkpoint {checkpoint_path(lakehouse)}"
         )
@@ -309,10 +319,10 @@ def cause(error: BaseException) -> str:
     return first_line(error)[:300]
 
 
-def totals(lakehouse: Lakehouse) -> dict[str, int]:
-    """The rows streaming_predictions and the quarantine table hold (0 for a table not made yet)."""
+def totals(lakehouse: Lakehouse, source: Incoming) -> dict[str, int]:
+    """The rows streaming_predictions and the source's quarantine table hold (0 for a table not made yet)."""
     env = lakehouse.env
     return {
         name: lakehouse.read(env.table(name)).count() if lakehouse.exists(env.table(name)) else 0
-        for name in (PREDICTIONS, QUARANTINE)
+        for name in (PREDICTIONS, source.quarantine)
     }

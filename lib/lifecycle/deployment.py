@@ -126,7 +126,7 @@ def baseline_scores(lakehouse, env, model_cfg: ModelConfig, train_window, holdou
     if not isinstance(cfg, LabelBaseline | GroupMeanBaseline):
         return Scores(name, None)
     # The labels alone unless the groups are features: no point-in-time lookup to pay for then.
-    train = tables.labels_in(lakehouse, env, train_window)
+    train = tables.labels_in(lakehouse, env, model_cfg, train_window)
     if isinstance(cfg, GroupMeanBaseline) and cfg.by not in train.columns:
         train = tables.training_set(lakehouse, env, model_cfg, train_window)
     y = F.col(label).cast("double")

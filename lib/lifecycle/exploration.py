@@ -16,7 +16,7 @@ from lib.core import metrics as metric_registry
 from lib.core import names
 from lib.core.config import ConfigError, Hyperparameters, ModelConfig, conf_dir
 from lib.core.config.loading import schema_comment
-from lib.features.tables import DELAY_MINUTES
+from lib.core.config.model import Labels, output_name
 from lib.lifecycle import training
 from lib.lifecycle.evaluation import metrics as evaluation_metrics
 from lib.monitoring import monitors, views
@@ -39,15 +39,15 @@ CANDIDATES: dict[str, Hyperparameters] = {
 }
 
 
-def delay_rates(flights: DataFrame, by: str) -> DataFrame:
-    """Per value of `by`: arrived flights and the share delayed by more than 15 minutes."""
-    arrived = flights.where(F.col("arr_delay").isNotNull())
+def delay_rates(flights: DataFrame, by: str, labels: Labels, label: str) -> DataFrame:
+    """Per value of `by`: the rows that have a label (`labels.filter`) and the mean of the label,
+    made by its expression in `labels.select` (for the flights: the share delayed)."""
+    made = next(e for e in labels.select if output_name(e) == label)  # the config checks one makes it
+    arrived = flights.where(labels.filter) if labels.filter else flights
     return (
-        arrived.groupBy(by)
-        .agg(
-            F.count("*").alias("flights"),
-            F.round(F.avg((F.col("arr_delay") > DELAY_MINUTES).cast("double")), 4).alias("delayed_share"),
-        )
+        arrived.selectExpr(by, made)
+        .groupBy(by)
+        .agg(F.count("*").alias("flights"), F.round(F.avg(F.col(label).cast("double")), 4).alias("delayed_share"))
         .orderBy(by)
     )
 

@@ -18,7 +18,6 @@ from lib.core.errors import ApiError
 from lib.features import on_demand
 from lib.features import store as feature_store
 from lib.features.store import lookup_features
-from lib.features.tables import KEY, TIMESTAMP
 from lib.monitoring import metrics
 from lib.monitoring.monitors import SERVING_FIELDS, Monitor
 from lib.monitoring.refresh import kinds, sketch_rows, to_spark, windowed, with_window
@@ -50,10 +49,10 @@ def _unpack(columns: list[str]):
     return unpack
 
 
-def served_predictions(payload_table: DataFrame, keys: list[str], features: dict[str, str]) -> DataFrame:
+def served_predictions(payload_table: DataFrame, keys: list[str], features: dict[str, str], timestamp: str) -> DataFrame:
     """The predictions an endpoint answered (status 200), one row each, with the request time,
     the served entity, and the spine keys and features the request sent (typed as `features`
-    says: column -> Spark type)."""
+    says: column -> Spark type; the spine's `timestamp` as a timestamp, other keys as text)."""
     columns = list(dict.fromkeys([*keys, *features]))
     schema = ", ".join(
         [f"{REQUEST_TIME} timestamp_ntz", "prediction double", "model_version string", *[f"`{c}` string" for c in columns]]
@@ -61,7 +60,7 @@ def served_predictions(payload_table: DataFrame, keys: list[str], features: dict
     answered = payload_table.where("status_code = 200").select(
         "request", "response", F.col(REQUEST_TIME).cast("timestamp_ntz").alias(REQUEST_TIME), "served_entity_id"
     )
-    typed = {c: features.get(c, "timestamp_ntz" if c == TIMESTAMP else "string") for c in columns}
+    typed = {c: features.get(c, "timestamp_ntz" if c == timestamp else "string") for c in columns}
     return answered.mapInPandas(_unpack(columns), schema).select(
         REQUEST_TIME, "prediction", "model_version", *[F.col(c).cast(t).alias(c) for c, t in typed.items()]
     )
@@ -96,7 +95,8 @@ def refresh_served(
     made = {f.output for f in on_demand.of_model(model_cfg)}  # computed by the model, not sent or looked up
     types = {c: "string" for c in model_cfg.features.categorical}
     types |= {c: "double" for c in model_cfg.features.numeric if c not in made}
-    served = served_predictions(lakehouse.read(payload_table), keys, types)
+    spine = model_cfg.spine
+    served = served_predictions(lakehouse.read(payload_table), keys, types, spine.timestamp)
     served = with_looked_up_features(
         lakehouse, served, keys, feature_store.lookups(model_cfg.feature_lookups, env.catalog, env.schema), list(types)
     )
@@ -104,7 +104,7 @@ def refresh_served(
     if monitor.labels_table:
         labels = (
             lakehouse.read(env.table(monitor.labels_table))
-            .where(F.col(TIMESTAMP) < F.lit(as_of))
+            .where(F.col(spine.timestamp) < F.lit(as_of))
             .select(*monitor.label_key, monitor.label_col)
         )
         served = served.join(labels, monitor.label_key, "left")
@@ -113,7 +113,7 @@ def refresh_served(
             "timestamp_col": REQUEST_TIME,
             "model_id_col": "model_version",
             "slicing_exprs": [],
-            "exclude_columns": [KEY, TIMESTAMP],
+            "exclude_columns": [spine.id, spine.timestamp],
             "custom_metrics": [],
         }
     )

@@ -279,7 +279,7 @@ def publish_predictions(path: Path, frame: pd.DataFrame, key: str, timestamp: st
 
 
 def prediction(path: Path, key: str) -> dict[str, Any] | None:
-    """The newest published prediction of `key` (a flight_id), as the predictions table holds
+    """The newest published prediction of `key` (a spine id), as the predictions table holds
     it (one row as a dict); None if none was published. The read path of applications."""
     if not Path(path).exists():
         raise LakehouseError(f"online store {path} does not exist: run batch inference with publish.online enabled")

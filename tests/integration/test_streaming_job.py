@@ -13,7 +13,6 @@ import time
 import pandas as pd
 import pytest
 
-from lib.features.tables import KEY
 from lib.inference import feed, streaming
 from lib.platform.catalog import Lakehouse
 from lib.platform.spark import builder as lspark
@@ -52,13 +51,14 @@ def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(
         }
     )
     day = dt.datetime.combine(staging.data.as_of, dt.time())
+    source, row_id = feed.incoming(model_cfg), model_cfg.spine.id
     flights = featurized.read(staging.table("flight_features"))
     fed = 0
     for hours in (0, 8, 16):  # three commits, each one file: 8 hours of flights and one bad row
-        chunk = feed.scheduled(flights, day + dt.timedelta(hours=hours), day + dt.timedelta(hours=hours + 8))
-        bad = featurized.spark.createDataFrame(pd.DataFrame([(f"bad-{hours}", "JFK", "soon")], columns=list(streaming.FIELDS)))
+        chunk = feed.scheduled(flights, source, day + dt.timedelta(hours=hours), day + dt.timedelta(hours=hours + 8))
+        bad = featurized.spark.createDataFrame(pd.DataFrame([(f"bad-{hours}", "JFK", "soon")], columns=list(source.fields)))
         fed += chunk.count()
-        feed.append(featurized, chunk.unionByName(bad).coalesce(1))
+        feed.append(featurized, source, chunk.unionByName(bad).coalesce(1))
     checkpoint = streaming.checkpoint_path(featurized)
     doomed = dataclasses.replace(staging, home=tmp_path / "doomed-server")
     kills = []
@@ -75,7 +75,7 @@ def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(
             offsets = {int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")}
             commits = {int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")}
             under_way = offsets - commits
-            if under_way and (not between_writes or written(streaming.QUARANTINE, max(under_way))):
+            if under_way and (not between_writes or written(source.quarantine, max(under_way))):
                 break
             assert time.monotonic() < deadline, f"no micro-batch to kill within 120 s (kills so far {kills})"
             time.sleep(0.01)
@@ -84,18 +84,18 @@ def test_a_stream_killed_mid_batch_scores_every_arrival_exactly_once(
             os.waitpid(running.pid, 0)  # this process started it: reap it, or it lingers as a zombie
         _forget(session)
         batch = max(under_way)
-        kills.append((batch, written(streaming.QUARANTINE, batch), written(streaming.PREDICTIONS, batch)))
+        kills.append((batch, written(source.quarantine, batch), written(streaming.PREDICTIONS, batch)))
     # Killed before anything of batch 0 was written; then with its quarantine row written and its predictions not.
     assert kills == [(0, False, False), (0, True, False)], kills
 
     # Restarted on another server (the session's): what a query holds is its checkpoint and the tables.
     streaming.run(featurized, model_cfg, streaming.AVAILABLE_NOW, say=lambda line: None)
-    out = featurized.read(staging.table(streaming.PREDICTIONS)).select(KEY).toPandas()
-    incoming = featurized.read(staging.table(streaming.INCOMING)).select(KEY).toPandas()
+    out = featurized.read(staging.table(streaming.PREDICTIONS)).select(row_id).toPandas()
+    incoming = featurized.read(staging.table(source.table)).select(row_id).toPandas()
     assert len(incoming) == fed + 3
-    assert len(out) == out[KEY].nunique() == fed, f"{len(out) - out[KEY].nunique()} scored twice"
-    assert set(out[KEY]) == set(incoming[KEY]) - {"bad-0", "bad-8", "bad-16"}, "arrivals missing from the predictions"
-    held = featurized.read(staging.table(streaming.QUARANTINE)).select(KEY).toPandas()[KEY]
+    assert len(out) == out[row_id].nunique() == fed, f"{len(out) - out[row_id].nunique()} scored twice"
+    assert set(out[row_id]) == set(incoming[row_id]) - {"bad-0", "bad-8", "bad-16"}, "arrivals missing from the predictions"
+    held = featurized.read(staging.table(source.quarantine)).select(row_id).toPandas()[row_id]
     assert sorted(held) == ["bad-0", "bad-16", "bad-8"]  # each once
     sent = [key for key, _ in kafka_records(streaming.kafka_topic(staging), streaming.query_id(checkpoint))]
-    assert len(sent) == len(set(sent)) and set(sent) == set(out[KEY])  # and each once to Kafka
+    assert len(sent) == len(set(sent)) and set(sent) == set(out[row_id])  # and each once to Kafka

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lib.core import names
-from lib.core.config import PROJECT_DIR, load_env
+from lib.core.config import PROJECT_DIR, load_env, load_model_config
 from lib.core.config.sources import load_sources
 from lib.core.names import CHALLENGER, CHAMPION, PREVIOUS
 from lib.features import ingest
@@ -191,7 +191,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     api = Client(server.find(cfg).url, cfg.token())
     assert f"Serving: {api.url}/serving-endpoints/delay-model/invocations" in result.stdout
     keys = (
-        in_window(lakehouse.read("staging.flights.labels"), start, end)
+        in_window(lakehouse.read("staging.flights.labels"), "sched_dep_ts", start, end)
         .select("flight_id", "origin", "sched_dep_ts")
         .limit(5)
         .toPandas()
@@ -206,7 +206,7 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     raw_flights = ingest.read_source(lakehouse, "flights", flights, staging.data.start, staging.data.end).count()
     assert lakehouse.read("staging.raw.flights").count() == raw_flights
     assert lakehouse.read("staging.flights.flight_features").count() == raw_flights
-    scored = in_window(lakehouse.read("staging.flights.flight_features"), start, end).count()
+    scored = in_window(lakehouse.read("staging.flights.flight_features"), "sched_dep_ts", start, end).count()
     assert lakehouse.read("staging.flights.predictions").count() == scored
     assert _postgres_rows() == [("1", scored)]  # the jdbc destination (on in staging), the same rows
     profile = lakehouse.read("staging.flights.predictions_profile_metrics")
@@ -228,7 +228,8 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
     #     Delta and Kafka (on in staging), until Ctrl-C, which stops its query on the way out.
     day, table = dt.datetime.combine(start, dt.time()), staging.table(streaming.PREDICTIONS)
     before = _workers()
-    fed = feed.replay(lakehouse, day, day + dt.timedelta(days=1), dt.timedelta(days=1), 0, say=lambda line: None)
+    model_cfg = load_model_config()
+    fed = feed.replay(lakehouse, model_cfg, day, day + dt.timedelta(days=1), dt.timedelta(days=1), 0, say=lambda line: None)
     # As from a terminal: SIGINT handled (a shell's background job would inherit it ignored). Set
     # here around the start, not in a preexec_fn: that forces a fork, whose handlers in this
     # process's gRPC (the Spark Connect client) can abort the child before it execs.
@@ -247,7 +248,13 @@ def test_full_workflow_in_staging_then_rerun_then_wipe(spark, home, standalone, 
         _wait_rows(lakehouse, table, fed, job)
         assert _workers() == before + 1  # the query's worker, in the Spark server
         fed += feed.replay(
-            lakehouse, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0, say=lambda line: None
+            lakehouse,
+            model_cfg,
+            day + dt.timedelta(days=1),
+            day + dt.timedelta(days=2),
+            dt.timedelta(days=1),
+            0,
+            say=lambda line: None,
         )
         _wait_rows(lakehouse, table, fed, job)  # picked up by the running stream
         job.send_signal(signal.SIGINT)

@@ -15,7 +15,7 @@ def test_batch_inference_publishes_the_period(executed, champion, featurized, st
     with executed("pipelines/06_batch_inference.ipynb", env="staging", as_of="2013-03-01"):
         pass
     start, end = staging.data.split(staging.data.as_of).score
-    expected = in_window(featurized.read(staging.table("flight_features")), start, end).count()
+    expected = in_window(featurized.read(staging.table("flight_features")), "sched_dep_ts", start, end).count()
     assert task_values() == {
         "predictions_table": "staging.flights.predictions",
         "scored_rows": expected,

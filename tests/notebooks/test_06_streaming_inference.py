@@ -3,21 +3,22 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lib.features.tables import KEY
 from lib.inference import feed, streaming
 
 pytestmark = pytest.mark.slow
 
 
 def test_streaming_inference_scores_what_arrived_and_sets_bad_rows_aside(
-    executed, champion, featurized, staging, task_values, kafka_broker
+    executed, champion, featurized, staging, task_values, kafka_broker, model_cfg
 ):
     day = dt.datetime.combine(staging.data.as_of, dt.time())
-    fed = feed.replay(featurized, day, day + dt.timedelta(hours=12), dt.timedelta(hours=12), 0, say=lambda line: None)
+    source, key = feed.incoming(model_cfg), model_cfg.spine.id
+    fed = feed.replay(featurized, model_cfg, day, day + dt.timedelta(hours=12), dt.timedelta(hours=12), 0, say=lambda line: None)
     feed.append(
         featurized,
+        source,
         featurized.spark.createDataFrame(
-            pd.DataFrame([("2013-03-01_ZZ1_SFO", "SFO", "2013-03-01 08:00:00")], columns=list(streaming.FIELDS))
+            pd.DataFrame([("2013-03-01_ZZ1_SFO", "SFO", "2013-03-01 08:00:00")], columns=list(source.fields))
         ),
     )
     with executed("pipelines/06_streaming_inference.ipynb", env="staging", trigger="availableNow"):
@@ -29,12 +30,12 @@ def test_streaming_inference_scores_what_arrived_and_sets_bad_rows_aside(
         "predictions": fed,
         "quarantined": 1,
     }
-    out = featurized.read(staging.table(streaming.PREDICTIONS)).select(KEY, "model_version", "model_alias").toPandas()
-    assert out[KEY].nunique() == fed and set(map(tuple, out[["model_version", "model_alias"]].values)) == {
+    out = featurized.read(staging.table(streaming.PREDICTIONS)).select(key, "model_version", "model_alias").toPandas()
+    assert out[key].nunique() == fed and set(map(tuple, out[["model_version", "model_alias"]].values)) == {
         (champion.version, "Champion")
     }
-    quarantined = featurized.read(staging.table(streaming.QUARANTINE)).first()
-    assert (quarantined[KEY], quarantined[streaming.REASON]) == ("2013-03-01_ZZ1_SFO", "unknown origin: SFO")
+    quarantined = featurized.read(staging.table(source.quarantine)).first()
+    assert (quarantined[key], quarantined[streaming.REASON]) == ("2013-03-01_ZZ1_SFO", "unknown origin: SFO")
 
 
 def test_streaming_inference_refuses_a_bad_trigger(executed, home):

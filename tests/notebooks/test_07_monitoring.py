@@ -31,16 +31,17 @@ def rank_backwards(lakehouse, env, start: dt.date, end: dt.date) -> None:
     lakehouse.write(rewritten, env.table("labels"), replace_where=period)
 
 
-def test_monitoring_profiles_drift_and_arrived_labels(executed, champion, featurized, staging, train_set, task_values):
+def test_monitoring_profiles_drift_and_arrived_labels(executed, champion, featurized, staging, train_set, task_values, model_cfg):
     start, end = staging.data.split(staging.data.as_of).score
     assert (end - start).days == 3
     flight_features = featurized.read(staging.table("flight_features"))
     inference.publish(
         featurized,
-        inference.score(featurized, flight_features, champion, start, end, 0.5),
+        inference.score(featurized, flight_features, champion, start, end, 0.5, entity=model_cfg.spine),
         staging.table("predictions"),
         start,
         end,
+        timestamp=model_cfg.spine.timestamp,
     )
     model = mlflow.pyfunc.load_model(champion.uri)
     baseline.write_baseline(featurized, staging, train_set.assign(prediction=model.predict(train_set)), champion.version)

@@ -94,6 +94,12 @@ def test_a_typo_fails_validate_and_any_run_with_one_line(tmp_path, args):
             "(did you mean distance_bucket?)",
         ),
         (
+            "model.yml",
+            "  source: flights\n  filter: arr_delay IS NOT NULL",
+            "  source: flight\n  filter: arr_delay IS NOT NULL",
+            "model.yml: labels.source: 'flight' is not a source of sources.yml (flights, weather) (did you mean flights?)",
+        ),
+        (
             "jobs.yml",
             "trigger: availableNow}",
             "triger: availableNow}",

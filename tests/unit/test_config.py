@@ -316,9 +316,59 @@ def test_a_file_inside_the_project_is_named_relative_to_it():
             ("inputs: {ts: sched_dep_ts}, output: hour_of_week}", "inputs: [sched_dep_ts], output: hour_of_week}"),
             "on_demand_features.0.inputs: must be a mapping, got ['sched_dep_ts']",
         ),
+        # the declared tables and labels: what their select makes
+        (
+            ("    select: [flight_id, sched_dep_ts, origin,", "    select: [flight_id, origin,"),
+            "feature_tables.flight_features.select: makes no column sched_dep_ts (the timestamp key)$",
+        ),
+        (
+            ("    select: [origin, observed_at,", "    select: [upper(origin), observed_at,"),
+            "feature_tables.weather_features.select: makes no column origin (a primary key); the name of 'upper(origin)' "
+            "could not be read: end it with `AS <name>`$",
+        ),
+        (
+            ("    source: weather\n", ""),
+            "feature_tables.weather_features: needs `source` and `select`$",
+        ),
+        (
+            ("CAST(arr_delay > 15 AS int) AS delayed]", "CAST(arr_delay > 15 AS int) AS late]"),
+            "labels.select: makes no column delayed (the label)$",
+        ),
+        (
+            ("  select: [flight_id, origin, sched_dep_ts, CAST", "  select: [flight_id, sched_dep_ts, CAST"),
+            "labels.select: makes no column origin (a column of `keys`)$",
+        ),
+        (("  filter: arr_delay IS NOT NULL\n", "  filtr: arr_delay IS NOT NULL\n"), "labels.filtr: unknown key"),
     ],
 )
 def test_model_config_cross_checks_are_one_line(tmp_path, edit, message):
+    conf = edited(tmp_path, "model.yml", *edit)
+    with pytest.raises(ConfigError) as error:
+        config.load_model_config(conf)
+    expected = f"{conf.resolve().as_posix()}/model.yml: {message.removesuffix('$')}"
+    assert str(error.value) == expected if message.endswith("$") else str(error.value).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            ("  id: flight_id ", "  id: tail_id "),
+            "spine.id: 'tail_id' is not one of `keys` ['flight_id', 'origin', 'sched_dep_ts']",
+        ),
+        (("  timestamp: sched_dep_ts ", "  timestamp: dep_ts "), "spine.timestamp: 'dep_ts' is not one of `keys`"),
+        (
+            ("  table: flight_features ", "  table: flight_feature "),
+            "spine.table: 'flight_feature' is not a table of feature_tables (flight_features, weather_features) "
+            "(did you mean flight_features?)",
+        ),
+        (
+            ("  table: flight_features ", "  table: weather_features "),
+            "spine.table: weather_features is keyed by ['origin'] at observed_at, not by [flight_id] at sched_dep_ts",
+        ),
+    ],
+)
+def test_the_spine_is_a_table_keyed_by_its_id_and_timed_by_its_timestamp(tmp_path, edit, message):
     conf = edited(tmp_path, "model.yml", *edit)
     with pytest.raises(ConfigError) as error:
         config.load_model_config(conf)
@@ -373,8 +423,8 @@ def test_hyperparameters_default_to_the_production_file():
 
 
 def test_the_conf_folder_comes_from_lakehouse_conf(tmp_path, monkeypatch):
-    conf = edited(tmp_path, "model.yml", "label: delayed", "label: late")
+    conf = edited(tmp_path, "model.yml", "label: delayed", "label: arr_delay")
     monkeypatch.delenv(config.CONF_ENV_VAR, raising=False)
     assert config.conf_dir() == config.CONF_DIR and config.load_model_config().label == "delayed"
     monkeypatch.setenv(config.CONF_ENV_VAR, str(conf))
-    assert config.conf_dir() == conf.resolve() and config.load_model_config().label == "late"
+    assert config.conf_dir() == conf.resolve() and config.load_model_config().label == "arr_delay"

@@ -1,5 +1,6 @@
 import pytest
 
+from lib.core.config.model import Labels
 from lib.core.errors import ConfigError
 from lib.lifecycle import exploration
 
@@ -8,7 +9,8 @@ def test_delay_rates_ignore_flights_that_never_arrived(spark):
     flights = spark.createDataFrame(
         [("EWR", 30.0), ("EWR", 5.0), ("EWR", None), ("JFK", 16.0), ("JFK", 15.0)], "origin string, arr_delay double"
     )
-    rows = [tuple(r) for r in exploration.delay_rates(flights, "origin").collect()]
+    labels = Labels(source="flights", filter="arr_delay IS NOT NULL", select=["origin", "CAST(arr_delay > 15 AS int) AS delayed"])
+    rows = [tuple(r) for r in exploration.delay_rates(flights, "origin", labels, "delayed").collect()]
     assert rows == [("EWR", 2, 0.5), ("JFK", 2, 0.5)]
 
 

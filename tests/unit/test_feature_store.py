@@ -14,7 +14,9 @@ WEATHER = [
     ("EWR", t(2013, 1, 1, 9), 3.0),
     ("JFK", t(2013, 1, 1, 6), 10.0),
 ]
-SPEC = FeatureTable(primary_keys=["origin"], timestamp_key="observed_at", description="weather")
+SPEC = FeatureTable(
+    primary_keys=["origin"], timestamp_key="observed_at", description="hourly", source="hourly", select=["origin", "observed_at"]
+)
 
 
 def spine(spark):

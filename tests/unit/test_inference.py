@@ -21,12 +21,13 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
     periods = [(start, start + dt.timedelta(days=1)), (start + dt.timedelta(days=1), start + dt.timedelta(days=2))]
     # Each period is scored once (the model runs on Spark's Python workers) and kept for re-publishing.
     scored = {
-        lo: inference.score(featurized, flight_features, champion, lo, hi, 0.5, alias="Champion").cache() for lo, hi in periods
+        lo: inference.score(featurized, flight_features, champion, lo, hi, 0.5, alias="Champion", entity=model_cfg.spine).cache()
+        for lo, hi in periods
     }
     expected = {}
     for lo, hi in periods + periods[:1]:  # the first period is published twice
         expected[lo] = flight_features.where((F.col("sched_dep_ts") >= F.lit(lo)) & (F.col("sched_dep_ts") < F.lit(hi))).count()
-        assert inference.publish(featurized, scored[lo], table, lo, hi) == expected[lo]
+        assert inference.publish(featurized, scored[lo], table, lo, hi, timestamp="sched_dep_ts") == expected[lo]
     published = featurized.read(table)
     counts = {r["period_start"]: r["count"] for r in published.groupBy("period_start").count().collect()}
     assert counts == expected and all(n > 0 for n in counts.values())
@@ -38,24 +39,24 @@ def test_score_and_publish_each_period_once(featurized, staging, champion, model
         .unionByName(scored[periods[1][0]])
         .withColumns({"period_start": F.lit(both[0]), "period_end": F.lit(both[1])})
     )
-    assert inference.publish(featurized, rescored, table, *both) == sum(expected.values())
+    assert inference.publish(featurized, rescored, table, *both, timestamp="sched_dep_ts") == sum(expected.values())
     assert featurized.read(table).count() == sum(expected.values())
     assert {r["period_start"] for r in featurized.read(table).select("period_start").distinct().collect()} == {both[0]}
     assert published.select("flight_id").distinct().count() == published.count()
     row = published.first()
     assert (row["model_name"], row["model_version"], row["model_alias"]) == (champion.name, champion.version, "Champion")
-    assert 0.0 <= row["prediction"] <= 1.0 and row["predicted_delayed"] == int(row["prediction"] >= 0.5)
+    assert 0.0 <= row["prediction"] <= 1.0 and row[inference.PREDICTED_CLASS] == int(row["prediction"] >= 0.5)
     assert row["scored_at"] is not None
     for frame in scored.values():
         frame.unpersist()
 
 
-def test_score_needs_only_the_keys(featurized, staging, champion):
+def test_score_needs_only_the_keys(featurized, staging, champion, model_cfg):
     keys = featurized.read(staging.table("labels")).select("flight_id", "origin", "sched_dep_ts")
-    start = staging.data.as_of
-    scored = inference.score(featurized, keys, champion, start, start + dt.timedelta(days=1), 0.5).toPandas()
+    start, spine = staging.data.as_of, model_cfg.spine
+    scored = inference.score(featurized, keys, champion, start, start + dt.timedelta(days=1), 0.5, entity=spine).toPandas()
     full = featurized.read(staging.table("flight_features"))
-    assert len(scored) == in_window(keys, start, start + dt.timedelta(days=1)).count() > 0
+    assert len(scored) == in_window(keys, "sched_dep_ts", start, start + dt.timedelta(days=1)).count() > 0
     # The same predictions as the model on the training-style lookup of those flights.
     from lib.core.config import load_model_config
     from lib.features import tables as features
@@ -66,24 +67,37 @@ def test_score_needs_only_the_keys(featurized, staging, champion):
     by_id = scored.set_index("flight_id")["prediction"]
     assert by_id.loc[expected["flight_id"]].to_numpy() == pytest.approx(registry.predict(champion, expected))
     with pytest.raises(TableNotFoundError, match="lack key column\\(s\\) origin"):
-        inference.score(featurized, full.drop("origin"), champion, start, start + dt.timedelta(days=1), 0.5)
+        inference.score(featurized, full.drop("origin"), champion, start, start + dt.timedelta(days=1), 0.5, entity=spine)
 
 
-def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, champion):
+def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, champion, model_cfg):
     # As Databricks does, a flight the feature tables do not hold is scored (from nulls); each
     # row says how many of its lookups found nothing.
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     keys = featurized.read(staging.table("labels")).select("flight_id", "origin", "sched_dep_ts")
-    known = in_window(keys, start, end).orderBy("flight_id").limit(20)
+    known = in_window(keys, "sched_dep_ts", start, end).orderBy("flight_id").limit(20)
     unknown = known.withColumn("flight_id", F.concat(F.lit("no-such-"), "flight_id"))  # same origin and time
-    scored = inference.score(featurized, known.unionByName(unknown), champion, start, end, 0.5).toPandas()
+    scored = inference.score(featurized, known.unionByName(unknown), champion, start, end, 0.5, entity=model_cfg.spine)
+    scored = scored.toPandas()
     missing = scored["flight_id"].str.startswith("no-such-")
     misses = scored.assign(flight=scored["flight_id"].str.removeprefix("no-such-"), missing=missing).pivot(
         index="flight", columns="missing", values=inference.MISSES
     )
     assert len(misses) == 20 and (misses[True] == misses[False] + 1).all()  # the flight lookup missed, weather as before
     assert scored["prediction"].notna().all()
+    # A regression's scoring (no decision threshold) writes the prediction and no class column.
+    regression = inference.score(featurized, known, champion, start, end, None, entity=model_cfg.spine)
+    assert "prediction" in regression.columns and inference.PREDICTED_CLASS not in regression.columns
+
+
+def test_only_a_classification_writes_a_predicted_class(spark, model_cfg):
+    scores = spark.createDataFrame(pd.DataFrame({"prediction": [0.2, 0.5, 0.9]}))
+    classified = scores.select("prediction", *inference.predicted_class(model_cfg.class_threshold)).toPandas()
+    assert classified[inference.PREDICTED_CLASS].tolist() == [0, 1, 1]  # the flights: threshold 0.5
+    regression = model_cfg.model_copy(update={"problem_type": "regression"})
+    assert regression.class_threshold is None
+    assert scores.select("prediction", *inference.predicted_class(regression.class_threshold)).columns == ["prediction"]
 
 
 @pytest.mark.parametrize(
@@ -109,18 +123,25 @@ def test_bad_destinations_are_one_line(staging, publish, words):
 
 
 def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(
-    featurized, staging, champion, tmp_path, postgres_server
+    featurized, staging, champion, tmp_path, postgres_server, model_cfg
 ):
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
     predictions = inference.score(
-        featurized, featurized.read(staging.table("flight_features")), champion, start, end, 0.5, alias="Champion"
+        featurized,
+        featurized.read(staging.table("flight_features")),
+        champion,
+        start,
+        end,
+        0.5,
+        alias="Champion",
+        entity=model_cfg.spine,
     )
     targets = staging.publish
     assert targets.enabled() == ["delta", "files", "online", "jdbc"] and targets.files.formats == ["parquet", "csv"]
-    first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
-    delta = in_window(featurized.read(table), start, end).toPandas().set_index("flight_id").sort_index()
+    first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store, entity=model_cfg.spine)
+    delta = in_window(featurized.read(table), "sched_dep_ts", start, end).toPandas().set_index("flight_id").sort_index()
     assert first["delta"] == first["online"] == first["jdbc"] == len(delta) > 0
     with postgres.connect(postgres_server, "staging") as conn:
         held = (
@@ -153,7 +174,7 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(
     assert online_store.prediction(store, "no-such-flight") is None
 
     # Again: each destination replaces the period; the files come as a new set, the old one goes.
-    again = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
+    again = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store, entity=model_cfg.spine)
     assert again["delta"] == again["online"] == again["jdbc"] == len(delta) and again["files"] == folder
     assert [p.name for p in (folder.parent / ".versions").iterdir()] == [folder.resolve().name]
     assert featurized.read(table).count() == len(delta)
@@ -168,16 +189,23 @@ def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(
     assert not list(folder.parent.glob(".*.link"))
 
 
-def test_with_delta_switched_off_files_and_online_still_get_the_period(featurized, staging, champion, tmp_path):
+def test_with_delta_switched_off_files_and_online_still_get_the_period(featurized, staging, champion, tmp_path, model_cfg):
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
     predictions = inference.score(
-        featurized, featurized.read(staging.table("flight_features")), champion, start, end, 0.5, alias="Champion"
+        featurized,
+        featurized.read(staging.table("flight_features")),
+        champion,
+        start,
+        end,
+        0.5,
+        alias="Champion",
+        entity=model_cfg.spine,
     )
     targets = Destinations(delta={"enabled": False}, files={"formats": ["parquet"]})
     assert targets.enabled() == ["files", "online"]
-    published = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store)
+    published = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store, entity=model_cfg.spine)
     assert set(published) == {"files", "online"}
     files = pd.read_parquet(published["files"] / "parquet").set_index("flight_id").sort_index()
     assert published["online"] == len(files) == predictions.count()
@@ -188,13 +216,22 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
         featurized.read(table)
 
 
-def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_period(featurized, staging, champion, tmp_path):
+def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_period(
+    featurized, staging, champion, tmp_path, model_cfg
+):
     nobody = processes.free_port()  # a port nobody listens on
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table = staging.table("predictions")
     predictions = inference.score(
-        featurized, featurized.read(staging.table("flight_features")), champion, start, end, 0.5, alias="Champion"
+        featurized,
+        featurized.read(staging.table("flight_features")),
+        champion,
+        start,
+        end,
+        0.5,
+        alias="Champion",
+        entity=model_cfg.spine,
     )
     targets = Destinations(
         files={"enabled": False},
@@ -202,10 +239,12 @@ def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_per
         jdbc={"enabled": True, "url": f"jdbc:postgresql://127.0.0.1:{nobody}/"},
     )
     with pytest.raises(PublishError) as error:
-        inference.publish_everywhere(featurized, predictions, table, targets, start, end, tmp_path / "online.db")
+        inference.publish_everywhere(
+            featurized, predictions, table, targets, start, end, tmp_path / "online.db", entity=model_cfg.spine
+        )
     assert str(error.value).startswith(
         f"destination jdbc (jdbc:postgresql://127.0.0.1:{nobody}/staging, table "
         "flights.predictions) failed; it still holds what it held: PostgreSQL at "
     )
     assert "unreachable" in str(error.value) and "\n" not in str(error.value)
-    assert in_window(featurized.read(table), start, end).count() == predictions.count()  # Delta went first, whole
+    assert in_window(featurized.read(table), "sched_dep_ts", start, end).count() == predictions.count()  # Delta went first, whole

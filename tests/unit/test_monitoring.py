@@ -264,7 +264,9 @@ def test_served_requests_become_one_prediction_row_each_with_their_features_and_
         capture.SCHEMA,
     )
     types = {"carrier": "string", "origin": "string", "temp": "double"}
-    rows = served.served_predictions(payload, ["flight_id", "origin", "sched_dep_ts"], types).orderBy("prediction")
+    rows = served.served_predictions(payload, ["flight_id", "origin", "sched_dep_ts"], types, "sched_dep_ts").orderBy(
+        "prediction"
+    )
     assert [(r["flight_id"], r["prediction"], r["model_version"], r["carrier"], r["temp"]) for r in rows.collect()] == [
         (f2["flight_id"], 0.2, "m-2", None, None),
         (None, 0.7, "m-3", "UA", 50.0),

@@ -13,7 +13,6 @@ from lib.core.config import Hyperparameters
 from lib.core.config.model import OnDemand
 from lib.core.errors import ConfigError
 from lib.features import on_demand
-from lib.features.tables import KEY, TIMESTAMP
 from lib.inference import batch as inference
 from lib.inference import feed, streaming
 
@@ -173,45 +172,44 @@ def test_training_batch_streaming_and_serving_agree_value_by_value(featurized, s
     model = mlflow.pyfunc.load_model(champion.uri).unwrap_python_model()
     made = [f.output for f in model.on_demand]
     day = dt.datetime.combine(staging.data.as_of, dt.time())
+    key, at = model_cfg.spine.id, model_cfg.spine.timestamp
+    source = feed.incoming(model_cfg)
     spine = (
         featurized.read(staging.table("flight_features"))
-        .where(f"{TIMESTAMP} >= TIMESTAMP_NTZ'{day:%Y-%m-%d}' AND {TIMESTAMP} < TIMESTAMP_NTZ'{day:%Y-%m-%d} 12:00:00'")
-        .select(KEY, "origin", TIMESTAMP)
-        .orderBy(KEY)
+        .where(f"{at} >= TIMESTAMP_NTZ'{day:%Y-%m-%d}' AND {at} < TIMESTAMP_NTZ'{day:%Y-%m-%d} 12:00:00'")
+        .select(key, "origin", at)
+        .orderBy(key)
         .limit(40)
     )
     keys = spine.toPandas()
 
     # Training: the training set's rows (Spark -> pandas), through the model's functions.
     lookups = feature_store.lookups(model_cfg.feature_lookups, staging.catalog, staging.schema)
-    trained = feature_store.lookup_features(featurized, spine, lookups).toPandas().set_index(KEY).loc[keys[KEY]]
+    trained = feature_store.lookup_features(featurized, spine, lookups).toPandas().set_index(key).loc[keys[key]]
     expected = model.features(trained)[made]
     expected_prediction = model.predict(None, trained)
 
     # Batch: what batch inference scored and published, model inputs included.
-    batch = inference.predict(featurized, spine, champion, 0.5).toPandas().set_index(KEY).loc[keys[KEY]]
+    batch = inference.predict(featurized, spine, champion, 0.5, entity=model_cfg.spine).toPandas().set_index(key).loc[keys[key]]
 
     # Streaming: the same flights arriving as text, through a micro-batch of the stream (what the
     # query's foreachBatch runs: parse, triage, score, append).
-    feed.append(featurized, spine)
+    feed.append(featurized, source, spine)
     checkpoint = featurized.checkpoint_path(staging.table(streaming.PREDICTIONS))
     checkpoint.mkdir(parents=True)
     (checkpoint / "metadata").write_text(json.dumps({"id": "on-demand-test"}))
-    streaming.MicroBatch(staging, str(checkpoint), 0.5, model_cfg.inference.streaming.known_values)(
-        featurized.read(staging.table(streaming.INCOMING)), 0
+    known = model_cfg.inference.streaming.known_values
+    streaming.MicroBatch(staging, str(checkpoint), source, model_cfg.spine, 0.5, known)(
+        featurized.read(staging.table(source.table)), 0
     )
-    streamed = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas().set_index(KEY).loc[keys[KEY]]
+    streamed = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas().set_index(key).loc[keys[key]]
 
     # Serving: a request of keys (ISO text, as JSON brings them), looked up in the online store.
     store = online_store.store_path(staging.home, staging.catalog)
     online_store.publish_for(featurized, champion, store)
     served = Served(ServedEntity(f"{champion.name}-{champion.version}", champion.name, champion.version), store, 100)
     served.load()
-    body = {
-        "dataframe_records": keys.assign(**{TIMESTAMP: keys[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")}).to_dict(
-            orient="records"
-        )
-    }
+    body = {"dataframe_records": keys.assign(**{at: keys[at].dt.strftime("%Y-%m-%dT%H:%M:%S")}).to_dict(orient="records")}
     item = served.check(payload.parse(json.dumps(body).encode()))
     frame, _ = served._features(item)
     served_prediction = served.predict([item])[0].predictions

@@ -10,7 +10,6 @@ import pytest
 from lib.core import names
 from lib.core.config import CONF_DIR, load_model_config
 from lib.core.errors import ConfigError, TableNotFoundError
-from lib.features.tables import KEY, TIMESTAMP
 from lib.inference import batch as inference
 from lib.inference import feed, streaming
 from lib.platform import registry
@@ -18,7 +17,8 @@ from lib.platform import registry
 KNOWN = {"origin": ["EWR", "JFK", "LGA"]}
 
 
-def test_triage_names_the_first_reason_a_row_cannot_be_scored(spark):
+def test_triage_names_the_first_reason_a_row_cannot_be_scored(spark, model_cfg):
+    source = feed.incoming(model_cfg)
     rows = spark.createDataFrame(
         pd.DataFrame(
             [
@@ -36,10 +36,10 @@ def test_triage_names_the_first_reason_a_row_cannot_be_scored(spark):
                     "sched_dep_ts out of range (1970-01-01 .. 2200-01-01): 2261-01-01 00:00:00",
                 ),
             ],
-            columns=[KEY, "origin", TIMESTAMP, "expected"],
+            columns=[*source.fields, "expected"],
         )
     )
-    got = streaming.triage(rows, KNOWN).toPandas()
+    got = streaming.triage(rows, source, KNOWN).toPandas()
     assert got[streaming.REASON].tolist() == got["expected"].tolist()
     assert got.loc[0, "_parsed"] == pd.Timestamp("2013-10-01 06:00:00")
 
@@ -75,24 +75,25 @@ def test_settings_refuse_misspelt_keys(tmp_path):
 
 def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, champion, model_cfg, kafka_records):
     day = dt.datetime.combine(staging.data.as_of, dt.time())
+    source, key = feed.incoming(model_cfg), model_cfg.spine.id
     with pytest.raises(TableNotFoundError, match="incoming_flights does not exist yet: feed it first"):
         streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
     lines = []
-    fed = feed.replay(featurized, day, day + dt.timedelta(days=1), dt.timedelta(hours=12), 0, say=lines.append)
+    fed = feed.replay(featurized, model_cfg, day, day + dt.timedelta(days=1), dt.timedelta(hours=12), 0, say=lines.append)
     assert len(lines) == 2 and fed > 500
     broken = pd.DataFrame(
         [(None, "JFK", "2013-10-01 07:00:00"), ("x_BOS", "BOS", "2013-10-01 07:00:00"), ("x_JFK", "JFK", "soon")],
-        columns=list(streaming.FIELDS),
+        columns=list(source.fields),
     )
-    feed.append(featurized, featurized.spark.createDataFrame(broken))
+    feed.append(featurized, source, featurized.spark.createDataFrame(broken))
 
     said = []
     summary = streaming.run(featurized, model_cfg, "availableNow", say=said.append)
     assert summary["rows"] == fed + 3, said
     out = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas()
-    assert len(out) == out[KEY].nunique() == fed
+    assert len(out) == out[key].nunique() == fed
     assert set(out["model_version"]) == {champion.version} and set(out["model_alias"]) == {"Champion"}
-    quarantined = featurized.read(staging.table(streaming.QUARANTINE)).toPandas().sort_values(streaming.REASON)
+    quarantined = featurized.read(staging.table(source.quarantine)).toPandas().sort_values(streaming.REASON)
     assert quarantined[streaming.REASON].tolist() == [
         "missing flight_id",
         "unknown origin: BOS",
@@ -106,17 +107,18 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
         day.date(),
         day.date() + dt.timedelta(days=1),
         0.5,
+        entity=model_cfg.spine,
     ).toPandas()
-    both = out.merge(batch, on=KEY, suffixes=("", "_batch"))
+    both = out.merge(batch, on=key, suffixes=("", "_batch"))
     assert len(both) == fed
     assert np.allclose(both["prediction"], both["prediction_batch"], rtol=0, atol=1e-12)
     assert (both[inference.MISSES] == both[f"{inference.MISSES}_batch"]).all()
     # Staging publishes the stream to Kafka too: one record per prediction, keyed by flight, the same values.
     topic, query = streaming.kafka_topic(staging), streaming.query_id(streaming.checkpoint_path(featurized))
     sent = pd.DataFrame([value for _, value in kafka_records(topic, query)])
-    assert [key for key, _ in kafka_records(topic, query)] == sent[KEY].tolist()
-    assert len(sent) == sent[KEY].nunique() == fed
-    both = out.merge(sent, on=KEY, suffixes=("", "_kafka"))
+    assert [key for key, _ in kafka_records(topic, query)] == sent[key].tolist()
+    assert len(sent) == sent[key].nunique() == fed
+    both = out.merge(sent, on=key, suffixes=("", "_kafka"))
     assert len(both) == fed and (both["prediction"] == both["prediction_kafka"]).all()
     assert (both["model_version"] == both["model_version_kafka"]).all()
 
@@ -127,11 +129,17 @@ def test_stream_scores_every_arrival_once_as_batch_does(featurized, staging, cha
     v2 = registry.ModelRef(champion.name, str(registry.client().create_model_version(champion.name, source=source).version))
     registry.move_alias(v2, names.CHAMPION, "test")
     more = feed.replay(
-        featurized, day + dt.timedelta(days=1), day + dt.timedelta(days=2), dt.timedelta(days=1), 0, say=lambda line: None
+        featurized,
+        model_cfg,
+        day + dt.timedelta(days=1),
+        day + dt.timedelta(days=2),
+        dt.timedelta(days=1),
+        0,
+        say=lambda line: None,
     )
     streaming.run(featurized, model_cfg, "availableNow", say=lambda line: None)
     out = featurized.read(staging.table(streaming.PREDICTIONS)).toPandas()
-    assert len(out) == out[KEY].nunique() == fed + more
+    assert len(out) == out[key].nunique() == fed + more
     assert out.groupby("model_version").size().to_dict() == {champion.version: fed, v2.version: more}
     sent = pd.DataFrame([value for _, value in kafka_records(topic, query)])
     assert sent.groupby("model_version").size().to_dict() == {champion.version: fed, v2.version: more}
@@ -143,24 +151,25 @@ def test_a_micro_batch_replayed_after_its_write_writes_nothing_twice(
     """What a restart does after a crash between a micro-batch's writes and its checkpoint commit:
     the tables are not written again, and Kafka gets the records it lacks, once."""
     day = dt.datetime.combine(staging.data.as_of, dt.time())
-    fed = feed.replay(featurized, day, day + dt.timedelta(hours=9), dt.timedelta(hours=9), 0, say=lambda line: None)
-    feed.append(
-        featurized, featurized.spark.createDataFrame(pd.DataFrame([("x_JFK", "JFK", "noon")], columns=list(streaming.FIELDS)))
-    )
+    source = feed.incoming(model_cfg)
+    fed = feed.replay(featurized, model_cfg, day, day + dt.timedelta(hours=9), dt.timedelta(hours=9), 0, say=lambda line: None)
+    arrivals = pd.DataFrame([("x_JFK", "JFK", "noon")], columns=list(source.fields))
+    feed.append(featurized, source, featurized.spark.createDataFrame(arrivals))
     checkpoint, query = tmp_path / "checkpoint", f"query-{uuid.uuid4()}"
     checkpoint.mkdir()
     (checkpoint / "metadata").write_text(json.dumps({"id": query}))  # what Spark writes when a query starts
     known, topic = model_cfg.inference.streaming.known_values, streaming.kafka_topic(staging)
-    rows = featurized.read(staging.table(streaming.INCOMING))
-    streaming.MicroBatch(staging, str(checkpoint), 0.5, known)(rows, 0)  # crashed before its Kafka write
-    batch = streaming.MicroBatch(staging, str(checkpoint), 0.5, known, streaming.kafka_target(staging))
+    rows = featurized.read(staging.table(source.table))
+    spine = model_cfg.spine
+    streaming.MicroBatch(staging, str(checkpoint), source, spine, 0.5, known)(rows, 0)  # crashed before its Kafka write
+    batch = streaming.MicroBatch(staging, str(checkpoint), source, spine, 0.5, known, streaming.kafka_target(staging))
     batch(rows, 0)  # replayed: Delta has (query, 0) in both tables' logs and skips both writes; Kafka gets them
     assert len(kafka_records(topic, query)) == fed
     batch(rows, 0)  # replayed again: Kafka holds them all already
     sent = [key for key, _ in kafka_records(topic, query)]
     assert len(sent) == len(set(sent)) == fed
     assert featurized.read(staging.table(streaming.PREDICTIONS)).count() == fed
-    assert featurized.read(staging.table(streaming.QUARANTINE)).count() == 1
+    assert featurized.read(staging.table(source.quarantine)).count() == 1
     assert featurized.version(staging.table(streaming.PREDICTIONS)) == 0
 
 
@@ -180,15 +189,16 @@ def test_without_a_champion_the_stream_waits_and_says_so(staging, trained):
     assert found == [trained] and len(said) == 1
 
 
-def test_a_changed_source_schema_is_one_line_naming_the_column(featurized, staging):
-    table = staging.table(streaming.INCOMING)
-    rows = featurized.spark.createDataFrame(pd.DataFrame([("x_JFK", 3, "2013-10-01 07:00:00")], columns=list(streaming.FIELDS)))
+def test_a_changed_source_schema_is_one_line_naming_the_column(featurized, staging, model_cfg):
+    source = feed.incoming(model_cfg)
+    table = staging.table(source.table)
+    rows = featurized.spark.createDataFrame(pd.DataFrame([("x_JFK", 3, "2013-10-01 07:00:00")], columns=list(source.fields)))
     featurized.write(rows.selectExpr("*", "current_timestamp() AS arrived_at"), table)
     with pytest.raises(streaming.StreamingError, match="incoming_flights column origin is bigint, not string"):
-        streaming.check_source(featurized)
+        streaming.check_source(featurized, source)
     featurized.write(rows.drop("origin").selectExpr("*", "current_timestamp() AS arrived_at"), table)
     with pytest.raises(streaming.StreamingError, match="incoming_flights has no column origin"):
-        streaming.check_source(featurized)
+        streaming.check_source(featurized, source)
 
 
 @pytest.mark.parametrize(

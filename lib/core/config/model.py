@@ -8,6 +8,7 @@ nothing above it); here the declarations' shape and the columns they read and ma
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -15,7 +16,8 @@ from pydantic import Field, PrivateAttr, StrictBool, StrictInt, field_validator,
 
 from lib.core import metrics as metric_registry
 from lib.core.config.blocks import Number
-from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, invalid, parse_model, read_yaml, suggest
+from lib.core.config.loading import PROJECT_DIR, Strict, conf_dir, display_path, invalid, parse_model, read_yaml, suggest
+from lib.core.errors import ConfigError
 
 FILE = "model.yml"
 # The metrics every stage reports, nameable in model.yml: the names of the registry (lib/core/metrics.py),
@@ -39,10 +41,66 @@ else:
 Columns = Annotated[list[str], Field(min_length=1)]
 
 
+Expressions = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+_IDENTIFIER = r"[A-Za-z_]\w*|`[^`]+`"
+
+
+def output_name(expr: str) -> str | None:
+    """The column a Spark SQL select expression makes, when it can be read: `... AS name` or a
+    bare column; None otherwise (e.g. `upper(x)`, `x name`, `*`)."""
+    found = re.fullmatch(rf"(?is)(?:.*\S\s+AS\s+)?({_IDENTIFIER})\s*", expr.strip())
+    return found.group(1).strip("`") if found else None
+
+
+def _unmade(select: list[str], needed: dict[str, str]) -> str | None:
+    """What is wrong when a column of `needed` (name -> what it is for) is not made by `select`."""
+    made = {output_name(e) for e in select}
+    missing = [f"{name} ({why})" for name, why in needed.items() if name not in made]
+    if not missing:
+        return None
+    unread = [e for e in select if output_name(e) is None]
+    hint = f"; the name of {unread[0]!r} could not be read: end it with `AS <name>`" if unread else ""
+    return f"makes no column {', '.join(missing)}{hint}"
+
+
 class FeatureTable(Strict):
+    """A feature table made from a source's raw table: its rows filtered, its columns selected."""
+
     primary_keys: Columns
     timestamp_key: str  # a row holds the values as they were known from this time on
+    source: str | None = None  # a source of sources.yml: its raw table, with the source's derived `columns`
+    filter: str | None = None  # a Spark SQL predicate: the rows kept
+    select: Expressions | None = None  # Spark SQL expressions; they make the keys and the features
+    keep_latest_by: str | None = None  # of rows repeating the key (primary keys + timestamp key), keep the largest
     description: str = ""
+
+    @model_validator(mode="after")
+    def _made_from_a_source(self) -> FeatureTable:
+        if self.source is None or self.select is None:
+            raise invalid("", "needs `source` and `select`")
+        problem = _unmade(
+            self.select, {**{k: "a primary key" for k in self.primary_keys}, self.timestamp_key: "the timestamp key"}
+        )
+        if problem:
+            raise invalid("select", problem)
+        return self
+
+
+class Labels(Strict):
+    """The table `labels`, the training spine: a source's rows that have a label, with the keys."""
+
+    source: str  # a source of sources.yml
+    filter: str | None = None  # a Spark SQL predicate: the rows that have a label
+    select: Expressions  # they make every column of `keys` and the label
+    description: str = ""
+
+
+class Spine(Strict):
+    """The entity a prediction is about: the feature table whose rows are scored, its id and its event time."""
+
+    table: str  # a table of `feature_tables`: batch inference scores its rows (in the period), the replay feed streams them
+    id: str  # one per scored row: the online store's and Kafka's key, the predictions' row id
+    timestamp: str  # event time: data windows, scored periods, as-of lookups
 
 
 class Lookup(Strict):
@@ -180,12 +238,13 @@ class Deployment(Strict):
 class Streaming(Strict):
     """`inference.streaming`."""
 
+    source_table: str = "incoming"  # where arriving rows land (its quarantine table: `<source_table>_quarantine`)
     known_values: dict[str, list[str]] = Field(default_factory=dict)  # other values are quarantined
     max_files_per_trigger: StrictInt | None = Field(None, ge=1)  # a cap on a micro-batch (Delta's default: 1000 files)
 
 
 class Inference(Strict):
-    decision_threshold: Number = Field(ge=0, le=1)  # probability above which a flight is predicted delayed
+    decision_threshold: Number = Field(ge=0, le=1)  # probability from which a row's predicted class is 1 (classification)
     streaming: Streaming = Field(default_factory=Streaming)
 
 
@@ -195,7 +254,9 @@ class ModelConfig(Strict):
     problem_type: ProblemType = metric_registry.CLASSIFICATION
     label: str
     feature_tables: dict[str, FeatureTable] = Field(min_length=1)
-    keys: Columns  # the spine: what a caller gives to get a prediction
+    labels: Labels
+    spine: Spine
+    keys: Columns  # the spine's columns: what a caller gives to get a prediction
     feature_lookups: list[Lookup] = Field(min_length=1)
     on_demand_features: list[OnDemand] = Field(default_factory=list)
     features: Features
@@ -221,6 +282,43 @@ class ModelConfig(Strict):
         for at, name in named:
             if name not in fits:
                 raise invalid(at, f"{name} is not a metric of problem_type {self.problem_type}: use one of {', '.join(fits)}")
+        return self
+
+    @property
+    def class_threshold(self) -> float | None:
+        """The decision threshold that makes a predicted class; None for regression (no class column)."""
+        return self.inference.decision_threshold if self.problem_type == metric_registry.CLASSIFICATION else None
+
+    @model_validator(mode="after")
+    def _spine_is_a_keyed_table(self) -> ModelConfig:
+        """The spine's id and timestamp are keys, and its table is keyed by the id and timed by the timestamp."""
+        spine = self.spine
+        for part in ("id", "timestamp"):
+            if getattr(spine, part) not in self.keys:
+                raise invalid(("spine", part), f"{getattr(spine, part)!r} is not one of `keys` {self.keys}")
+        table = self.feature_tables.get(spine.table)
+        if table is None:
+            raise invalid(
+                ("spine", "table"),
+                f"{spine.table!r} is not a table of feature_tables ({', '.join(self.feature_tables)})"
+                f"{suggest(spine.table, list(self.feature_tables))}",
+            )
+        if table.primary_keys != [spine.id] or table.timestamp_key != spine.timestamp:
+            raise invalid(
+                ("spine", "table"),
+                f"{spine.table} is keyed by {table.primary_keys} at {table.timestamp_key}, "
+                f"not by [{spine.id}] at {spine.timestamp}: the spine's table has one row per id",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _labels_make_the_keys_and_the_label(self) -> ModelConfig:
+        needed = {**{k: "a column of `keys`" for k in self.keys}, self.label: "the label"}
+        problem = _unmade(self.labels.select, needed)
+        if problem:
+            raise invalid(("labels", "select"), problem)
+        if "labels" in self.feature_tables:
+            raise invalid(("feature_tables", "labels"), "the name of the labels table: name the feature table otherwise")
         return self
 
     @model_validator(mode="after")
@@ -286,6 +384,18 @@ class Hyperparameters(Strict):
 
     algorithm: Literal["hist_gradient_boosting", "logistic_regression", "ridge"]
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+def check_sources(model_cfg: ModelConfig, sources: Iterable[str]) -> None:
+    """Every table's and the labels' `source` is a source of sources.yml (a cross-file check)."""
+    known = list(sources)
+    made = [(f"feature_tables.{name}.source", t.source) for name, t in model_cfg.feature_tables.items()]
+    for at, source in [*made, ("labels.source", model_cfg.labels.source)]:
+        if source is not None and source not in known:
+            raise ConfigError(
+                f"{display_path(model_cfg.folder / FILE)}: {at}: {source!r} is not a source of sources.yml "
+                f"({', '.join(known)}){suggest(source, known)}"
+            )
 
 
 def load_model_config(folder: Path | None = None) -> ModelConfig:

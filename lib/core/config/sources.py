@@ -7,6 +7,7 @@ sources:
     timestamp: ordered_at          # the window [data.start, data.end) filters on it (a date: midnight)
     types: {amount: double}        # overrides of the inferred types
     id: {generate: order_id, from: [customer, ordered_at]}   # or the name of an id column
+    columns: {order_day: to_date(ordered_at)}   # derived (Spark SQL), added when the features task reads the raw table
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Source(Strict):
     day: str | None = None  # a Spark SQL date expression the window filters on instead of `timestamp`
     types: dict[str, TypeName] = Field(default_factory=dict)
     id: GeneratedId | str | None = None  # an id column, or one generated; duplicates are refused
+    # Derived columns, name -> Spark SQL expression over the source's columns (and the derived ones
+    # listed before it): added when the features task reads the raw table, not at ingest.
+    columns: dict[Name, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _located(self) -> Source:
