@@ -70,7 +70,7 @@ def model_yml(data: Dataset, name: str) -> str:
     table = f"{name}_features"
     select = [data.id, data.timestamp, *(f"CAST({c} AS string) AS {c}" for c in data.categorical)]
     select += [f"CAST({c} AS double) AS {c}" for c in data.numeric]
-    features = [*data.categorical, *data.numeric]
+    features = data.features
     std = _round(data.label_std)
     if regression:
         thresholds = "    r2: {min: 0.0}                # better than the held-out days' own mean"

@@ -227,3 +227,20 @@ def test_a_two_valued_label_makes_a_classification_project_that_validates(tmp_pa
     assert monitor["problem_type"] == "PROBLEM_TYPE_CLASSIFICATION" and "predicted_class" in monitor["exclude_columns"]
     alert = yaml.safe_load((tmp_path / "late" / "alerts.yml").read_text())["alerts"][0]
     assert alert["condition"] == {"op": "<", "threshold": 0.55} and "roc_auc AS value" in alert["query"]
+
+
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("missing.csv", None, "--from {path}: no such file"),
+        ("orders.json", "{}", "--from {path}: give a .csv or .parquet file"),
+        ("orders.csv", "", "--from {path}: cannot read it as csv: No columns to parse from file"),
+    ],
+)
+def test_a_file_it_cannot_read_is_one_line(tmp_path, name, text, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as failed:
+        inspect(path, label="units")
+    assert str(failed.value) == message.format(path=path)
