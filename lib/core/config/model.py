@@ -244,7 +244,7 @@ class Streaming(Strict):
 
 
 class Inference(Strict):
-    decision_threshold: Number = Field(0.5, ge=0, le=1)  # probability from which a row's predicted class is 1 (classification only)
+    decision_threshold: Number = Field(0.5, ge=0, le=1)  # from this probability a row's predicted class is 1 (classification)
     streaming: Streaming = Field(default_factory=Streaming)
 
 
