@@ -1,5 +1,5 @@
-"""The replay source of streaming inference: 2013's scheduled flights (the rows of the spine's
-table, conf/model.yml `spine.table`) arriving in the stream's source table
+"""The replay source of streaming inference: the rows of the spine's table (conf/model.yml
+`spine.table`, e.g. a year's scheduled events) arriving in the stream's source table
 (`inference.streaming.source_table`), in event-time order, at a chosen speed.
 
 An arriving row carries its keys as text (as a feed delivers them: model.yml `keys`), stamped
@@ -95,7 +95,7 @@ def replay(
             append(lakehouse, source, lakehouse.spark.createDataFrame(chunk))
             appended += len(chunk)
         say(
-            f"feed: {len(chunk):>5} flights scheduled {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
+            f"feed: {len(chunk):>5} rows of {at:%Y-%m-%d %H:%M} .. {upto:%H:%M} appended "
             f"({appended} in all, {time.monotonic() - began:.1f}s)"
         )
         at = upto
@@ -110,7 +110,7 @@ def append(lakehouse: Lakehouse, source: Incoming, rows: DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m lib.inference.feed --env prod --from 2013-10-01 --to 2013-10-02 [--every 1h] [--speed 3600]`:
-    append 2013's scheduled flights to the stream's source table in schedule order (a replay source for the stream)."""
+    append the spine table's rows of the period to the stream's source table in event-time order (a replay source)."""
     import argparse
     import sys
 

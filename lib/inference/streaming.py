@@ -1,8 +1,8 @@
-"""Streaming inference: score flights as they arrive, each exactly once, with the Champion of the moment.
+"""Streaming inference: score rows as they arrive, each exactly once, with the Champion of the moment.
 
 Arriving rows land in the Delta table conf/model.yml `inference.streaming.source_table`
-(`incoming_flights` for the flights; lib/inference/feed.py replays 2013's scheduled flights there
-in schedule order, at a chosen speed). A Structured Streaming query reads it and,
+(lib/inference/feed.py replays the spine table's rows there in event-time order, at a chosen
+speed). A Structured Streaming query reads it and,
 per micro-batch (`foreachBatch`: the point-in-time lookup is a window function, which a stream
 itself cannot run):
 
@@ -17,7 +17,7 @@ The Delta appends are idempotent per micro-batch (Delta's txnAppId/txnVersion, k
 checkpoint's query id), and the checkpoint replays a micro-batch that was not committed. A
 micro-batch whose predictions Delta already holds is a replay: it scores nothing again and
 sends Kafka, from the table, only the rows the topic lacks. So after a crash (the Spark server
-killed mid-batch) and a restart, every arriving flight is scored exactly once, in Delta and in
+killed mid-batch) and a restart, every arriving row is scored exactly once, in Delta and in
 Kafka. Over Spark Connect the query and its foreachBatch function run in the Spark server (the
 function in a Python worker the server starts); the client starts, watches and stops it.
 """

@@ -9,24 +9,23 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from lib.core import metrics as metric_registry
 from lib.core import names
 from lib.core.config import ConfigError, Hyperparameters, ModelConfig, conf_dir
 from lib.core.config.loading import schema_comment
-from lib.core.config.model import Labels, output_name
 from lib.lifecycle import training
 from lib.lifecycle.evaluation import metrics as evaluation_metrics
 from lib.monitoring import monitors, views
+from lib.monitoring.metrics import SHOWN_QUALITY
 from lib.platform import registry
 
 # The held-out metrics the ranking shows per problem type (the deployment metric first).
 _SHOWN = {metric_registry.CLASSIFICATION: ["roc_auc", "accuracy", "f1"], metric_registry.REGRESSION: ["rmse", "mae", "r2"]}
 
-# What the exploration notebook tries: name -> hyperparameters file content.
-CANDIDATES: dict[str, Hyperparameters] = {
+# What the exploration notebook tries, per problem type: name -> hyperparameters file content
+# (the gradient boosting parameters fit its classifier and its regressor alike).
+_BOOSTING = {
     "hgb_default": Hyperparameters(
         algorithm="hist_gradient_boosting",
         params={"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31, "l2_regularization": 0.0, "random_state": 42},
@@ -35,21 +34,22 @@ CANDIDATES: dict[str, Hyperparameters] = {
         algorithm="hist_gradient_boosting",
         params={"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 63, "l2_regularization": 1.0, "random_state": 42},
     ),
-    "logistic_regression": Hyperparameters(algorithm="logistic_regression", params={"C": 1.0}),
 }
+CANDIDATES: dict[str, dict[str, Hyperparameters]] = {
+    metric_registry.CLASSIFICATION: {
+        **_BOOSTING,
+        "logistic_regression": Hyperparameters(algorithm="logistic_regression", params={"C": 1.0}),
+    },
+    metric_registry.REGRESSION: {**_BOOSTING, "ridge": Hyperparameters(algorithm="ridge", params={"alpha": 1.0})},
+}
+NOTEBOOK = "notebooks/dev/explore.ipynb"
 
 
-def delay_rates(flights: DataFrame, by: str, labels: Labels, label: str) -> DataFrame:
-    """Per value of `by`: the rows that have a label (`labels.filter`) and the mean of the label,
-    made by its expression in `labels.select` (for the flights: the share delayed)."""
-    made = next(e for e in labels.select if output_name(e) == label)  # the config checks one makes it
-    arrived = flights.where(labels.filter) if labels.filter else flights
-    return (
-        arrived.selectExpr(by, made)
-        .groupBy(by)
-        .agg(F.count("*").alias("flights"), F.round(F.avg(F.col(label).cast("double")), 4).alias("delayed_share"))
-        .orderBy(by)
-    )
+def label_by(frame: pd.DataFrame, by: str, label: str) -> pd.DataFrame:
+    """Per value of `by` (missing values as one group): the labelled rows and the label's mean
+    (for a 0/1 label, the positive share), in the order of `by`."""
+    grouped = frame.groupby(by, dropna=False, sort=True)[label]
+    return pd.DataFrame({"rows": grouped.size(), f"mean_{label}": grouped.mean().astype(float).round(4)}).reset_index()
 
 
 def windows(
@@ -76,13 +76,14 @@ def windows(
 
 
 def try_candidates(
-    train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig, candidates: dict[str, Hyperparameters]
+    train: pd.DataFrame, holdout: pd.DataFrame, model_cfg: ModelConfig, candidates: dict[str, Hyperparameters] | None = None
 ) -> pd.DataFrame:
     """Fit each candidate, log it as an MLflow run, and rank them, best first, by the held-out
     deployment metric (model.yml deployment.metric, in its direction): the metric the Champion is chosen by."""
     import mlflow
 
     label, threshold, kind = model_cfg.label, model_cfg.inference.decision_threshold, model_cfg.problem_type
+    candidates = CANDIDATES[kind] if candidates is None else candidates
     ranked_by = metric_registry.get(model_cfg.deployment.metric)
     shown = list(dict.fromkeys([ranked_by.name, *_SHOWN[kind]]))
     rows = []
@@ -99,18 +100,19 @@ def try_candidates(
 def rank(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Results best first by `metric` in its direction (highest roc_auc, lowest rmse); unmeasured last."""
     higher = metric_registry.get(metric).higher_is_better
-    return results.sort_values(metric, ascending=not higher, na_position="last", ignore_index=True)
+    ranked = results.sort_values(metric, ascending=not higher, na_position="last", ignore_index=True)
+    ranked.attrs["ranked_by"] = metric
+    return ranked
 
 
-def write_best(results: pd.DataFrame, path: str) -> Path | None:
-    """Write the best-ranked candidate to `path` (relative: to the conf folder; nothing if path is
-    ""); returns where."""
+def write_best(results: pd.DataFrame, path: str, model_cfg: ModelConfig) -> Path | None:
+    """Write the best-ranked candidate of `rank` to `path` (relative: to the conf folder; nothing
+    if path is ""); returns where."""
     if not path:
         return None
-    best, metric = results.iloc[0], results.columns[2]  # try_candidates: candidate, algorithm, the ranking metric
-    return write_hyperparameters(
-        CANDIDATES[best["candidate"]], path, f"{best['candidate']}, held-out {metric} {best[metric]:.4f} (run {best['run_id']})"
-    )
+    best, metric = results.iloc[0], results.attrs["ranked_by"]
+    hyper = CANDIDATES[model_cfg.problem_type][best["candidate"]]
+    return write_hyperparameters(hyper, path, f"{best['candidate']}, held-out {metric} {best[metric]:.4f} (run {best['run_id']})")
 
 
 def write_hyperparameters(hyper: Hyperparameters, path: str | Path, note: str) -> Path:
@@ -121,7 +123,7 @@ def write_hyperparameters(hyper: Hyperparameters, path: str | Path, note: str) -
         target = conf_dir() / target
     header = (
         f"{schema_comment(target, 'hyperparameters')}\n# Production hyperparameters, read by the training task (conf/model.yml "
-        "training.hyperparameters_file).\n# Written by notebooks/dev/explore_flights.ipynb: "
+        f"training.hyperparameters_file).\n# Written by {NOTEBOOK}: "
         f"{note}\n# Review the diff before committing it.\n"
     )
     body = yaml.safe_dump(hyper.model_dump(mode="json"), sort_keys=False)
@@ -139,7 +141,7 @@ def production_quality(lakehouse, env, monitor_name: str = "predictions") -> pd.
     table = names.profile_metrics_table(names.full_name(env.raw_catalog, env.schema, monitor.table_name))
     if not lakehouse.exists(table):
         print(f"{table} does not exist yet: run the production workflow (make pipeline) first")
-        return pd.DataFrame(columns=["window", "model_id", "count", "labelled_count", "accuracy", "roc_auc"])
+        return pd.DataFrame(columns=["window", "model_id", "count", "labelled_count", *SHOWN_QUALITY[monitor.problem_type]])
     return views.quality_over_time(lakehouse, table, monitor.granularities[0], monitor.problem_type)
 
 

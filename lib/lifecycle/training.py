@@ -194,7 +194,9 @@ def git_commit() -> str:
 def describe(model_cfg: ModelConfig, hyper: Hyperparameters, tags: dict[str, str], holdout_metrics: dict[str, float]) -> str:
     """The model version's description: what it predicts, from what, trained how, how good."""
     metric = model_cfg.deployment.metric
-    if model_cfg.problem_type == metric_registry.REGRESSION:
+    if model_cfg.description:
+        what = model_cfg.description.rstrip(".")
+    elif model_cfg.problem_type == metric_registry.REGRESSION:
         what = f"Predicted {model_cfg.label}"
     else:
         what = f"Probability that {model_cfg.label} is 1"

@@ -1,17 +1,34 @@
 import pytest
 
-from lib.core.config.model import Labels
 from lib.core.errors import ConfigError
 from lib.lifecycle import exploration
 
 
-def test_delay_rates_ignore_flights_that_never_arrived(spark):
-    flights = spark.createDataFrame(
-        [("EWR", 30.0), ("EWR", 5.0), ("EWR", None), ("JFK", 16.0), ("JFK", 15.0)], "origin string, arr_delay double"
+def test_label_by_a_column_counts_rows_and_averages_the_label():
+    import pandas as pd
+
+    frame = pd.DataFrame({"site": ["b", "a", "a", None, "b", "b"], "late": [1, 0, 1, 1, 0, 0]})
+    rows = exploration.label_by(frame, "site", "late").to_dict("records")
+    assert rows[:2] == [{"site": "a", "rows": 2, "mean_late": 0.5}, {"site": "b", "rows": 3, "mean_late": 0.3333}]
+    assert rows[2]["rows"] == 1 and rows[2]["mean_late"] == 1.0 and pd.isna(rows[2]["site"])  # missing values: one group
+
+
+def test_the_candidates_fit_their_problem_type_and_the_best_is_written_by_the_ranking_metric(tmp_path, model_cfg):
+    from lib.core.config.model import ALGORITHMS_OF
+
+    for kind, candidates in exploration.CANDIDATES.items():
+        assert {h.algorithm for h in candidates.values()} <= set(ALGORITHMS_OF[kind])
+    import pandas as pd
+
+    results = pd.DataFrame(
+        [
+            {"candidate": "hgb_default", "algorithm": "hist_gradient_boosting", "accuracy": 0.9, "roc_auc": 0.61, "run_id": "a"},
+            {"candidate": "hgb_slow_deep", "algorithm": "hist_gradient_boosting", "accuracy": 0.5, "roc_auc": 0.66, "run_id": "b"},
+        ]
     )
-    labels = Labels(source="flights", filter="arr_delay IS NOT NULL", select=["origin", "CAST(arr_delay > 15 AS int) AS delayed"])
-    rows = [tuple(r) for r in exploration.delay_rates(flights, "origin", labels, "delayed").collect()]
-    assert rows == [("EWR", 2, 0.5), ("JFK", 2, 0.5)]
+    ranked = exploration.rank(results, "roc_auc")
+    path = exploration.write_best(ranked, str(tmp_path / "h.yml"), model_cfg)
+    assert "hgb_slow_deep, held-out roc_auc 0.6600 (run b)" in path.read_text()  # not the accuracy column before it
 
 
 def test_windows_hold_out_the_last_days():
@@ -35,9 +52,9 @@ def test_written_hyperparameters_load_back(tmp_path):
     from lib.core import config
     from lib.lifecycle import exploration
 
-    path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], tmp_path / "h.yml", "a note")
-    assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
-    assert "# Written by notebooks/dev/explore_flights.ipynb: a note" in path.read_text()
+    path = exploration.write_hyperparameters(exploration.CANDIDATES["binary_classification"]["logistic_regression"], tmp_path / "h.yml", "a note")
+    assert config.load_hyperparameters(path, config.load_model_config()) == (path, exploration.CANDIDATES["binary_classification"]["logistic_regression"])
+    assert "# Written by notebooks/dev/explore.ipynb: a note" in path.read_text()
 
 
 def test_a_relative_target_is_in_the_conf_folder_the_training_reads(tmp_path, monkeypatch):
@@ -48,9 +65,9 @@ def test_a_relative_target_is_in_the_conf_folder_the_training_reads(tmp_path, mo
 
     shutil.copytree(config.CONF_DIR, tmp_path / "conf")
     monkeypatch.setenv(config.CONF_ENV_VAR, str(tmp_path / "conf"))
-    path = exploration.write_hyperparameters(exploration.CANDIDATES["logistic_regression"], "hyperparameters.yml", "a note")
+    path = exploration.write_hyperparameters(exploration.CANDIDATES["binary_classification"]["logistic_regression"], "hyperparameters.yml", "a note")
     assert path == (tmp_path / "conf" / "hyperparameters.yml").resolve()
-    assert config.load_hyperparameters("", config.load_model_config()) == (path, exploration.CANDIDATES["logistic_regression"])
+    assert config.load_hyperparameters("", config.load_model_config()) == (path, exploration.CANDIDATES["binary_classification"]["logistic_regression"])
     assert config.load_hyperparameters("", config.load_model_config(config.CONF_DIR))[1].algorithm == "hist_gradient_boosting"
 
 

@@ -42,7 +42,8 @@ def test_fit_learns_a_signal(model_cfg, algorithm, params):
 def as_regression(model_cfg):
     """The flights' model config predicting a number (toy's `minutes`) instead of a class."""
     deployment = model_cfg.deployment.model_copy(update={"metric": "rmse"})
-    return model_cfg.model_copy(update={"problem_type": "regression", "label": "minutes", "deployment": deployment})
+    update = {"problem_type": "regression", "label": "minutes", "description": "", "deployment": deployment}
+    return model_cfg.model_copy(update=update)
 
 
 def with_minutes(df, seed):
@@ -160,6 +161,8 @@ def test_a_regression_version_is_described_and_pictured_as_one(mlflow_env, model
     ref = training.log_and_register(model, holdout, holdout, regression, ridge, lookups, mlflow_env.model_name, {})
     mv = registry.require_version(ref)
     assert mv.description.startswith("Predicted minutes. ridge on 19 features") and "held-out rmse 0." in mv.description
+    described = regression.model_copy(update={"description": "Minutes of delay."})
+    assert training.describe(described, ridge, {}, {"rmse": 0.5}).startswith("Minutes of delay. ridge on 19 features")
     run = mlflow.get_run(mv.tags["run_id"])
     assert run.data.metrics["holdout_rmse"] < 1.5 and "holdout_roc_auc" not in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}

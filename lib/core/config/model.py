@@ -253,6 +253,7 @@ class ModelConfig(Strict):
 
     problem_type: ProblemType = metric_registry.CLASSIFICATION
     label: str
+    description: str = ""  # what the model predicts, in a sentence: each registered version's description starts with it
     feature_tables: dict[str, FeatureTable] = Field(min_length=1)
     labels: Labels
     spine: Spine
