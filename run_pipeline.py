@@ -13,6 +13,7 @@ python run_pipeline.py --env prod --serve          # the serving server, in the 
 python run_pipeline.py --env prod --scheduler      # run scheduled jobs as they come due
 python run_pipeline.py --env prod --replay 2013-06-01:2013-12-31 --every 7d   # 2013, week by week
 python run_pipeline.py --conf other_project/conf --validate   # another project's config folder (default: conf/)
+python run_pipeline.py --init my_project --from data/orders.csv --label units   # a new project from one file
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import shlex
 import sys
 import time
 import traceback
+from pathlib import Path
 
-from lib.bundle import validate
+from lib.bundle import scaffold, validate
 from lib.core import config, names
 from lib.core.errors import LakehouseError
 from lib.monitoring import monitors
@@ -86,8 +88,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="replay production through these days on a simulated clock (e.g. 2013-06-01:2013-12-31)",
     )
     parser.add_argument("--every", metavar="Nd", help="with --replay: days per step (e.g. 7d)")
+    parser.add_argument(
+        "--init", metavar="DIR", help="make a new project's config folder DIR from one CSV or Parquet file (--from), then exit"
+    )
+    parser.add_argument("--from", dest="from_file", metavar="FILE", help="with --init: the CSV or Parquet file")
+    parser.add_argument("--label", help="with --init: the label column (default: a column named label or target)")
+    parser.add_argument("--timestamp", help="with --init: the event-time column (default: the one column of dates)")
+    parser.add_argument("--id", help="with --init: the id column (default: a unique column named id or *_id, else generated)")
     parser.add_argument("--verbose", action="store_true", help="show stack traces on errors")
     return parser.parse_args(argv)
+
+
+def init_project(args: argparse.Namespace) -> None:
+    """`--init DIR --from FILE`: check the flags that go together, then scaffold (lib/bundle/scaffold.py)."""
+    if not args.from_file:
+        raise config.ConfigError("--init DIR needs --from FILE (a CSV or Parquet file)")
+    scaffold.init(Path(args.init), Path(args.from_file), label=args.label, timestamp=args.timestamp, id_=args.id)
 
 
 def list_jobs(all_jobs: dict[str, spec.Job]) -> None:
@@ -410,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     registry.no_telemetry()  # for this process and the kernels and servers it starts
     try:
+        if args.init:
+            init_project(args)
+            return 0
+        if args.from_file or args.label or args.timestamp or args.id:
+            raise config.ConfigError("--from, --label, --timestamp and --id go with --init DIR")
         use_conf(args)
         if args.validate:  # like `databricks bundle validate`: one line per file, then `config OK`
             validate.validate(args.env)

@@ -21,6 +21,9 @@ from lib.features import readers
 from lib.platform.catalog import Lakehouse
 
 _DATE_TIME = ("date", "string")  # what a timestamp column may be read as, and is cast from
+# Reader options naming a text timestamp's layout (Spark datetime patterns, as Spark's CSV reader takes
+# them): a text timestamp that Spark's cast does not read is parsed with them (e.g. 2012/01/31).
+_LAYOUTS = ("timestampFormat", "dateFormat")
 _CODE = (Path(__file__), Path(readers.__file__))  # a change here re-ingests
 
 
@@ -108,6 +111,9 @@ def _typed(df: DataFrame, source: Source, where: str) -> DataFrame:
     if not casts:
         return df
     cast = {c: _try_cast(c, source.types.get(c, "timestamp"), casts[c]) for c in casts}
+    layouts = [source.options[k] for k in _LAYOUTS if k in source.options]
+    if read_as == "string" and layouts:  # text in the layout the options name, whichever reader read it
+        cast[source.timestamp] = F.coalesce(cast[source.timestamp], *[_parsed(source.timestamp, f) for f in layouts])
     bad = {c: F.col(c).isNotNull() & cast[c].isNull() for c in casts}
     found = df.agg(
         *[F.count(F.when(bad[c], 1)).alias(f"n{i}") for i, c in enumerate(casts)],
@@ -120,6 +126,11 @@ def _typed(df: DataFrame, source: Source, where: str) -> DataFrame:
                 what = f"a value that is not a {source.types[column]}"
             raise SourceDataError(f"{where}: column {column}: {found[f'n{i}']} rows with {what}, e.g. {found[f'e{i}']!r}")
     return df.select(*[cast[c].alias(c) if c in cast else F.col(c) for c in df.columns])
+
+
+def _parsed(column: str, layout: str) -> Column:
+    """`column` parsed as a timestamp in a Spark datetime pattern; null where it does not fit."""
+    return F.expr(f"try_to_timestamp(`{column}`, '{layout.replace(chr(39), chr(92) + chr(39))}')")
 
 
 def _try_cast(column: str, first: str, then: str) -> Column:

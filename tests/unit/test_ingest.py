@@ -240,3 +240,18 @@ def test_a_source_declares_where_its_format_reads(tmp_path, declared, message):
     with pytest.raises(ConfigError) as failed:
         load_sources(tmp_path)
     assert str(failed.value).startswith(f"{tmp_path.resolve().as_posix()}/sources.yml: {message}")
+
+
+def test_a_text_timestamp_in_the_layout_the_options_name_parses_whichever_reader_read_it(lakehouse):
+    # vega_datasets' seattle-weather.csv writes dates as 2015/12/01: a package's file is read with
+    # pandas, so Spark's CSV dateFormat never sees it; ingest parses the text with it instead.
+    declared = {"format": "csv", "package": "vega_datasets", "path": "_data/seattle-weather.csv", "timestamp": "date"}
+    source = Source.model_validate({**declared, "options": {"dateFormat": "yyyy/MM/dd"}})
+    rows = ingest.read_source(lakehouse, "seattle", source, dt.date(2015, 12, 1), dt.date(2015, 12, 4)).orderBy("date")
+    assert [(r.date, r.temp_max) for r in rows.collect()] == [
+        (dt.datetime(2015, 12, 1), 10.0),
+        (dt.datetime(2015, 12, 2), 10.6),
+        (dt.datetime(2015, 12, 3), 15.6),
+    ]
+    with pytest.raises(SourceDataError, match=r"column date: 5 rows with an unparsable timestamp, e.g. '2015/1[12]/[0-9]{2}'$"):
+        ingest.read_source(lakehouse, "seattle", Source.model_validate(declared), dt.date(2015, 12, 1), dt.date(2015, 12, 4))

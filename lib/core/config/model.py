@@ -253,7 +253,7 @@ class Streaming(Strict):
 
 
 class Inference(Strict):
-    decision_threshold: Number = Field(ge=0, le=1)  # probability from which a row's predicted class is 1 (classification)
+    decision_threshold: Number = Field(0.5, ge=0, le=1)  # from this probability a row's predicted class is 1 (classification)
     streaming: Streaming = Field(default_factory=Streaming)
 
 
