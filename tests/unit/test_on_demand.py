@@ -122,8 +122,10 @@ def test_a_function_may_read_an_earlier_ones_output_in_config_training_and_scori
     text = (config.CONF_DIR / "model.yml").read_text()
     chained = f"  - {{function: {DISTANCE_BUCKET}, inputs: {{distance: hour_of_week}}, output: week_bucket}}\n"
     text = text.replace("\n# What the model sees", chained + "\n# What the model sees")
-    assert "distance_bucket," in text
-    (tmp_path / "model.yml").write_text(text.replace("distance_bucket,", "distance_bucket, week_bucket,", 1))
+    assert text.count("days_to_holiday, distance_bucket,") == 1  # the features list
+    (tmp_path / "model.yml").write_text(
+        text.replace("days_to_holiday, distance_bucket,", "days_to_holiday, distance_bucket, week_bucket,")
+    )
     cfg = config.load_model_config(tmp_path)
     assert "hour_of_week" not in training.input_columns(cfg) and "sched_dep_ts" in training.input_columns(cfg)
     rng = np.random.default_rng(0)
