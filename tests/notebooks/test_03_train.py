@@ -26,7 +26,7 @@ def test_train_registers_a_pending_version_with_its_hyperparameters_file(execute
     run = mlflow.get_run(version.tags["run_id"])
     assert run.data.params["train_rows"] == str(train_rows)
     assert (run.data.params["max_iter"], run.data.params["max_depth"]) == ("1", "2")
-    assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1.0
+    assert run.data.metrics["holdout_roc_auc"] == 0.5  # the weak model never splits: every row gets the base rate
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {
         "roc_curve.png",
