@@ -84,7 +84,10 @@ def test_keys_without_feature_rows_are_scored_and_counted(featurized, staging, c
     misses = scored.assign(flight=scored["flight_id"].str.removeprefix("no-such-"), missing=missing).pivot(
         index="flight", columns="missing", values=inference.MISSES
     )
-    assert len(misses) == 20 and (misses[True] == misses[False] + 1).all()  # the flight lookup missed, weather as before
+    by_id = sum(lookup.lookup_key == [model_cfg.spine.id] for lookup in model_cfg.feature_lookups)
+    assert by_id == 2  # flight_features and history_features
+    # The lookups by the id missed, weather's (by origin and time) as before.
+    assert len(misses) == 20 and (misses[True] == misses[False] + by_id).all()
     assert scored["prediction"].notna().all()
     # A regression's scoring (no decision threshold) writes the prediction and no class column.
     regression = inference.score(featurized, known, champion, start, end, None, entity=model_cfg.spine)
