@@ -125,22 +125,19 @@ def test_bad_destinations_are_one_line(staging, publish, words):
     assert str(error.value) == f"conf/environments.yml: environments.staging.{words}"
 
 
+def _score_the_spine(featurized, staging, champion, model_cfg, start, end):
+    """The Champion's predictions for the spine table's rows of [start, end), as batch inference makes them."""
+    rows = featurized.read(staging.table(model_cfg.spine.table))
+    return inference.score(featurized, rows, champion, start, end, 0.5, alias="Champion", entity=model_cfg.spine)
+
+
 def test_every_destination_holds_the_period_once_and_files_are_swapped_whole(
     featurized, staging, champion, tmp_path, postgres_server, model_cfg
 ):
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
-    predictions = inference.score(
-        featurized,
-        featurized.read(staging.table("flight_features")),
-        champion,
-        start,
-        end,
-        0.5,
-        alias="Champion",
-        entity=model_cfg.spine,
-    )
+    predictions = _score_the_spine(featurized, staging, champion, model_cfg, start, end)
     targets = staging.publish
     assert targets.enabled() == ["delta", "files", "online", "jdbc"] and targets.files.formats == ["parquet", "csv"]
     first = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store, entity=model_cfg.spine)
@@ -196,16 +193,7 @@ def test_with_delta_switched_off_files_and_online_still_get_the_period(featurize
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table, store = staging.table("predictions"), tmp_path / "online.db"
-    predictions = inference.score(
-        featurized,
-        featurized.read(staging.table("flight_features")),
-        champion,
-        start,
-        end,
-        0.5,
-        alias="Champion",
-        entity=model_cfg.spine,
-    )
+    predictions = _score_the_spine(featurized, staging, champion, model_cfg, start, end)
     targets = Destinations(delta={"enabled": False}, files={"formats": ["parquet"]})
     assert targets.enabled() == ["files", "online"]
     published = inference.publish_everywhere(featurized, predictions, table, targets, start, end, store, entity=model_cfg.spine)
@@ -226,16 +214,7 @@ def test_an_unreachable_jdbc_destination_is_one_line_and_the_others_keep_the_per
     start = staging.data.as_of
     end = start + dt.timedelta(days=1)
     table = staging.table("predictions")
-    predictions = inference.score(
-        featurized,
-        featurized.read(staging.table("flight_features")),
-        champion,
-        start,
-        end,
-        0.5,
-        alias="Champion",
-        entity=model_cfg.spine,
-    )
+    predictions = _score_the_spine(featurized, staging, champion, model_cfg, start, end)
     targets = Destinations(
         files={"enabled": False},
         online={"enabled": False},
